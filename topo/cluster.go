@@ -1,0 +1,649 @@
+package topo
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// NodeSpec describes one node to create.
+type NodeSpec struct {
+	Name   string
+	Role   string // control-plane or worker
+	Labels map[string]string
+}
+
+// ClusterConfig describes a cluster to build.
+type ClusterConfig struct {
+	Lab   string
+	Nodes []NodeSpec
+	// PodMTU of pod eth0 devices (default PodMTU).
+	PodMTU int
+	// Hooks are told about nodes and pods as they come and go: the BPF
+	// datapath plugs in here. Without hooks pods are forwarded by plain
+	// kernel routing (--datapath=none).
+	Hooks []ClusterHook
+	// Progress, if set, receives one line per bring-up stage.
+	Progress func(stage string)
+}
+
+// ClusterHook is told about cluster changes. Hooks run after the kernel
+// objects exist (NodeAdded, PodAdded) or before they go (PodRemoved).
+type ClusterHook interface {
+	NodeAdded(ctx context.Context, c *Cluster, n *Node) error
+	PodAdded(ctx context.Context, c *Cluster, p *Pod) error
+	PodRemoved(ctx context.Context, c *Cluster, p *Pod) error
+}
+
+// DefaultNodes returns kind's default node list: kind-control-plane and
+// workers kind-worker, kind-worker2, ...
+func DefaultNodes(workers int) []NodeSpec {
+	nodes := []NodeSpec{{Name: "kind-control-plane", Role: "control-plane"}}
+	for i := 1; i <= workers; i++ {
+		name := "kind-worker"
+		if i > 1 {
+			name = fmt.Sprintf("kind-worker%d", i)
+		}
+		nodes = append(nodes, NodeSpec{Name: name, Role: "worker"})
+	}
+	return nodes
+}
+
+// Cluster is a Kubernetes-shaped set of namespaces: a fabric namespace
+// holding the underlay bridge, one namespace per node, one per pod and a
+// world namespace for everything outside the cluster.
+type Cluster struct {
+	Lab    string
+	Nodes  []*Node
+	Fabric *Namespace
+	World  *Namespace
+	PodMTU int
+
+	hooks []ClusterHook
+
+	mu      sync.Mutex
+	pods    map[string]*Pod
+	handles map[string]*netlink.Handle // by node name
+	ipam    map[string]*ipam
+	nextEP  map[string]uint16
+	nsList  []string // namespaces created, in order
+}
+
+// WorldHosts are the emulated external addresses held by the world
+// namespace (on its loopback), with the names the lab's DNS gives them.
+var WorldHosts = map[string]netip.Addr{
+	"one.one.one.one": netip.MustParseAddr("1.1.1.1"),
+	"dns.google":      netip.MustParseAddr("8.8.8.8"),
+	"example.com":     netip.MustParseAddr("93.184.216.34"),
+	"www.google.com":  netip.MustParseAddr("142.250.74.36"),
+}
+
+// NewCluster validates cfg and returns an unbuilt cluster.
+func NewCluster(cfg ClusterConfig) (*Cluster, error) {
+	if err := ValidateLabName(cfg.Lab); err != nil {
+		return nil, err
+	}
+	if len(cfg.Nodes) == 0 {
+		return nil, errors.New("cluster: no nodes")
+	}
+	if len(cfg.Nodes) > 250 {
+		return nil, fmt.Errorf("cluster: %d nodes, at most 250 are supported", len(cfg.Nodes))
+	}
+	seen := map[string]bool{}
+	c := &Cluster{Lab: cfg.Lab, PodMTU: cfg.PodMTU, hooks: cfg.Hooks,
+		pods: map[string]*Pod{}, handles: map[string]*netlink.Handle{}, ipam: map[string]*ipam{}, nextEP: map[string]uint16{}}
+	if c.PodMTU == 0 {
+		c.PodMTU = PodMTU
+	}
+	for i, s := range cfg.Nodes {
+		if err := validateNodeName(s.Name); err != nil {
+			return nil, fmt.Errorf("nodes[%d].name: %w", i, err)
+		}
+		if seen[s.Name] {
+			return nil, fmt.Errorf("nodes[%d].name: duplicate node %q", i, s.Name)
+		}
+		seen[s.Name] = true
+		role := s.Role
+		if role == "" {
+			role = "worker"
+		}
+		if role != "worker" && role != "control-plane" {
+			return nil, fmt.Errorf("nodes[%d].role: %q is not control-plane or worker", i, role)
+		}
+		ip := nthAddr(DefaultUnderlay, i+2) // kind starts at .2
+		cidr := netip.PrefixFrom(nthAddr(DefaultPodCIDR, i*256), 24)
+		labels := map[string]string{"kubernetes.io/hostname": s.Name, "kubernetes.io/os": "linux"}
+		if role == "control-plane" {
+			labels["node-role.kubernetes.io/control-plane"] = ""
+		}
+		for k, v := range s.Labels {
+			labels[k] = v
+		}
+		c.Nodes = append(c.Nodes, &Node{
+			Name: s.Name, Role: role, Index: i, IP: ip, PodCIDR: cidr,
+			RouterIP: cidr.Addr().Next(),
+			Eth0MAC:  macFrom(0x02, 0x42, ip),
+			HostMAC:  macFrom(0x0e, 0x01, cidr.Addr().Next()),
+			Labels:   labels,
+		})
+		c.ipam[s.Name] = newIPAM(cidr)
+	}
+	return c, nil
+}
+
+func validateNodeName(n string) error {
+	if n == "" || len(n) > 40 {
+		return fmt.Errorf("%q: must be 1-40 characters", n)
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return fmt.Errorf("%q: only lowercase letters, digits and '-' are allowed", n)
+		}
+	}
+	return nil
+}
+
+// nthAddr returns the address n positions after the prefix's base.
+func nthAddr(p netip.Prefix, n int) netip.Addr {
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v += uint32(n)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// macFrom builds a locally administered MAC a:b:<ipv4 bytes>.
+func macFrom(a, b byte, ip netip.Addr) net.HardwareAddr {
+	v := ip.As4()
+	return net.HardwareAddr{a, b, v[0], v[1], v[2], v[3]}
+}
+
+// Node returns the node called name, or nil.
+func (c *Cluster) Node(name string) *Node {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Pod returns the pod namespace/name, or nil.
+func (c *Cluster) Pod(namespace, name string) *Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pods[namespace+"/"+name]
+}
+
+// Pods returns all pods sorted by namespace/name.
+func (c *Cluster) Pods() []*Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*Pod, 0, len(c.pods))
+	for _, p := range c.pods {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
+// Namespaces returns the names of every namespace the cluster created.
+func (c *Cluster) Namespaces() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.nsList...)
+}
+
+// NodeHandle returns the netlink handle of a node's namespace (owned by the
+// cluster; do not close it).
+func (c *Cluster) NodeHandle(node string) *netlink.Handle {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.handles[node]
+}
+
+func (c *Cluster) createNS(short string) (*Namespace, error) {
+	ns, err := CreateNamespace(c.Lab, short)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.nsList = append(c.nsList, ns.Name)
+	c.mu.Unlock()
+	return ns, nil
+}
+
+func (c *Cluster) progress(cfgProgress func(string), s string) {
+	if cfgProgress != nil {
+		cfgProgress(s)
+	}
+}
+
+// Up creates the fabric, the world and the nodes. On error everything
+// already created is removed.
+func (c *Cluster) Up(ctx context.Context, progress func(string)) (err error) {
+	defer func() {
+		if err != nil {
+			_ = c.Down()
+		}
+	}()
+	if c.Fabric, err = c.createNS("fabric"); err != nil {
+		return err
+	}
+	fh, err := c.Fabric.Handle()
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	brIdx, err := AddBridge(fh, FabricBr, nil, DefaultMTU)
+	if err != nil {
+		return err
+	}
+	// The fabric namespace only switches frames; keep its bridge out of
+	// netfilter and ipv6 autoconf noise.
+	var g errgroup.Group
+	for _, n := range c.Nodes {
+		g.Go(func() error {
+			ns, err := c.createNS(n.Name)
+			if err != nil {
+				return err
+			}
+			n.NS = ns
+			return nil
+		})
+	}
+	g.Go(func() error {
+		ns, err := c.createNS("world")
+		c.World = ns
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	c.progress(progress, fmt.Sprintf("Creating nodes (%d) 📦", len(c.Nodes)))
+
+	// Underlay: one veth per node (and the world) into the fabric bridge.
+	for _, n := range c.Nodes {
+		idx, err := AddVeth(fh, VethEnd{Name: fmt.Sprintf("n%d", n.Index)}, VethEnd{Name: NodeEth0, MAC: n.Eth0MAC, MTU: DefaultMTU}, n.NS)
+		if err != nil {
+			return fmt.Errorf("underlay of %s: %w", n.Name, err)
+		}
+		if err := fh.LinkSetMasterByIndex(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: idx}}, brIdx); err != nil {
+			return fmt.Errorf("underlay of %s: enslave: %w", n.Name, err)
+		}
+	}
+	widx, err := AddVeth(fh, VethEnd{Name: "world"}, VethEnd{Name: WorldEth0, MAC: macFrom(0x02, 0x42, WorldUnderlayIP), MTU: DefaultMTU}, c.World)
+	if err != nil {
+		return fmt.Errorf("underlay of world: %w", err)
+	}
+	if err := fh.LinkSetMasterByIndex(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: widx}}, brIdx); err != nil {
+		return fmt.Errorf("underlay of world: enslave: %w", err)
+	}
+	if err := c.setupWorld(); err != nil {
+		return err
+	}
+	for _, n := range c.Nodes {
+		g.Go(func() error { return c.setupNode(n) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	c.progress(progress, "Wiring underlay and overlay 🔌")
+	for _, n := range c.Nodes {
+		for _, h := range c.hooks {
+			if err := h.NodeAdded(ctx, c, n); err != nil {
+				return fmt.Errorf("datapath on %s: %w", n.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) setupWorld() error {
+	h, err := c.World.Handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName(WorldEth0)
+	if err != nil {
+		return fmt.Errorf("world: %w", err)
+	}
+	if err := h.LinkSetUp(eth0); err != nil {
+		return fmt.Errorf("world: eth0 up: %w", err)
+	}
+	if err := AddAddr(h, eth0.Attrs().Index, netip.PrefixFrom(WorldUnderlayIP, DefaultUnderlay.Bits())); err != nil {
+		return fmt.Errorf("world: %w", err)
+	}
+	for _, a := range WorldHosts {
+		if err := AddAddr(h, 1, netip.PrefixFrom(a, 32)); err != nil {
+			return fmt.Errorf("world: %w", err)
+		}
+	}
+	// Replies to pods go back to the node that owns the pod CIDR.
+	for _, n := range c.Nodes {
+		if err := AddRoute(h, Route{Dst: n.PodCIDR, Gw: n.IP, Ifindex: eth0.Attrs().Index}); err != nil {
+			return fmt.Errorf("world: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) setupNode(n *Node) error {
+	h, err := n.NS.Handle()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.handles[n.Name] = h
+	c.mu.Unlock()
+	for _, kv := range [][2]string{
+		{"net.ipv4.ip_forward", "1"},
+		{"net.ipv4.conf.all.rp_filter", "0"},
+		{"net.ipv4.conf.default.rp_filter", "0"},
+	} {
+		if err := SetSysctl(n.NS, kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	eth0, err := h.LinkByName(NodeEth0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	n.Eth0Ifindex = eth0.Attrs().Index
+	if err := h.LinkSetUp(eth0); err != nil {
+		return fmt.Errorf("%s: eth0 up: %w", n.Name, err)
+	}
+	if err := AddAddr(h, n.Eth0Ifindex, netip.PrefixFrom(n.IP, DefaultUnderlay.Bits())); err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	// cilium_host/cilium_net: the pods' gateway lives on cilium_host.
+	n.HostIfindex, err = AddVeth(h, VethEnd{Name: NodeHost, MAC: n.HostMAC, MTU: DefaultMTU}, VethEnd{Name: NodeNet, MTU: DefaultMTU}, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	if err := LinkSetUp(h, NodeNet, true); err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	netLink, err := h.LinkByName(NodeNet)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	n.NetIfindex = netLink.Attrs().Index
+	if err := AddAddr(h, n.HostIfindex, netip.PrefixFrom(n.RouterIP, 32)); err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	n.VXLANIfindex, err = AddVXLAN(h, VXLAN{Name: NodeVXLAN, Port: VXLANPort, External: true, MTU: DefaultMTU}, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	// The world is the default destination; other nodes' pod CIDRs are
+	// reached over the underlay by plain routing (the baseline without BPF,
+	// and the host stack's path with it).
+	if err := AddRoute(h, Route{Gw: WorldUnderlayIP, Ifindex: n.Eth0Ifindex}); err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	for _, o := range c.Nodes {
+		if o == n {
+			continue
+		}
+		if err := AddRoute(h, Route{Dst: o.PodCIDR, Gw: o.IP, Ifindex: n.Eth0Ifindex}); err != nil {
+			return fmt.Errorf("%s: %w", n.Name, err)
+		}
+	}
+	return nil
+}
+
+// PodSpec describes a pod to create.
+type PodSpec struct {
+	Namespace   string
+	Name        string
+	Node        string
+	Labels      map[string]string
+	HostNetwork bool
+	// MTU of the pod's eth0; 0 uses the cluster's PodMTU.
+	MTU int
+}
+
+// HostVethName returns the host-side veth name of a pod: lxc + 11 hex digits.
+func HostVethName(namespace, name string) string {
+	sum := sha256.Sum256([]byte(namespace + "/" + name))
+	return PodLinkName + hex.EncodeToString(sum[:])[:11]
+}
+
+// AddPod creates a pod on its node: namespace, veth (host side lxc<hash>
+// in the node namespace, eth0 created directly in the pod namespace), a /32
+// from the node's pod CIDR, a default route via the router IP and the
+// routes and neighbours that let the node reach it.
+func (c *Cluster) AddPod(ctx context.Context, s PodSpec) (p *Pod, err error) {
+	node := c.Node(s.Node)
+	if node == nil {
+		return nil, fmt.Errorf("pod %s/%s: unknown node %q", s.Namespace, s.Name, s.Node)
+	}
+	key := s.Namespace + "/" + s.Name
+	c.mu.Lock()
+	if _, ok := c.pods[key]; ok {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("pod %s already exists", key)
+	}
+	c.pods[key] = nil // reserve the name
+	h := c.handles[node.Name]
+	c.nextEP[node.Name]++
+	epID := c.nextEP[node.Name]
+	c.mu.Unlock()
+	defer func() {
+		if err != nil {
+			c.mu.Lock()
+			delete(c.pods, key)
+			c.mu.Unlock()
+		}
+	}()
+	p = &Pod{Namespace: s.Namespace, Name: s.Name, Node: node, HostNetwork: s.HostNetwork, Labels: s.Labels, EndpointID: epID}
+	if s.HostNetwork {
+		p.NS, p.IP = node.NS, node.IP
+		p.MAC = node.Eth0MAC
+	} else if err := c.wirePod(p, h, s.MTU); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.pods[key] = p
+	c.mu.Unlock()
+	for _, hk := range c.hooks {
+		if err := hk.PodAdded(ctx, c, p); err != nil {
+			_ = c.DeletePod(ctx, s.Namespace, s.Name)
+			return nil, fmt.Errorf("datapath for pod %s: %w", key, err)
+		}
+	}
+	return p, nil
+}
+
+func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
+	node := p.Node
+	ip, err := c.ipam[node.Name].allocate()
+	if err != nil {
+		return fmt.Errorf("pod %s: %w", p.Key(), err)
+	}
+	defer func() {
+		if err != nil {
+			c.ipam[node.Name].release(ip)
+		}
+	}()
+	if mtu == 0 {
+		mtu = c.PodMTU
+	}
+	p.IP, p.MTU = ip, mtu
+	p.MAC = macFrom(0x0a, 0x58, ip)
+	p.HostMAC = macFrom(0x0e, 0x00, ip)
+	p.HostVeth = HostVethName(p.Namespace, p.Name)
+	ns, err := c.createNS(p.Namespace + "-" + p.Name)
+	if err != nil {
+		return fmt.Errorf("pod %s: %w", p.Key(), err)
+	}
+	p.NS = ns
+	defer func() {
+		if err != nil {
+			_ = DeleteNamespace(ns.Name)
+		}
+	}()
+	p.HostIfindex, err = AddVeth(h, VethEnd{Name: p.HostVeth, MAC: p.HostMAC, MTU: mtu}, VethEnd{Name: PodEth0, MAC: p.MAC, MTU: mtu}, ns)
+	if err != nil {
+		return fmt.Errorf("pod %s: %w", p.Key(), err)
+	}
+	err = Do(ns, func() error {
+		ph, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		defer ph.Close()
+		eth0, err := ph.LinkByName(PodEth0)
+		if err != nil {
+			return err
+		}
+		p.Ifindex = eth0.Attrs().Index
+		if err := ph.LinkSetUp(eth0); err != nil {
+			return err
+		}
+		if err := AddAddr(ph, p.Ifindex, netip.PrefixFrom(ip, 32)); err != nil {
+			return err
+		}
+		if err := AddNeigh(ph, p.Ifindex, node.RouterIP, p.HostMAC); err != nil {
+			return err
+		}
+		return AddRoute(ph, Route{Gw: node.RouterIP, Ifindex: p.Ifindex, OnLink: true})
+	})
+	if err != nil {
+		return fmt.Errorf("pod %s: configure eth0: %w", p.Key(), err)
+	}
+	if err := AddNeigh(h, p.HostIfindex, ip, p.MAC); err != nil {
+		return fmt.Errorf("pod %s: %w", p.Key(), err)
+	}
+	if err := AddRoute(h, Route{Dst: netip.PrefixFrom(ip, 32), Ifindex: p.HostIfindex}); err != nil {
+		return fmt.Errorf("pod %s: %w", p.Key(), err)
+	}
+	return nil
+}
+
+// DeletePod removes a pod: datapath hooks first, then its namespace (which
+// takes the veth with it) and the node's route.
+func (c *Cluster) DeletePod(ctx context.Context, namespace, name string) error {
+	key := namespace + "/" + name
+	c.mu.Lock()
+	p := c.pods[key]
+	c.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("pod %s not found", key)
+	}
+	var errs []error
+	for _, hk := range c.hooks {
+		if err := hk.PodRemoved(ctx, c, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !p.HostNetwork {
+		h := c.NodeHandle(p.Node.Name)
+		// Deleting the host side removes both ends and the routes through it.
+		if err := h.LinkDel(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: p.HostIfindex}}); err != nil && !errors.Is(err, unix.ENODEV) {
+			errs = append(errs, fmt.Errorf("delete %s: %w", p.HostVeth, err))
+		}
+		if err := DeleteNamespace(p.NS.Name); err != nil {
+			errs = append(errs, err)
+		}
+		c.ipam[p.Node.Name].release(p.IP)
+	}
+	c.mu.Lock()
+	delete(c.pods, key)
+	for i, n := range c.nsList {
+		if p.NS != nil && n == p.NS.Name && !p.HostNetwork {
+			c.nsList = append(c.nsList[:i], c.nsList[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Down removes every namespace the cluster created. It does not run pod
+// hooks: the datapath is torn down by its owner before.
+func (c *Cluster) Down() error {
+	c.mu.Lock()
+	for _, h := range c.handles {
+		h.Close()
+	}
+	c.handles = map[string]*netlink.Handle{}
+	names := append([]string(nil), c.nsList...)
+	c.nsList = nil
+	c.pods = map[string]*Pod{}
+	c.mu.Unlock()
+	var errs []error
+	for i := len(names) - 1; i >= 0; i-- {
+		if err := DeleteNamespace(names[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Anything left with the lab's prefix (a half-created namespace) goes too.
+	rest, _ := ListNamespaces(c.Lab)
+	for _, n := range rest {
+		if err := DeleteNamespace(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ipam hands out pod addresses from a node's /24: .1 is the router, pods
+// get .2 and up.
+type ipam struct {
+	mu     sync.Mutex
+	prefix netip.Prefix
+	used   map[netip.Addr]bool
+	next   int
+}
+
+func newIPAM(p netip.Prefix) *ipam {
+	return &ipam{prefix: p, used: map[netip.Addr]bool{}, next: 2}
+}
+
+func (a *ipam) size() int { return 1<<(32-a.prefix.Bits()) - 3 }
+
+func (a *ipam) allocate() (netip.Addr, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := a.size()
+	for i := 0; i < n; i++ {
+		off := (a.next-2+i)%n + 2
+		ip := nthAddr(a.prefix, off)
+		if !a.used[ip] {
+			a.used[ip] = true
+			a.next = off + 1
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("IPAM: %s exhausted (%d addresses)", a.prefix, n)
+}
+
+func (a *ipam) release(ip netip.Addr) {
+	a.mu.Lock()
+	delete(a.used, ip)
+	a.mu.Unlock()
+}
+
+// IPAMStatus returns how many pod addresses of a node are allocated, out of
+// how many, and from which CIDR.
+func (c *Cluster) IPAMStatus(node string) (used, total int, cidr netip.Prefix) {
+	a := c.ipam[node]
+	if a == nil {
+		return 0, 0, netip.Prefix{}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.used) + 1, a.size() + 1, a.prefix // +1: the router IP
+}
