@@ -1,0 +1,194 @@
+// Package preflight checks that this machine can run a podlab lab: root,
+// kernel configuration, bpffs, and BPF features probed with cilium/ebpf's
+// features package. `podlab preflight` prints its table and `podlab up`
+// refuses to start when a required check fails.
+package preflight
+
+import (
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+)
+
+// Check is one line of the preflight table.
+type Check struct {
+	Name     string
+	Required bool
+	OK       bool
+	// Detail says what was found; Fix says what to do when it failed.
+	Detail string
+	Fix    string
+}
+
+// Report is the outcome of all checks.
+type Report struct{ Checks []Check }
+
+// OK reports whether every required check passed.
+func (r Report) OK() bool {
+	for _, c := range r.Checks {
+		if c.Required && !c.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// Write prints the table: CHECK, RESULT, DETAIL/FIX.
+func (r Report) Write(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
+	for _, c := range r.Checks {
+		res := "pass"
+		detail := c.Detail
+		if !c.OK {
+			res = "FAIL"
+			if !c.Required {
+				res = "warn"
+			}
+			if c.Fix != "" {
+				detail = strings.TrimSpace(detail + " — fix: " + c.Fix)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, res, detail)
+	}
+	return tw.Flush()
+}
+
+// kernelOptions are the options podlab needs (y or m).
+var kernelOptions = []struct {
+	name     string
+	required bool
+}{
+	{"CONFIG_NET_NS", true},
+	{"CONFIG_VETH", true},
+	{"CONFIG_BRIDGE", true},
+	{"CONFIG_VXLAN", true},
+	{"CONFIG_BPF", true},
+	{"CONFIG_BPF_SYSCALL", true},
+	{"CONFIG_BPF_JIT", false},
+	{"CONFIG_NET_CLS_BPF", false},
+	{"CONFIG_NET_SCH_INGRESS", true},
+	{"CONFIG_NET_CLS_ACT", true},
+	{"CONFIG_NET_CLS_U32", false},
+	{"CONFIG_NET_ACT_MIRRED", false},
+	{"CONFIG_NET_ACT_BPF", false},
+	{"CONFIG_DEBUG_INFO_BTF", false},
+}
+
+// readKernelConfig returns the kernel's config options from /proc/config.gz
+// or /boot/config-<release>, and where it found them.
+func readKernelConfig() (map[string]string, string, error) {
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	release := unix.ByteSliceToString(uts.Release[:])
+	var r io.Reader
+	src := "/proc/config.gz"
+	if f, err := os.Open(src); err == nil {
+		defer f.Close()
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, src, err
+		}
+		r = gz
+	} else {
+		src = "/boot/config-" + release
+		f, err := os.Open(src)
+		if err != nil {
+			return nil, "", errors.New("no /proc/config.gz or /boot/config-" + release)
+		}
+		defer f.Close()
+		r = f
+	}
+	opts := map[string]string{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if k, v, ok := strings.Cut(line, "="); ok && strings.HasPrefix(k, "CONFIG_") {
+			opts[k] = v
+		}
+	}
+	return opts, src, sc.Err()
+}
+
+// Run performs every check. It mounts bpffs on /sys/fs/bpf when it is not
+// mounted (podlab needs it for pinned maps).
+func Run() Report {
+	var r Report
+	add := func(c Check) { r.Checks = append(r.Checks, c) }
+
+	add(Check{Name: "root", Required: true, OK: os.Geteuid() == 0, Detail: fmt.Sprintf("euid %d", os.Geteuid()), Fix: "run podlab as root (sudo)"})
+
+	cfg, src, err := readKernelConfig()
+	if err != nil {
+		add(Check{Name: "kernel config", Required: false, OK: false, Detail: err.Error(), Fix: "none needed if the feature probes below pass"})
+	} else {
+		for _, o := range kernelOptions {
+			v := cfg[o.name]
+			add(Check{Name: o.name, Required: o.required, OK: v == "y" || v == "m", Detail: fmt.Sprintf("%s in %s", valueOr(v, "not set"), src), Fix: "rebuild the kernel with " + o.name + "=y"})
+		}
+	}
+
+	add(bpffsCheck())
+
+	probe := func(name string, required bool, fn func() error, fix string) {
+		err := fn()
+		c := Check{Name: name, Required: required, OK: err == nil, Detail: "supported", Fix: fix}
+		if err != nil {
+			c.Detail = err.Error()
+		}
+		add(c)
+	}
+	probe("bpf prog type sched_cls", true, func() error { return features.HaveProgramType(ebpf.SchedCLS) }, "kernel with CONFIG_NET_CLS_BPF and BPF syscall")
+	probe("bpf map type lru_hash", true, func() error { return features.HaveMapType(ebpf.LRUHash) }, "kernel >= 4.10")
+	probe("bpf map type lpm_trie", true, func() error { return features.HaveMapType(ebpf.LPMTrie) }, "kernel >= 4.11")
+	probe("bpf map type ringbuf", true, func() error { return features.HaveMapType(ebpf.RingBuf) }, "kernel >= 5.8")
+	probe("bpf map type percpu_array", true, func() error { return features.HaveMapType(ebpf.PerCPUArray) }, "kernel >= 4.6")
+	probe("helper skb_set_tunnel_key", true, func() error { return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnSkbSetTunnelKey) }, "kernel with CONFIG_VXLAN/BPF tunnel helpers")
+	probe("helper redirect_peer", false, func() error { return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnRedirectPeer) }, "kernel >= 5.10 (falls back to bpf_redirect)")
+	probe("helper ringbuf_output", true, func() error { return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnRingbufOutput) }, "kernel >= 5.8")
+	probe("bounded loops", false, features.HaveBoundedLoops, "kernel >= 5.3")
+	return r
+}
+
+func valueOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// bpffsCheck makes sure a bpf filesystem is mounted on /sys/fs/bpf.
+func bpffsCheck() Check {
+	c := Check{Name: "bpffs on /sys/fs/bpf", Required: true, Fix: "mount -t bpf bpf /sys/fs/bpf"}
+	if err := EnsureBPFFS(); err != nil {
+		c.Detail = err.Error()
+		return c
+	}
+	c.OK, c.Detail = true, "mounted"
+	return c
+}
+
+// EnsureBPFFS mounts bpffs on /sys/fs/bpf if nothing of type bpf is there.
+func EnsureBPFFS() error {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/bpf", &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := os.MkdirAll("/sys/fs/bpf", 0o755); err != nil {
+		return fmt.Errorf("create /sys/fs/bpf: %w", err)
+	}
+	if err := unix.Mount("bpf", "/sys/fs/bpf", "bpf", 0, ""); err != nil {
+		return fmt.Errorf("mount bpffs on /sys/fs/bpf: %w", err)
+	}
+	return nil
+}
