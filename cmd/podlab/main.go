@@ -1,0 +1,68 @@
+// Command podlab builds Kubernetes-shaped labs out of network namespaces,
+// attaches an eBPF datapath, replays scenarios and reports with pcaps.
+// This package is wiring only: every behaviour lives in the library
+// packages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podlab/podlab/topo"
+)
+
+// exitError carries an exit code through cobra.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == topo.NSExecArg {
+		nsexecMain(os.Args[2:])
+		return
+	}
+	root := newRoot()
+	if err := root.Execute(); err != nil {
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "podlab",
+		Short:         "A Kubernetes-shaped network lab with a real eBPF datapath, on one Linux host",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newUpCmd(), newAgentCmd(), newDownCmd(), newListCmd(), newCleanCmd(),
+		newExecCmd(), newPreflightCmd(), newBenchCmd())
+	return root
+}
+
+// needRoot refuses to go on without root, in one sentence.
+func needRoot(*cobra.Command, []string) error {
+	if os.Geteuid() != 0 {
+		return errors.New("podlab needs root to create network namespaces and load BPF programs; run it with sudo")
+	}
+	return nil
+}
+
+// nsexecMain is the child side of `podlab exec`: see topo.Command.
+func nsexecMain(args []string) {
+	if len(args) < 2 || args[1] != "--" {
+		fmt.Fprintln(os.Stderr, "podlab: bad internal exec call")
+		os.Exit(125)
+	}
+	if err := topo.ExecWithResolvConf(args[0], args[2:]); err != nil {
+		fmt.Fprintln(os.Stderr, "podlab:", err)
+		os.Exit(127)
+	}
+}

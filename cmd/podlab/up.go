@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/datapath/preflight"
+	"github.com/podlab/podlab/scenarios/lab"
+	"github.com/podlab/podlab/topo"
+)
+
+// upFlags are shared by `up` and the hidden `agent`.
+type upFlags struct {
+	name     string
+	workers  int
+	demoPods int
+	datapath string
+	metrics  string
+}
+
+func (f *upFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.name, "name", "lab", "lab name (1-16 lowercase letters and digits)")
+	cmd.Flags().IntVar(&f.workers, "workers", 2, "number of worker nodes when no kind Cluster file is given")
+	cmd.Flags().IntVar(&f.demoPods, "pods-per-node", 2, "demo pods created on each worker")
+	cmd.Flags().StringVar(&f.datapath, "datapath", "none", "datapath: none (plain kernel routing) or bpf")
+	cmd.Flags().StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9965)")
+}
+
+// options turns flags and an optional kind Cluster file into lab options.
+func (f *upFlags) options(file string) (lab.Options, error) {
+	o := lab.Options{Name: f.name, DemoPods: f.demoPods, Datapath: f.datapath, Source: file}
+	if err := topo.ValidateLabName(f.name); err != nil {
+		return o, fmt.Errorf("--name: %w", err)
+	}
+	if f.workers < 0 || f.workers > 200 {
+		return o, fmt.Errorf("--workers: %d is out of range 0..200", f.workers)
+	}
+	if f.demoPods < 0 || f.demoPods > 250 {
+		return o, fmt.Errorf("--pods-per-node: %d is out of range 0..250", f.demoPods)
+	}
+	switch f.datapath {
+	case "none":
+	case "bpf":
+		return o, errors.New("--datapath=bpf: not supported yet by `podlab up` in this build; use --datapath=none")
+	default:
+		return o, fmt.Errorf("--datapath: %q is not none or bpf", f.datapath)
+	}
+	if f.metrics != "" {
+		return o, errors.New("--metrics: not supported yet")
+	}
+	o.Nodes = topo.DefaultNodes(f.workers)
+	if file != "" {
+		nodes, err := nodesFromFile(file)
+		if err != nil {
+			return o, err
+		}
+		o.Nodes = nodes
+	}
+	return o, nil
+}
+
+// nodesFromFile reads a kind Cluster config.
+func nodesFromFile(file string) ([]topo.NodeSpec, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, fmt.Errorf("%s: empty file", file)
+	}
+	kc, err := topo.ParseKindCluster(doc.Content[0], file)
+	if err != nil {
+		return nil, err
+	}
+	return kc.Nodes, nil
+}
+
+func newUpCmd() *cobra.Command {
+	var f upFlags
+	var foreground bool
+	cmd := &cobra.Command{
+		Use:   "up [KIND-CLUSTER-FILE]",
+		Short: "Bring up a lab (default: 1 control-plane + 2 workers, 2 demo pods per worker) and keep it running",
+		Args:  cobra.MaximumNArgs(1),
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := needRoot(cmd, args); err != nil {
+				return err
+			}
+			if rep := preflight.Run(); !rep.OK() {
+				_ = rep.Write(os.Stderr)
+				return errors.New("preflight failed: fix the FAIL lines above")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			file := ""
+			if len(args) == 1 {
+				file = args[0]
+			}
+			if _, err := f.options(file); err != nil {
+				return err // reject bad input before anything starts
+			}
+			if foreground {
+				return runAgent(cmd.Context(), f, file, os.Stdout, true)
+			}
+			return startAgent(f, file)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&foreground, "foreground", false, "keep the lab in this process until Ctrl-C instead of a detached agent")
+	return cmd
+}
+
+// startAgent launches `podlab agent` detached, relays its progress and
+// prints the summary once it reports ready.
+func startAgent(f upFlags, file string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := []string{"agent", "--name", f.name, "--workers", strconv.Itoa(f.workers), "--pods-per-node", strconv.Itoa(f.demoPods), "--datapath", f.datapath}
+	if file != "" {
+		abs, _ := filepath.Abs(file)
+		args = append(args, abs)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Stdin = nil
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start agent: %w", err)
+	}
+	fmt.Printf("Creating lab %q ...\n", f.name)
+	sc := bufio.NewScanner(out)
+	ready := false
+	var failure []string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "STAGE "):
+			fmt.Println(" ✓", strings.TrimPrefix(line, "STAGE "))
+		case line == "READY":
+			ready = true
+		case strings.HasPrefix(line, "ERROR "):
+			failure = append(failure, strings.TrimPrefix(line, "ERROR "))
+		default:
+			failure = append(failure, line)
+		}
+		if ready {
+			break
+		}
+	}
+	if !ready {
+		_ = cmd.Wait()
+		if len(failure) == 0 {
+			failure = []string{"agent exited without a reason"}
+		}
+		return fmt.Errorf("bring-up failed: %s", strings.Join(failure, "; "))
+	}
+	_ = cmd.Process.Release()
+	s, err := topo.ReadState(f.name)
+	if err != nil {
+		return err
+	}
+	for _, l := range lab.Summary(s) {
+		fmt.Println(l)
+	}
+	pod := "demo-0"
+	if len(s.Pods) > 0 {
+		pod = s.Pods[0].Name
+	}
+	fmt.Printf("\nRun a command in a pod:  podlab exec %s %s -- ip addr\n", f.name, pod)
+	fmt.Printf("Tear it down:            podlab down %s\n", f.name)
+	return nil
+}
+
+func newAgentCmd() *cobra.Command {
+	var f upFlags
+	cmd := &cobra.Command{
+		Use:     "agent [KIND-CLUSTER-FILE]",
+		Short:   "Run a lab's agent (started by `podlab up`)",
+		Hidden:  true,
+		Args:    cobra.MaximumNArgs(1),
+		PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			file := ""
+			if len(args) == 1 {
+				file = args[0]
+			}
+			return runAgent(cmd.Context(), f, file, os.Stdout, false)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// runAgent builds the lab, reports progress on w ("STAGE ..." lines, then
+// "READY"), then serves the agent API until `podlab down` or a signal. In
+// foreground mode progress is printed for people instead.
+func runAgent(ctx context.Context, f upFlags, file string, w io.Writer, foreground bool) error {
+	o, err := f.options(file)
+	if err != nil {
+		fmt.Fprintln(w, "ERROR", err)
+		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	progressBroken := false
+	o.Progress = func(s string) {
+		var err error
+		if foreground {
+			_, err = fmt.Fprintln(w, " ✓", s)
+		} else {
+			_, err = fmt.Fprintln(w, "STAGE", s)
+		}
+		if err != nil {
+			progressBroken = true // `up` went away: abort below
+		}
+	}
+	signal.Ignore(syscall.SIGPIPE)
+	l, err := lab.Up(ctx, o)
+	if err != nil {
+		fmt.Fprintln(w, "ERROR", err)
+		return err
+	}
+	if progressBroken {
+		return errors.Join(errors.New("podlab up went away during bring-up"), l.Down())
+	}
+	logPath := filepath.Join(topo.StateDir(l.Name), "agent.log")
+	if lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+		defer lf.Close()
+		l.Log = slog.New(slog.NewTextHandler(lf, nil))
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	h := l.Handler(newMux(), cancel)
+	if foreground {
+		s := l.State()
+		for _, line := range lab.Summary(&s) {
+			fmt.Fprintln(w, line)
+		}
+		fmt.Fprintln(w, "Press Ctrl-C to tear the lab down.")
+	} else if _, err := fmt.Fprintln(w, "READY"); err != nil {
+		return errors.Join(err, l.Down())
+	}
+	if !foreground {
+		// Nobody reads our output any more.
+		if devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+			_ = syscall.Dup2(int(devnull.Fd()), 1)
+			_ = syscall.Dup2(int(devnull.Fd()), 2)
+		}
+	}
+	serveErr := l.Serve(sctx, h)
+	l.Log.Info("tearing down", "lab", l.Name)
+	return errors.Join(serveErr, l.Down())
+}
+
+func stateJSON(s *topo.LabState) string {
+	b, _ := json.MarshalIndent(s, "", "  ")
+	return string(b)
+}

@@ -1,0 +1,109 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/podlab/podlab/topo"
+)
+
+// SocketPath returns the agent's unix socket of a lab.
+func SocketPath(name string) string { return filepath.Join(topo.StateDir(name), "agent.sock") }
+
+// Handler returns the agent's HTTP API: GET /state, POST /down. Extra
+// routes (flows, metrics) are added by their owners through mux.
+func (l *Lab) Handler(mux *http.ServeMux, down func()) http.Handler {
+	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
+		s := l.State()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(&s)
+	})
+	mux.HandleFunc("POST /down", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, "tearing down\n")
+		go down()
+	})
+	return mux
+}
+
+// Serve runs the agent API on the lab's unix socket until ctx ends.
+func (l *Lab) Serve(ctx context.Context, h http.Handler) error {
+	p := SocketPath(l.Name)
+	_ = os.Remove(p)
+	ln, err := net.Listen("unix", p)
+	if err != nil {
+		return fmt.Errorf("agent socket: %w", err)
+	}
+	l.SetStateField(func(s *topo.LabState) { s.Socket = p })
+	if err := l.SaveState(); err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Client talks to a lab's agent.
+type Client struct {
+	Name string
+	http *http.Client
+}
+
+// NewClient returns a client for the agent of lab name.
+func NewClient(name string) *Client {
+	p := SocketPath(name)
+	return &Client{Name: name, http: &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", p)
+		}},
+	}}
+}
+
+// Get fetches path from the agent.
+func (c *Client) Get(path string) ([]byte, error) {
+	resp, err := c.http.Get("http://agent" + path)
+	if err != nil {
+		return nil, fmt.Errorf("agent of lab %s: %w", c.Name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return nil, fmt.Errorf("agent of lab %s: %s: %s", c.Name, resp.Status, b)
+	}
+	return b, err
+}
+
+// Down asks the agent to tear the lab down and waits until the lab's lock
+// is released (or timeout passes).
+func (c *Client) Down(timeout time.Duration) error {
+	resp, err := c.http.Post("http://agent/down", "text/plain", nil)
+	if err != nil {
+		return fmt.Errorf("agent of lab %s: %w", c.Name, err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(timeout)
+	for topo.LabAlive(c.Name) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab %s: agent did not finish tearing down within %s", c.Name, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}

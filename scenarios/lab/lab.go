@@ -1,0 +1,205 @@
+// Package lab is the in-process Lab value shared by `podlab run` and the
+// per-lab agent behind `podlab up`: it claims the lab's name, builds the
+// cluster, plugs in the datapath, starts workloads, records the state file
+// and tears everything down again.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/podlab/podlab/topo"
+)
+
+// Options describe a lab to bring up.
+type Options struct {
+	Name string
+	// Nodes of the cluster (default: kind's control plane + 2 workers).
+	Nodes []topo.NodeSpec
+	// DemoPods is the number of demo pods created on each worker.
+	DemoPods int
+	// Datapath is "none" (plain kernel routing) or "bpf".
+	Datapath string
+	// Source names the file the lab came from, if any.
+	Source string
+	// Hooks plug a datapath into the cluster.
+	Hooks []topo.ClusterHook
+	// Progress receives one line per bring-up stage.
+	Progress func(string)
+	Log      *slog.Logger
+}
+
+// Lab is a running lab.
+type Lab struct {
+	Name    string
+	Cluster *topo.Cluster
+	Log     *slog.Logger
+
+	claim *topo.Lab
+	mu    sync.Mutex
+	state topo.LabState
+	// teardown runs in reverse order on Down.
+	teardown []func() error
+	down     bool
+}
+
+// Up claims the lab name and builds the cluster. On any error, everything
+// created so far is removed and the name released.
+func Up(ctx context.Context, o Options) (l *Lab, err error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if len(o.Nodes) == 0 {
+		o.Nodes = topo.DefaultNodes(2)
+	}
+	if o.Datapath == "" {
+		o.Datapath = "none"
+	}
+	progress := func(s string) {
+		if o.Progress != nil {
+			o.Progress(s)
+		}
+	}
+	cl, err := topo.NewCluster(topo.ClusterConfig{Lab: o.Name, Nodes: o.Nodes, Hooks: o.Hooks})
+	if err != nil {
+		return nil, err
+	}
+	claim, err := topo.ClaimLab(o.Name)
+	if err != nil {
+		return nil, err
+	}
+	l = &Lab{Name: o.Name, Cluster: cl, Log: o.Log, claim: claim}
+	l.state = topo.LabState{Kind: "cluster", Source: o.Source, Datapath: o.Datapath, Created: time.Now().UTC(), DNS: topo.DefaultDNSIP.String()}
+	defer func() {
+		if err != nil {
+			_ = l.Down()
+			l = nil
+		}
+	}()
+	if err := claim.WriteState(&l.state); err != nil {
+		return l, err
+	}
+	l.OnDown(cl.Down)
+	progress("Preparing nodes 📦")
+	if err := cl.Up(ctx, progress); err != nil {
+		return l, err
+	}
+	if err := l.writeResolvConf("default"); err != nil {
+		return l, err
+	}
+	if o.DemoPods > 0 {
+		n := 0
+		for _, node := range cl.Nodes {
+			if node.Role != "worker" && len(cl.Nodes) > 1 {
+				continue
+			}
+			for i := 0; i < o.DemoPods; i++ {
+				if _, err := cl.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: fmt.Sprintf("demo-%d", n), Node: node.Name, Labels: map[string]string{"app": "demo"}}); err != nil {
+					return l, err
+				}
+				n++
+			}
+		}
+		progress(fmt.Sprintf("Creating pods (%d) 🐳", n))
+	}
+	if err := l.SaveState(); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+// OnDown registers fn to run when the lab goes down (last registered runs
+// first).
+func (l *Lab) OnDown(fn func() error) {
+	l.mu.Lock()
+	l.teardown = append(l.teardown, fn)
+	l.mu.Unlock()
+}
+
+// SetStateField lets owners add their details (metrics address, socket).
+func (l *Lab) SetStateField(fn func(*topo.LabState)) {
+	l.mu.Lock()
+	fn(&l.state)
+	l.mu.Unlock()
+}
+
+// State returns a copy of the lab's current state record.
+func (l *Lab) State() topo.LabState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.state
+	l.Cluster.StateOf(&s)
+	return s
+}
+
+// SaveState writes the state file from the live cluster.
+func (l *Lab) SaveState() error {
+	s := l.State()
+	return l.claim.WriteState(&s)
+}
+
+// ResolvConfPath returns the resolv.conf a program run in a pod of
+// Kubernetes namespace ns sees.
+func (l *Lab) ResolvConfPath(ns string) string {
+	return filepath.Join(topo.StateDir(l.Name), "resolv-"+ns+".conf")
+}
+
+func (l *Lab) writeResolvConf(ns string) error {
+	body := fmt.Sprintf("nameserver %s\nsearch %s.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n", topo.DefaultDNSIP, ns)
+	if err := os.WriteFile(l.ResolvConfPath(ns), []byte(body), 0o644); err != nil {
+		return fmt.Errorf("write resolv.conf: %w", err)
+	}
+	return nil
+}
+
+// Down tears the lab down: registered teardown steps in reverse, then any
+// leftover of the lab, then the name is released. It is idempotent.
+func (l *Lab) Down() error {
+	l.mu.Lock()
+	if l.down {
+		l.mu.Unlock()
+		return nil
+	}
+	l.down = true
+	steps := l.teardown
+	l.teardown = nil
+	l.mu.Unlock()
+	var errs []error
+	for i := len(steps) - 1; i >= 0; i-- {
+		if err := steps[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := topo.RemoveLab(l.Name); err != nil {
+		errs = append(errs, err)
+	}
+	l.claim.Release()
+	return errors.Join(errs...)
+}
+
+// Summary returns human lines describing the lab: nodes, pods and how to
+// use it.
+func Summary(s *topo.LabState) []string {
+	var out []string
+	out = append(out, fmt.Sprintf("Lab %q (%s, datapath %s)", s.Name, s.Kind, s.Datapath))
+	out = append(out, "Nodes:")
+	for _, n := range s.Nodes {
+		out = append(out, fmt.Sprintf("  %-22s %-14s %-15s pods %s", n.Name, n.Role, n.IP, n.PodCIDR))
+	}
+	pods := append([]topo.PodState(nil), s.Pods...)
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Namespace+pods[i].Name < pods[j].Namespace+pods[j].Name })
+	if len(pods) > 0 {
+		out = append(out, "Pods:")
+		for _, p := range pods {
+			out = append(out, fmt.Sprintf("  %-30s %-15s on %s", p.Namespace+"/"+p.Name, p.IP, p.Node))
+		}
+	}
+	return out
+}
