@@ -1,0 +1,566 @@
+package policy
+
+import (
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/datapath/identity"
+)
+
+// ciliumRule decodes one CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy
+// rule (spec or specs[i]). namespace is empty for clusterwide policies.
+//
+// Namespace defaults follow Cilium: the subject of a namespaced policy only
+// selects endpoints of the policy's namespace; a peer selector that names no
+// namespace (k8s:io.kubernetes.pod.namespace) is restricted to the policy's
+// namespace (namespaced policy, unless it selects by namespace labels) or
+// to Kubernetes pods of any namespace (clusterwide policy); peer selectors
+// on reserved labels are left alone.
+func (d *decoder) ciliumRule(n *yaml.Node, path, namespace string) (Rule, error) {
+	r := Rule{Path: path}
+	if isNull(resolve(n)) {
+		return r, d.errf(n, path, "empty rule: endpointSelector is required")
+	}
+	var subject *Selector
+	var ingress, ingressDeny, egress, egressDeny *yaml.Node
+	var ingressPath, ingressDenyPath, egressPath, egressDenyPath string
+	var dd struct{ ingress, egress *bool }
+	err := d.fields(n, path, map[string]fieldFunc{
+		"endpointSelector": func(v *yaml.Node, p string) error {
+			s, err := d.selector(v, p, identity.SourceAny)
+			subject = &s
+			return err
+		},
+		"nodeSelector": func(v *yaml.Node, p string) error {
+			return d.errf(v, p, notSupported+"nodeSelector (host policies)")
+		},
+		"ingress":     func(v *yaml.Node, p string) error { ingress, ingressPath = v, p; return nil },
+		"ingressDeny": func(v *yaml.Node, p string) error { ingressDeny, ingressDenyPath = v, p; return nil },
+		"egress":      func(v *yaml.Node, p string) error { egress, egressPath = v, p; return nil },
+		"egressDeny":  func(v *yaml.Node, p string) error { egressDeny, egressDenyPath = v, p; return nil },
+		"labels":      nil,
+		"description": func(v *yaml.Node, p string) error { _, err := d.str(v, p); return err },
+		"enableDefaultDeny": func(v *yaml.Node, p string) error {
+			return d.fields(v, p, map[string]fieldFunc{
+				"ingress": func(v *yaml.Node, p string) error {
+					b, err := d.boolean(v, p)
+					dd.ingress = &b
+					return err
+				},
+				"egress": func(v *yaml.Node, p string) error {
+					b, err := d.boolean(v, p)
+					dd.egress = &b
+					return err
+				},
+			})
+		},
+		"log": func(v *yaml.Node, p string) error { return d.errf(v, p, notSupported+"policy logging") },
+	})
+	if err != nil {
+		return r, err
+	}
+	if subject == nil {
+		return r, d.errf(n, join(path, "endpointSelector"), "missing field")
+	}
+	r.Subject = *subject
+	if namespace != "" {
+		// The subject always lives in the policy's namespace (Cilium drops
+		// any other namespace match from it).
+		r.Subject = r.Subject.without(identity.PodNamespaceKey, identity.SourceK8s, identity.SourceAny).
+			with(requirement{source: identity.SourceK8s, key: identity.PodNamespaceKey, op: OpIn, values: []string{namespace}})
+	}
+	matchesInit := subject.hasKey("init", identity.SourceReserved)
+	pc := peerContext{namespace: namespace, matchesInit: matchesInit}
+
+	sections := []struct {
+		node *yaml.Node
+		path string
+		dir  Direction
+		deny bool
+	}{
+		{ingress, ingressPath, Ingress, false},
+		{ingressDeny, ingressDenyPath, Ingress, true},
+		{egress, egressPath, Egress, false},
+		{egressDeny, egressDenyPath, Egress, true},
+	}
+	for _, s := range sections {
+		if s.path == "" {
+			continue // section absent
+		}
+		// A present section (even empty) puts the subject into default deny.
+		if s.dir == Ingress {
+			r.IngressDefaultDeny = dd.ingress == nil || *dd.ingress
+		} else {
+			r.EgressDefaultDeny = dd.egress == nil || *dd.egress
+		}
+		err := d.list(s.node, s.path, func(it *yaml.Node, p string) error {
+			pr, err := d.ciliumPeerRule(it, p, s.dir, s.deny, pc)
+			if err != nil {
+				return err
+			}
+			pr.Name = strings.TrimPrefix(p, "spec.")
+			r.Peers = append(r.Peers, pr)
+			return nil
+		})
+		if err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+type peerContext struct {
+	namespace   string
+	matchesInit bool
+}
+
+// peerSelector applies Cilium's namespace defaults to a peer selector.
+func (pc peerContext) peerSelector(s Selector) Selector {
+	if s.hasSource(identity.SourceReserved) {
+		return s
+	}
+	if s.hasKey(identity.PodNamespaceKey, identity.SourceK8s, identity.SourceAny) {
+		return s
+	}
+	if pc.namespace == "" {
+		if pc.matchesInit {
+			return s
+		}
+		return s.with(requirement{source: identity.SourceK8s, key: identity.PodNamespaceKey, op: OpExists})
+	}
+	if s.hasKeyPrefix(identity.NamespaceLabelsPrefix, identity.SourceK8s, identity.SourceAny) {
+		return s
+	}
+	return s.with(requirement{source: identity.SourceK8s, key: identity.PodNamespaceKey, op: OpIn, values: []string{pc.namespace}})
+}
+
+func (d *decoder) ciliumPeerRule(n *yaml.Node, path string, dir Direction, deny bool, pc peerContext) (PeerRule, error) {
+	pr := PeerRule{Direction: dir, Deny: deny}
+	if !isNull(n) && n.Kind != yaml.MappingNode {
+		return pr, d.errf(n, path, "expected a mapping, got %s", kindName(n))
+	}
+	l3 := false // an L3 field is present (even as an empty list)
+	l4 := false
+	from := "from"
+	if dir == Egress {
+		from = "to"
+	}
+	nsy := func(what string) fieldFunc {
+		return func(v *yaml.Node, p string) error { return d.errf(v, p, "%s", notSupported+what) }
+	}
+	h := map[string]fieldFunc{
+		from + "Endpoints": func(v *yaml.Node, p string) error {
+			l3 = true
+			return d.list(v, p, func(it *yaml.Node, p string) error {
+				s, err := d.selector(it, p, identity.SourceAny)
+				if err != nil {
+					return err
+				}
+				pr.Endpoints = append(pr.Endpoints, pc.peerSelector(s))
+				return nil
+			})
+		},
+		from + "Entities": func(v *yaml.Node, p string) error {
+			l3 = true
+			ents, nodes, err := d.strList(v, p)
+			if err != nil {
+				return err
+			}
+			for i, e := range ents {
+				ent, err := d.entity(nodes[i], index(p, i), e)
+				if err != nil {
+					return err
+				}
+				pr.Entities = append(pr.Entities, ent)
+			}
+			return nil
+		},
+		from + "CIDR": func(v *yaml.Node, p string) error {
+			l3 = true
+			cidrs, nodes, err := d.strList(v, p)
+			if err != nil {
+				return err
+			}
+			for i, c := range cidrs {
+				pfx, err := d.cidr(nodes[i], index(p, i), c)
+				if err != nil {
+					return err
+				}
+				pr.CIDRs = append(pr.CIDRs, CIDRRule{Prefix: pfx})
+			}
+			return nil
+		},
+		from + "CIDRSet": func(v *yaml.Node, p string) error {
+			l3 = true
+			return d.list(v, p, func(it *yaml.Node, p string) error {
+				c, err := d.cidrSet(it, p, "cidr")
+				if err != nil {
+					return err
+				}
+				pr.CIDRs = append(pr.CIDRs, c)
+				return nil
+			})
+		},
+		from + "Requires": nsy(from + "Requires (deprecated in Cilium)"),
+		from + "Nodes":    nsy(from + "Nodes"),
+		from + "Groups":   nsy(from + "Groups"),
+		"toPorts": func(v *yaml.Node, p string) error {
+			l4 = true
+			return d.list(v, p, func(it *yaml.Node, p string) error {
+				ports, err := d.ciliumPortRule(it, p, deny)
+				pr.Ports = append(pr.Ports, ports...)
+				return err
+			})
+		},
+		"icmps": func(v *yaml.Node, p string) error {
+			l4 = true
+			return d.list(v, p, func(it *yaml.Node, p string) error {
+				return d.fields(it, p, map[string]fieldFunc{
+					"fields": func(v *yaml.Node, p string) error {
+						return d.list(v, p, func(it *yaml.Node, p string) error {
+							t, err := d.icmpField(it, p)
+							pr.ICMPs = append(pr.ICMPs, ICMPRule{Type: t})
+							return err
+						})
+					},
+				})
+			})
+		},
+	}
+	if !deny {
+		h["authentication"] = nsy("authentication (mutual auth)")
+	}
+	if dir == Egress {
+		h["toServices"] = nsy("toServices")
+		h["toFQDNs"] = nsy("toFQDNs (DNS-based policy)")
+	}
+	if err := d.fields(n, path, h); err != nil {
+		return pr, err
+	}
+	// A rule without any L3 field but with ports applies to every peer
+	// (Cilium's L4-only rule). A rule with neither allows nothing.
+	if !l3 && l4 {
+		pr.AnyPeer = true
+	}
+	return pr, nil
+}
+
+var entityNames = map[string]Entity{
+	"world":          EntityWorld,
+	"world-ipv4":     EntityWorld,
+	"cluster":        EntityCluster,
+	"host":           EntityHost,
+	"remote-node":    EntityRemoteNode,
+	"all":            EntityAll,
+	"kube-apiserver": EntityKubeAPIServer,
+	"health":         EntityHealth,
+	"init":           EntityInit,
+	"unmanaged":      EntityUnmanaged,
+}
+
+func (d *decoder) entity(n *yaml.Node, path, s string) (Entity, error) {
+	if e, ok := entityNames[s]; ok {
+		return e, nil
+	}
+	switch s {
+	case "ingress", "world-ipv6":
+		return "", d.errf(n, path, notSupported+"entity %q", s)
+	}
+	return "", d.errf(n, path, "unknown entity %q (want world, cluster, host, remote-node, all, kube-apiserver, health, init or unmanaged)", s)
+}
+
+// cidr parses an IPv4 prefix ("10.0.0.0/8") or address ("1.2.3.4" = /32).
+func (d *decoder) cidr(n *yaml.Node, path, s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	var err error
+	if strings.Contains(s, "/") {
+		p, err = netip.ParsePrefix(s)
+	} else {
+		var a netip.Addr
+		a, err = netip.ParseAddr(s)
+		if err == nil {
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+	}
+	if err != nil {
+		return netip.Prefix{}, d.errf(n, path, "invalid CIDR %q", s)
+	}
+	if !p.Addr().Is4() {
+		return netip.Prefix{}, d.errf(n, path, notSupported+"IPv6 CIDR %q", s)
+	}
+	return p.Masked(), nil
+}
+
+// cidrSet decodes {cidr, except} (Cilium CIDRRule, field "cidr") or a
+// NetworkPolicy ipBlock (same shape).
+func (d *decoder) cidrSet(n *yaml.Node, path, field string) (CIDRRule, error) {
+	var c CIDRRule
+	var exceptNodes []*yaml.Node
+	var excepts []string
+	var cidrNode *yaml.Node
+	h := map[string]fieldFunc{
+		field: func(v *yaml.Node, p string) error {
+			cidrNode = v
+			s, err := d.str(v, p)
+			if err != nil {
+				return err
+			}
+			c.Prefix, err = d.cidr(v, p, s)
+			return err
+		},
+		"except": func(v *yaml.Node, p string) error {
+			var err error
+			excepts, exceptNodes, err = d.strList(v, p)
+			return err
+		},
+	}
+	if field == "cidr" {
+		h["cidrGroupRef"] = func(v *yaml.Node, p string) error { return d.errf(v, p, notSupported+"cidrGroupRef") }
+		h["cidrGroupSelector"] = func(v *yaml.Node, p string) error { return d.errf(v, p, notSupported+"cidrGroupSelector") }
+	}
+	if err := d.fields(n, path, h); err != nil {
+		return c, err
+	}
+	if cidrNode == nil {
+		return c, d.errf(n, join(path, field), "missing field")
+	}
+	for i, e := range excepts {
+		p := index(join(path, "except"), i)
+		ex, err := d.cidr(exceptNodes[i], p, e)
+		if err != nil {
+			return c, err
+		}
+		if ex.Bits() < c.Prefix.Bits() || !c.Prefix.Contains(ex.Addr()) {
+			return c, d.errf(exceptNodes[i], p, "except %s is not inside %s", ex, c.Prefix)
+		}
+		c.Except = append(c.Except, ex)
+	}
+	return c, nil
+}
+
+// svcNameRE is IANA_SVC_NAME, the syntax of named container ports.
+var svcNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$`)
+
+func validPortName(s string) bool {
+	return svcNameRE.MatchString(s) && !strings.Contains(s, "--") && strings.ContainsAny(s, "abcdefghijklmnopqrstuvwxyz")
+}
+
+var protoNames = map[string]uint8{"TCP": ProtoTCP, "UDP": ProtoUDP, "SCTP": ProtoSCTP, "ANY": ProtoAny, "": ProtoAny}
+
+// ciliumPortRule decodes a toPorts entry into its ports.
+func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool) ([]PortRule, error) {
+	var out []PortRule
+	nsy := func(what string) fieldFunc {
+		return func(v *yaml.Node, p string) error { return d.errf(v, p, "%s", notSupported+what) }
+	}
+	h := map[string]fieldFunc{
+		"ports": func(v *yaml.Node, p string) error {
+			return d.list(v, p, func(it *yaml.Node, p string) error {
+				pr, err := d.ciliumPort(it, p)
+				out = append(out, pr)
+				return err
+			})
+		},
+	}
+	if !deny {
+		h["rules"] = nsy("L7 rules (toPorts[].rules)")
+		h["terminatingTLS"] = nsy("TLS interception (toPorts[].terminatingTLS)")
+		h["originatingTLS"] = nsy("TLS interception (toPorts[].originatingTLS)")
+		h["serverNames"] = nsy("TLS SNI rules (toPorts[].serverNames)")
+		h["listener"] = nsy("Envoy listeners (toPorts[].listener)")
+	}
+	if err := d.fields(n, path, h); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (d *decoder) ciliumPort(n *yaml.Node, path string) (PortRule, error) {
+	var pr PortRule
+	var endPort int64
+	var endNode *yaml.Node
+	err := d.fields(n, path, map[string]fieldFunc{
+		"port": func(v *yaml.Node, p string) error {
+			if v == nil || v.Kind != yaml.ScalarNode {
+				return d.errf(v, p, "invalid port: expected a number or a name")
+			}
+			if num, err := strconv.ParseUint(v.Value, 10, 16); err == nil {
+				pr.Port = uint16(num)
+				return nil
+			}
+			if !validPortName(v.Value) {
+				return d.errf(v, p, "invalid port %q: want 0-65535 or a port name", v.Value)
+			}
+			pr.Name = v.Value
+			return nil
+		},
+		"endPort": func(v *yaml.Node, p string) error {
+			var err error
+			endNode = v
+			endPort, err = d.integer(v, p, 0, 65535)
+			return err
+		},
+		"protocol": func(v *yaml.Node, p string) error {
+			s, err := d.str(v, p)
+			if err != nil {
+				return err
+			}
+			proto, ok := protoNames[s]
+			if !ok {
+				return d.errf(v, p, "invalid protocol %q (want TCP, UDP, SCTP or ANY)", s)
+			}
+			pr.Proto = proto
+			return nil
+		},
+	})
+	if err != nil {
+		return pr, err
+	}
+	pr.EndPort = pr.Port
+	if endNode != nil && pr.Name == "" && endPort != 0 {
+		// Cilium ignores endPort on named ports.
+		if pr.Port == 0 {
+			return pr, d.errf(endNode, join(path, "endPort"), "endPort needs a non-zero port")
+		}
+		if uint16(endPort) < pr.Port {
+			return pr, d.errf(endNode, join(path, "endPort"), "endPort %d is below port %d", endPort, pr.Port)
+		}
+		pr.EndPort = uint16(endPort)
+	}
+	return pr, nil
+}
+
+var icmpTypeNames = map[string]uint8{
+	"EchoReply":              0,
+	"DestinationUnreachable": 3,
+	"Redirect":               5,
+	"Echo":                   8,
+	"EchoRequest":            8,
+	"RouterAdvertisement":    9,
+	"RouterSelection":        10,
+	"TimeExceeded":           11,
+	"ParameterProblem":       12,
+	"Timestamp":              13,
+	"TimestampReply":         14,
+	"Photuris":               40,
+	"ExtendedEchoRequest":    42,
+	"ExtendedEchoReply":      43,
+}
+
+func (d *decoder) icmpField(n *yaml.Node, path string) (uint8, error) {
+	var t uint8
+	var typeNode *yaml.Node
+	err := d.fields(n, path, map[string]fieldFunc{
+		"family": func(v *yaml.Node, p string) error {
+			s, err := d.str(v, p)
+			if err != nil {
+				return err
+			}
+			switch s {
+			case "", "IPv4":
+				return nil
+			case "IPv6":
+				return d.errf(v, p, notSupported+"ICMPv6 (family IPv6)")
+			}
+			return d.errf(v, p, "invalid family %q (want IPv4 or IPv6)", s)
+		},
+		"type": func(v *yaml.Node, p string) error {
+			typeNode = v
+			if v == nil || v.Kind != yaml.ScalarNode {
+				return d.errf(v, p, "invalid ICMP type: expected a number or a name")
+			}
+			if num, err := strconv.ParseUint(v.Value, 10, 8); err == nil {
+				t = uint8(num)
+				return nil
+			}
+			num, ok := icmpTypeNames[v.Value]
+			if !ok {
+				return d.errf(v, p, "invalid ICMP type %q: want 0-255 or an ICMP type name (EchoRequest, ...)", v.Value)
+			}
+			t = num
+			return nil
+		},
+	})
+	if err != nil {
+		return 0, err
+	}
+	if typeNode == nil {
+		return 0, d.errf(n, join(path, "type"), "missing field")
+	}
+	return t, nil
+}
+
+// selector decodes a label selector; keys without a source get
+// defaultSource.
+func (d *decoder) selector(n *yaml.Node, path, defaultSource string) (Selector, error) {
+	var ml map[string]string
+	var mlNode *yaml.Node
+	var exprs []Requirement
+	var exprNodes []*yaml.Node
+	err := d.fields(n, path, map[string]fieldFunc{
+		"matchLabels": func(v *yaml.Node, p string) error {
+			var err error
+			mlNode = v
+			ml, err = d.strMap(v, p)
+			return err
+		},
+		"matchExpressions": func(v *yaml.Node, p string) error {
+			return d.list(v, p, func(it *yaml.Node, p string) error {
+				var r Requirement
+				var keyNode *yaml.Node
+				err := d.fields(it, p, map[string]fieldFunc{
+					"key": func(v *yaml.Node, p string) error {
+						keyNode = v
+						s, err := d.str(v, p)
+						r.Key = s
+						return err
+					},
+					"operator": func(v *yaml.Node, p string) error {
+						s, err := d.str(v, p)
+						r.Operator = Operator(s)
+						return err
+					},
+					"values": func(v *yaml.Node, p string) error {
+						vals, _, err := d.strList(v, p)
+						r.Values = vals
+						return err
+					},
+				})
+				if err != nil {
+					return err
+				}
+				if keyNode == nil {
+					return d.errf(it, join(p, "key"), "missing field")
+				}
+				exprs = append(exprs, r)
+				exprNodes = append(exprNodes, it)
+				return nil
+			})
+		},
+	})
+	if err != nil {
+		return Selector{}, err
+	}
+	// Validate piece by piece so the error points at the right entry.
+	for k := range ml {
+		if _, err := newSelector(defaultSource, map[string]string{k: ml[k]}, nil); err != nil {
+			return Selector{}, d.errf(valueNode(mlNode, k), join(join(path, "matchLabels"), k), "%s", strings.TrimPrefix(err.Error(), "matchLabels["+k+"]: "))
+		}
+	}
+	for i, e := range exprs {
+		if _, err := newSelector(defaultSource, nil, []Requirement{e}); err != nil {
+			msg := strings.TrimPrefix(err.Error(), "matchExpressions[0]")
+			msg = strings.TrimPrefix(msg, ": ")
+			p := index(join(path, "matchExpressions"), i)
+			if f, rest, ok := strings.Cut(msg, ": "); ok && (f == ".key" || f == ".values" || f == ".operator") {
+				p, msg = p+f, rest
+			}
+			return Selector{}, d.errf(exprNodes[i], p, "%s", msg)
+		}
+	}
+	return newSelector(defaultSource, ml, exprs)
+}

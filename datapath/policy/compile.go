@@ -1,0 +1,378 @@
+package policy
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/podlab/podlab/datapath/identity"
+)
+
+// Endpoint is what the compiler needs to know about one endpoint (a pod).
+type Endpoint struct {
+	Namespace string
+	Name      string
+	// Labels are the endpoint's identity labels (identity.K8sLabels).
+	Labels   identity.Labels
+	Identity identity.ID
+	// NamedPorts are the pod's named container ports, for ingress rules
+	// on named ports.
+	NamedPorts []NamedPort
+}
+
+// CompileOptions tune compilation.
+type CompileOptions struct {
+	// PeerPorts holds the named container ports of the endpoints of each
+	// identity (union over the endpoints sharing it), used to resolve named
+	// ports in egress rules. Without it, egress named ports match nothing.
+	PeerPorts map[identity.ID][]NamedPort
+	// AllowLocalhost adds an ingress allow from the host identity to every
+	// endpoint whose ingress is enforced, as Cilium does by default
+	// (allow-localhost) and Kubernetes NetworkPolicy requires (kubelet
+	// probes). A deny rule for host still wins.
+	AllowLocalhost bool
+}
+
+// RuleAllowLocalhost names entries added by CompileOptions.AllowLocalhost.
+const RuleAllowLocalhost = "allow-localhost"
+
+// Compiler compiles endpoint policies against one snapshot of the policies
+// and of the identity table. Peer sets are computed once per selector and
+// shared by every endpoint compiled with the same Compiler. It is safe for
+// concurrent use; make a new one when policies or identities change.
+type Compiler struct {
+	policies []*Policy
+	table    *identity.Table
+	opts     CompileOptions
+
+	world   []identity.ID
+	cluster []identity.ID
+
+	mu    sync.Mutex
+	peers map[*PeerRule][]identity.ID
+}
+
+// Compiler returns a compiler over the repository's current policies and
+// the identity table t (reserved, workload and CIDR identities; usually
+// Allocator.Snapshot()).
+func (r *Repository) Compiler(t *identity.Table, opts CompileOptions) *Compiler {
+	r.mu.RLock()
+	policies := r.sortedLocked()
+	r.mu.RUnlock()
+	return NewCompiler(policies, t, opts)
+}
+
+// NewCompiler returns a compiler over policies and the identity table t.
+func NewCompiler(policies []*Policy, t *identity.Table, opts CompileOptions) *Compiler {
+	if t == nil {
+		t = identity.NewTable(identity.Reserved())
+	}
+	ps := slices.Clone(policies)
+	slices.SortFunc(ps, func(a, b *Policy) int { return compareKey(a.Key, b.Key) })
+	c := &Compiler{policies: ps, table: t, opts: opts, peers: map[*PeerRule][]identity.ID{}}
+	c.world = []identity.ID{identity.World}
+	for _, id := range t.All() {
+		switch {
+		case id.IsCIDR():
+			c.world = append(c.world, id.ID)
+		case id.ID != identity.World && id.ID != identity.Unknown:
+			c.cluster = append(c.cluster, id.ID)
+		}
+	}
+	for _, id := range identity.Reserved() {
+		if _, ok := t.Lookup(id.ID); !ok && id.ID != identity.World {
+			c.cluster = append(c.cluster, id.ID)
+		}
+	}
+	slices.Sort(c.world)
+	slices.Sort(c.cluster)
+	return c
+}
+
+// Compile is a shorthand for r.Compiler(t, CompileOptions{}).Compile(ep).
+func (r *Repository) Compile(ep Endpoint, t *identity.Table) EndpointPolicy {
+	return r.Compiler(t, CompileOptions{}).Compile(ep)
+}
+
+// Selects reports which policies select ep, per direction, in key order.
+func (c *Compiler) Selects(ep Endpoint) []Key {
+	labels := endpointLabels(ep)
+	var out []Key
+	for _, p := range c.policies {
+		for i := range p.Rules {
+			if p.Rules[i].Subject.Matches(labels) {
+				out = append(out, p.Key)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func endpointLabels(ep Endpoint) identity.Labels {
+	if _, ok := ep.Labels.Lookup(identity.SourceK8s, identity.PodNamespaceKey); ok || ep.Namespace == "" {
+		return ep.Labels
+	}
+	ls := append(slices.Clone(ep.Labels), identity.Label{Source: identity.SourceK8s, Key: identity.PodNamespaceKey, Value: ep.Namespace})
+	return identity.NewLabels(ls...)
+}
+
+type entryKey struct {
+	dir    Direction
+	id     uint32
+	proto  uint8
+	lo, hi uint16
+}
+
+type l4 struct {
+	proto  uint8
+	lo, hi uint16
+}
+
+// Compile returns the policy of ep: whether each direction is enforced and
+// one entry per peer identity × protocol × port range, sorted. At most one
+// entry exists per (direction, identity, protocol, ports); when an allow
+// and a deny rule produce the same one, the deny wins. Allow entries that a
+// deny entry covers completely are left out, and so are allow entries of a
+// direction that is not enforced (everything is allowed there; only deny
+// entries matter).
+func (c *Compiler) Compile(ep Endpoint) EndpointPolicy {
+	labels := endpointLabels(ep)
+	var out EndpointPolicy
+	entries := map[entryKey]Entry{}
+	add := func(e Entry) {
+		k := entryKey{e.Direction, e.Identity, e.Proto, e.PortLo, e.PortHi}
+		if old, ok := entries[k]; ok && (old.Deny || !e.Deny) {
+			return
+		}
+		entries[k] = e
+	}
+	for _, p := range c.policies {
+		for ri := range p.Rules {
+			rule := &p.Rules[ri]
+			if !rule.Subject.Matches(labels) {
+				continue
+			}
+			out.IngressEnforced = out.IngressEnforced || rule.IngressDefaultDeny
+			out.EgressEnforced = out.EgressEnforced || rule.EgressDefaultDeny
+			for pi := range rule.Peers {
+				pr := &rule.Peers[pi]
+				name := p.Key.String() + " " + pr.Name
+				for _, id := range c.peerIDs(pr) {
+					for _, t := range c.ports(pr, ep, id) {
+						add(Entry{Direction: pr.Direction, Identity: uint32(id), Proto: t.proto, PortLo: t.lo, PortHi: t.hi, Deny: pr.Deny, Rule: name})
+					}
+				}
+			}
+		}
+	}
+	if c.opts.AllowLocalhost && out.IngressEnforced {
+		add(Entry{Direction: Ingress, Identity: uint32(identity.Host), Rule: RuleAllowLocalhost})
+	}
+	var denies []Entry
+	for _, e := range entries {
+		if e.Deny {
+			denies = append(denies, e)
+		}
+	}
+	out.Entries = make([]Entry, 0, len(entries))
+	for _, e := range entries {
+		if !e.Deny {
+			if (e.Direction == Ingress && !out.IngressEnforced) || (e.Direction == Egress && !out.EgressEnforced) {
+				continue
+			}
+			if shadowed(e, denies) {
+				continue
+			}
+		}
+		out.Entries = append(out.Entries, e)
+	}
+	SortEntries(out.Entries)
+	return out
+}
+
+// shadowed reports whether a deny entry covers every packet e matches.
+func shadowed(e Entry, denies []Entry) bool {
+	for _, d := range denies {
+		if d.Direction == e.Direction && (d.Identity == 0 || d.Identity == e.Identity) && coversL4(d, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasPorts(e Entry) bool { return e.PortLo != 0 || e.PortHi != 0 }
+
+func isPortProto(p uint8) bool { return p == ProtoTCP || p == ProtoUDP || p == ProtoSCTP }
+
+// coversL4 reports whether d's protocol/port set contains e's.
+func coversL4(d, e Entry) bool {
+	switch {
+	case d.Proto == ProtoAny && !hasPorts(d):
+		return true
+	case d.Proto == ProtoAny:
+		return (e.Proto == ProtoAny || isPortProto(e.Proto)) && hasPorts(e) && d.PortLo <= e.PortLo && e.PortHi <= d.PortHi
+	case d.Proto != e.Proto:
+		return false
+	case d.Proto == ProtoICMP:
+		return d.PortLo == e.PortLo
+	case !hasPorts(d):
+		return true
+	}
+	return hasPorts(e) && d.PortLo <= e.PortLo && e.PortHi <= d.PortHi
+}
+
+// SortEntries sorts entries by direction, identity, protocol, ports and
+// verdict: the order Compile returns.
+func SortEntries(es []Entry) {
+	slices.SortFunc(es, compareEntry)
+}
+
+func compareEntry(a, b Entry) int {
+	return cmp.Or(
+		cmp.Compare(a.Direction, b.Direction),
+		cmp.Compare(a.Identity, b.Identity),
+		cmp.Compare(a.Proto, b.Proto),
+		cmp.Compare(a.PortLo, b.PortLo),
+		cmp.Compare(a.PortHi, b.PortHi),
+		boolCmp(a.Deny, b.Deny),
+		cmp.Compare(a.Rule, b.Rule),
+	)
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
+}
+
+// peerIDs returns the sorted peer identities of a peer rule (0 for any).
+func (c *Compiler) peerIDs(pr *PeerRule) []identity.ID {
+	c.mu.Lock()
+	ids, ok := c.peers[pr]
+	c.mu.Unlock()
+	if ok {
+		return ids
+	}
+	ids = c.resolvePeers(pr)
+	c.mu.Lock()
+	c.peers[pr] = ids
+	c.mu.Unlock()
+	return ids
+}
+
+func (c *Compiler) resolvePeers(pr *PeerRule) []identity.ID {
+	if pr.AnyPeer {
+		return []identity.ID{identity.Unknown}
+	}
+	set := map[identity.ID]bool{}
+	for i := range pr.Endpoints {
+		sel := &pr.Endpoints[i]
+		for _, id := range c.table.All() {
+			if sel.Matches(id.Labels) {
+				set[id.ID] = true
+			}
+		}
+	}
+	for _, e := range pr.Entities {
+		switch e {
+		case EntityAll:
+			return []identity.ID{identity.Unknown}
+		case EntityWorld:
+			for _, id := range c.world {
+				set[id] = true
+			}
+		case EntityCluster:
+			for _, id := range c.cluster {
+				set[id] = true
+			}
+		case EntityHost:
+			set[identity.Host] = true
+		case EntityRemoteNode:
+			set[identity.RemoteNode] = true
+		case EntityKubeAPIServer:
+			set[identity.KubeAPIServer] = true
+		case EntityHealth:
+			set[identity.Health] = true
+		case EntityInit:
+			set[identity.Init] = true
+		case EntityUnmanaged:
+			set[identity.Unmanaged] = true
+		}
+	}
+	for _, cr := range pr.CIDRs {
+		if cr.Prefix.Bits() == 0 {
+			set[identity.World] = true
+		}
+		for _, id := range c.table.All() {
+			if !id.IsCIDR() || !within(id.Prefix, cr.Prefix) {
+				continue
+			}
+			excluded := false
+			for _, ex := range cr.Except {
+				if within(id.Prefix, ex) {
+					excluded = true
+					break
+				}
+			}
+			if !excluded {
+				set[id.ID] = true
+			}
+		}
+	}
+	out := make([]identity.ID, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ports returns the protocol/port tuples of a peer rule for peer id.
+func (c *Compiler) ports(pr *PeerRule, ep Endpoint, id identity.ID) []l4 {
+	if len(pr.Ports) == 0 && len(pr.ICMPs) == 0 {
+		return []l4{{}}
+	}
+	out := make([]l4, 0, len(pr.Ports)+len(pr.ICMPs))
+	for _, p := range pr.Ports {
+		if p.Name == "" {
+			out = append(out, l4{p.Proto, p.Port, p.EndPort})
+			continue
+		}
+		match := func(np NamedPort) {
+			if np.Name == p.Name && (p.Proto == ProtoAny || p.Proto == np.Proto) {
+				out = append(out, l4{np.Proto, np.Port, np.Port})
+			}
+		}
+		switch {
+		case pr.Direction == Ingress:
+			for _, np := range ep.NamedPorts {
+				match(np)
+			}
+		case id == identity.Unknown:
+			for _, nps := range c.opts.PeerPorts {
+				for _, np := range nps {
+					match(np)
+				}
+			}
+		default:
+			for _, np := range c.opts.PeerPorts[id] {
+				match(np)
+			}
+		}
+	}
+	for _, t := range pr.ICMPs {
+		out = append(out, l4{ProtoICMP, uint16(t.Type), uint16(t.Type)})
+	}
+	return out
+}
+
+// within reports whether prefix inner lies inside outer.
+func within(inner, outer netip.Prefix) bool {
+	return outer.Bits() <= inner.Bits() && outer.Contains(inner.Addr())
+}
