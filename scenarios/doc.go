@@ -1,0 +1,17 @@
+// Package scenarios reads podlab scenarios: Kubernetes manifests (Namespace,
+// Pod, Deployment, Service, NetworkPolicy, CiliumNetworkPolicy,
+// CiliumClusterwideNetworkPolicy), an optional kind Cluster document and an
+// optional podlab Scenario document holding the steps (apply, delete, scale,
+// wait, probes, captures, packet/flow/metric assertions, faults, sleep).
+//
+// Loading decodes every document through yaml.v3 nodes, so each problem is
+// reported with its file, line and field path, and validates every
+// reference before anything is created (hard rule 5 of DESIGN.md). The
+// package also holds the pure-data parts the runner needs: the mapping of
+// container images to built-in workloads, the translation of curl exec
+// probes into probe expectations, a small deterministic scheduler that
+// places pods on nodes, and the resolution of Services to their endpoints.
+//
+// The scenario library (library/*.yaml) is embedded; Builtin and
+// BuiltinNames give access to it.
+package scenarios

@@ -1,0 +1,78 @@
+package scenarios
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+)
+
+// library holds the scenario library: one file per scenario, or one folder
+// per scenario made of several files.
+//
+//go:embed library
+var library embed.FS
+
+// DefaultScenario is what `podlab run` runs without argument.
+const DefaultScenario = "connectivity-check"
+
+// BuiltinNames lists the scenarios of the embedded library, sorted.
+func BuiltinNames() []string {
+	entries, err := fs.ReadDir(library, "library")
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() {
+			names = append(names, name)
+		} else if ext := path.Ext(name); ext == ".yaml" || ext == ".yml" {
+			names = append(names, strings.TrimSuffix(name, ext))
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// BuiltinFiles returns the files of a library scenario, named
+// library/<name>.yaml or library/<name>/<file>.yaml in messages.
+func BuiltinFiles(name string) ([]File, error) {
+	base := path.Join("library", name)
+	if info, err := fs.Stat(library, base); err == nil && info.IsDir() {
+		entries, err := fs.ReadDir(library, base)
+		if err != nil {
+			return nil, fmt.Errorf("read library scenario %s: %w", name, err)
+		}
+		var files []File
+		for _, e := range entries {
+			if ext := path.Ext(e.Name()); e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+				continue
+			}
+			p := path.Join(base, e.Name())
+			data, err := library.ReadFile(p)
+			if err != nil {
+				return nil, fmt.Errorf("read library scenario %s: %w", name, err)
+			}
+			files = append(files, File{Name: p, Data: data})
+		}
+		return files, nil
+	}
+	for _, ext := range []string{".yaml", ".yml"} {
+		if data, err := library.ReadFile(base + ext); err == nil {
+			return []File{{Name: base + ext, Data: data}}, nil
+		}
+	}
+	return nil, fmt.Errorf("no built-in scenario %q; built-in scenarios: %s", name, strings.Join(BuiltinNames(), ", "))
+}
+
+// Builtin loads and validates a scenario of the embedded library.
+func Builtin(name string) (*Scenario, error) {
+	files, err := BuiltinFiles(name)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(name, files...)
+}

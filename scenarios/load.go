@@ -1,0 +1,292 @@
+package scenarios
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// File is one scenario file: its name (used in every message) and content.
+type File struct {
+	Name string
+	Data []byte
+}
+
+// Load reads a scenario from a YAML file (several documents separated by
+// ---) or from a folder of *.yaml/*.yml files (read in name order), and
+// validates it. On failure the error is an ErrorList naming file, line and
+// field of every problem, and the Scenario is nil.
+func Load(path string) (*Scenario, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("load scenario: %w", err)
+	}
+	name := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if !info.IsDir() {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("load scenario: %w", err)
+		}
+		return Parse(name, File{Name: path, Data: data})
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("load scenario folder: %w", err)
+	}
+	var files []File
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		p := filepath.Join(path, e.Name())
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("load scenario: %w", err)
+		}
+		files = append(files, File{Name: p, Data: data})
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("load scenario folder %s: no *.yaml or *.yml files", path)
+	}
+	return Parse(name, files...)
+}
+
+// Parse decodes and validates a scenario made of files. name is the
+// scenario's name unless its Scenario document gives one.
+func Parse(name string, files ...File) (*Scenario, error) {
+	ds := &diagnostics{}
+	s := &Scenario{Name: name, deferred: map[ObjectRef]bool{}}
+	var scenarioDoc *docRef
+	for _, f := range files {
+		s.Files = append(s.Files, f.Name)
+		d := &decoder{file: f.Name, ds: ds}
+		docs := d.documents(f.Data)
+		for _, doc := range docs {
+			obj, kind := d.decodeDocument(doc, s)
+			switch kind {
+			case KindScenario:
+				if scenarioDoc != nil {
+					d.errorf(doc, "kind", "a scenario holds one Scenario document (the first is at %s:%d)", scenarioDoc.d.file, scenarioDoc.node.Line)
+					continue
+				}
+				scenarioDoc = &docRef{d: d, node: doc}
+			case KindCluster:
+				c := obj.(*Cluster)
+				if s.Cluster != nil {
+					d.errorf(doc, "kind", "a scenario holds one Cluster document (the first is at %s)", s.Cluster.Source)
+					continue
+				}
+				s.Cluster = c
+			case "":
+			default:
+				s.addObject(d, doc, obj.(Object))
+			}
+		}
+	}
+	if len(files) == 0 {
+		ds.add(Diagnostic{File: name, Msg: "no files"})
+	}
+	s.Settings = Settings{Datapath: DatapathBPF, Workers: DefaultWorkers, Seed: DefaultSeed,
+		ProbeTimeout: DefaultProbeTimeout, ReadyTimeout: DefaultReadyTimeout}
+	var sd *scenarioDecoder
+	if scenarioDoc != nil {
+		sd = newScenarioDecoder(scenarioDoc.d, s)
+		sd.decodeHeader(scenarioDoc.node)
+	}
+	if s.Cluster == nil {
+		s.Cluster = defaultCluster(s.Settings.Workers)
+	}
+	if sd != nil {
+		sd.decodeSteps()
+	}
+	if len(ds.errs) == 0 {
+		validateObjects(s, ds)
+	}
+	if sd != nil && len(ds.errs) == 0 {
+		sd.check()
+	}
+	if len(ds.errs) == 0 {
+		simulateSchedule(s, ds)
+	}
+	if err := ds.err(); err != nil {
+		return nil, err
+	}
+	s.Warnings = ds.warnings
+	return s, nil
+}
+
+type docRef struct {
+	d    *decoder
+	node *yaml.Node
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// documents splits a file into its non-empty document mappings.
+func (d *decoder) documents(data []byte) []*yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var out []*yaml.Node
+	for i := 0; ; i++ {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			msg := err.Error()
+			line := 0
+			if m := yamlLine.FindStringSubmatch(msg); m != nil {
+				line, _ = strconv.Atoi(m[1])
+				msg = m[2]
+			} else {
+				msg = strings.TrimPrefix(msg, "yaml: ")
+			}
+			d.ds.add(Diagnostic{File: d.file, Line: line, Msg: "invalid YAML: " + msg})
+			return out
+		}
+		if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+			root := resolveAlias(n.Content[0])
+			if isNull(root) {
+				continue
+			}
+			if root.Kind != yaml.MappingNode {
+				d.errorf(root, "", "document %d: expected a Kubernetes object (a mapping with apiVersion and kind), got %s", i+1, kindName(root))
+				continue
+			}
+			out = append(out, root)
+		}
+	}
+}
+
+// decodeDocument decodes one document; it returns the object (nil for the
+// Scenario document, decoded later) and its kind ("" when unusable).
+func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
+	apiVersion, kind := "", ""
+	var apiNode, kindNode *yaml.Node
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		switch doc.Content[i].Value {
+		case "apiVersion":
+			apiNode = resolveAlias(doc.Content[i+1])
+			apiVersion = d.scalar(apiNode, "apiVersion")
+		case "kind":
+			kindNode = resolveAlias(doc.Content[i+1])
+			kind = d.scalar(kindNode, "kind")
+		}
+	}
+	if kindNode == nil || kind == "" {
+		d.errorf(doc, "kind", "required field is missing")
+		return nil, ""
+	}
+	if kind == "List" && apiVersion == "v1" {
+		d.errorf(kindNode, "kind", "not supported yet: v1 List; write the items as separate documents")
+		return nil, ""
+	}
+	want, ok := apiVersions[kind]
+	if !ok {
+		if s := suggest(kind, keys(apiVersions)); s != "" {
+			d.errorf(kindNode, "kind", "unknown kind %q; did you mean %q?", kind, s)
+		} else {
+			d.errorf(kindNode, "kind", "not supported yet: kind %s (podlab reads %s)", kind, strings.Join(supportedKinds(), ", "))
+		}
+		return nil, ""
+	}
+	if apiNode == nil || apiVersion == "" {
+		d.errorf(doc, "apiVersion", "required field is missing (%s for %s)", want, kind)
+		return nil, ""
+	}
+	if apiVersion != want {
+		d.errorf(apiNode, "apiVersion", "%s %s is not supported; use apiVersion: %s", apiVersion, kind, want)
+		return nil, ""
+	}
+	switch kind {
+	case KindScenario:
+		return nil, kind
+	case KindCluster:
+		m := d.mapping(doc, "", fields{Known: []string{"apiVersion", "kind", "name", "nodes", "networking"},
+			Ignored: []string{"featureGates", "runtimeConfig", "kubeadmConfigPatches", "kubeadmConfigPatchesJSON6902", "containerdConfigPatches", "containerdConfigPatchesJSON6902"}})
+		if m == nil {
+			return nil, ""
+		}
+		return d.decodeCluster(m), kind
+	}
+	f := fields{Known: []string{"apiVersion", "kind", "metadata", "spec"}, Ignored: topIgnored}
+	if kind == KindCiliumNetworkPolicy || kind == KindCiliumClusterwideNetworkPolicy {
+		f.Known = append(f.Known, "specs")
+	}
+	m := d.mapping(doc, "", f)
+	if m == nil {
+		return nil, ""
+	}
+	switch kind {
+	case KindNamespace:
+		return d.decodeNamespace(m), kind
+	case KindPod:
+		return d.decodePod(m), kind
+	case KindDeployment:
+		return d.decodeDeployment(m), kind
+	case KindService:
+		return d.decodeService(m), kind
+	default:
+		return d.decodePolicy(m, apiVersion, kind), kind
+	}
+}
+
+// addObject records a document object, refusing duplicates.
+func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
+	ref := o.Ref()
+	if ref.Name == "" {
+		return
+	}
+	for _, prev := range s.Objects {
+		if prev.Ref() == ref {
+			d.errorf(doc, "metadata.name", "%s is defined twice (first at %s)", ref, prev.Origin())
+			return
+		}
+	}
+	s.Objects = append(s.Objects, o)
+	switch v := o.(type) {
+	case *Namespace:
+		s.Namespaces = append(s.Namespaces, v)
+	case *Pod:
+		s.Pods = append(s.Pods, v)
+	case *Deployment:
+		s.Deployments = append(s.Deployments, v)
+	case *Service:
+		s.Services = append(s.Services, v)
+	case *Policy:
+		s.Policies = append(s.Policies, v)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// defaultCluster is kind's naming with one control plane and n workers.
+func defaultCluster(workers int) *Cluster {
+	c := &Cluster{Name: "kind", Source: Source{File: "(default cluster)"}}
+	c.Nodes = append(c.Nodes, ClusterNode{Name: "kind-control-plane", Role: "control-plane"})
+	for i := 1; i <= workers; i++ {
+		name := "kind-worker"
+		if i > 1 {
+			name = fmt.Sprintf("kind-worker%d", i)
+		}
+		c.Nodes = append(c.Nodes, ClusterNode{Name: name, Role: "worker"})
+	}
+	return c
+}

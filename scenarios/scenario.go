@@ -1,0 +1,368 @@
+package scenarios
+
+import (
+	"net/netip"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Datapath settings.
+const (
+	// DatapathBPF attaches podlab's eBPF datapath (the default).
+	DatapathBPF = "bpf"
+	// DatapathNone leaves the kernel's plain routing: no policy, no services.
+	DatapathNone = "none"
+)
+
+// Settings are the scenario-wide knobs of the Scenario document.
+type Settings struct {
+	// Datapath is DatapathBPF or DatapathNone.
+	Datapath string
+	// Workers is the number of worker nodes when no kind Cluster document
+	// is given (default 2, plus kind-control-plane).
+	Workers int
+	// Seed makes generated pod names and placement reproducible.
+	Seed uint64
+	// ProbeTimeout is the default timeout of one probe attempt.
+	ProbeTimeout time.Duration
+	// ReadyTimeout bounds waiting for pods to become ready.
+	ReadyTimeout time.Duration
+}
+
+// Defaults of Settings.
+const (
+	DefaultWorkers      = 2
+	DefaultSeed         = 1
+	DefaultProbeTimeout = 2 * time.Second
+	DefaultReadyTimeout = 30 * time.Second
+)
+
+// Scenario is a loaded, validated scenario: its objects, its nodes and its
+// steps.
+type Scenario struct {
+	// Name is metadata.name of the Scenario document, else the file or
+	// folder name without extension.
+	Name        string
+	Description string
+	// Files are the files read, in order.
+	Files    []string
+	Settings Settings
+	// Cluster is the kind Cluster document, or the default cluster
+	// (kind-control-plane plus Settings.Workers workers).
+	Cluster *Cluster
+	// Objects are all Kubernetes objects of the documents, in file order;
+	// the typed lists below hold the same objects.
+	Objects     []Object
+	Namespaces  []*Namespace
+	Pods        []*Pod
+	Deployments []*Deployment
+	Services    []*Service
+	Policies    []*Policy
+	// Captures run for the whole scenario.
+	Captures []Device
+	Steps    []Step
+	// Warnings are problems that do not stop the scenario (a selector that
+	// matches nothing, an ignored preferred affinity).
+	Warnings []Diagnostic
+	// deferred holds the objects first created by an apply step.
+	deferred map[ObjectRef]bool
+}
+
+// InitialObjects returns the objects created before the first step: every
+// document object except those an apply step creates later.
+func (s *Scenario) InitialObjects() []Object {
+	var out []Object
+	for _, o := range s.Objects {
+		if !s.deferred[o.Ref()] {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Deferred reports whether a document object is created by an apply step
+// rather than at the start.
+func (s *Scenario) Deferred(ref ObjectRef) bool { return s.deferred[ref] }
+
+// Step is one step of a scenario. Exactly one action field is set (Apply,
+// Delete, Scale, Wait, Probes, Flow, Metric, Fault, Sleep), except that a
+// step made only of packet assertions has Packets and no action.
+type Step struct {
+	// Name is the step's name as written, or a generated one ("probe
+	// pod-to-a → service/echo-a").
+	Name   string
+	Source Source
+
+	Apply  *ApplyStep
+	Delete *DeleteStep
+	Scale  *ScaleStep
+	Wait   *WaitStep
+	// Probes run concurrently (one for `probe:`, several for `probes:`).
+	Probes []ProbeStep
+	Flow   *FlowAssertion
+	Metric *MetricAssertion
+	Fault  *Fault
+	// Sleep pauses the scenario.
+	Sleep time.Duration
+
+	// Captures run while this step's action runs; Packets are checked
+	// against them after it (or, for a packets-only step, against the
+	// scenario-wide captures so far).
+	Captures []Device
+	Packets  []PacketAssertion
+}
+
+// Action returns the step's action keyword ("apply", "probe", "packets", ...).
+func (s *Step) Action() string {
+	switch {
+	case s.Apply != nil:
+		return "apply"
+	case s.Delete != nil:
+		return "delete"
+	case s.Scale != nil:
+		return "scale"
+	case s.Wait != nil:
+		return "wait"
+	case len(s.Probes) == 1:
+		return "probe"
+	case len(s.Probes) > 1:
+		return "probes"
+	case s.Flow != nil:
+		return "flow"
+	case s.Metric != nil:
+		return "metric"
+	case s.Fault != nil:
+		return string(s.Fault.Kind)
+	case s.Sleep != 0:
+		return "sleep"
+	case len(s.Packets) > 0:
+		return "packets"
+	}
+	return ""
+}
+
+// ApplyStep creates or replaces objects: document objects named by
+// reference (which are then not created at the start) and inline manifests.
+type ApplyStep struct {
+	Objects []Object
+}
+
+// DeleteStep deletes objects.
+type DeleteStep struct {
+	Refs []ObjectRef
+}
+
+// ScaleStep changes a Deployment's replicas.
+type ScaleStep struct {
+	Deployment ObjectRef
+	Replicas   int
+}
+
+// WaitStep waits until pods are ready: the pods of Refs (Deployments or
+// Pods), or every pod when Refs is empty. Ready means the workload listens
+// and the pod's readiness expectations hold.
+type WaitStep struct {
+	Refs    []ObjectRef
+	Timeout time.Duration
+}
+
+// PeerKind says what a probe endpoint is.
+type PeerKind string
+
+// Peer kinds.
+const (
+	PeerPod        PeerKind = "pod"
+	PeerDeployment PeerKind = "deployment" // every pod of it (from) / any pod of it (to)
+	PeerService    PeerKind = "service"    // its ClusterIP
+	PeerNodePort   PeerKind = "nodeport"   // a node's address and the service's node port
+	PeerNode       PeerKind = "node"       // the node's namespace / address
+	PeerWorld      PeerKind = "world"      // the world namespace
+	PeerIP         PeerKind = "ip"         // a literal address (pod, node, or an emulated world host)
+	PeerDNSName    PeerKind = "dns"        // a name resolved by the source's resolver
+)
+
+// Peer is a probe or flow endpoint.
+type Peer struct {
+	Kind PeerKind
+	// Namespace and Name name the pod, Deployment or Service.
+	Namespace string
+	Name      string
+	// Node names the node (PeerNode, PeerNodePort).
+	Node string
+	IP   netip.Addr
+	// Host is the DNS name (PeerDNSName).
+	Host string
+	// Raw is the text as written.
+	Raw string
+}
+
+// String returns the peer as written.
+func (p Peer) String() string { return p.Raw }
+
+// ProbeProtocol is the kind of probe.
+type ProbeProtocol string
+
+// Probe protocols.
+const (
+	ProbeHTTP ProbeProtocol = "http"
+	ProbeTCP  ProbeProtocol = "tcp"
+	ProbeUDP  ProbeProtocol = "udp"
+	ProbeICMP ProbeProtocol = "icmp"
+	ProbeDNS  ProbeProtocol = "dns"
+)
+
+// Expectation is the expected outcome of a probe.
+type Expectation string
+
+// Expectations.
+const (
+	ExpectSuccess  Expectation = "success"
+	ExpectTimeout  Expectation = "timeout"  // no answer (dropped)
+	ExpectRefused  Expectation = "refused"  // TCP RST to a SYN / ICMP port unreachable
+	ExpectReset    Expectation = "reset"    // an established connection reset
+	ExpectNXDomain Expectation = "nxdomain" // the name does not exist
+	ExpectFail     Expectation = "fail"     // any failure
+)
+
+// ProbeStep sends traffic from one peer to another and checks the outcome.
+type ProbeStep struct {
+	From     Peer
+	To       Peer
+	Protocol ProbeProtocol
+	// Port is the destination port (0: the protocol's or the service's
+	// default: 80 for HTTP, the Service's first port, 53 for DNS, 7 for
+	// the echo workloads).
+	Port int
+	HTTP *HTTPProbe
+	UDP  *UDPProbe
+	DNS  *DNSProbe
+	// Count attempts, at most Parallel at a time; every attempt must meet
+	// Expect.
+	Count    int
+	Parallel int
+	Timeout  time.Duration
+	Expect   Expectation
+	// DropReason, for failures, is the drop reason the datapath must have
+	// recorded for this traffic ("Policy denied").
+	DropReason string
+	Source     Source
+}
+
+// HTTPProbe is an HTTP request.
+type HTTPProbe struct {
+	Method string
+	Path   string
+	// Status is the expected status code (0: any 2xx/3xx).
+	Status int
+}
+
+// UDPProbe is a UDP request/response.
+type UDPProbe struct {
+	Payload string
+	// ExpectEcho requires the answer to equal Payload.
+	ExpectEcho bool
+}
+
+// DNSProbe is a DNS query.
+type DNSProbe struct {
+	Name string
+	// Type is A (default), AAAA, CNAME, SRV, TXT or PTR.
+	Type string
+	// Answers are the expected answers: IPs, or references resolved at run
+	// time (service/NAME → its ClusterIP, deployment/NAME or pod/NAME → the
+	// pod IPs). Empty means any answer.
+	Answers []string
+}
+
+// DeviceKind says where a captured device lives.
+type DeviceKind string
+
+// Device kinds.
+const (
+	DeviceNode    DeviceKind = "node"     // <node>/<device>
+	DevicePod     DeviceKind = "pod"      // pod:<ns>/<pod>/eth0 or <pod>/eth0
+	DevicePodVeth DeviceKind = "pod-veth" // pod-veth:<pod>, the host-side lxc veth
+	DeviceWorld   DeviceKind = "world"    // world/eth0
+)
+
+// Device is a named capture point.
+type Device struct {
+	Kind DeviceKind
+	// Node is set for DeviceNode.
+	Node string
+	// Namespace/Pod are set for DevicePod and DevicePodVeth. Pod may name a
+	// Deployment (OwnerKind KindDeployment): every pod of it.
+	Namespace string
+	Pod       string
+	OwnerKind string
+	// Name is the device name inside its namespace (eth0, cilium_vxlan, ...);
+	// empty for DevicePodVeth (the runner knows the lxc name).
+	Name string
+	// Raw is the text as written; captures name their interfaces with it.
+	Raw string
+}
+
+// String returns the device as written.
+func (d Device) String() string { return d.Raw }
+
+// PacketAssertion is one packet assertion on a captured device. Spec is
+// the assertion block as written (a mapping holding `on` and the match
+// fields); the pcap package decodes it. It is kept undecoded because the
+// pcap match spec was not committed when this package was written.
+type PacketAssertion struct {
+	Device Device
+	Spec   *yaml.Node
+	File   string
+	Source Source
+}
+
+// FlowAssertion checks the flow log.
+type FlowAssertion struct {
+	From Peer
+	To   Peer
+	// Verdict is FORWARDED or DROPPED (empty: any).
+	Verdict    string
+	DropReason string
+	// Protocol (TCP, UDP, ICMP) and Port narrow the flows (empty/0: any).
+	Protocol string
+	Port     int
+	// Absent inverts the assertion: no such flow.
+	Absent bool
+	Source Source
+}
+
+// MetricAssertion compares a metric with a value.
+type MetricAssertion struct {
+	Name   string
+	Labels map[string]string
+	// Op is ">=", "=", "<=", ">" or "<".
+	Op     string
+	Value  float64
+	Source Source
+}
+
+// FaultKind names a fault.
+type FaultKind string
+
+// Faults.
+const (
+	FaultLinkDown       FaultKind = "linkDown"
+	FaultLinkUp         FaultKind = "linkUp"
+	FaultMTU            FaultKind = "mtu"
+	FaultDeletePod      FaultKind = "deletePod"
+	FaultDatapathReload FaultKind = "datapathReload"
+)
+
+// Fault injects a failure.
+type Fault struct {
+	Kind FaultKind
+	// Device for linkDown, linkUp and mtu.
+	Device Device
+	MTU    int
+	// Pod for deletePod: a pod, or a Deployment (one of its pods, which the
+	// Deployment then replaces).
+	Pod Peer
+	// Node for datapathReload; empty reloads every node.
+	Node string
+}

@@ -1,0 +1,390 @@
+package scenarios
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// decoder walks yaml.v3 nodes of one file and records diagnostics with the
+// file name, the line of the offending node and its field path.
+type decoder struct {
+	file string
+	ds   *diagnostics
+	// prefix is prepended to every path (inline manifests inside steps).
+	prefix string
+}
+
+func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	d.ds.add(Diagnostic{File: d.file, Line: line, Path: d.fullPath(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) warnf(n *yaml.Node, path, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	d.ds.warn(Diagnostic{File: d.file, Line: line, Path: d.fullPath(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) fullPath(path string) string {
+	if d.prefix == "" {
+		return path
+	}
+	if path == "" || path[0] == '[' {
+		return d.prefix + path
+	}
+	return d.prefix + "." + path
+}
+
+// joinPath appends a field to a path.
+func joinPath(path, field string) string {
+	if path == "" {
+		return field
+	}
+	return path + "." + field
+}
+
+// indexPath appends a list index to a path.
+func indexPath(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+
+// resolveAlias follows YAML aliases.
+func resolveAlias(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	n = resolveAlias(n)
+	return n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "null"
+		}
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "an unexpected node"
+}
+
+// mapping is a checked YAML mapping: its keys were compared against the
+// fields a kind supports.
+type mapping struct {
+	d      *decoder
+	node   *yaml.Node
+	path   string
+	values map[string]*yaml.Node
+	keys   map[string]*yaml.Node
+}
+
+// fields lists what a mapping may hold: Known fields are decoded, Ignored
+// fields are accepted and do not matter for networking.
+type fields struct {
+	Known   []string
+	Ignored []string
+}
+
+// mapping checks that n is a mapping holding only allowed keys. Unknown keys
+// are reported as typos when close to an allowed one, otherwise as "not
+// supported yet". It returns nil (after reporting) when n is not a mapping.
+func (d *decoder) mapping(n *yaml.Node, path string, f fields) *mapping {
+	n = resolveAlias(n)
+	if n == nil || n.Kind != yaml.MappingNode {
+		if n != nil {
+			d.errorf(n, path, "expected a mapping, got %s", kindName(n))
+		}
+		return nil
+	}
+	m := &mapping{d: d, node: n, path: path, values: map[string]*yaml.Node{}, keys: map[string]*yaml.Node{}}
+	allowed := map[string]bool{}
+	for _, k := range f.Known {
+		allowed[k] = true
+	}
+	for _, k := range f.Ignored {
+		allowed[k] = true
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolveAlias(n.Content[i]), n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, path, "keys must be strings")
+			continue
+		}
+		if k.Value == "<<" {
+			d.errorf(k, path, "not supported yet: YAML merge keys (<<)")
+			continue
+		}
+		fp := joinPath(path, k.Value)
+		if prev, dup := m.keys[k.Value]; dup {
+			d.errorf(k, fp, "duplicate field (first at line %d)", prev.Line)
+			continue
+		}
+		m.keys[k.Value] = k
+		if !allowed[k.Value] {
+			if s := suggest(k.Value, f.Known); s != "" {
+				d.errorf(k, fp, "unknown field %q; did you mean %q?", k.Value, s)
+			} else {
+				d.errorf(k, fp, "not supported yet: %s", fp)
+			}
+			continue
+		}
+		m.values[k.Value] = resolveAlias(v)
+	}
+	return m
+}
+
+// has reports whether key is present and not null.
+func (m *mapping) has(key string) bool { return m != nil && !isNull(m.values[key]) }
+
+// get returns the value of key, nil when absent or null.
+func (m *mapping) get(key string) *yaml.Node {
+	if m == nil || isNull(m.values[key]) {
+		return nil
+	}
+	return m.values[key]
+}
+
+// keyNode returns the key node for key (for line numbers), or the mapping.
+func (m *mapping) keyNode(key string) *yaml.Node {
+	if k, ok := m.keys[key]; ok {
+		return k
+	}
+	return m.node
+}
+
+func (m *mapping) sub(key string) string { return joinPath(m.path, key) }
+
+// require reports a missing field and returns false.
+func (m *mapping) require(key string) bool {
+	if m.has(key) {
+		return true
+	}
+	m.d.errorf(m.node, m.sub(key), "required field is missing")
+	return false
+}
+
+func (m *mapping) str(key string) string {
+	n := m.get(key)
+	if n == nil {
+		return ""
+	}
+	return m.d.scalar(n, m.sub(key))
+}
+
+func (m *mapping) integer(key string, min, max int) (int, bool) {
+	n := m.get(key)
+	if n == nil {
+		return 0, false
+	}
+	return m.d.integer(n, m.sub(key), min, max)
+}
+
+func (m *mapping) boolean(key string) bool {
+	n := m.get(key)
+	if n == nil {
+		return false
+	}
+	return m.d.boolean(n, m.sub(key))
+}
+
+func (m *mapping) stringMap(key string) map[string]string {
+	n := m.get(key)
+	if n == nil {
+		return nil
+	}
+	return m.d.stringMap(n, m.sub(key))
+}
+
+func (m *mapping) stringList(key string) []string {
+	n := m.get(key)
+	if n == nil {
+		return nil
+	}
+	return m.d.stringList(n, m.sub(key))
+}
+
+func (m *mapping) duration(key string) time.Duration {
+	n := m.get(key)
+	if n == nil {
+		return 0
+	}
+	return m.d.duration(n, m.sub(key))
+}
+
+// scalar returns the value of a scalar node of any type.
+func (d *decoder) scalar(n *yaml.Node, path string) string {
+	n = resolveAlias(n)
+	if n.Kind != yaml.ScalarNode {
+		d.errorf(n, path, "expected a string, got %s", kindName(n))
+		return ""
+	}
+	return n.Value
+}
+
+func (d *decoder) integer(n *yaml.Node, path string, min, max int) (int, bool) {
+	n = resolveAlias(n)
+	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!str") {
+		d.errorf(n, path, "expected an integer, got %s", kindName(n))
+		return 0, false
+	}
+	v, err := strconv.ParseInt(n.Value, 0, 64)
+	if err != nil {
+		d.errorf(n, path, "expected an integer, got %q", n.Value)
+		return 0, false
+	}
+	if v < int64(min) || v > int64(max) {
+		d.errorf(n, path, "%d is out of range [%d, %d]", v, min, max)
+		return 0, false
+	}
+	return int(v), true
+}
+
+func (d *decoder) boolean(n *yaml.Node, path string) bool {
+	n = resolveAlias(n)
+	if n.Kind == yaml.ScalarNode {
+		switch n.Value {
+		case "true", "True", "TRUE":
+			return true
+		case "false", "False", "FALSE":
+			return false
+		}
+	}
+	d.errorf(n, path, "expected true or false, got %s", kindName(n))
+	return false
+}
+
+func (d *decoder) stringMap(n *yaml.Node, path string) map[string]string {
+	n = resolveAlias(n)
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "expected a mapping of strings, got %s", kindName(n))
+		return nil
+	}
+	out := make(map[string]string, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolveAlias(n.Content[i]), resolveAlias(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode {
+			d.errorf(k, joinPath(path, k.Value), "expected a string value, got %s", kindName(v))
+			continue
+		}
+		if _, dup := out[k.Value]; dup {
+			d.errorf(k, joinPath(path, k.Value), "duplicate key")
+			continue
+		}
+		out[k.Value] = v.Value
+	}
+	return out
+}
+
+func (d *decoder) stringList(n *yaml.Node, path string) []string {
+	n = resolveAlias(n)
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, path, "expected a list of strings, got %s", kindName(n))
+		return nil
+	}
+	out := make([]string, 0, len(n.Content))
+	for i, c := range n.Content {
+		c = resolveAlias(c)
+		if c.Kind != yaml.ScalarNode {
+			d.errorf(c, indexPath(path, i), "expected a string, got %s", kindName(c))
+			continue
+		}
+		out = append(out, c.Value)
+	}
+	return out
+}
+
+// list returns the items of a sequence node.
+func (d *decoder) list(n *yaml.Node, path string) []*yaml.Node {
+	n = resolveAlias(n)
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, path, "expected a list, got %s", kindName(n))
+		return nil
+	}
+	out := make([]*yaml.Node, len(n.Content))
+	for i, c := range n.Content {
+		out[i] = resolveAlias(c)
+	}
+	return out
+}
+
+// duration accepts Go durations ("500ms", "5s") and plain numbers of seconds.
+func (d *decoder) duration(n *yaml.Node, path string) time.Duration {
+	n = resolveAlias(n)
+	if n.Kind == yaml.ScalarNode {
+		if f, err := strconv.ParseFloat(n.Value, 64); err == nil && n.Tag != "!!str" {
+			if f < 0 || f > math.MaxInt32 {
+				d.errorf(n, path, "duration %s is out of range", n.Value)
+				return 0
+			}
+			return time.Duration(f * float64(time.Second))
+		}
+		if v, err := time.ParseDuration(n.Value); err == nil {
+			if v < 0 {
+				d.errorf(n, path, "duration %s is negative", n.Value)
+				return 0
+			}
+			return v
+		}
+	}
+	d.errorf(n, path, "expected a duration such as 500ms, 5s or 2m, got %s", kindName(n))
+	return 0
+}
+
+// suggest returns the candidate closest to s when it is plausibly a typo.
+func suggest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		dist := editDistance(strings.ToLower(s), strings.ToLower(c))
+		if dist < bestD {
+			best, bestD = c, dist
+		}
+	}
+	if bestD > len(s)/3+1 {
+		return ""
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// oneOf formats allowed values for messages.
+func oneOf(values ...string) string {
+	return strings.Join(values, ", ")
+}
