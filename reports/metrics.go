@@ -1,0 +1,310 @@
+package reports
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/podlab/podlab/datapath/flow"
+)
+
+// Metrics counts flows into Prometheus metrics with Hubble's names and
+// labels, in a registry of its own (never the global one). It is safe for
+// concurrent use.
+type Metrics struct {
+	reg              *prometheus.Registry
+	flowsProcessed   *prometheus.CounterVec
+	drops            *prometheus.CounterVec
+	tcpFlags         *prometheus.CounterVec
+	ports            *prometheus.CounterVec
+	icmp             *prometheus.CounterVec
+	dnsQueries       *prometheus.CounterVec
+	dnsResponses     *prometheus.CounterVec
+	dnsResponseTypes *prometheus.CounterVec
+	lost             *prometheus.CounterVec
+}
+
+// NewMetrics returns metrics registered in a new registry.
+func NewMetrics() *Metrics {
+	c := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "hubble", Name: name, Help: help}, labels)
+	}
+	m := &Metrics{
+		reg:              prometheus.NewRegistry(),
+		flowsProcessed:   c("flows_processed_total", "Total number of flows processed", "type", "subtype", "verdict"),
+		drops:            c("drop_total", "Number of drops", "reason", "protocol"),
+		tcpFlags:         c("tcp_flags_total", "TCP flag occurrences", "flag", "family"),
+		ports:            c("port_distribution_total", "Numbers of packets distributed by destination port", "protocol", "port"),
+		icmp:             c("icmp_total", "Number of ICMP messages", "family", "type"),
+		dnsQueries:       c("dns_queries_total", "Number of DNS queries observed", "rcode", "qtypes", "ips_returned"),
+		dnsResponses:     c("dns_responses_total", "Number of DNS responses observed", "rcode", "qtypes", "ips_returned"),
+		dnsResponseTypes: c("dns_response_types_total", "Number of DNS response types observed", "type", "qtypes"),
+		lost:             c("lost_events_total", "Number of lost events", "source"),
+	}
+	m.reg.MustRegister(m.flowsProcessed, m.drops, m.tcpFlags, m.ports, m.icmp, m.dnsQueries, m.dnsResponses, m.dnsResponseTypes, m.lost)
+	return m
+}
+
+// MetricsFromFlows counts flows into new Metrics (for reports of a run
+// whose live metrics were not kept).
+func MetricsFromFlows(flows []*flow.Flow) *Metrics {
+	m := NewMetrics()
+	for _, f := range flows {
+		m.Observe(f)
+	}
+	return m
+}
+
+// Registry returns the registry the metrics live in, to add collectors or
+// to serve it.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Observe counts one flow.
+//
+//   - hubble_flows_processed_total{type,subtype,verdict}: every flow; type
+//     is Trace, Drop or PolicyVerdict, subtype the observation point of a
+//     trace ("to-endpoint").
+//   - hubble_drop_total{reason,protocol}: drop events (not the policy
+//     verdicts that accompany them), reason as text ("Policy denied").
+//   - hubble_tcp_flags_total{flag,family}: FIN, RST, SYN, SYN-ACK of drop and
+//     trace flows.
+//   - hubble_port_distribution_total{protocol,port}: destination port of
+//     forwarded, non-reply trace flows.
+//   - hubble_icmp_total{family,type}: ICMP messages of drop and trace flows.
+//   - hubble_dns_*: DNS messages parsed from packets, queries where they
+//     leave an endpoint (from-endpoint), responses where they reach one
+//     (to-endpoint), so that each message counts once.
+func (m *Metrics) Observe(f *flow.Flow) {
+	kind := f.EventKind()
+	var typ, sub string
+	switch kind {
+	case flow.EventDrop:
+		typ = "Drop"
+	case flow.EventTrace:
+		typ = "Trace"
+		sub = flow.ObsPoint(f.EventType.SubType).String()
+	case flow.EventPolicyVerdict:
+		typ = "PolicyVerdict"
+	case flow.EventCapture:
+		typ = "Capture"
+	default:
+		typ, sub = "Unknown", strconv.Itoa(int(kind))
+	}
+	m.flowsProcessed.WithLabelValues(typ, sub, f.Verdict.String()).Inc()
+	if kind == flow.EventPolicyVerdict {
+		return
+	}
+	proto := f.Protocol()
+	if kind == flow.EventDrop {
+		m.drops.WithLabelValues(flow.DropReason(f.EventType.SubType).Text(), proto).Inc()
+	}
+	family := ""
+	if f.IP != nil {
+		family = f.IP.IPVersion.String()
+	}
+	if f.L4 != nil {
+		switch {
+		case f.L4.TCP != nil && f.L4.TCP.Flags != nil:
+			fl := f.L4.TCP.Flags
+			if fl.FIN {
+				m.tcpFlags.WithLabelValues("FIN", family).Inc()
+			}
+			if fl.RST {
+				m.tcpFlags.WithLabelValues("RST", family).Inc()
+			}
+			if fl.SYN {
+				if fl.ACK {
+					m.tcpFlags.WithLabelValues("SYN-ACK", family).Inc()
+				} else {
+					m.tcpFlags.WithLabelValues("SYN", family).Inc()
+				}
+			}
+		case f.L4.ICMPv4 != nil:
+			m.icmp.WithLabelValues("IPv4", layers.CreateICMPv4TypeCode(uint8(f.L4.ICMPv4.Type), uint8(f.L4.ICMPv4.Code)).String()).Inc()
+		case f.L4.ICMPv6 != nil:
+			m.icmp.WithLabelValues("IPv6", layers.CreateICMPv6TypeCode(uint8(f.L4.ICMPv6.Type), uint8(f.L4.ICMPv6.Code)).String()).Inc()
+		}
+	}
+	reply, _ := f.IsReplyKnown()
+	if kind == flow.EventTrace && f.Verdict == flow.VerdictForwarded && !reply {
+		if _, dp := f.Ports(); dp != 0 {
+			m.ports.WithLabelValues(proto, strconv.FormatUint(uint64(dp), 10)).Inc()
+		}
+	}
+	if f.DNS != nil && kind == flow.EventTrace {
+		obs := flow.ObsPoint(f.EventType.SubType)
+		if (!f.DNS.Response && obs == flow.ObsFromEndpoint) || (f.DNS.Response && obs == flow.ObsToEndpoint) {
+			m.ObserveDNS(DNSObservation{Response: f.DNS.Response, Rcode: f.DNS.Rcode, QTypes: f.DNS.QTypes, IPsReturned: len(f.DNS.IPs), RRTypes: f.DNS.RRTypes})
+		}
+	}
+}
+
+// DNSObservation is one DNS message, parsed from a packet or reported by
+// the lab's DNS workload.
+type DNSObservation struct {
+	// Response is false for a query.
+	Response bool
+	// Rcode is the response code of a response.
+	Rcode uint8
+	// QTypes are the question types ("A", "AAAA").
+	QTypes []string
+	// IPsReturned is the number of A/AAAA answers.
+	IPsReturned int
+	// RRTypes are the types of the answer records.
+	RRTypes []string
+}
+
+// ObserveDNS counts one DNS message into hubble_dns_queries_total,
+// hubble_dns_responses_total and hubble_dns_response_types_total.
+func (m *Metrics) ObserveDNS(o DNSObservation) {
+	qtypes := strings.Join(o.QTypes, ",")
+	if !o.Response {
+		m.dnsQueries.WithLabelValues("", qtypes, "0").Inc()
+		return
+	}
+	m.dnsResponses.WithLabelValues(flow.RcodeText(o.Rcode), qtypes, strconv.Itoa(o.IPsReturned)).Inc()
+	for _, t := range o.RRTypes {
+		m.dnsResponseTypes.WithLabelValues(t, qtypes).Inc()
+	}
+}
+
+// AddLost counts n events lost at source (flow.LostRingBuffer,
+// flow.LostObserverQueue).
+func (m *Metrics) AddLost(source string, n uint64) {
+	if n > 0 {
+		m.lost.WithLabelValues(source).Add(float64(n))
+	}
+}
+
+// DatapathCounterKey indexes the datapath's own metrics map: a reason code
+// (0..129 forwarded, 130+ a drop reason) and a traffic direction.
+type DatapathCounterKey struct {
+	Reason    uint8
+	Direction flow.TrafficDirection
+}
+
+// DatapathCounter is the packet and byte count of one key, summed over
+// CPUs.
+type DatapathCounter struct {
+	Packets uint64
+	Bytes   uint64
+}
+
+// DatapathCounterReader reads the datapath's metrics map.
+type DatapathCounterReader func() (map[DatapathCounterKey]DatapathCounter, error)
+
+// RegisterDatapathCounters exposes the datapath's per-reason counters on
+// every scrape, with Cilium's names: cilium_forward_count_total{direction},
+// cilium_forward_bytes_total{direction},
+// cilium_drop_count_total{reason,direction},
+// cilium_drop_bytes_total{reason,direction}. node, when not empty, is
+// added as a constant "node" label, so several nodes can share a registry.
+func (m *Metrics) RegisterDatapathCounters(node string, read DatapathCounterReader) error {
+	var constLabels prometheus.Labels
+	if node != "" {
+		constLabels = prometheus.Labels{"node": node}
+	}
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("cilium_"+name, help, labels, constLabels)
+	}
+	c := &datapathCollector{
+		read:        read,
+		fwdPackets:  d("forward_count_total", "Total forwarded packets, tagged by ingress/egress direction", "direction"),
+		fwdBytes:    d("forward_bytes_total", "Total forwarded bytes, tagged by ingress/egress direction", "direction"),
+		dropPackets: d("drop_count_total", "Total dropped packets, tagged by drop reason and ingress/egress direction", "reason", "direction"),
+		dropBytes:   d("drop_bytes_total", "Total dropped bytes, tagged by drop reason and ingress/egress direction", "reason", "direction"),
+	}
+	if err := m.reg.Register(c); err != nil {
+		return fmt.Errorf("register datapath counters of %q: %w", node, err)
+	}
+	return nil
+}
+
+type datapathCollector struct {
+	read                                         DatapathCounterReader
+	fwdPackets, fwdBytes, dropPackets, dropBytes *prometheus.Desc
+}
+
+func (c *datapathCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.fwdPackets
+	ch <- c.fwdBytes
+	ch <- c.dropPackets
+	ch <- c.dropBytes
+}
+
+func (c *datapathCollector) Collect(ch chan<- prometheus.Metric) {
+	counters, err := c.read()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.dropPackets, fmt.Errorf("read datapath metrics: %w", err))
+		return
+	}
+	type fwdKey = flow.TrafficDirection
+	fwd := map[fwdKey]DatapathCounter{}
+	for k, v := range counters {
+		dir := directionLabel(k.Direction)
+		if k.Reason < 130 {
+			s := fwd[k.Direction]
+			s.Packets += v.Packets
+			s.Bytes += v.Bytes
+			fwd[k.Direction] = s
+			continue
+		}
+		reason := flow.DropReason(k.Reason).Text()
+		ch <- prometheus.MustNewConstMetric(c.dropPackets, prometheus.CounterValue, float64(v.Packets), reason, dir)
+		ch <- prometheus.MustNewConstMetric(c.dropBytes, prometheus.CounterValue, float64(v.Bytes), reason, dir)
+	}
+	for d, v := range fwd {
+		ch <- prometheus.MustNewConstMetric(c.fwdPackets, prometheus.CounterValue, float64(v.Packets), directionLabel(d))
+		ch <- prometheus.MustNewConstMetric(c.fwdBytes, prometheus.CounterValue, float64(v.Bytes), directionLabel(d))
+	}
+}
+
+func directionLabel(d flow.TrafficDirection) string {
+	switch d {
+	case flow.Ingress:
+		return "INGRESS"
+	case flow.Egress:
+		return "EGRESS"
+	}
+	return "UNKNOWN"
+}
+
+// WriteText writes every metric in the Prometheus text exposition format
+// (the content of metrics.prom). Metrics that could be gathered are written
+// even when some collector failed; the failure is returned.
+func (m *Metrics) WriteText(w io.Writer) error {
+	return WriteRegistryText(w, m.reg)
+}
+
+// WriteRegistryText writes everything g gathers in the text exposition
+// format.
+func WriteRegistryText(w io.Writer, g prometheus.Gatherer) error {
+	mfs, gatherErr := g.Gather()
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(w, mf); err != nil {
+			return fmt.Errorf("write metric %s: %w", mf.GetName(), err)
+		}
+	}
+	if gatherErr != nil {
+		return fmt.Errorf("gather metrics: %w", gatherErr)
+	}
+	return nil
+}
+
+// Handler serves the metrics over HTTP (for `podlab up --metrics`).
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slogErrorLog{}, ErrorHandling: promhttp.ContinueOnError})
+}
+
+// slogErrorLog adapts promhttp's error logging to log/slog.
+type slogErrorLog struct{}
+
+func (slogErrorLog) Println(v ...any) { slog.Error("serve metrics", "error", fmt.Sprint(v...)) }
