@@ -56,8 +56,8 @@ type RawDevice struct {
 // NewRaw prepares spec as lab: it validates the lab name and the spec.
 // Nothing is created until Up. A nil logger discards progress messages.
 func NewRaw(lab string, spec *Spec, log *slog.Logger) (*Raw, error) {
-	if !nameRE.MatchString(lab) || len(lab) > 32 {
-		return nil, fmt.Errorf("bad lab name %q: want at most 32 lower-case letters, digits and '-'", lab)
+	if err := ValidateLabName(lab); err != nil {
+		return nil, err
 	}
 	if spec == nil {
 		return nil, errors.New("raw topology: nil spec")

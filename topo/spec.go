@@ -1,7 +1,6 @@
 package topo
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -298,21 +297,4 @@ func (p *problems) err() error {
 	}
 	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].Line < p.errs[j].Line })
 	return p.errs
-}
-
-// joinSpecErrors merges two error values that may both be SpecErrors.
-func joinSpecErrors(a, b error) error {
-	var ea, eb SpecErrors
-	if a == nil {
-		return b
-	}
-	if b == nil {
-		return a
-	}
-	if errors.As(a, &ea) && errors.As(b, &eb) {
-		out := append(append(SpecErrors{}, ea...), eb...)
-		sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
-		return out
-	}
-	return errors.Join(a, b)
 }

@@ -133,6 +133,14 @@ func (s *Spec) index() (*specIndex, error) {
 		ix.order = append(ix.order, d)
 	}
 
+	// Devices are declared in file order, so a clash is reported on the
+	// later declaration whether it is a link end or a namespace device.
+	type decl struct {
+		d        *specDevice
+		namePath string
+	}
+	var pending []decl
+
 	// Links (veth pairs).
 	for i := range s.Links {
 		l := &s.Links[i]
@@ -156,11 +164,11 @@ func (s *Spec) index() (*specIndex, error) {
 				continue
 			}
 			checkMTU(p, path+".mtu", e.MTU)
-			declare(&specDevice{
+			pending = append(pending, decl{&specDevice{
 				ns: e.NS, name: e.Name, kind: DeviceVeth, path: path,
 				mac: e.MAC, mtu: e.MTU, addrs: e.Addresses, addrPath: path + ".addresses", down: e.Down,
 				peerNS: en.peer.NS, peerName: en.peer.Name, link: i, end: en.end,
-			}, path+".name")
+			}, path + ".name"})
 		}
 	}
 
@@ -187,12 +195,16 @@ func (s *Spec) index() (*specIndex, error) {
 				continue
 			}
 			checkMTU(p, path+".mtu", d.MTU)
-			declare(&specDevice{
+			pending = append(pending, decl{&specDevice{
 				ns: ns.Name, name: d.Name, kind: d.Kind, path: path,
 				mac: d.MAC, mtu: d.MTU, addrs: d.Addresses, addrPath: path + ".addresses", down: d.Down,
 				dev: d, link: -1,
-			}, path+".name")
+			}, path + ".name"})
 		}
+	}
+	sort.SliceStable(pending, func(i, j int) bool { return p.lineOf(pending[i].d.path) < p.lineOf(pending[j].d.path) })
+	for _, pd := range pending {
+		declare(pd.d, pd.namePath)
 	}
 
 	// Kind-specific checks: bridge ports, VXLAN parameters.
@@ -226,7 +238,7 @@ func (s *Spec) index() (*specIndex, error) {
 					case port == d.Name:
 						p.errf(pp, "a bridge cannot be its own port")
 					case pd == nil:
-						p.errf(pp, "unknown device %q in namespace %q%s (ports must live in the bridge's namespace)", port, ns.Name, suggest(port, deviceNames(ix, ns.Name)))
+						p.errf(pp, "unknown device %q in namespace %q%s (ports must live in the bridge's namespace)", port, ns.Name, devHint(ix, ns.Name, port))
 					case pd.kind == DeviceBridge:
 						p.errf(pp, "bridge %q cannot be a port of bridge %q", port, d.Name)
 					case pd.master != "":
@@ -275,7 +287,7 @@ func (s *Spec) index() (*specIndex, error) {
 				if d.Dev != "" {
 					ud := ix.device(sockNS, d.Dev)
 					if ud == nil {
-						p.errf(path+".dev", "unknown underlay device %q in namespace %q (the namespace the vxlan is created in)%s", d.Dev, sockNS, suggest(d.Dev, deviceNames(ix, sockNS)))
+						p.errf(path+".dev", "unknown underlay device %q in namespace %q (the namespace the vxlan is created in)%s", d.Dev, sockNS, devHint(ix, sockNS, d.Dev))
 					} else if ud.name == d.Name && sockNS == ns.Name {
 						p.errf(path+".dev", "a vxlan device cannot be its own underlay")
 					}
@@ -366,7 +378,7 @@ func (s *Spec) index() (*specIndex, error) {
 				continue
 			}
 			if ix.device(ns.Name, n.Dev) == nil {
-				p.errf(path+".dev", "unknown device %q in namespace %q%s", n.Dev, ns.Name, suggest(n.Dev, deviceNames(ix, ns.Name)))
+				p.errf(path+".dev", "unknown device %q in namespace %q%s", n.Dev, ns.Name, devHint(ix, ns.Name, n.Dev))
 				continue
 			}
 			k := nkey{n.Dev, n.IP}
@@ -398,7 +410,7 @@ func (s *Spec) index() (*specIndex, error) {
 				return false
 			}
 			if ix.device(t.NS, name) == nil {
-				p.errf(path+"."+field, "unknown device %q in namespace %q%s", name, t.NS, suggest(name, deviceNames(ix, t.NS)))
+				p.errf(path+"."+field, "unknown device %q in namespace %q%s", name, t.NS, devHint(ix, t.NS, name))
 				return false
 			}
 			return true
@@ -442,7 +454,7 @@ func (s *Spec) checkRoutes(p *problems, ix *specIndex, i int) {
 		if r.Dev != "" {
 			dev = ix.device(ns.Name, r.Dev)
 			if dev == nil {
-				p.errf(path+".dev", "unknown device %q in namespace %q%s", r.Dev, ns.Name, suggest(r.Dev, deviceNames(ix, ns.Name)))
+				p.errf(path+".dev", "unknown device %q in namespace %q%s", r.Dev, ns.Name, devHint(ix, ns.Name, r.Dev))
 				continue
 			}
 		}
@@ -563,6 +575,30 @@ func deviceNames(ix *specIndex, ns string) []string {
 		out = append(out, n)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// devHint explains an unknown device name: the namespaces where a device of
+// that name does live, or a close name in ns.
+func devHint(ix *specIndex, ns, name string) string {
+	var where []string
+	for other, devs := range ix.devices {
+		if other != ns && devs[name] != nil {
+			where = append(where, other)
+		}
+	}
+	if len(where) > 0 {
+		sort.Strings(where)
+		return fmt.Sprintf(" (a device %q lives in namespace %s)", name, strings.Join(quoteAll(where), ", "))
+	}
+	return suggest(name, deviceNames(ix, ns))
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
 	return out
 }
 

@@ -622,11 +622,12 @@ func (d *specDecoder) tcRule(n *yaml.Node, path string) TCRule {
 	return t
 }
 
-// closest returns the candidate within edit distance 2 of s, if any.
+// closest returns the candidate closest to s if it is a likely typo: within
+// edit distance 2, and small against the length of s.
 func closest(s string, candidates []string) string {
 	best, bestD := "", 3
 	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD && 3*d <= len(s) {
 			best, bestD = c, d
 		}
 	}
