@@ -1,0 +1,35 @@
+# podlab build targets. `make test` is what CI runs (as root).
+GO      ?= go
+BIN     ?= ./podlab
+PKGS    ?= ./...
+
+.PHONY: build generate generate-check test vet demo bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/podlab
+
+# Rebuild the BPF objects and their Go bindings with clang-16 (bpf2go).
+generate:
+	$(GO) generate ./datapath/...
+
+# Fail when the committed BPF objects/bindings differ from a fresh build.
+generate-check: generate
+	git diff --exit-code -- datapath bpf
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: vet build
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+# The main job on the built-in default lab.
+demo: build
+	$(BIN) run
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./topo/...
+	$(BIN) bench topo
+
+clean:
+	rm -f $(BIN)
+	$(BIN) clean 2>/dev/null || true
