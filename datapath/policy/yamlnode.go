@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -121,6 +123,12 @@ func (d *decoder) fields(n *yaml.Node, path string, handlers map[string]fieldFun
 			continue // accepted and ignored
 		}
 		if err := h(v, p); err != nil {
+			// Point "not supported yet" errors about the field itself at
+			// its name rather than at its (possibly multi-line) value.
+			var e *Error
+			if errors.As(err, &e) && e.Path == p && strings.HasPrefix(e.Msg, notSupported) {
+				e.Line = k.Line
+			}
 			return err
 		}
 	}
