@@ -23,11 +23,14 @@ func writeHTMLAt(w io.Writer, run *Run, now time.Time) error {
 	return nil
 }
 
-var htmlTemplate = template.Must(template.New("report").Parse(`{{define "svg"}}
-{{- range .Rects}}<rect x="{{printf "%.1f" .X}}" y="{{printf "%.1f" .Y}}" width="{{printf "%.1f" .W}}" height="{{printf "%.1f" .H}}" rx="6" class="{{.Class}}"><title>{{.Title}}</title></rect>
-{{end -}}
+var htmlTemplate = template.Must(template.New("report").Parse(`{{define "lines"}}
 {{- range .Lines}}<line x1="{{printf "%.1f" .X1}}" y1="{{printf "%.1f" .Y1}}" x2="{{printf "%.1f" .X2}}" y2="{{printf "%.1f" .Y2}}" class="{{.Class}}"{{if .Marker}} marker-end="{{.Marker}}"{{end}}><title>{{.Title}}</title></line>
 {{end -}}
+{{end}}{{define "svg"}}
+{{- if .LinesFirst}}{{template "lines" .}}{{end -}}
+{{- range .Rects}}<rect x="{{printf "%.1f" .X}}" y="{{printf "%.1f" .Y}}" width="{{printf "%.1f" .W}}" height="{{printf "%.1f" .H}}" rx="6" class="{{.Class}}"><title>{{.Title}}</title></rect>
+{{end -}}
+{{- if not .LinesFirst}}{{template "lines" .}}{{end -}}
 {{- range .Circles}}<circle cx="{{printf "%.1f" .CX}}" cy="{{printf "%.1f" .CY}}" r="{{printf "%.1f" .R}}" class="{{.Class}}"><title>{{.Title}}</title></circle>
 {{end -}}
 {{- range .Texts}}<text x="{{printf "%.1f" .X}}" y="{{printf "%.1f" .Y}}" class="{{.Class}}" text-anchor="{{.Anchor}}">{{.Text}}</text>
@@ -64,8 +67,8 @@ pre { background: var(--bg); border: 1px solid var(--line); padding: 8px; overfl
 .scroll { max-height: 520px; overflow: auto; border: 1px solid var(--line); }
 svg { background: #fff; border: 1px solid var(--line); max-width: 100%; height: auto; }
 svg text { font: 12px -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; fill: #1f2328; }
-svg .node { fill: #f0f6ff; stroke: #54aeff; }
-svg .ns { fill: #fff8c5; stroke: #d4a72c; }
+svg .node { fill: #f0f6ff; fill-opacity: 0.6; stroke: #54aeff; }
+svg .ns { fill: #fff8c5; fill-opacity: 0.6; stroke: #d4a72c; }
 svg .pod { fill: #fff; stroke: #8c959f; }
 svg .dev { fill: #eaeef2; stroke: #8c959f; }
 svg .dev-vxlan { fill: #ddf4ff; stroke: #0969da; }

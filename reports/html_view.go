@@ -42,11 +42,14 @@ type svgCircle struct {
 }
 
 type svgDrawing struct {
-	W, H    float64
-	Rects   []svgRect
-	Circles []svgCircle
-	Lines   []svgLine
-	Texts   []svgText
+	W, H float64
+	// LinesFirst draws lines beneath the shapes (topology links end at
+	// devices) instead of above them.
+	LinesFirst bool
+	Rects      []svgRect
+	Circles    []svgCircle
+	Lines      []svgLine
+	Texts      []svgText
 }
 
 func (d *svgDrawing) rect(x, y, w, h float64, class, title string) {
@@ -200,7 +203,7 @@ func buildView(run *Run, now time.Time) *htmlView {
 // topologyDrawing draws nodes side by side with their devices and pods,
 // the lab's other namespaces (world, fabric) below them, and the links.
 func topologyDrawing(t Topology) *svgDrawing {
-	d := &svgDrawing{}
+	d := &svgDrawing{LinesFirst: true}
 	const (
 		margin = 20.0
 		nodeW  = 260.0
@@ -448,7 +451,7 @@ func serviceMapDrawing(flows []*flow.Flow) *svgDrawing {
 	sort.Strings(names)
 	n := float64(len(names))
 	r := math.Max(130, n*28)
-	cx, cy := r+170, r+50
+	cx, cy := r+280, r+50
 	pos := map[string][2]float64{}
 	for i, name := range names {
 		a := 2*math.Pi*float64(i)/n - math.Pi/2
