@@ -1,12 +1,15 @@
 package scenarios
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/datapath/policy"
 )
 
 // Fields accepted everywhere at the top of a Kubernetes object.
@@ -663,7 +666,19 @@ func (d *decoder) decodePolicy(doc *mapping, apiVersion, kind string) *Policy {
 	p.Meta = d.decodeMeta(doc.get("metadata"), "metadata", namespaced, dns1123Subdomain)
 	if !doc.has("spec") && !doc.has("specs") {
 		d.errorf(doc.node, "spec", "required field is missing")
+		return p
 	}
+	decoded, err := policy.Decode(d.file, doc.node)
+	if err != nil {
+		var pe *policy.Error
+		if errors.As(err, &pe) {
+			d.ds.add(Diagnostic{File: d.file, Line: pe.Line, Path: d.fullPath(pe.Path), Msg: pe.Msg})
+		} else {
+			d.errorf(doc.node, "", "%v", err)
+		}
+		return p
+	}
+	p.Decoded = decoded
 	return p
 }
 

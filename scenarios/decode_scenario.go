@@ -558,11 +558,14 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 	}
 	if m.has("expect") {
 		e := Expectation(m.str("expect"))
-		switch e {
-		case ExpectSuccess, ExpectTimeout, ExpectRefused, ExpectReset, ExpectNXDomain, ExpectFail:
+		var names []string
+		for _, x := range Expectations() {
+			names = append(names, string(x))
+		}
+		if contains(names, string(e)) {
 			p.Expect = e
-		default:
-			d.errorf(m.get("expect"), m.sub("expect"), "expect must be one of success, timeout, refused, reset, nxdomain, fail; got %q", e)
+		} else {
+			d.errorf(m.get("expect"), m.sub("expect"), "expect must be one of %s; got %q", strings.Join(names, ", "), e)
 		}
 	}
 	if m.has("dropReason") {
@@ -785,13 +788,22 @@ func (sd *scenarioDecoder) decodePacketAssertion(step *Step, n *yaml.Node, path 
 	if !ok {
 		return
 	}
-	step.Packets = append(step.Packets, PacketAssertion{Device: dev, Spec: n, File: d.file, Source: srcOf(d, n)})
+	pa := PacketAssertion{Device: dev, Spec: n, File: d.file, Source: srcOf(d, n)}
+	if !d.decodePacketSpec(&pa, n, path) {
+		return
+	}
+	step.Packets = append(step.Packets, pa)
 	idx := len(step.Packets) - 1
 	onPath := joinPath(path, "on")
 	sd.checks = append(sd.checks, func(st *state) {
 		pa := &step.Packets[idx]
 		if !sd.resolveDevice(st, &pa.Device, on, onPath, false) {
 			return
+		}
+		for _, name := range pa.Names() {
+			if !st.everything().knowsLabName(sd.s, name) {
+				d.errorf(n, path, "packet match names %q, which is no pod, Deployment, Service, node or world host of the scenario", name)
+			}
 		}
 		captured := sd.s.Captures
 		where := "the scenario's captures"
@@ -811,4 +823,37 @@ func (sd *scenarioDecoder) decodePacketAssertion(step *Step, n *yaml.Node, path 
 // sameAs compares two resolved devices.
 func (d Device) sameAs(o Device) bool {
 	return d.Kind == o.Kind && d.Node == o.Node && d.Namespace == o.Namespace && d.Pod == o.Pod && d.Name == o.Name
+}
+
+// knowsLabName reports whether a name in a packet match can be resolved.
+// Names use the probe peer syntax: a bare name is a Deployment, Pod,
+// Service or node; pod/…, deployment/…, service/…, node/… say which; world,
+// IP addresses and dotted DNS names of emulated world hosts are accepted.
+func (st *state) knowsLabName(s *Scenario, name string) bool {
+	p, err := parsePeer(name)
+	if err != nil {
+		return false
+	}
+	switch p.Kind {
+	case PeerWorld, PeerIP, PeerDNSName:
+		return true
+	case PeerNode:
+		return s.hasNode(p.Node)
+	case PeerPod:
+		return st.has(KindPod, p.Namespace, p.Name)
+	case PeerDeployment:
+		return st.has(KindDeployment, p.Namespace, p.Name)
+	case PeerService:
+		return st.has(KindService, p.Namespace, p.Name)
+	case "":
+		if s.hasNode(p.Name) {
+			return true
+		}
+		for _, k := range []string{KindDeployment, KindPod, KindService} {
+			if st.has(k, DefaultNamespace, p.Name) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/datapath/policy"
 )
 
 // Kinds of objects a scenario may hold.
@@ -389,16 +391,18 @@ func (s *Service) Ref() ObjectRef {
 func (s *Service) Origin() Source { return s.Source }
 
 // Policy is a NetworkPolicy, CiliumNetworkPolicy or
-// CiliumClusterwideNetworkPolicy, kept undecoded: datapath/policy decodes
-// Node. File names the file it came from for that package's errors.
+// CiliumClusterwideNetworkPolicy. Loading decodes it with datapath/policy
+// (so a broken policy is rejected before anything runs) and keeps the
+// result in Decoded; Node and File are kept for that package's later use.
 type Policy struct {
 	APIVersion string
 	Kind       string
 	Meta       ObjectMeta
 	// Node is the whole document (a mapping node).
-	Node   *yaml.Node
-	File   string
-	Source Source
+	Node    *yaml.Node
+	File    string
+	Decoded *policy.Policy
+	Source  Source
 }
 
 // Ref implements Object.

@@ -3,8 +3,6 @@ package scenarios
 import (
 	"net/netip"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Datapath settings.
@@ -217,13 +215,21 @@ type Expectation string
 
 // Expectations.
 const (
-	ExpectSuccess  Expectation = "success"
-	ExpectTimeout  Expectation = "timeout"  // no answer (dropped)
-	ExpectRefused  Expectation = "refused"  // TCP RST to a SYN / ICMP port unreachable
-	ExpectReset    Expectation = "reset"    // an established connection reset
-	ExpectNXDomain Expectation = "nxdomain" // the name does not exist
-	ExpectFail     Expectation = "fail"     // any failure
+	ExpectSuccess Expectation = "success"
+	ExpectTimeout Expectation = "timeout" // no answer (dropped)
+	ExpectRefused Expectation = "refused" // TCP RST to a SYN / ICMP port unreachable
+	ExpectReset   Expectation = "reset"   // an established connection reset
+	// ExpectUnreachable: an ICMP error came back or there is no route.
+	ExpectUnreachable Expectation = "unreachable"
+	ExpectNXDomain    Expectation = "nxdomain"    // the name does not exist
+	ExpectDNSTimeout  Expectation = "dns-timeout" // the DNS server did not answer
+	ExpectFail        Expectation = "fail"        // any failure
 )
+
+// Expectations returns every expectation a probe may state.
+func Expectations() []Expectation {
+	return []Expectation{ExpectSuccess, ExpectTimeout, ExpectRefused, ExpectReset, ExpectUnreachable, ExpectNXDomain, ExpectDNSTimeout, ExpectFail}
+}
 
 // ProbeStep sends traffic from one peer to another and checks the outcome.
 type ProbeStep struct {
@@ -305,17 +311,6 @@ type Device struct {
 
 // String returns the device as written.
 func (d Device) String() string { return d.Raw }
-
-// PacketAssertion is one packet assertion on a captured device. Spec is
-// the assertion block as written (a mapping holding `on` and the match
-// fields); the pcap package decodes it. It is kept undecoded because the
-// pcap match spec was not committed when this package was written.
-type PacketAssertion struct {
-	Device Device
-	Spec   *yaml.Node
-	File   string
-	Source Source
-}
 
 // FlowAssertion checks the flow log.
 type FlowAssertion struct {

@@ -3,9 +3,8 @@ package scenarios
 import (
 	"errors"
 	"fmt"
-	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/podlab/podlab/datapath/policy"
 )
 
 // validateObjects checks what holds across objects: namespaces exist,
@@ -112,22 +111,20 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 		}
 	}
 	for _, p := range s.Policies {
-		sel, path, ok := policySubject(p)
-		if !ok {
+		if p.Decoded == nil {
 			continue
 		}
-		matched := false
-		for _, sh := range shapes {
-			if p.Kind != KindCiliumClusterwideNetworkPolicy && sh.ns != p.Meta.Namespace {
-				continue
+		for _, rule := range p.Decoded.Rules {
+			matched := false
+			for _, sh := range shapes {
+				if policySelects(rule.Subject, sh.ns, sh.labels) {
+					matched = true
+					break
+				}
 			}
-			if policySelectorMatches(sel, sh.ns, sh.labels) {
-				matched = true
-				break
+			if !matched {
+				warnf(p.Source, rule.Path, "selector %s matches no pod; the rule has no effect", rule.Subject)
 			}
-		}
-		if !matched {
-			warnf(p.Source, path, "selector %s matches no pod; the policy has no effect", sel)
 		}
 	}
 	// Exec probe targets must exist when the probe expects success.
@@ -175,63 +172,15 @@ func hasPortNamed(ports []ContainerPort, name, proto string) bool {
 	return false
 }
 
-// policySubject reads, without decoding the rules, the selector that picks
-// the endpoints a policy applies to (endpointSelector, podSelector). ok is
-// false when the policy has several specs or uses a form this quick look
-// does not follow; datapath/policy decodes the policy itself.
-func policySubject(p *Policy) (LabelSelector, string, bool) {
-	field := "endpointSelector"
-	if p.Kind == KindNetworkPolicy {
-		field = "podSelector"
-	}
-	spec := mapValue(p.Node, "spec")
-	if spec == nil {
-		return LabelSelector{}, "", false
-	}
-	sel := mapValue(spec, field)
-	if sel == nil {
-		return LabelSelector{}, "", false
-	}
-	ds := &diagnostics{}
-	d := &decoder{file: p.File, ds: ds}
-	s := d.decodeSelector(sel, "spec."+field)
-	if len(ds.errs) > 0 || s.Empty() {
-		return LabelSelector{}, "", false
-	}
-	return s, "spec." + field, true
-}
-
-func mapValue(n *yaml.Node, key string) *yaml.Node {
-	n = resolveAlias(n)
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return resolveAlias(n.Content[i+1])
-		}
-	}
-	return nil
-}
-
-// policySelectorMatches evaluates a policy selector the way Cilium labels
-// pods: keys may carry the "k8s:" source prefix, and the pod's namespace is
-// the label io.kubernetes.pod.namespace.
-func policySelectorMatches(sel LabelSelector, ns string, labels map[string]string) bool {
+// policySelects evaluates a policy subject on a pod's labels the way
+// Cilium labels pods: the namespace is io.kubernetes.pod.namespace.
+func policySelects(sel policy.Selector, ns string, labels map[string]string) bool {
 	l := make(map[string]string, len(labels)+1)
 	for k, v := range labels {
 		l[k] = v
 	}
 	l["io.kubernetes.pod.namespace"] = ns
-	strip := LabelSelector{MatchLabels: map[string]string{}}
-	for k, v := range sel.MatchLabels {
-		strip.MatchLabels[strings.TrimPrefix(strings.TrimPrefix(k, "k8s:"), "any:")] = v
-	}
-	for _, r := range sel.MatchExpressions {
-		r.Key = strings.TrimPrefix(strings.TrimPrefix(r.Key, "k8s:"), "any:")
-		strip.MatchExpressions = append(strip.MatchExpressions, r)
-	}
-	return strip.Matches(l)
+	return sel.MatchesMap(l)
 }
 
 // scheduleDiagnostic points a scheduling error at the pod's object.

@@ -3,22 +3,25 @@ package scenarios
 import (
 	"fmt"
 	"strings"
+
+	"github.com/podlab/podlab/scenarios/workload"
 )
 
-// Built-in workloads: what runs in a pod in place of its container image.
+// Built-in workloads: what runs in a pod in place of its container image
+// (the names of scenarios/workload's kinds).
 const (
 	// WorkloadHTTPEcho answers every HTTP request with JSON describing it
 	// (stands in for cilium/json-mock), on port 80 or the container's ports.
-	WorkloadHTTPEcho = "http-echo"
+	WorkloadHTTPEcho = string(workload.KindHTTPEcho)
 	// WorkloadClient runs nothing; probes are sent from it (curl, alpine,
 	// busybox, netshoot images).
-	WorkloadClient = "client"
+	WorkloadClient = string(workload.KindClient)
 	// WorkloadTCPEcho echoes TCP streams.
-	WorkloadTCPEcho = "tcp-echo"
+	WorkloadTCPEcho = string(workload.KindTCPEcho)
 	// WorkloadUDPEcho echoes UDP datagrams.
-	WorkloadUDPEcho = "udp-echo"
+	WorkloadUDPEcho = string(workload.KindUDPEcho)
 	// WorkloadDNS is the cluster DNS server (and a world DNS when asked).
-	WorkloadDNS = "dns"
+	WorkloadDNS = string(workload.KindDNS)
 )
 
 // WorkloadAnnotation on a pod (or a Deployment's pod template) chooses the
@@ -53,48 +56,22 @@ func defaultWorkloadPorts(name string) []ContainerPort {
 	return nil
 }
 
-// imageRepository strips the registry host, the tag and the digest from an
-// image reference: "docker.io/cilium/json-mock:1.0" → "cilium/json-mock".
-func imageRepository(image string) string {
-	ref := image
-	if i := strings.IndexByte(ref, '@'); i >= 0 {
-		ref = ref[:i]
-	}
-	parts := strings.Split(ref, "/")
-	if len(parts) > 1 && (strings.ContainsAny(parts[0], ".:") || parts[0] == "localhost") {
-		parts = parts[1:]
-	}
-	last := parts[len(parts)-1]
-	if i := strings.IndexByte(last, ':'); i >= 0 {
-		parts[len(parts)-1] = last[:i]
-	}
-	repo := strings.Join(parts, "/")
-	return strings.TrimPrefix(repo, "library/")
-}
-
 // WorkloadForImage returns the built-in workload standing in for a
-// container image, or an error listing the built-ins.
+// container image (the mapping is scenarios/workload's: cilium/json-mock →
+// http-echo; curl, alpine, busybox, nicolaka/netshoot → client; coredns →
+// dns), or an error listing the built-ins.
 func WorkloadForImage(image string) (string, error) {
-	repo := imageRepository(image)
-	last := repo[strings.LastIndexByte(repo, '/')+1:]
-	switch {
-	case repo == "cilium/json-mock", repo == "hashicorp/http-echo", last == "nginx", last == "httpd":
-		return WorkloadHTTPEcho, nil
-	case last == "curl", last == "alpine-curl", last == "alpine", last == "busybox", last == "netshoot":
-		return WorkloadClient, nil
-	case last == "coredns":
-		return WorkloadDNS, nil
+	k, err := workload.KindForImage(image)
+	if err != nil {
+		return "", err
 	}
-	return "", fmt.Errorf("unknown image %q; built-in workloads: %s (cilium/json-mock → http-echo; curl, alpine, busybox, nicolaka/netshoot → client; coredns → dns), or choose one with the pod annotation %s",
-		image, strings.Join(BuiltinWorkloads(), ", "), WorkloadAnnotation)
+	return string(k), nil
 }
 
 // workloadByName checks an annotation value.
 func workloadByName(name string) error {
-	for _, w := range BuiltinWorkloads() {
-		if w == name {
-			return nil
-		}
+	if !contains(BuiltinWorkloads(), name) {
+		return fmt.Errorf("unknown workload %q; built-in workloads: %s", name, strings.Join(BuiltinWorkloads(), ", "))
 	}
-	return fmt.Errorf("unknown workload %q; built-in workloads: %s", name, strings.Join(BuiltinWorkloads(), ", "))
+	return nil
 }
