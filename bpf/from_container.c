@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* from-container: tc ingress of a pod's host-side lxc veth, i.e. every
+ * packet the pod sends. Parse, conntrack, egress policy of the source
+ * endpoint, then deliver: to a local pod (after its ingress policy), into the
+ * overlay towards the remote pod's node, or to the host stack. */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/events.h"
+#include "lib/parse.h"
+#include "lib/conntrack.h"
+#include "lib/policy.h"
+#include "lib/deliver.h"
+
+static __always_inline int handle_from_container(struct __sk_buff *skb)
+{
+	struct node_config *cfg = node_config();
+	struct endpoint_info *src, *dst;
+	struct ipcache_value *remote = 0;
+	struct ct_entry *ct;
+	struct ct_key key;
+	struct flow f;
+	enum ct_status st;
+	__u32 dst_id;
+	__u8 evf;
+	int ret;
+
+	ret = parse_packet(skb, &f);
+	if (ret == PARSE_PASS_NON_IP) {
+		if (cfg)
+			trace_forward(skb, cfg, OBS_FROM_ENDPOINT, OBS_TO_STACK, DIR_EGRESS, 0,
+				      0, 0, 0, 0, 0);
+		return TC_ACT_OK;
+	}
+	if (ret != PARSE_OK)
+		return drop_packet(skb, ret, DIR_EGRESS, 0, 0, 0, ret == DROP_UNKNOWN_L4 ? &f : 0);
+	if (!cfg)
+		return drop_packet(skb, DROP_NO_CONFIG, DIR_EGRESS, 0, 0, 0, &f);
+
+	src = endpoint_lookup(f.saddr);
+	if (!src || src->ifindex != skb->ifindex)
+		return drop_packet(skb, DROP_INVALID_SIP, DIR_EGRESS, 0, 0, 0, &f);
+
+	dst = endpoint_lookup(f.daddr);
+	if (dst)
+		dst_id = dst->identity;
+	else
+		dst_id = identity_of_remote(cfg, f.daddr, &remote);
+
+	st = ct_lookup(&f, &key, &ct);
+	evf = st == CT_NEW ? EV_F_NEW : 0;
+	if (st == CT_REPLY || st == CT_RELATED) {
+		evf |= EV_F_REPLY;
+	} else {
+		ret = policy_enforce(skb, src, POL_EGRESS, dst_id, &f, st == CT_NEW);
+		if (ret)
+			return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id, src->ep_id, &f);
+		if (dst) {
+			ret = policy_enforce(skb, dst, POL_INGRESS, src->identity, &f, st == CT_NEW);
+			if (ret)
+				return drop_packet(skb, ret, DIR_INGRESS, src->identity, dst_id,
+						   dst->ep_id, &f);
+		}
+		if (st == CT_NEW) {
+			ret = ct_create(&key, &f, src->identity, dst_id);
+			if (ret)
+				return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id,
+						   src->ep_id, &f);
+		}
+	}
+
+	if (dst) {
+		trace_forward(skb, cfg, OBS_FROM_ENDPOINT, OBS_TO_ENDPOINT, DIR_EGRESS, evf,
+			      src->identity, dst_id, src->ep_id, &f, dst->ifindex);
+		ret = redirect_to_endpoint(skb, cfg, dst);
+		if (ret < 0)
+			return drop_packet(skb, -ret, DIR_EGRESS, src->identity, dst_id, src->ep_id, 0);
+		return ret;
+	}
+	if (remote && remote->tunnel_ep) {
+		trace_forward(skb, cfg, OBS_FROM_ENDPOINT, OBS_TO_OVERLAY, DIR_EGRESS, evf,
+			      src->identity, dst_id, src->ep_id, &f, cfg->vxlan_ifindex);
+		ret = redirect_to_overlay(skb, cfg, remote->tunnel_ep, src->identity);
+		if (ret < 0)
+			return drop_packet(skb, -ret, DIR_EGRESS, src->identity, dst_id, src->ep_id, 0);
+		return ret;
+	}
+	trace_forward(skb, cfg, OBS_FROM_ENDPOINT, OBS_TO_STACK, DIR_EGRESS, evf, src->identity,
+		      dst_id, src->ep_id, &f, 0);
+	return TC_ACT_OK;
+}
+
+#ifndef NO_PROGRAM_SECTION
+SEC("tc")
+int cil_from_container(struct __sk_buff *skb)
+{
+	return handle_from_container(skb);
+}
+
+char _license[] SEC("license") = "GPL";
+#endif

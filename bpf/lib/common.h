@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Common definitions of the podlab datapath: constants shared with the Go
+ * loader (package datapath mirrors every value here), packet layout helpers and
+ * the node configuration. */
+#pragma once
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* ICMPv4 header (linux/icmp.h pulls in libc headers). */
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	union {
+		struct {
+			__be16 id;
+			__be16 sequence;
+		} echo;
+		__be32 gateway;
+	} un;
+};
+
+#define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
+#define ICMP_SOURCE_QUENCH 4
+#define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+/* Drop reasons: Cilium's numeric codes (bpf/lib/common.h, reported as the
+ * positive number in metrics and events). Only the ones this datapath can
+ * produce are listed. */
+enum drop_reason {
+	DROP_INVALID_SIP = 132,     /* Invalid source ip */
+	DROP_POLICY = 133,          /* Policy denied */
+	DROP_INVALID = 134,         /* Invalid packet */
+	DROP_CT_INVALID_HDR = 135,  /* CT: Truncated or invalid header */
+	DROP_UNKNOWN_L3 = 139,      /* Unsupported L3 protocol */
+	DROP_WRITE_ERROR = 141,     /* Error writing to packet */
+	DROP_UNKNOWN_L4 = 142,      /* Unknown L4 protocol */
+	DROP_NO_TUNNEL_KEY = 147,   /* Error retrieving tunnel key */
+	DROP_UNROUTABLE = 151,      /* Stale or unroutable IP */
+	DROP_CSUM_L3 = 153,         /* Error while correcting L3 checksum */
+	DROP_CT_CREATE_FAILED = 155,/* CT: Map insertion failed */
+	DROP_FRAG_NOSUPPORT = 157,  /* IP fragmentation not supported */
+	DROP_NO_CONFIG = 165,       /* No configuration available to perform policy decision */
+	DROP_UNSUPPORTED_L2 = 166,  /* Unsupported L2 protocol */
+	DROP_INVALID_IDENTITY = 171,/* Invalid identity */
+	DROP_POLICY_DENY = 181,     /* Policy denied by denylist */
+};
+
+/* Observation points of trace events, numbered as Cilium's TRACE_* values. */
+enum obs_point {
+	OBS_TO_ENDPOINT = 0,
+	OBS_TO_HOST = 2,
+	OBS_TO_STACK = 3,
+	OBS_TO_OVERLAY = 4,
+	OBS_FROM_ENDPOINT = 5,
+	OBS_FROM_HOST = 7,
+	OBS_FROM_STACK = 8,
+	OBS_FROM_OVERLAY = 9,
+	OBS_FROM_NETWORK = 10,
+	OBS_TO_NETWORK = 11,
+};
+
+/* Traffic direction, as Cilium's metrics count it. */
+enum traffic_dir {
+	DIR_UNKNOWN = 0,
+	DIR_INGRESS = 1,
+	DIR_EGRESS = 2,
+};
+
+/* Policy directions used in policy keys (policy.Ingress / policy.Egress). */
+enum policy_dir {
+	POL_INGRESS = 0,
+	POL_EGRESS = 1,
+};
+
+/* Reserved identities (datapath/identity). */
+#define ID_UNKNOWN 0
+#define ID_HOST 1
+#define ID_WORLD 2
+#define ID_REMOTE_NODE 6
+
+/* skb->mark value set on packets that a redirect path already judged, so
+ * that to-container does not judge them a second time. */
+#define MARK_JUDGED 0x0c1a0000
+
+/* Config flags. */
+#define CFG_MONITOR_AGGREGATION (1 << 0) /* trace only connection-relevant packets */
+#define CFG_NO_REDIRECT_PEER    (1 << 1) /* use bpf_redirect to the lxc instead of redirect_peer */
+
+/* Node configuration, one entry in the config map. */
+struct node_config {
+	__be32 node_ip;
+	__be32 router_ip;
+	__u32 vxlan_ifindex;
+	__u32 host_ifindex;
+	__u32 eth0_ifindex;
+	__u32 host_identity;
+	__u32 flags;
+	__u32 configured; /* 1 once the loader wrote the entry */
+};
+
+/* One local endpoint (pod), keyed by its IPv4 address. */
+struct endpoint_info {
+	__u32 ifindex;        /* host-side lxc veth, node namespace */
+	__u32 identity;
+	__u8 pod_mac[6];
+	__u8 lxc_mac[6];
+	__u16 ep_id;
+	__u8 flags;           /* EP_F_* */
+	__u8 pad;
+	__u8 levels[2];       /* per policy direction: POLICY_LEVEL_* bits present */
+	__u8 pad2[2];
+};
+
+#define EP_F_INGRESS_ENFORCED (1 << 0)
+#define EP_F_EGRESS_ENFORCED  (1 << 1)
+
+/* ipcache: LPM prefix -> identity and tunnel endpoint. */
+struct ipcache_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+struct ipcache_value {
+	__u32 identity;
+	__be32 tunnel_ep; /* node IP of the remote node, 0 when not tunnelled */
+};
+
+/* Policy map: a hash probed at a few wildcard levels.
+ * level: 0 = exact port, 1 = port block (port >> 8), 2 = any port of proto,
+ * 3 = any protocol. identity 0 is the wildcard identity. */
+struct policy_key {
+	__u32 identity;
+	__u16 ep_id;
+	__u16 port;   /* host order: port, port>>8, or 0 */
+	__u8 dir;
+	__u8 proto;
+	__u8 level;
+	__u8 pad;
+};
+
+#define POLICY_LEVEL_EXACT 0
+#define POLICY_LEVEL_BLOCK 1
+#define POLICY_LEVEL_PROTO 2
+#define POLICY_LEVEL_ANY   3
+
+struct policy_value {
+	__u8 deny;
+	__u8 match_type;
+	__u16 pad;
+};
+
+/* Policy match types, Cilium's POLICY_MATCH_* numbering. */
+enum policy_match {
+	MATCH_NONE = 0,
+	MATCH_L3_ONLY = 1,
+	MATCH_L3_L4 = 2,
+	MATCH_L4_ONLY = 3,
+	MATCH_ALL = 4,
+	MATCH_L3_PROTO = 5,
+	MATCH_PROTO_ONLY = 6,
+};
+
+/* Conntrack: keyed by the tuple of the packet that opened the connection. */
+struct ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct ct_entry {
+	__u32 expires;      /* seconds since boot */
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u8 tx_flags;      /* TCP flags seen in the original direction */
+	__u8 rx_flags;      /* TCP flags seen in the reply direction */
+	__u8 closing;
+	__u8 seen_reply;
+};
+
+#define CT_LIFETIME_SYN      60
+#define CT_LIFETIME_TCP      21600
+#define CT_LIFETIME_CLOSE    10
+#define CT_LIFETIME_NONTCP   60
+
+/* Metrics: per-CPU array indexed by reason * 4 + traffic direction. */
+struct metrics_value {
+	__u64 packets;
+	__u64 bytes;
+};
+#define METRICS_ENTRIES (256 * 4)
+/* The last metrics slot counts events lost because the ring buffer was full. */
+#define METRICS_EVENTS_LOST (METRICS_ENTRIES - 1)
+
+/* Events written to the ring buffer. */
+enum event_type {
+	EVENT_DROP = 1,
+	EVENT_TRACE = 2,
+	EVENT_POLICY_VERDICT = 3,
+};
+
+#define EVENT_CAP_LEN 128
+
+#define EV_F_REPLY   (1 << 0)
+#define EV_F_NEW     (1 << 1)
+#define EV_F_ALLOWED (1 << 2)
+
+struct event {
+	__u64 ktime_ns;
+	__u8 type;
+	__u8 code;          /* drop reason or observation point */
+	__u8 dir;           /* traffic_dir */
+	__u8 flags;         /* EV_F_* */
+	__u32 ifindex;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u16 ep_id;
+	__u8 match_type;    /* policy verdicts */
+	__u8 proto;
+	__u16 dport;        /* host order; ICMP type for ICMP */
+	__u16 cap_len;
+	__u32 orig_len;
+	__u32 target_ifindex;
+	__u8 data[EVENT_CAP_LEN];
+};
+
+/* Parsed IPv4 packet. */
+struct flow {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;       /* conntrack ports (ICMP echo: identifier) */
+	__be16 dport;
+	__u16 l4port;       /* policy port, host order (ICMP: type) */
+	__u8 proto;
+	__u8 tcp_flags;
+	__u8 ttl;
+	__u8 icmp_error;    /* 1 when the packet is an ICMP error with an inner tuple */
+	__u16 pad;
+	struct ct_key inner; /* ICMP errors: tuple of the offending packet */
+};
+
+#define ETH_HLEN_ 14
+#define IP_HLEN 20

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Drop, trace and policy-verdict notifications, and the metrics they feed.
+ * Every drop of the datapath goes through drop_packet(). */
+#pragma once
+
+#include "maps.h"
+
+static __always_inline void metrics_add(__u8 reason, __u8 dir, __u32 len)
+{
+	__u32 idx = ((__u32)reason << 2) | (dir & 3);
+	struct metrics_value *m = bpf_map_lookup_elem(&metrics, &idx);
+
+	if (m) {
+		m->packets += 1;
+		m->bytes += len;
+	}
+}
+
+/* event_fill copies the event header and the first EVENT_CAP_LEN bytes of
+ * the packet into a reserved ring-buffer record. */
+static __always_inline void event_emit(struct __sk_buff *skb, __u8 type, __u8 code,
+				       __u8 dir, __u8 flags, __u32 src_id, __u32 dst_id,
+				       __u16 ep_id, const struct flow *f, __u8 match,
+				       __u32 target)
+{
+	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	__u32 len = skb->len;
+	__u32 cap = len;
+
+	if (!ev) {
+		__u32 idx = METRICS_EVENTS_LOST;
+		struct metrics_value *m = bpf_map_lookup_elem(&metrics, &idx);
+
+		if (m)
+			m->packets += 1;
+		return;
+	}
+	ev->ktime_ns = bpf_ktime_get_ns();
+	ev->type = type;
+	ev->code = code;
+	ev->dir = dir;
+	ev->flags = flags;
+	ev->ifindex = skb->ifindex;
+	ev->src_identity = src_id;
+	ev->dst_identity = dst_id;
+	ev->ep_id = ep_id;
+	ev->match_type = match;
+	ev->proto = f ? f->proto : 0;
+	ev->dport = f ? f->l4port : 0;
+	ev->orig_len = len;
+	ev->target_ifindex = target;
+	if (cap > EVENT_CAP_LEN)
+		cap = EVENT_CAP_LEN;
+	ev->cap_len = 0;
+	if (cap > 0 && bpf_skb_load_bytes(skb, 0, ev->data, cap & 0xff) == 0)
+		ev->cap_len = cap;
+	bpf_ringbuf_submit(ev, 0);
+}
+
+/* drop_packet is the single exit of every drop: it counts the drop by
+ * reason and direction, emits a drop event and returns TC_ACT_SHOT. */
+static __always_inline int drop_packet(struct __sk_buff *skb, enum drop_reason reason,
+				       __u8 dir, __u32 src_id, __u32 dst_id, __u16 ep_id,
+				       const struct flow *f)
+{
+	metrics_add((__u8)reason, dir, skb->len);
+	event_emit(skb, EVENT_DROP, (__u8)reason, dir, 0, src_id, dst_id, ep_id, f, 0, 0);
+	return TC_ACT_SHOT;
+}
+
+/* trace_wanted applies monitor aggregation: with it on, only packets that
+ * open, close or first answer a connection are traced. */
+static __always_inline int trace_wanted(const struct node_config *cfg, __u8 ev_flags,
+					const struct flow *f)
+{
+	if (!cfg || !(cfg->flags & CFG_MONITOR_AGGREGATION))
+		return 1;
+	if (ev_flags & EV_F_NEW)
+		return 1;
+	if (f && f->proto == IPPROTO_TCP &&
+	    (f->tcp_flags & (0x01 | 0x02 | 0x04))) /* FIN, SYN, RST */
+		return 1;
+	return 0;
+}
+
+/* trace_forward counts a forwarded packet and emits the trace events of its
+ * entry (from) and exit (to) observation points. */
+static __always_inline void trace_forward(struct __sk_buff *skb, const struct node_config *cfg,
+					  __u8 from_obs, __u8 to_obs, __u8 dir, __u8 ev_flags,
+					  __u32 src_id, __u32 dst_id, __u16 ep_id,
+					  const struct flow *f, __u32 target)
+{
+	metrics_add(0, dir, skb->len);
+	if (!trace_wanted(cfg, ev_flags, f))
+		return;
+	event_emit(skb, EVENT_TRACE, from_obs, dir, ev_flags, src_id, dst_id, ep_id, f, 0, 0);
+	event_emit(skb, EVENT_TRACE, to_obs, dir, ev_flags, src_id, dst_id, ep_id, f, 0, target);
+}
+
+static __always_inline void policy_verdict_emit(struct __sk_buff *skb, __u8 pol_dir, int allowed,
+						__u8 match, __u32 remote_id, __u32 local_id,
+						__u16 ep_id, const struct flow *f)
+{
+	__u8 dir = pol_dir == POL_INGRESS ? DIR_INGRESS : DIR_EGRESS;
+	__u32 src = pol_dir == POL_INGRESS ? remote_id : local_id;
+	__u32 dst = pol_dir == POL_INGRESS ? local_id : remote_id;
+
+	event_emit(skb, EVENT_POLICY_VERDICT, 0, dir, allowed ? EV_F_ALLOWED : 0, src, dst,
+		   ep_id, f, match, 0);
+}

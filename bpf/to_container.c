@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* to-container: tc egress of a pod's host-side lxc veth, i.e. packets the
+ * host stack routes to the pod. Packets from the node itself carry the host
+ * identity, from other nodes the remote-node identity (ipcache), anything
+ * else the world identity. Packets a redirect path already judged carry
+ * MARK_JUDGED and pass untouched. */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/events.h"
+#include "lib/parse.h"
+#include "lib/conntrack.h"
+#include "lib/policy.h"
+#include "lib/deliver.h"
+
+static __always_inline int handle_to_container(struct __sk_buff *skb)
+{
+	struct node_config *cfg = node_config();
+	struct ipcache_value *remote;
+	struct endpoint_info *dst;
+	struct ct_entry *ct;
+	struct ct_key key;
+	struct flow f;
+	enum ct_status st;
+	__u32 src_id;
+	__u8 evf;
+	int ret;
+
+	if (skb->mark == MARK_JUDGED) {
+		skb->mark = 0;
+		return TC_ACT_OK;
+	}
+	ret = parse_packet(skb, &f);
+	if (ret == PARSE_PASS_NON_IP) {
+		if (cfg)
+			trace_forward(skb, cfg, OBS_FROM_STACK, OBS_TO_ENDPOINT, DIR_INGRESS, 0, 0,
+				      0, 0, 0, skb->ifindex);
+		return TC_ACT_OK;
+	}
+	if (ret != PARSE_OK)
+		return drop_packet(skb, ret, DIR_INGRESS, 0, 0, 0, ret == DROP_UNKNOWN_L4 ? &f : 0);
+	if (!cfg)
+		return drop_packet(skb, DROP_NO_CONFIG, DIR_INGRESS, 0, 0, 0, &f);
+
+	dst = endpoint_lookup(f.daddr);
+	if (!dst || dst->ifindex != skb->ifindex)
+		return drop_packet(skb, DROP_UNROUTABLE, DIR_INGRESS, 0, 0, 0, &f);
+	src_id = identity_of_remote(cfg, f.saddr, &remote);
+
+	st = ct_lookup(&f, &key, &ct);
+	evf = st == CT_NEW ? EV_F_NEW : 0;
+	if (st == CT_REPLY || st == CT_RELATED) {
+		evf |= EV_F_REPLY;
+	} else {
+		ret = policy_enforce(skb, dst, POL_INGRESS, src_id, &f, st == CT_NEW);
+		if (ret)
+			return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity, dst->ep_id, &f);
+		if (st == CT_NEW) {
+			ret = ct_create(&key, &f, src_id, dst->identity);
+			if (ret)
+				return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity,
+						   dst->ep_id, &f);
+		}
+	}
+	trace_forward(skb, cfg, OBS_FROM_STACK, OBS_TO_ENDPOINT, DIR_INGRESS, evf, src_id,
+		      dst->identity, dst->ep_id, &f, skb->ifindex);
+	return TC_ACT_OK;
+}
+
+#ifndef NO_PROGRAM_SECTION
+SEC("tc")
+int cil_to_container(struct __sk_buff *skb)
+{
+	return handle_to_container(skb);
+}
+
+char _license[] SEC("license") = "GPL";
+#endif

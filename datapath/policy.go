@@ -1,0 +1,394 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/podlab/podlab/datapath/identity"
+	"github.com/podlab/podlab/datapath/policy"
+)
+
+type policyKey = fromContainerPolicyKey
+type policyValue = fromContainerPolicyValue
+
+// Port levels of policy keys (bpf/lib/common.h POLICY_LEVEL_*).
+const (
+	levelExact = 0 // one port
+	levelBlock = 1 // 256 ports: key port = port >> 8
+	levelProto = 2 // any port of one protocol
+	levelAny   = 3 // any protocol
+)
+
+// IP protocol numbers the datapath parses.
+const (
+	protoICMP = 1
+	protoTCP  = 6
+	protoUDP  = 17
+	protoSCTP = 132
+)
+
+// endpointPolicyState is what the policy map holds for one endpoint.
+type endpointPolicyState struct {
+	flags  uint8
+	levels [2]uint8
+	keys   map[policyKey]policyValue
+}
+
+// rule is a normalised policy entry: one protocol (or any) and one port
+// range (or any).
+type rule struct {
+	dir      uint8
+	id       uint32
+	anyProto bool
+	proto    uint8
+	anyPort  bool
+	lo, hi   uint16
+	deny     bool
+}
+
+func normaliseEntries(entries []policy.Entry) ([]rule, error) {
+	var out []rule
+	for i, e := range entries {
+		if e.Direction != policy.Ingress && e.Direction != policy.Egress {
+			return nil, fmt.Errorf("policy entry %d (%s): invalid direction %d", i, e.Rule, e.Direction)
+		}
+		if identity.ID(e.Identity) > identity.Max {
+			return nil, fmt.Errorf("policy entry %d (%s): identity %d exceeds %d", i, e.Rule, e.Identity, identity.Max)
+		}
+		lo, hi := e.PortLo, e.PortHi
+		if hi == 0 {
+			hi = lo
+		}
+		if hi < lo {
+			return nil, fmt.Errorf("policy entry %d (%s): port range %d-%d is reversed", i, e.Rule, e.PortLo, e.PortHi)
+		}
+		r := rule{dir: uint8(e.Direction), id: e.Identity, deny: e.Deny, lo: lo, hi: hi}
+		r.anyPort = lo == 0 && hi == 0 || lo == 0 && hi == 0xffff
+		if e.Proto == protoICMP && hi > 0xff {
+			return nil, fmt.Errorf("policy entry %d (%s): ICMP type %d-%d out of range", i, e.Rule, lo, hi)
+		}
+		switch {
+		case e.Proto == 0 && r.anyPort:
+			r.anyProto = true
+			out = append(out, r)
+		case e.Proto == 0:
+			// A port without a protocol means that port of TCP, UDP and SCTP.
+			for _, p := range []uint8{protoTCP, protoUDP, protoSCTP} {
+				r.proto = p
+				out = append(out, r)
+			}
+		case e.Proto == protoTCP || e.Proto == protoUDP || e.Proto == protoSCTP || e.Proto == protoICMP:
+			r.proto = e.Proto
+			out = append(out, r)
+		default:
+			return nil, fmt.Errorf("policy entry %d (%s): protocol %d not supported yet (TCP, UDP, SCTP, ICMP)", i, e.Rule, e.Proto)
+		}
+	}
+	return out, nil
+}
+
+// meet returns the rule matching exactly the traffic both a and b match.
+func meet(a, b rule) (rule, bool) {
+	if a.dir != b.dir {
+		return rule{}, false
+	}
+	m := rule{dir: a.dir}
+	switch {
+	case a.id == b.id || b.id == 0:
+		m.id = a.id
+	case a.id == 0:
+		m.id = b.id
+	default:
+		return rule{}, false
+	}
+	switch {
+	case a.anyProto:
+		m.anyProto, m.proto, m.anyPort, m.lo, m.hi = b.anyProto, b.proto, b.anyPort, b.lo, b.hi
+		return m, true
+	case b.anyProto:
+		m.proto, m.anyPort, m.lo, m.hi = a.proto, a.anyPort, a.lo, a.hi
+		return m, true
+	case a.proto != b.proto:
+		return rule{}, false
+	}
+	m.proto = a.proto
+	switch {
+	case a.anyPort:
+		m.anyPort, m.lo, m.hi = b.anyPort, b.lo, b.hi
+	case b.anyPort:
+		m.lo, m.hi = a.lo, a.hi
+	default:
+		m.lo, m.hi = max(a.lo, b.lo), min(a.hi, b.hi)
+		if m.lo > m.hi {
+			return rule{}, false
+		}
+	}
+	return m, true
+}
+
+// keyPorts returns the port range a key matches.
+func keyPorts(k policyKey) (lo, hi int) {
+	switch k.Level {
+	case levelExact:
+		return int(k.Port), int(k.Port)
+	case levelBlock:
+		return int(k.Port) << 8, int(k.Port)<<8 | 0xff
+	}
+	return 0, 0xffff
+}
+
+// covers reports whether every packet matching key k also matches r.
+func (r rule) covers(k policyKey) bool {
+	if r.dir != k.Dir || (r.id != 0 && r.id != k.Identity) {
+		return false
+	}
+	if r.anyProto {
+		return true
+	}
+	if k.Level == levelAny || r.proto != k.Proto {
+		return false
+	}
+	if r.anyPort {
+		return true
+	}
+	lo, hi := keyPorts(k)
+	return int(r.lo) <= lo && hi <= int(r.hi)
+}
+
+// keys expands a rule into policy map keys.
+func (r rule) keys(epID uint16) []policyKey {
+	base := policyKey{Identity: r.id, EpId: epID, Dir: r.dir}
+	switch {
+	case r.anyProto:
+		base.Level = levelAny
+		return []policyKey{base}
+	case r.anyPort:
+		base.Proto, base.Level = r.proto, levelProto
+		return []policyKey{base}
+	}
+	base.Proto = r.proto
+	var out []policyKey
+	for p := int(r.lo); p <= int(r.hi); {
+		k := base
+		if p&0xff == 0 && p+0xff <= int(r.hi) {
+			k.Level, k.Port = levelBlock, uint16(p>>8)
+			p += 0x100
+		} else {
+			k.Level, k.Port = levelExact, uint16(p)
+			p++
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+func matchType(k policyKey) uint8 {
+	if k.Identity != 0 {
+		switch k.Level {
+		case levelAny:
+			return uint8(MatchL3Only)
+		case levelProto:
+			return uint8(MatchL3Proto)
+		}
+		return uint8(MatchL3L4)
+	}
+	switch k.Level {
+	case levelAny:
+		return uint8(MatchAll)
+	case levelProto:
+		return uint8(MatchProtoOnly)
+	}
+	return uint8(MatchL4Only)
+}
+
+func levelBit(k policyKey) uint8 {
+	b := k.Level
+	if k.Identity == 0 {
+		b += 4
+	}
+	return 1 << b
+}
+
+// compilePolicy turns an endpoint's policy into policy map contents. Deny
+// precedence is resolved here: every key that some deny rule covers is a
+// deny, and the intersection of each allow with each deny is written as a
+// deny key, so that the datapath's first hit in most-specific-first order
+// is always the right verdict.
+func compilePolicy(epID uint16, p policy.EndpointPolicy) (map[policyKey]policyValue, uint8, [2]uint8, error) {
+	var flags uint8
+	var levels [2]uint8
+	if p.IngressEnforced {
+		flags |= epIngressEnforced
+	}
+	if p.EgressEnforced {
+		flags |= epEgressEnforced
+	}
+	rules, err := normaliseEntries(p.Entries)
+	if err != nil {
+		return nil, 0, levels, err
+	}
+	var denies, allows []rule
+	for _, r := range rules {
+		if r.deny {
+			denies = append(denies, r)
+		} else {
+			allows = append(allows, r)
+		}
+	}
+	for _, a := range allows {
+		for _, d := range denies {
+			if m, ok := meet(a, d); ok {
+				m.deny = true
+				rules = append(rules, m)
+				denies = append(denies, m)
+			}
+		}
+	}
+	out := map[policyKey]policyValue{}
+	for _, r := range rules {
+		for _, k := range r.keys(epID) {
+			if v, ok := out[k]; ok && v.Deny == 1 {
+				continue
+			}
+			v := policyValue{MatchType: matchType(k)}
+			if r.deny {
+				v.Deny = 1
+			} else {
+				for _, d := range denies {
+					if d.covers(k) {
+						v.Deny = 1
+						break
+					}
+				}
+			}
+			out[k] = v
+			levels[k.Dir&1] |= levelBit(k)
+		}
+	}
+	return out, flags, levels, nil
+}
+
+// SetPolicy replaces the policy of endpoint epID incrementally: new and
+// changed entries are written first, then the enforcement flags, then stale
+// entries are deleted. No program is reloaded and conntrack is untouched, so
+// established connections that the new policy still allows never see a
+// drop. The endpoint may be added before or after its policy is set.
+func (d *Datapath) SetPolicy(epID uint16, p policy.EndpointPolicy) error {
+	desired, flags, levels, err := compilePolicy(epID, p)
+	if err != nil {
+		return fmt.Errorf("policy of endpoint %d: %w", epID, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("set policy: datapath closed")
+	}
+	pm := d.maps[mapPolicy]
+	st := d.policies[epID]
+	if st == nil {
+		st = &endpointPolicyState{keys: map[policyKey]policyValue{}}
+	}
+	total := 0
+	for id, s := range d.policies {
+		if id != epID {
+			total += len(s.keys)
+		}
+	}
+	if total+len(desired) > int(pm.MaxEntries()) {
+		return fmt.Errorf("policy of endpoint %d: %d entries exceed the policy map's capacity (%d in use of %d)",
+			epID, len(desired), total, pm.MaxEntries())
+	}
+
+	var upK []policyKey
+	var upV []policyValue
+	for k, v := range desired {
+		if old, ok := st.keys[k]; !ok || old != v {
+			upK = append(upK, k)
+			upV = append(upV, v)
+		}
+	}
+	var delK []policyKey
+	for k := range st.keys {
+		if _, ok := desired[k]; !ok {
+			delK = append(delK, k)
+		}
+	}
+	if err := putPolicy(pm, upK, upV); err != nil {
+		return fmt.Errorf("policy of endpoint %d: %w", epID, err)
+	}
+	// From here on the map holds both sets; the endpoint probes the union
+	// of their levels until the stale keys are gone.
+	newSt := &endpointPolicyState{flags: flags, levels: levels, keys: desired}
+	union := &endpointPolicyState{flags: flags, levels: [2]uint8{levels[0] | st.levels[0], levels[1] | st.levels[1]}}
+	d.policies[epID] = union
+	if err := d.syncEndpoint(epID); err != nil {
+		return err
+	}
+	if err := deletePolicy(pm, delK); err != nil {
+		d.policies[epID] = &endpointPolicyState{flags: flags, levels: union.levels, keys: mergeKeys(st.keys, desired)}
+		return fmt.Errorf("policy of endpoint %d: %w", epID, err)
+	}
+	d.policies[epID] = newSt
+	return d.syncEndpoint(epID)
+}
+
+func mergeKeys(a, b map[policyKey]policyValue) map[policyKey]policyValue {
+	out := make(map[policyKey]policyValue, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
+
+// syncEndpoint rewrites the endpoint map entry of epID (flags and levels)
+// if the endpoint is known.
+func (d *Datapath) syncEndpoint(epID uint16) error {
+	ep, ok := d.endpoints[epID]
+	if !ok {
+		return nil
+	}
+	v := d.endpointValue(ep)
+	if err := d.maps[mapEndpoints].Put(ipv4BE(ep.IP), &v); err != nil {
+		return fmt.Errorf("endpoint %d: update policy flags: %w", epID, err)
+	}
+	return nil
+}
+
+const batchThreshold = 64
+
+func putPolicy(m *ebpf.Map, keys []policyKey, vals []policyValue) error {
+	if len(keys) >= batchThreshold {
+		if _, err := m.BatchUpdate(keys, vals, nil); err == nil {
+			return nil
+		} else if !errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("write %d policy entries: %w", len(keys), err)
+		}
+	}
+	for i := range keys {
+		if err := m.Put(&keys[i], &vals[i]); err != nil {
+			return fmt.Errorf("write policy entry %+v: %w", keys[i], err)
+		}
+	}
+	return nil
+}
+
+func deletePolicy(m *ebpf.Map, keys []policyKey) error {
+	if len(keys) >= batchThreshold {
+		if _, err := m.BatchDelete(keys, nil); err == nil {
+			return nil
+		} else if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete %d policy entries: %w", len(keys), err)
+		}
+	}
+	for i := range keys {
+		if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete policy entry %+v: %w", keys[i], err)
+		}
+	}
+	return nil
+}
