@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/podlab/podlab/datapath/identity"
@@ -50,7 +51,13 @@ type Compiler struct {
 	cluster []identity.ID
 
 	mu    sync.Mutex
-	peers map[*PeerRule][]identity.ID
+	peers map[*PeerRule]resolvedPeers
+}
+
+// resolvedPeers caches what a peer rule resolves to.
+type resolvedPeers struct {
+	ids  []identity.ID
+	name string
 }
 
 // Compiler returns a compiler over the repository's current policies and
@@ -70,7 +77,7 @@ func NewCompiler(policies []*Policy, t *identity.Table, opts CompileOptions) *Co
 	}
 	ps := slices.Clone(policies)
 	slices.SortFunc(ps, func(a, b *Policy) int { return compareKey(a.Key, b.Key) })
-	c := &Compiler{policies: ps, table: t, opts: opts, peers: map[*PeerRule][]identity.ID{}}
+	c := &Compiler{policies: ps, table: t, opts: opts, peers: map[*PeerRule]resolvedPeers{}}
 	c.world = []identity.ID{identity.World}
 	for _, id := range t.All() {
 		switch {
@@ -140,13 +147,18 @@ type l4 struct {
 func (c *Compiler) Compile(ep Endpoint) EndpointPolicy {
 	labels := endpointLabels(ep)
 	var out EndpointPolicy
-	entries := map[entryKey]Entry{}
-	add := func(e Entry) {
-		k := entryKey{e.Direction, e.Identity, e.Proto, e.PortLo, e.PortHi}
-		if old, ok := entries[k]; ok && (old.Deny || !e.Deny) {
-			return
+	// Candidates are sorted by key with denies first, then deduplicated:
+	// the first candidate of each key wins (a deny over an allow, else the
+	// first policy in key order).
+	var cands []candidate
+	var names []string
+	add := func(dir Direction, id uint32, t l4, deny bool, name int) {
+		k1 := uint64(dir)<<56 | uint64(id)<<24 | uint64(t.proto)<<16 | uint64(t.lo)
+		k2 := uint32(t.hi) << 1
+		if !deny {
+			k2 |= 1
 		}
-		entries[k] = e
+		cands = append(cands, candidate{k1: k1, k2: k2, seq: int32(len(cands)), name: int32(name)})
 	}
 	for _, p := range c.policies {
 		for ri := range p.Rules {
@@ -158,38 +170,75 @@ func (c *Compiler) Compile(ep Endpoint) EndpointPolicy {
 			out.EgressEnforced = out.EgressEnforced || rule.EgressDefaultDeny
 			for pi := range rule.Peers {
 				pr := &rule.Peers[pi]
-				name := p.Key.String() + " " + pr.Name
-				for _, id := range c.peerIDs(pr) {
+				rp := c.resolved(p, pr)
+				if len(rp.ids) == 0 {
+					continue
+				}
+				names = append(names, rp.name)
+				for _, id := range rp.ids {
 					for _, t := range c.ports(pr, ep, id) {
-						add(Entry{Direction: pr.Direction, Identity: uint32(id), Proto: t.proto, PortLo: t.lo, PortHi: t.hi, Deny: pr.Deny, Rule: name})
+						add(pr.Direction, uint32(id), t, pr.Deny, len(names)-1)
 					}
 				}
 			}
 		}
 	}
 	if c.opts.AllowLocalhost && out.IngressEnforced {
-		add(Entry{Direction: Ingress, Identity: uint32(identity.Host), Rule: RuleAllowLocalhost})
+		names = append(names, RuleAllowLocalhost)
+		add(Ingress, uint32(identity.Host), l4{}, false, len(names)-1)
 	}
+	slices.SortFunc(cands, func(a, b candidate) int {
+		switch {
+		case a.k1 != b.k1:
+			return cmp.Compare(a.k1, b.k1)
+		case a.k2 != b.k2:
+			return cmp.Compare(a.k2, b.k2)
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	entries := make([]Entry, 0, len(cands))
 	var denies []Entry
-	for _, e := range entries {
+	for i, cd := range cands {
+		if i > 0 && cands[i-1].k1 == cd.k1 && cands[i-1].k2>>1 == cd.k2>>1 {
+			continue // same key, lost to the previous candidate
+		}
+		e := Entry{
+			Direction: Direction(cd.k1 >> 56),
+			Identity:  uint32(cd.k1 >> 24),
+			Proto:     uint8(cd.k1 >> 16),
+			PortLo:    uint16(cd.k1),
+			PortHi:    uint16(cd.k2 >> 1),
+			Deny:      cd.k2&1 == 0,
+			Rule:      names[cd.name],
+		}
 		if e.Deny {
 			denies = append(denies, e)
 		}
+		entries = append(entries, e)
 	}
-	out.Entries = make([]Entry, 0, len(entries))
+	out.Entries = entries[:0]
 	for _, e := range entries {
 		if !e.Deny {
 			if (e.Direction == Ingress && !out.IngressEnforced) || (e.Direction == Egress && !out.EgressEnforced) {
 				continue
 			}
-			if shadowed(e, denies) {
+			if len(denies) > 0 && shadowed(e, denies) {
 				continue
 			}
 		}
 		out.Entries = append(out.Entries, e)
 	}
-	SortEntries(out.Entries)
 	return out
+}
+
+// candidate is an entry before deduplication, packed for sorting: k1 holds
+// direction, identity, protocol and first port; k2 the last port and an
+// allow bit (so denies sort first).
+type candidate struct {
+	k1   uint64
+	k2   uint32
+	seq  int32
+	name int32
 }
 
 // shadowed reports whether a deny entry covers every packet e matches.
@@ -230,40 +279,40 @@ func SortEntries(es []Entry) {
 }
 
 func compareEntry(a, b Entry) int {
-	return cmp.Or(
-		cmp.Compare(a.Direction, b.Direction),
-		cmp.Compare(a.Identity, b.Identity),
-		cmp.Compare(a.Proto, b.Proto),
-		cmp.Compare(a.PortLo, b.PortLo),
-		cmp.Compare(a.PortHi, b.PortHi),
-		boolCmp(a.Deny, b.Deny),
-		cmp.Compare(a.Rule, b.Rule),
-	)
-}
-
-func boolCmp(a, b bool) int {
 	switch {
-	case a == b:
-		return 0
-	case !a:
-		return -1
+	case a.Direction != b.Direction:
+		return cmp.Compare(a.Direction, b.Direction)
+	case a.Identity != b.Identity:
+		return cmp.Compare(a.Identity, b.Identity)
+	case a.Proto != b.Proto:
+		return cmp.Compare(a.Proto, b.Proto)
+	case a.PortLo != b.PortLo:
+		return cmp.Compare(a.PortLo, b.PortLo)
+	case a.PortHi != b.PortHi:
+		return cmp.Compare(a.PortHi, b.PortHi)
+	case a.Deny != b.Deny:
+		if b.Deny {
+			return -1
+		}
+		return 1
 	}
-	return 1
+	return strings.Compare(a.Rule, b.Rule)
 }
 
-// peerIDs returns the sorted peer identities of a peer rule (0 for any).
-func (c *Compiler) peerIDs(pr *PeerRule) []identity.ID {
+// resolved returns the sorted peer identities of a peer rule (0 for any)
+// and the name of its entries.
+func (c *Compiler) resolved(p *Policy, pr *PeerRule) resolvedPeers {
 	c.mu.Lock()
-	ids, ok := c.peers[pr]
+	rp, ok := c.peers[pr]
 	c.mu.Unlock()
 	if ok {
-		return ids
+		return rp
 	}
-	ids = c.resolvePeers(pr)
+	rp = resolvedPeers{ids: c.resolvePeers(pr), name: p.Key.String() + " " + pr.Name}
 	c.mu.Lock()
-	c.peers[pr] = ids
+	c.peers[pr] = rp
 	c.mu.Unlock()
-	return ids
+	return rp
 }
 
 func (c *Compiler) resolvePeers(pr *PeerRule) []identity.ID {
