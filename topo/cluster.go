@@ -484,34 +484,27 @@ func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
 	p.MAC = macFrom(0x0a, 0x58, ip)
 	p.HostMAC = macFrom(0x0e, 0x00, ip)
 	p.HostVeth = HostVethName(p.Namespace, p.Name)
-	ns, err := c.createNS(p.Namespace + "-" + p.Name)
+	nodeFd, err := node.NS.Open()
 	if err != nil {
-		return fmt.Errorf("pod %s: %w", p.Key(), err)
+		return err
 	}
-	p.NS = ns
-	defer func() {
-		if err != nil {
-			_ = DeleteNamespace(ns.Name)
+	defer nodeFd.Close()
+	// Everything on the pod's side happens while its namespace is created:
+	// eth0 is made there with its peer (lxc...) created directly in the
+	// node namespace, so no device is ever moved.
+	ns, err := CreateNamespaceWith(c.Lab, p.Namespace+"-"+p.Name, func(ph *netlink.Handle) error {
+		const eth0Index = 2 // lo is 1 in a fresh namespace
+		v := &netlink.Veth{
+			LinkAttrs:        netlink.LinkAttrs{Name: PodEth0, Index: eth0Index, HardwareAddr: p.MAC, MTU: mtu, Flags: net.FlagUp, TxQLen: -1},
+			PeerName:         p.HostVeth,
+			PeerHardwareAddr: p.HostMAC,
+			PeerTxQLen:       -1,
+			PeerNamespace:    netlink.NsFd(int(nodeFd)),
 		}
-	}()
-	p.HostIfindex, err = AddVeth(h, VethEnd{Name: p.HostVeth, MAC: p.HostMAC, MTU: mtu}, VethEnd{Name: PodEth0, MAC: p.MAC, MTU: mtu}, ns)
-	if err != nil {
-		return fmt.Errorf("pod %s: %w", p.Key(), err)
-	}
-	err = Do(ns, func() error {
-		ph, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return err
+		if err := ph.LinkAdd(v); err != nil {
+			return fmt.Errorf("add veth %s/%s: %w", PodEth0, p.HostVeth, err)
 		}
-		defer ph.Close()
-		eth0, err := ph.LinkByName(PodEth0)
-		if err != nil {
-			return err
-		}
-		p.Ifindex = eth0.Attrs().Index
-		if err := ph.LinkSetUp(eth0); err != nil {
-			return err
-		}
+		p.Ifindex = v.Attrs().Index
 		if err := AddAddr(ph, p.Ifindex, netip.PrefixFrom(ip, 32)); err != nil {
 			return err
 		}
@@ -521,7 +514,24 @@ func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
 		return AddRoute(ph, Route{Gw: node.RouterIP, Ifindex: p.Ifindex, OnLink: true})
 	})
 	if err != nil {
-		return fmt.Errorf("pod %s: configure eth0: %w", p.Key(), err)
+		return fmt.Errorf("pod %s: %w", p.Key(), err)
+	}
+	c.mu.Lock()
+	c.nsList = append(c.nsList, ns.Name)
+	c.mu.Unlock()
+	p.NS = ns
+	defer func() {
+		if err != nil {
+			_ = DeleteNamespace(ns.Name)
+		}
+	}()
+	host, err := h.LinkByName(p.HostVeth)
+	if err != nil {
+		return fmt.Errorf("pod %s: find %s: %w", p.Key(), p.HostVeth, err)
+	}
+	p.HostIfindex = host.Attrs().Index
+	if err := h.LinkSetUp(host); err != nil {
+		return fmt.Errorf("pod %s: %s up: %w", p.Key(), p.HostVeth, err)
 	}
 	if err := AddNeigh(h, p.HostIfindex, ip, p.MAC); err != nil {
 		return fmt.Errorf("pod %s: %w", p.Key(), err)
@@ -646,4 +656,33 @@ func (c *Cluster) IPAMStatus(node string) (used, total int, cidr netip.Prefix) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.used) + 1, a.size() + 1, a.prefix // +1: the router IP
+}
+
+// AddPods creates many pods with up to parallel workers (0: 4). It stops at
+// the first error and returns the pods created so far with it.
+func (c *Cluster) AddPods(ctx context.Context, specs []PodSpec, parallel int) ([]*Pod, error) {
+	if parallel <= 0 {
+		parallel = 4
+	}
+	pods := make([]*Pod, len(specs))
+	var g errgroup.Group
+	g.SetLimit(parallel)
+	for i, s := range specs {
+		g.Go(func() error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			p, err := c.AddPod(ctx, s)
+			pods[i] = p
+			return err
+		})
+	}
+	err := g.Wait()
+	out := pods[:0]
+	for _, p := range pods {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out, err
 }

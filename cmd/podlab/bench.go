@@ -1,18 +1,68 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"os"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/podlab/podlab/topo"
 )
 
 func newBenchCmd() *cobra.Command {
-	return &cobra.Command{
+	var rounds int
+	var noCompare bool
+	cmd := &cobra.Command{
 		Use:   "bench topo",
-		Short: "Benchmarks (topo: bring-up and teardown rates)",
+		Short: "Benchmark bring-up and teardown (topo: podlab vs ip -batch vs mininet, same run)",
 		Args:  cobra.ExactArgs(1),
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] != "topo" {
+				return fmt.Errorf("bench %q: not supported yet (available: topo)", args[0])
+			}
+			return needRoot(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("not supported yet")
+			ctx := context.Background()
+			var results []topo.BenchResult
+			for _, shape := range []struct{ nodes, pods int }{{3, 100}, {10, 100}} {
+				for range rounds {
+					results = append(results, topo.BenchCluster(ctx, "bench", shape.nodes, shape.pods))
+				}
+			}
+			results = append(results, topo.BenchCluster(ctx, "bench", 4, 250))
+			if !noCompare {
+				for _, n := range []int{300, 1000} {
+					results = append(results, topo.BenchIPBatch(ctx, "bench", n))
+				}
+				results = append(results, topo.BenchMininet(ctx, "bench", 100))
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TOOL\tNODES\tPODS\tUP (s)\tDOWN (s)\tPODS/s\tNOTE")
+			failed := false
+			for _, r := range results {
+				note := r.Note
+				if r.Err != nil {
+					note, failed = "error: "+r.Err.Error(), true
+				}
+				if r.Skipped {
+					fmt.Fprintf(tw, "%s\t-\t%d\t-\t-\t-\tskipped: %s\n", r.Tool, r.Pods, note)
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%.3f\t%.0f\t%s\n", r.Tool, r.Nodes, r.Pods, r.Up.Seconds(), r.Down.Seconds(), r.PodsPerSecond(), note)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if failed {
+				return exitError{code: 1}
+			}
+			return nil
 		},
 	}
+	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds per podlab shape")
+	cmd.Flags().BoolVar(&noCompare, "no-compare", false, "skip the ip -batch and mininet comparisons")
+	return cmd
 }
