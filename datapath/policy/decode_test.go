@@ -164,6 +164,11 @@ metadata: {name: p, namespace: default}
 spec: {endpointSelector: {}}
 `, `bad.yaml:3: metadata.namespace: CiliumClusterwideNetworkPolicy is cluster-scoped and takes no namespace`},
 
+		{"missing metadata", `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+spec: {endpointSelector: {}}
+`, `bad.yaml:1: metadata: missing field`},
+
 		// NetworkPolicy.
 		{"np bad policyType", `apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -299,5 +304,24 @@ func TestDecodeNode(t *testing.T) {
 	_ = yaml.Unmarshal([]byte("apiVersion: v1\nkind: Service\nmetadata: {name: a}\n"), &svc)
 	if _, err := Decode("s.yaml", &svc); err == nil {
 		t.Errorf("Decode accepted a Service")
+	}
+}
+
+func TestDecodeSelector(t *testing.T) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte("selector:\n  matchLabels:\n    name: echo-a\n"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	sel, err := DecodeSelector("svc.yaml", valueNode(doc.Content[0], "selector"), "spec.selector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sel.MatchesMap(map[string]string{"name": "echo-a"}) || sel.MatchesMap(map[string]string{"name": "x"}) {
+		t.Errorf("selector %s", sel)
+	}
+	_ = yaml.Unmarshal([]byte("selector:\n  matchLabel:\n    name: echo-a\n"), &doc)
+	_, err = DecodeSelector("svc.yaml", valueNode(doc.Content[0], "selector"), "spec.selector")
+	if err == nil || err.Error() != `svc.yaml:2: spec.selector.matchLabel: unknown field "matchLabel"` {
+		t.Errorf("error = %v", err)
 	}
 }

@@ -1,6 +1,40 @@
 // Package policy turns CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy
 // and Kubernetes NetworkPolicy objects into per-endpoint policy entries that
 // the datapath loads into its policy map.
+//
+// Parse and Decode read manifests (YAML nodes, so every error names file,
+// line and field path); a Repository keeps the policies of a lab and the
+// CIDR identities their CIDR rules need; a Compiler turns them, for one
+// endpoint and one snapshot of the identity table, into an EndpointPolicy.
+//
+// Semantics follow Cilium's and Kubernetes' documentation:
+//   - An endpoint selected by a rule with an ingress (or ingressDeny)
+//     section, even an empty one, is default deny at ingress; likewise for
+//     egress. Endpoints no rule selects allow everything. Cilium's
+//     enableDefaultDeny can turn this off per direction. For NetworkPolicy,
+//     policyTypes decides (default: Ingress, plus Egress when the spec has
+//     egress rules).
+//   - A namespaced policy selects endpoints of its namespace only. In a
+//     CiliumNetworkPolicy a peer selector that names no namespace
+//     (k8s:io.kubernetes.pod.namespace) is limited to the policy's
+//     namespace, unless it selects by namespace labels
+//     (io.cilium.k8s.namespace.labels.*) or by reserved labels; in a
+//     clusterwide policy it is limited to Kubernetes pods of any namespace.
+//   - A Cilium rule with ports but no L3 field applies to every peer
+//     (identity 0); a rule with neither allows nothing; an explicitly empty
+//     L3 list selects nothing. A NetworkPolicy rule without from/to applies
+//     to every peer, without ports to every port.
+//   - Entities: world is identity 2 plus every CIDR identity, cluster every
+//     identity that is neither world nor CIDR, all the wildcard 0, and the
+//     others their reserved identity. CIDR rules select the CIDR identities
+//     whose prefix lies inside the rule's prefix and outside its
+//     exceptions (and world for 0.0.0.0/0); they never select pods.
+//   - Deny wins: a matching Deny entry drops whatever allows it (see
+//     EndpointPolicy.Verdict, the reference the datapath implements).
+//
+// Not supported yet (rejected with a "not supported yet" error): L7 rules,
+// toFQDNs, toServices, toGroups, from/toNodes, from/toRequires, nodeSelector
+// (host policies), CIDR groups, authentication, IPv6.
 package policy
 
 // Direction of a policy entry, seen from the endpoint it belongs to.

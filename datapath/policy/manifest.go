@@ -8,6 +8,8 @@ import (
 	"regexp"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/datapath/identity"
 )
 
 // API versions of the policy kinds.
@@ -137,6 +139,9 @@ func Decode(file string, doc *yaml.Node) (*Policy, error) {
 	if err := d.fields(n, "", handlers); err != nil {
 		return nil, err
 	}
+	if metadata == nil {
+		return nil, d.errf(n, "metadata", "missing field")
+	}
 	if err := d.metadata(metadata, p); err != nil {
 		return nil, err
 	}
@@ -164,9 +169,6 @@ func Decode(file string, doc *yaml.Node) (*Policy, error) {
 }
 
 func (d *decoder) metadata(n *yaml.Node, p *Policy) error {
-	if n == nil {
-		return d.errf(nil, "metadata", "missing field")
-	}
 	var nameNode *yaml.Node
 	err := d.fields(n, "metadata", map[string]fieldFunc{
 		"name": func(v *yaml.Node, path string) error {
@@ -214,4 +216,13 @@ func (d *decoder) metadata(n *yaml.Node, p *Policy) error {
 		p.Namespace = DefaultNamespace
 	}
 	return nil
+}
+
+// DecodeSelector decodes a label selector (matchLabels, matchExpressions)
+// from a YAML node, as found in Services, Deployments and policies; errors
+// carry file, line and path. Keys without a source match labels of any
+// source.
+func DecodeSelector(file string, n *yaml.Node, path string) (Selector, error) {
+	d := &decoder{file: file}
+	return d.selector(n, path, identity.SourceAny)
 }
