@@ -231,6 +231,9 @@ func dnsTransportError(cfg DNSConfig, fqdn string, err error) error {
 		return dnsTimeout(cfg, fqdn, err)
 	case Refused:
 		// UDP: ICMP port unreachable; TCP: RST.
+		if !cfg.TCP {
+			why = "ICMP port unreachable"
+		}
 		return &dnsError{outcome: Refused, reason: fmt.Sprintf("DNS server %s refused the query for %s (%s)", cfg.Server, strings.TrimSuffix(fqdn, "."), why), err: err}
 	}
 	return &dnsError{outcome: o, reason: fmt.Sprintf("DNS server %s for %s: %s", cfg.Server, strings.TrimSuffix(fqdn, "."), why), err: err}
@@ -238,12 +241,12 @@ func dnsTransportError(cfg DNSConfig, fqdn string, err error) error {
 
 func queryUDP(ctx context.Context, ns *topo.Namespace, cfg DNSConfig, q dnsmessage.Question, dl time.Time, res *Resolution) (dnsReply, error) {
 	fqdn := q.Name.String()
-	c, err := dial(ctx, ns, "udp", cfg.Server, netip.Addr{}, dl, nil)
+	c, local, err := dial(ctx, ns, "udp", cfg.Server, netip.Addr{}, dl, nil)
+	res.Local = local
 	if err != nil {
 		return dnsReply{}, dnsTransportError(cfg, fqdn, err)
 	}
 	defer c.Close()
-	res.Local = addrPortOf(c.LocalAddr())
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	id, msg, err := newQuery(q, false)
@@ -294,12 +297,12 @@ func queryTCP(ctx context.Context, ns *topo.Namespace, cfg DNSConfig, q dnsmessa
 	if adl.After(dl) {
 		adl = dl
 	}
-	c, err := dial(ctx, ns, "tcp", cfg.Server, netip.Addr{}, adl, nil)
+	c, local, err := dial(ctx, ns, "tcp", cfg.Server, netip.Addr{}, adl, nil)
+	res.Local = local
 	if err != nil {
 		return dnsReply{}, dnsTransportError(cfg, fqdn, err)
 	}
 	defer c.Close()
-	res.Local = addrPortOf(c.LocalAddr())
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	_ = c.SetDeadline(adl)
@@ -436,15 +439,24 @@ func sameAddrs(a, b []netip.Addr) bool {
 	return slices.Equal(slices.Compact(x), slices.Compact(y))
 }
 
+// addrList renders addresses for a one-line reason, eight at most.
 func addrList(as []netip.Addr) string {
 	if len(as) == 0 {
 		return "(none)"
 	}
-	s := make([]string, len(as))
+	const show = 8
+	s := make([]string, 0, show)
 	for i, a := range as {
-		s[i] = a.String()
+		if i == show {
+			break
+		}
+		s = append(s, a.String())
 	}
-	return strings.Join(s, ",")
+	out := strings.Join(s, ",")
+	if len(as) > show {
+		out += fmt.Sprintf(" (+%d more)", len(as)-show)
+	}
+	return out
 }
 
 func rcodeName(c dnsmessage.RCode) string {

@@ -223,10 +223,14 @@ func (p HTTP) once(ctx context.Context, ns *topo.Namespace, rawURL string, dl, c
 
 	// Connect.
 	cs := time.Now()
-	c, err := dial(cctx, ns, "tcp", remote, p.Source, connDL, nil)
+	c, local, err := dial(cctx, ns, "tcp", remote, p.Source, connDL, nil)
 	r.ConnectDuration = time.Since(cs)
+	r.Local = local
 	if err != nil {
 		o, why := classify(err, false)
+		if o == Reset {
+			return "", ioFailure(r, hr, err, false, t, remote)
+		}
 		if o == Timeout {
 			r.ExitCode = 28
 			hr.curlMsg = fmt.Sprintf("curl: (28) Failed to connect to %s port %d after %d ms: Timeout was reached", t.host, t.port, time.Since(r.Start).Milliseconds())
@@ -237,7 +241,6 @@ func (p HTTP) once(ctx context.Context, ns *topo.Namespace, rawURL string, dl, c
 		return "", r.failed(o, fmt.Sprintf("connect to %s: %s", remote, why), err)
 	}
 	defer c.Close()
-	r.Local = addrPortOf(c.LocalAddr())
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	_ = c.SetDeadline(dl)

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/podlab/podlab/topo"
 )
 
@@ -220,9 +222,8 @@ func classify(err error, connected bool) (Outcome, string) {
 		}
 		return Refused, "connection refused"
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
-		if !connected {
-			return Refused, "connection reset during connect"
-		}
+		// A RST answering the SYN is ECONNREFUSED; ECONNRESET means the
+		// handshake completed first, even if the dial had not returned yet.
 		return Reset, "connection reset by peer"
 	case errors.Is(err, syscall.EHOSTUNREACH):
 		return Unreachable, "no route to host"
@@ -274,21 +275,80 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 
 // dial opens a connection from inside ns. The socket is created (and the
 // TCP handshake done) inside the namespace; I/O can then happen anywhere.
-func dial(ctx context.Context, ns *topo.Namespace, network string, remote netip.AddrPort, source netip.Addr, dl time.Time, control func(network, address string, c syscall.RawConn) error) (net.Conn, error) {
+// For TCP the socket is bound before connecting, so the local address is
+// known even when the connect fails (a dropped SYN still has a source port
+// to look for in a capture); local is returned in every case it is known.
+func dial(ctx context.Context, ns *topo.Namespace, network string, remote netip.AddrPort, source netip.Addr, dl time.Time, control func(network, address string, c syscall.RawConn) error) (net.Conn, netip.AddrPort, error) {
 	var c net.Conn
+	var local netip.AddrPort
+	tcp := strings.HasPrefix(network, "tcp")
 	err := topo.Do(ns, func() error {
-		d := net.Dialer{Deadline: dl, Control: control}
-		if source.IsValid() {
-			switch network {
-			case "tcp", "tcp4", "tcp6":
-				d.LocalAddr = &net.TCPAddr{IP: source.AsSlice()}
-			default:
-				d.LocalAddr = &net.UDPAddr{IP: source.AsSlice()}
+		d := net.Dialer{Deadline: dl}
+		if source.IsValid() && !tcp {
+			d.LocalAddr = &net.UDPAddr{IP: source.AsSlice()}
+		}
+		d.Control = func(nw, addr string, rc syscall.RawConn) error {
+			if control != nil {
+				if err := control(nw, addr, rc); err != nil {
+					return err
+				}
 			}
+			if !tcp {
+				return nil
+			}
+			var berr error
+			err := rc.Control(func(fd uintptr) {
+				local, berr = bindEphemeral(int(fd), remote.Addr().Is4(), source)
+			})
+			return errors.Join(err, berr)
 		}
 		var err error
 		c, err = d.DialContext(ctx, network, remote.String())
+		if err != nil && tcp && local.IsValid() && local.Addr().IsUnspecified() {
+			// The connect failed: ask the routing table which source
+			// address it would have used (a UDP connect sends nothing).
+			if u, uerr := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(remote)); uerr == nil {
+				local = netip.AddrPortFrom(addrPortOf(u.LocalAddr()).Addr(), local.Port())
+				u.Close()
+			}
+		}
 		return err
 	})
-	return c, err
+	if c != nil {
+		local = addrPortOf(c.LocalAddr())
+	}
+	return c, local, err
+}
+
+// bindEphemeral binds a socket to source (or the wildcard) and a port the
+// kernel picks, and returns the bound address.
+func bindEphemeral(fd int, v4 bool, source netip.Addr) (netip.AddrPort, error) {
+	var sa unix.Sockaddr
+	if v4 {
+		s4 := &unix.SockaddrInet4{}
+		if source.Is4() {
+			s4.Addr = source.As4()
+		}
+		sa = s4
+	} else {
+		s6 := &unix.SockaddrInet6{}
+		if source.Is6() {
+			s6.Addr = source.As16()
+		}
+		sa = s6
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return netip.AddrPort{}, fmt.Errorf("bind source %s: %w", source, err)
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.AddrPort{}, nil
+	}
+	switch v := got.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(v.Addr), uint16(v.Port)), nil
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(v.Addr).Unmap(), uint16(v.Port)), nil
+	}
+	return netip.AddrPort{}, nil
 }

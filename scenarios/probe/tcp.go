@@ -89,8 +89,9 @@ func (p TCP) Run(ctx context.Context, ns *topo.Namespace) Result {
 		return r
 	}
 	cs := time.Now()
-	c, err := dial(ctx, ns, "tcp", remote, p.Source, dl, nil)
+	c, local, err := dial(ctx, ns, "tcp", remote, p.Source, dl, nil)
 	r.ConnectDuration = time.Since(cs)
+	r.Local = local
 	if err != nil {
 		o, why := classify(err, false)
 		if o == Timeout {
@@ -99,7 +100,6 @@ func (p TCP) Run(ctx context.Context, ns *topo.Namespace) Result {
 		return r.failed(o, fmt.Sprintf("connect to %s: %s", remote, why), err)
 	}
 	defer c.Close()
-	r.Local = addrPortOf(c.LocalAddr())
 	if len(p.Send) == 0 && len(p.Expect) == 0 {
 		r.Outcome = Success
 		r.Reason = fmt.Sprintf("connected to %s in %s", remote, r.ConnectDuration.Round(time.Microsecond))

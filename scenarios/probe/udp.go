@@ -143,13 +143,13 @@ func (p UDP) Run(ctx context.Context, ns *topo.Namespace) Result {
 	if !ok {
 		return r
 	}
-	c, err := dial(ctx, ns, "udp", remote, p.Source, dl, setRecvErr)
+	c, local, err := dial(ctx, ns, "udp", remote, p.Source, dl, setRecvErr)
+	r.Local = local
 	if err != nil {
 		o, why := classify(err, false)
 		return r.failed(o, fmt.Sprintf("open udp socket to %s: %s", remote, why), err)
 	}
 	defer c.Close()
-	r.Local = addrPortOf(c.LocalAddr())
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	_ = c.SetDeadline(dl)

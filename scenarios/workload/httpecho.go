@@ -155,7 +155,7 @@ func (s *HTTPEchoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // statusFor returns the status a path asks for: /status/<code> answers
-// <code> (100 < code < 600, so probes can check --fail handling); every
+// <code> (200 to 599, so probes can check --fail handling); every
 // other path answers 200.
 func statusFor(path string) int {
 	rest, ok := strings.CutPrefix(path, "/status/")

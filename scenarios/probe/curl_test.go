@@ -1,0 +1,139 @@
+package probe
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseCurl(t *testing.T) {
+	tests := []struct {
+		args []string
+		want CurlRequest
+	}{
+		{
+			args: []string{"curl", "-sS", "--fail", "-o", "/dev/null", "echo-a"},
+			want: CurlRequest{HTTP: HTTP{Method: "GET", URL: "echo-a"}, Fail: true, Silent: true, ShowError: true, Output: "/dev/null"},
+		},
+		{
+			args: []string{"-sS", "--fail", "--connect-timeout", "5", "-o", "/dev/null", "echo-a"},
+			want: CurlRequest{HTTP: HTTP{Method: "GET", URL: "echo-a", ConnectTimeout: 5 * time.Second}, Fail: true, Silent: true, ShowError: true, Output: "/dev/null"},
+		},
+		{
+			args: []string{"-sSf", "-I", "-m", "2.5", "http://echo-a:8080/public"},
+			want: CurlRequest{HTTP: HTTP{Method: "HEAD", URL: "http://echo-a:8080/public", Timeout: 2500 * time.Millisecond}, Fail: true, Silent: true, ShowError: true, Head: true},
+		},
+		{
+			args: []string{"-X", "post", "--max-time=3", "-o/dev/null", "-L", "10.0.0.1/private"},
+			want: CurlRequest{HTTP: HTTP{Method: "POST", URL: "10.0.0.1/private", Timeout: 3 * time.Second, FollowRedirects: true, ExpectStatus: AnyStatus}, Output: "/dev/null"},
+		},
+		{
+			args: []string{"-m5", "-H", "Host: echo-a.example", "-H", "X-Test: 1", "-v", "-k", "localhost"},
+			want: CurlRequest{HTTP: HTTP{Method: "GET", URL: "localhost", Timeout: 5 * time.Second, Host: "echo-a.example", Header: http.Header{"X-Test": {"1"}}, ExpectStatus: AnyStatus, KeepBody: true}},
+		},
+		{
+			args: []string{"-d", "a=1", "--data", "b=2", "echo-a"},
+			want: CurlRequest{HTTP: HTTP{Method: "POST", URL: "echo-a", Body: []byte("a=1&b=2"), Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, ExpectStatus: AnyStatus, KeepBody: true}},
+		},
+	}
+	for _, tt := range tests {
+		got, err := ParseCurl(tt.args)
+		if err != nil {
+			t.Errorf("ParseCurl(%q): %v", tt.args, err)
+			continue
+		}
+		w := tt.want
+		if w.HTTP.ExpectStatus == 0 && !w.Fail {
+			w.HTTP.ExpectStatus = AnyStatus
+		}
+		if w.Output == "" && !w.Head {
+			w.HTTP.KeepBody = true
+		}
+		if !sameCurl(got, w) {
+			t.Errorf("ParseCurl(%q)\n got %+v\nwant %+v", tt.args, got, w)
+		}
+	}
+}
+
+func sameCurl(a, b CurlRequest) bool {
+	ah, bh := a.HTTP, b.HTTP
+	if len(ah.Header) != len(bh.Header) {
+		return false
+	}
+	for k, v := range ah.Header {
+		if !slices.Equal(v, bh.Header[k]) {
+			return false
+		}
+	}
+	ah.Header, bh.Header = nil, nil
+	if string(ah.Body) != string(bh.Body) {
+		return false
+	}
+	ah.Body, bh.Body = nil, nil
+	return a.Fail == b.Fail && a.Silent == b.Silent && a.ShowError == b.ShowError && a.Head == b.Head && a.Output == b.Output && ah.Method == bh.Method && ah.URL == bh.URL && ah.Host == bh.Host &&
+		ah.ExpectStatus == bh.ExpectStatus && ah.Timeout == bh.Timeout && ah.ConnectTimeout == bh.ConnectTimeout &&
+		ah.FollowRedirects == bh.FollowRedirects && ah.KeepBody == bh.KeepBody
+}
+
+func TestParseCurlErrors(t *testing.T) {
+	tests := map[string][]string{
+		"is unknown":         {"--frobnicate", "echo-a"},
+		"requires parameter": {"echo-a", "--connect-timeout"},
+		"numerical":          {"-m", "soon", "echo-a"},
+		"no URL":             {"-sS"},
+		"not supported yet":  {"-o", "/tmp/out", "echo-a"},
+		"several URLs":       {"echo-a", "echo-b"},
+		"bad header":         {"-H", "nocolon", "echo-a"},
+	}
+	for want, args := range tests {
+		_, err := ParseCurl(args)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseCurl(%q) error = %v, want it to mention %q", args, err, want)
+		}
+	}
+}
+
+func TestCurlBadInput(t *testing.T) {
+	r := Curl(t.Context(), nil, []string{"curl", "--nope", "x"}, DNSConfig{})
+	if r.ExitCode != CurlBadOption || r.Outcome != Error {
+		t.Errorf("bad option: exit %d outcome %s", r.ExitCode, r.Outcome)
+	}
+	// No namespace: refused before any socket is opened.
+	r = Curl(t.Context(), nil, []string{"curl", "10.0.0.1"}, DNSConfig{})
+	if r.Outcome != Error || !strings.Contains(r.Reason, "namespace") {
+		t.Errorf("nil namespace: %s", r)
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	tests := []struct {
+		in         string
+		host       string
+		port       uint16
+		path, hdr  string
+		code       int
+		wantErrSub string
+	}{
+		{in: "echo-a", host: "echo-a", port: 80, path: "/", hdr: "echo-a"},
+		{in: "echo-a:8080/public?x=1", host: "echo-a", port: 8080, path: "/public?x=1", hdr: "echo-a:8080"},
+		{in: "http://10.0.0.1/private", host: "10.0.0.1", port: 80, path: "/private", hdr: "10.0.0.1"},
+		{in: "HTTP://[fd00::1]:81/", host: "fd00::1", port: 81, path: "/", hdr: "[fd00::1]:81"},
+		{in: "https://echo-a", code: 1, wantErrSub: "not supported yet"},
+		{in: "", code: 3, wantErrSub: "no URL"},
+		{in: "http://echo-a:99999/", code: 3, wantErrSub: "bad port"},
+	}
+	for _, tt := range tests {
+		got, code, err := parseURL(tt.in)
+		if tt.wantErrSub != "" {
+			if err == nil || code != tt.code || !strings.Contains(err.Error(), tt.wantErrSub) {
+				t.Errorf("parseURL(%q) = %v, code %d, err %v", tt.in, got, code, err)
+			}
+			continue
+		}
+		if err != nil || got.host != tt.host || got.port != tt.port || got.path != tt.path || got.hostHeader() != tt.hdr {
+			t.Errorf("parseURL(%q) = %+v (host header %q), %v", tt.in, got, got.hostHeader(), err)
+		}
+	}
+}
