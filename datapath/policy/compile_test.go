@@ -779,3 +779,26 @@ func TestSelectorMatchesMap(t *testing.T) {
 		t.Errorf("String() = %q", got)
 	}
 }
+
+func TestCompilerConcurrent(t *testing.T) {
+	l := standardLab(t)
+	l.apply("p.yaml", `
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: p}
+spec:
+  endpointSelector: {}
+  ingress: [{fromEndpoints: [{matchLabels: {app: client}}]}]
+`)
+	c := l.repo.Compiler(l.alloc.Snapshot(), CompileOptions{})
+	want := c.Compile(l.eps["default/server"])
+	done := make(chan EndpointPolicy)
+	for range 4 {
+		go func() { done <- c.Compile(l.eps["default/server"]) }()
+	}
+	for range 4 {
+		if got := <-done; !slices.Equal(got.Entries, want.Entries) {
+			t.Errorf("concurrent compile differs:\n%s", dumpEntries(got))
+		}
+	}
+}
