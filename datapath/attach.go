@@ -40,6 +40,9 @@ func hookName(ingress bool) string {
 // attach attaches the program of role to ifindex (in the node namespace),
 // taking over a pinned link left by an earlier Load if there is one.
 func (d *Datapath) attach(role string, ifindex int, ingress bool) error {
+	if d.cfg.NS == nil {
+		return fmt.Errorf("attach %s to ifindex %d: NodeConfig.NS is nil: podlab never attaches in the namespace it runs in", role, ifindex)
+	}
 	key := attachmentKey(role, ifindex)
 	prog := d.progs.byRole(role)
 	if a, ok := d.attachments[key]; ok {

@@ -35,7 +35,8 @@ func PinDirFor(lab, node string) string {
 // those of the node's namespace.
 type NodeConfig struct {
 	Lab, Node string
-	// NS is the node's network namespace (nil: the current one, tests only).
+	// NS is the node's network namespace. With a nil NS nothing is
+	// attached (maps and programs only, for PROG_TEST_RUN tests).
 	NS *topo.Namespace
 	// NodeIP is the node's underlay (eth0) address; RouterIP the pods'
 	// gateway held by cilium_host.
@@ -440,3 +441,7 @@ func addrFromBE(v uint32) netip.Addr {
 	binary.NativeEndian.PutUint32(b[:], v)
 	return netip.AddrFrom4(b)
 }
+
+// markJudged mirrors MARK_JUDGED (bpf/lib/common.h): the skb mark of packets
+// a redirect path already judged.
+const markJudged = 0x0c1a0000
