@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/flow"
 )
 
@@ -308,3 +309,23 @@ func (m *Metrics) Handler() http.Handler {
 type slogErrorLog struct{}
 
 func (slogErrorLog) Println(v ...any) { slog.Error("serve metrics", "error", fmt.Sprint(v...)) }
+
+// DatapathMetrics adapts a node's Datapath.Metrics to a
+// DatapathCounterReader.
+func DatapathMetrics(read func() ([]datapath.Metric, error)) DatapathCounterReader {
+	return func() (map[DatapathCounterKey]DatapathCounter, error) {
+		ms, err := read()
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[DatapathCounterKey]DatapathCounter, len(ms))
+		for _, m := range ms {
+			k := DatapathCounterKey{Reason: uint8(m.Reason), Direction: flow.TrafficDirection(m.Direction)}
+			c := out[k]
+			c.Packets += m.Packets
+			c.Bytes += m.Bytes
+			out[k] = c
+		}
+		return out, nil
+	}
+}

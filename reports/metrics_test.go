@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/flow"
 )
 
@@ -118,5 +119,18 @@ func TestMetricsRegistriesAreIndependent(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "hubble_lost_events_total{") {
 		t.Error("metrics leak between registries")
+	}
+}
+
+func TestDatapathMetricsAdapter(t *testing.T) {
+	read := DatapathMetrics(func() ([]datapath.Metric, error) {
+		return []datapath.Metric{{Reason: 133, Direction: datapath.DirectionEgress, Packets: 2, Bytes: 148}, {Reason: 0, Direction: datapath.DirectionIngress, Packets: 5, Bytes: 500}}, nil
+	})
+	got, err := read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[DatapathCounterKey{Reason: 133, Direction: flow.Egress}].Bytes != 148 || got[DatapathCounterKey{Reason: 0, Direction: flow.Ingress}].Packets != 5 {
+		t.Errorf("counters = %v", got)
 	}
 }
