@@ -130,7 +130,7 @@ type AssertionError struct {
 // the closest packet and the file to open.
 func (e *AssertionError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "on %s: expected %s; %s", e.Interface, e.Expected, e.Problem)
+	fmt.Fprintf(&b, "on %s: expected %s\n  %s", e.Interface, e.Expected, e.Problem)
 	if e.Hint != "" {
 		fmt.Fprintf(&b, "\n  hint: %s", e.Hint)
 	}
@@ -379,7 +379,7 @@ func AssertInOrder(src Source, filters ...*Filter) error {
 	for i, f := range filters {
 		names = append(names, fmt.Sprintf("%d. %s", i+1, f))
 	}
-	expected := "packets in this order:\n    " + strings.Join(names, "\n    ") + "\n "
+	expected := "packets in this order:\n    " + strings.Join(names, "\n    ")
 	pos := 0
 	var found []string
 	for step, f := range filters {
@@ -410,7 +410,7 @@ func AssertInOrder(src Source, filters ...*Filter) error {
 		}
 		if earlier >= 0 {
 			e.Problem = fmt.Sprintf("%sstep %d (%s) only seen before step %d, at #%d", prefix, step+1, f, step, earlier+1)
-			e.Offending = []Evidence{v.evidence(nil, earlier)}
+			e.Matching = []Evidence{v.evidence(nil, earlier)}
 		} else {
 			e.Problem = fmt.Sprintf("%sno packet matches step %d (%s) after #%d", prefix, step+1, f, pos)
 			e.Hint = v.innerHint(f)

@@ -334,7 +334,7 @@ func (c *compiler) match(m Match, level int, path string) {
 			if f.VXLAN != nil {
 				return true, "VXLAN"
 			}
-			return false, "not VXLAN (" + frameProto(f) + ")"
+			return false, frameProto(f)
 		})
 	}
 	if m.VXLAN != nil && m.VXLAN.VNI != "" {
@@ -774,11 +774,20 @@ func (f *Filter) Explain(fr *Frame, p *Packet) (score float64, misses []string) 
 		return 1, nil
 	}
 	met := 0
+	noInner := -1 // shallowest level already reported as missing
 	for i := range f.checks {
 		ch := &f.checks[i]
 		ok, got := f.run(ch, fr, p)
 		if ok {
 			met++
+			continue
+		}
+		if ch.level > 0 && got == noInnerFrame {
+			// One line for all the conditions on a frame that is not there.
+			if noInner < 0 || ch.level < noInner {
+				noInner = ch.level
+				misses = append(misses, strings.Repeat("inner.", ch.level-1)+"inner: no inner frame (not VXLAN)")
+			}
 			continue
 		}
 		name := strings.Repeat("inner.", ch.level) + ch.name
@@ -787,10 +796,12 @@ func (f *Filter) Explain(fr *Frame, p *Packet) (score float64, misses []string) 
 	return float64(met) / float64(len(f.checks)), misses
 }
 
+const noInnerFrame = "no inner frame (not VXLAN)"
+
 func (f *Filter) run(ch *check, fr *Frame, p *Packet) (bool, string) {
 	for range ch.level {
 		if fr.Inner == nil {
-			return false, "no inner frame (not VXLAN)"
+			return false, noInnerFrame
 		}
 		fr = fr.Inner
 	}

@@ -220,7 +220,7 @@ func TestExplain(t *testing.T) {
 	}
 	fr = DecodePacket(&pk[0])
 	score, misses = f.Explain(fr, &pk[0])
-	if score != 0 || len(misses) != 5 || !strings.Contains(misses[0], "not VXLAN (arp)") {
+	if score != 0 || len(misses) != 2 || misses[0] != "vxlan: want VXLAN, got arp" || misses[1] != "inner: no inner frame (not VXLAN)" {
 		t.Errorf("Explain ARP = %v %q", score, misses)
 	}
 }
