@@ -802,3 +802,48 @@ spec:
 		}
 	}
 }
+
+func TestSelectorSources(t *testing.T) {
+	ls := identity.K8sLabels("default", map[string]string{"app": "web"}, nil, "")
+	for sel, want := range map[string]bool{
+		"app":          true,
+		"any:app":      true,
+		"k8s:app":      true,
+		"reserved:app": false,
+		"cidr:app":     false,
+	} {
+		if got := MustSelector(map[string]string{sel: "web"}).Matches(ls); got != want {
+			t.Errorf("%s=web matches %s: %v, want %v", sel, ls, got, want)
+		}
+	}
+	host := identity.Reserved()[0].Labels
+	if !MustSelector(map[string]string{"reserved:host": ""}).Matches(host) || MustSelector(map[string]string{"k8s:host": ""}).Matches(host) {
+		t.Errorf("reserved:host selection")
+	}
+}
+
+func TestMoreEntities(t *testing.T) {
+	l := standardLab(t)
+	l.apply("e.yaml", `
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: e}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+  - fromEntities: [init, unmanaged]
+  egress:
+  - toEntities: [cluster]
+`)
+	pol := l.compile("default/server")
+	expectVerdicts(t, pol,
+		check{Ingress, identity.Init, ProtoTCP, 1, true},
+		check{Ingress, identity.Unmanaged, ProtoTCP, 1, true},
+		check{Ingress, identity.Health, ProtoTCP, 1, false},
+		check{Egress, identity.Init, ProtoTCP, 1, true},
+		check{Egress, identity.Unmanaged, ProtoTCP, 1, true},
+		check{Egress, identity.KubeAPIServer, ProtoTCP, 1, true},
+		check{Egress, l.id("third/client"), ProtoTCP, 1, true},
+		check{Egress, identity.World, ProtoTCP, 1, false},
+	)
+}
