@@ -412,6 +412,9 @@ type PodSpec struct {
 	HostNetwork bool
 	// MTU of the pod's eth0; 0 uses the cluster's PodMTU.
 	MTU int
+	// Ports and ServiceAccount are recorded on the pod for the datapath.
+	Ports          []ContainerPort
+	ServiceAccount string
 }
 
 // HostVethName returns the host-side veth name of a pod: lxc + 11 hex digits.
@@ -447,7 +450,7 @@ func (c *Cluster) AddPod(ctx context.Context, s PodSpec) (p *Pod, err error) {
 			c.mu.Unlock()
 		}
 	}()
-	p = &Pod{Namespace: s.Namespace, Name: s.Name, Node: node, HostNetwork: s.HostNetwork, Labels: s.Labels, EndpointID: epID}
+	p = &Pod{Namespace: s.Namespace, Name: s.Name, Node: node, HostNetwork: s.HostNetwork, Labels: s.Labels, EndpointID: epID, Ports: s.Ports, ServiceAccount: s.ServiceAccount}
 	if s.HostNetwork {
 		p.NS, p.IP = node.NS, node.IP
 		p.MAC = node.Eth0MAC

@@ -75,6 +75,18 @@ type Pod struct {
 	// EndpointID is the node-local endpoint number (Cilium's endpoint ID).
 	EndpointID uint16
 	MTU        int
+	// Ports are the pod's container ports (named ports feed policy).
+	Ports []ContainerPort
+	// ServiceAccount is the pod's service account (an identity label).
+	ServiceAccount string
+}
+
+// ContainerPort is one port a pod's containers declare.
+type ContainerPort struct {
+	Name     string
+	Port     uint16
+	Protocol string // TCP, UDP or SCTP
+	HostPort uint16
 }
 
 // Key returns namespace/name.
