@@ -224,7 +224,7 @@ func simulateSchedule(s *Scenario, ds *diagnostics) {
 	for i := range s.Steps {
 		st := &s.Steps[i]
 		stepErr := func(err error) {
-			ds.add(Diagnostic{File: st.Source.File, Line: st.Source.Line, Path: indexPath("steps", i), Msg: err.Error()})
+			ds.add(Diagnostic{File: st.Source.File, Line: st.Source.Line, Path: indexPath("steps", i) + "." + st.Action(), Msg: err.Error()})
 		}
 		switch {
 		case st.Apply != nil:
