@@ -1,0 +1,404 @@
+// Package controlplane is the lab's Cilium-agent role: it loads the BPF
+// datapath on every node, allocates identities from pod labels, keeps every
+// node's ipcache in sync, compiles policies into each endpoint's policy map
+// (incrementally, without reloading programs) and merges the nodes' events.
+// It plugs into the cluster model as a topo.ClusterHook.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"github.com/podlab/podlab/datapath"
+	"github.com/podlab/podlab/datapath/identity"
+	"github.com/podlab/podlab/datapath/policy"
+	"github.com/podlab/podlab/topo"
+)
+
+// Options tune the control plane.
+type Options struct {
+	Log *slog.Logger
+	// ConntrackSize per node (0: the datapath's default).
+	ConntrackSize int
+	// AllowLocalhost lets the host identity into policy-enforced endpoints
+	// (Cilium's default, and what kubelet probes need).
+	AllowLocalhost bool
+}
+
+// ControlPlane drives the datapath of every node of one lab.
+type ControlPlane struct {
+	lab  string
+	opts Options
+	log  *slog.Logger
+
+	alloc *identity.Allocator
+	repo  *policy.Repository
+
+	mu       sync.Mutex
+	nodes    map[string]*node
+	order    []string
+	eps      map[string]*endpoint // by pod key
+	nsLabels map[string]map[string]string
+	cidrs    map[netip.Prefix]identity.ID // pushed to the ipcaches
+	policies map[string]policy.EndpointPolicy
+	closed   bool
+}
+
+type node struct {
+	n  *topo.Node
+	dp *datapath.Datapath
+}
+
+type endpoint struct {
+	pod    *topo.Pod
+	id     identity.ID
+	labels identity.Labels
+}
+
+// New returns a control plane for lab.
+func New(lab string, o Options) *ControlPlane {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	alloc := identity.NewAllocator()
+	return &ControlPlane{
+		lab: lab, opts: o, log: o.Log, alloc: alloc, repo: policy.NewRepository(alloc),
+		nodes: map[string]*node{}, eps: map[string]*endpoint{}, nsLabels: map[string]map[string]string{},
+		cidrs: map[netip.Prefix]identity.ID{}, policies: map[string]policy.EndpointPolicy{},
+	}
+}
+
+var _ topo.ClusterHook = (*ControlPlane)(nil)
+
+// NodeAdded loads the datapath into a node and fills its ipcache with what
+// is already known.
+func (cp *ControlPlane) NodeAdded(ctx context.Context, c *topo.Cluster, n *topo.Node) error {
+	dp, err := datapath.Load(datapath.NodeConfig{
+		Lab: cp.lab, Node: n.Name, NS: n.NS,
+		NodeIP: n.IP, RouterIP: n.RouterIP,
+		VXLANIfindex: n.VXLANIfindex, Eth0Ifindex: n.Eth0Ifindex, HostIfindex: n.HostIfindex,
+		ConntrackSize: cp.opts.ConntrackSize, Logger: cp.log,
+	})
+	if err != nil {
+		return err
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.nodes[n.Name] = &node{n: n, dp: dp}
+	cp.order = append(cp.order, n.Name)
+	return cp.syncIPCacheLocked()
+}
+
+// ipcacheEntry is one prefix of the cluster-wide ipcache.
+type ipcacheEntry struct {
+	id identity.ID
+	// tunnel is the node behind which the prefix lives (zero: local or
+	// outside the cluster).
+	tunnel netip.Addr
+	// node is set for node addresses: identity host on that node,
+	// remote-node elsewhere.
+	node string
+}
+
+// desiredIPCache computes the ipcache every node should hold.
+func (cp *ControlPlane) desiredIPCache() map[netip.Prefix]ipcacheEntry {
+	want := map[netip.Prefix]ipcacheEntry{
+		netip.MustParsePrefix("0.0.0.0/0"): {id: identity.World},
+	}
+	for p, id := range cp.cidrs {
+		want[p] = ipcacheEntry{id: id}
+	}
+	for _, name := range cp.order {
+		n := cp.nodes[name].n
+		want[netip.PrefixFrom(n.IP, 32)] = ipcacheEntry{id: identity.RemoteNode, node: n.Name}
+		want[netip.PrefixFrom(n.RouterIP, 32)] = ipcacheEntry{id: identity.RemoteNode, node: n.Name}
+	}
+	for _, ep := range cp.eps {
+		if ep.pod.HostNetwork {
+			continue
+		}
+		want[netip.PrefixFrom(ep.pod.IP, 32)] = ipcacheEntry{id: ep.id, tunnel: ep.pod.Node.IP, node: ""}
+	}
+	return want
+}
+
+// syncIPCacheLocked writes the desired ipcache into every node (upserts
+// only what the node should hold; stale prefixes are removed by
+// removePrefixLocked).
+func (cp *ControlPlane) syncIPCacheLocked() error {
+	want := cp.desiredIPCache()
+	var errs []error
+	for _, name := range cp.order {
+		nd := cp.nodes[name]
+		for p, e := range want {
+			id, tunnel := e.id, e.tunnel
+			if e.node == name {
+				id = identity.Host
+			}
+			if tunnel == nd.n.IP {
+				tunnel = netip.Addr{} // local pod
+			}
+			if err := nd.dp.UpsertIPCache(p, id, tunnel); err != nil {
+				errs = append(errs, fmt.Errorf("ipcache %s on %s: %w", p, name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (cp *ControlPlane) removePrefixLocked(p netip.Prefix) error {
+	var errs []error
+	for _, name := range cp.order {
+		if err := cp.nodes[name].dp.DeleteIPCache(p); err != nil {
+			errs = append(errs, fmt.Errorf("ipcache delete %s on %s: %w", p, name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PodAdded allocates the pod's identity, makes it an endpoint of its node,
+// announces it in every ipcache and recomputes policies.
+func (cp *ControlPlane) PodAdded(ctx context.Context, c *topo.Cluster, p *topo.Pod) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if p.HostNetwork {
+		return nil // host identity, no endpoint of its own
+	}
+	nd := cp.nodes[p.Node.Name]
+	if nd == nil {
+		return fmt.Errorf("pod %s: node %s has no datapath", p.Key(), p.Node.Name)
+	}
+	labels := identity.K8sLabels(p.Namespace, p.Labels, cp.nsLabelsLocked(p.Namespace), p.ServiceAccount)
+	id, err := cp.alloc.Allocate(labels)
+	if err != nil {
+		return fmt.Errorf("identity of %s: %w", p.Key(), err)
+	}
+	ep := &endpoint{pod: p, id: id, labels: labels}
+	// Policy first, so the endpoint is never reachable unjudged.
+	cp.eps[p.Key()] = ep
+	if err := cp.recomputeLocked(); err != nil {
+		return err
+	}
+	if err := nd.dp.AddEndpoint(datapath.Endpoint{ID: p.EndpointID, IP: p.IP, Ifindex: p.HostIfindex, MAC: p.MAC, HostMAC: p.HostMAC, Identity: id}); err != nil {
+		delete(cp.eps, p.Key())
+		_, _ = cp.alloc.Release(id)
+		return fmt.Errorf("endpoint %s: %w", p.Key(), err)
+	}
+	return cp.syncIPCacheLocked()
+}
+
+// PodRemoved withdraws the pod from every ipcache, removes its endpoint
+// and releases its identity.
+func (cp *ControlPlane) PodRemoved(ctx context.Context, c *topo.Cluster, p *topo.Pod) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	ep := cp.eps[p.Key()]
+	if ep == nil {
+		return nil
+	}
+	delete(cp.eps, p.Key())
+	delete(cp.policies, p.Key())
+	var errs []error
+	errs = append(errs, cp.removePrefixLocked(netip.PrefixFrom(p.IP, 32)))
+	if nd := cp.nodes[p.Node.Name]; nd != nil {
+		if err := nd.dp.RemoveEndpoint(datapath.Endpoint{ID: p.EndpointID, IP: p.IP, Ifindex: p.HostIfindex, MAC: p.MAC, HostMAC: p.HostMAC, Identity: ep.id}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := cp.alloc.Release(ep.id); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, cp.recomputeLocked())
+	return errors.Join(errs...)
+}
+
+func (cp *ControlPlane) nsLabelsLocked(ns string) map[string]string {
+	l := map[string]string{"kubernetes.io/metadata.name": ns}
+	for k, v := range cp.nsLabels[ns] {
+		l[k] = v
+	}
+	return l
+}
+
+// SetNamespaceLabels records a Kubernetes namespace's labels; call it
+// before the namespace's pods are added.
+func (cp *ControlPlane) SetNamespaceLabels(ns string, labels map[string]string) {
+	cp.mu.Lock()
+	cp.nsLabels[ns] = labels
+	cp.mu.Unlock()
+}
+
+// ApplyPolicy adds or replaces a policy and updates every endpoint's
+// policy map incrementally.
+func (cp *ControlPlane) ApplyPolicy(p *policy.Policy) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if _, err := cp.repo.Upsert(p); err != nil {
+		return err
+	}
+	return cp.recomputeLocked()
+}
+
+// DeletePolicy removes a policy.
+func (cp *ControlPlane) DeletePolicy(k policy.Key) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if _, err := cp.repo.Delete(k); err != nil {
+		return err
+	}
+	return cp.recomputeLocked()
+}
+
+// Policies lists the policies in force.
+func (cp *ControlPlane) Policies() []*policy.Policy { return cp.repo.List() }
+
+// recomputeLocked pushes CIDR identities to the ipcaches and recompiles
+// every endpoint's policy; the datapath applies only the difference.
+func (cp *ControlPlane) recomputeLocked() error {
+	var errs []error
+	want := cp.repo.CIDRPrefixes()
+	for p := range cp.cidrs {
+		if _, ok := want[p]; !ok {
+			delete(cp.cidrs, p)
+			errs = append(errs, cp.removePrefixLocked(p))
+		}
+	}
+	changed := false
+	for p, id := range want {
+		if cp.cidrs[p] != id {
+			cp.cidrs[p] = id
+			changed = true
+		}
+	}
+	if changed {
+		errs = append(errs, cp.syncIPCacheLocked())
+	}
+	table := cp.alloc.Snapshot()
+	peerPorts := map[identity.ID][]policy.NamedPort{}
+	for _, ep := range cp.eps {
+		peerPorts[ep.id] = append(peerPorts[ep.id], namedPorts(ep.pod)...)
+	}
+	comp := cp.repo.Compiler(table, policy.CompileOptions{PeerPorts: peerPorts, AllowLocalhost: cp.opts.AllowLocalhost})
+	for key, ep := range cp.eps {
+		pol := comp.Compile(policy.Endpoint{Namespace: ep.pod.Namespace, Name: ep.pod.Name, Labels: ep.labels, Identity: ep.id, NamedPorts: namedPorts(ep.pod)})
+		nd := cp.nodes[ep.pod.Node.Name]
+		if nd == nil {
+			continue
+		}
+		if err := nd.dp.SetPolicy(ep.pod.EndpointID, pol); err != nil {
+			errs = append(errs, fmt.Errorf("policy of %s: %w", key, err))
+			continue
+		}
+		cp.policies[key] = pol
+	}
+	return errors.Join(errs...)
+}
+
+func namedPorts(p *topo.Pod) []policy.NamedPort {
+	var out []policy.NamedPort
+	for _, cport := range p.Ports {
+		if cport.Name == "" {
+			continue
+		}
+		out = append(out, policy.NamedPort{Name: cport.Name, Port: cport.Port, Proto: protoNumber(cport.Protocol)})
+	}
+	return out
+}
+
+func protoNumber(s string) uint8 {
+	switch s {
+	case "UDP":
+		return 17
+	case "SCTP":
+		return 132
+	default:
+		return 6
+	}
+}
+
+// EndpointInfo describes one endpoint for status commands.
+type EndpointInfo struct {
+	Pod      *topo.Pod
+	Identity identity.ID
+	Labels   identity.Labels
+	Policy   policy.EndpointPolicy
+}
+
+// Endpoints lists the endpoints sorted by pod key.
+func (cp *ControlPlane) Endpoints() []EndpointInfo {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	var out []EndpointInfo
+	for k, ep := range cp.eps {
+		out = append(out, EndpointInfo{Pod: ep.pod, Identity: ep.id, Labels: ep.labels, Policy: cp.policies[k]})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pod.Key() < out[j].Pod.Key() })
+	return out
+}
+
+// IdentityOf returns the identity of a pod.
+func (cp *ControlPlane) IdentityOf(podKey string) (identity.ID, bool) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	ep := cp.eps[podKey]
+	if ep == nil {
+		return 0, false
+	}
+	return ep.id, true
+}
+
+// Identities returns a snapshot of the identity table.
+func (cp *ControlPlane) Identities() *identity.Table { return cp.alloc.Snapshot() }
+
+// Datapath returns a node's datapath (nil if unknown).
+func (cp *ControlPlane) Datapath(nodeName string) *datapath.Datapath {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if nd := cp.nodes[nodeName]; nd != nil {
+		return nd.dp
+	}
+	return nil
+}
+
+// Nodes returns the node names in creation order.
+func (cp *ControlPlane) Nodes() []string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return append([]string(nil), cp.order...)
+}
+
+// Reload reloads the programs of every node, keeping maps (and so
+// connections) as an agent upgrade does.
+func (cp *ControlPlane) Reload() error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	var errs []error
+	for _, name := range cp.order {
+		if err := cp.nodes[name].dp.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("reload %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close detaches and unpins every node's datapath.
+func (cp *ControlPlane) Close() error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.closed {
+		return nil
+	}
+	cp.closed = true
+	var errs []error
+	for _, name := range cp.order {
+		if err := cp.nodes[name].dp.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
