@@ -89,8 +89,7 @@ type Capture struct {
 	path     string
 }
 
-// Start opens an AF_PACKET socket inside ns (nil means the current
-// namespace), binds it to device and starts recording. name is the
+// Start opens an AF_PACKET socket inside the lab namespace ns, binds it to device and starts recording. name is the
 // interface name written to pcapng ("<node>/<device>" or "<pod>/eth0");
 // empty means "<ns short name>/<device>".
 //
@@ -101,11 +100,13 @@ func Start(ctx context.Context, ns *topo.Namespace, device, name string, opts Op
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("capture on %s: %w", device, err)
 	}
+	if ns == nil {
+		// Promiscuous mode would change a device of the namespace podlab
+		// runs in, which a lab never touches.
+		return nil, fmt.Errorf("capture on %s: no namespace given: captures run inside lab namespaces only", device)
+	}
 	if name == "" {
-		name = device
-		if ns != nil {
-			name = ns.Short + "/" + device
-		}
+		name = ns.Short + "/" + device
 	}
 	if opts.SnapLen <= 0 {
 		opts.SnapLen = DefaultSnapLen
@@ -355,7 +356,7 @@ func (c *Capture) Interface() string { return c.name }
 // Device returns the captured device's name inside its namespace.
 func (c *Capture) Device() string { return c.device }
 
-// Namespace returns the namespace the device lives in (nil: the current one).
+// Namespace returns the namespace the device lives in.
 func (c *Capture) Namespace() *topo.Namespace { return c.ns }
 
 // Ifindex returns the device's index inside its namespace.
@@ -415,10 +416,7 @@ func (c *Capture) Stats() Stats {
 
 // InterfaceInfo returns the pcapng interface description of the capture.
 func (c *Capture) InterfaceInfo() Interface {
-	desc := c.device
-	if c.ns != nil {
-		desc = fmt.Sprintf("%s in netns %s", c.device, c.ns.Name)
-	}
+	desc := fmt.Sprintf("%s in netns %s", c.device, c.ns.Name)
 	return Interface{Name: c.name, Description: desc, LinkType: c.linkType, SnapLen: uint32(c.opts.SnapLen)}
 }
 

@@ -41,7 +41,16 @@ var (
 	addrB = net.IPv4(10, 99, 0, 2)
 )
 
-func newPair(tb testing.TB, suffix string) *pair {
+// testT is what the helpers need from testing.TB and GinkgoT alike.
+type testT interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Cleanup(func())
+}
+
+func newPair(tb testT, suffix string) *pair {
 	tb.Helper()
 	p := &pair{}
 	for i, short := range []string{"a" + suffix, "b" + suffix} {
@@ -392,6 +401,9 @@ func TestCaptureBurst(t *testing.T) {
 	capB := startCapture(t, p.b, "veth-b", Options{})
 	const n = 3000
 	udpExchange(t, p, n)
+	if st := capA.Stats(); st.Received < n { // read while running
+		t.Errorf("running stats %+v", st)
+	}
 	for _, c := range []*Capture{capA, capB} {
 		if err := c.Stop(); err != nil {
 			t.Fatal(err)
@@ -411,6 +423,9 @@ func TestCaptureErrors(t *testing.T) {
 	_, err := Start(context.Background(), p.a, "nope0", "", Options{})
 	if err == nil || !strings.Contains(err.Error(), "device nope0") {
 		t.Errorf("missing device: %v", err)
+	}
+	if _, err := Start(context.Background(), nil, "lo", "", Options{}); err == nil || !strings.Contains(err.Error(), "lab namespaces only") {
+		t.Errorf("no namespace: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -87,6 +87,7 @@ type Writer struct {
 	ifaces map[string]int
 	list   []Interface
 	buf    []byte
+	flags  [4]byte
 }
 
 // NewWriter writes a section header block to w and returns a Writer.
@@ -189,7 +190,8 @@ func (w *Writer) WritePacketOn(id int, p *Packet) error {
 		n++
 	}
 	if flags := uint32(p.Direction&3) | uint32(p.Reception&7)<<2; flags != 0 {
-		opts[n] = option{epbFlags, binary.LittleEndian.AppendUint32(nil, flags)}
+		binary.LittleEndian.PutUint32(w.flags[:], flags)
+		opts[n] = option{epbFlags, w.flags[:]}
 		n++
 	}
 	b = appendOptions(b, opts[:n]...)
