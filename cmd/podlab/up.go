@@ -54,9 +54,7 @@ func (f *upFlags) options(file string) (lab.Options, error) {
 		return o, fmt.Errorf("--pods-per-node: %d is out of range 0..250", f.demoPods)
 	}
 	switch f.datapath {
-	case "none":
-	case "bpf":
-		return o, errors.New("--datapath=bpf: not supported yet by `podlab up` in this build; use --datapath=none")
+	case "none", "bpf":
 	default:
 		return o, fmt.Errorf("--datapath: %q is not none or bpf", f.datapath)
 	}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/podlab/podlab/datapath/controlplane"
+	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -41,6 +43,8 @@ type Lab struct {
 	Name    string
 	Cluster *topo.Cluster
 	Log     *slog.Logger
+	// ControlPlane drives the BPF datapath (nil with --datapath=none).
+	ControlPlane *controlplane.ControlPlane
 
 	claim *topo.Lab
 	mu    sync.Mutex
@@ -67,7 +71,17 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 			o.Progress(s)
 		}
 	}
-	cl, err := topo.NewCluster(topo.ClusterConfig{Lab: o.Name, Nodes: o.Nodes, Hooks: o.Hooks})
+	var cp *controlplane.ControlPlane
+	hooks := o.Hooks
+	switch o.Datapath {
+	case "none":
+	case "bpf":
+		cp = controlplane.New(o.Name, controlplane.Options{Log: o.Log, AllowLocalhost: true})
+		hooks = append([]topo.ClusterHook{cp}, hooks...)
+	default:
+		return nil, fmt.Errorf("datapath %q: use none or bpf", o.Datapath)
+	}
+	cl, err := topo.NewCluster(topo.ClusterConfig{Lab: o.Name, Nodes: o.Nodes, Hooks: hooks})
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +89,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l = &Lab{Name: o.Name, Cluster: cl, Log: o.Log, claim: claim}
+	l = &Lab{Name: o.Name, Cluster: cl, Log: o.Log, claim: claim, ControlPlane: cp}
 	l.state = topo.LabState{Kind: "cluster", Source: o.Source, Datapath: o.Datapath, Created: time.Now().UTC(), DNS: topo.DefaultDNSIP.String()}
 	defer func() {
 		if err != nil {
@@ -87,6 +101,12 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return l, err
 	}
 	l.OnDown(cl.Down)
+	if cp != nil {
+		if err := preflight.EnsureBPFFS(); err != nil {
+			return l, err
+		}
+		l.OnDown(cp.Close) // runs before the namespaces go
+	}
 	progress("Preparing nodes 📦")
 	if err := cl.Up(ctx, progress); err != nil {
 		return l, err
