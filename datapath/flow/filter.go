@@ -3,6 +3,7 @@ package flow
 import (
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -200,4 +201,41 @@ func matchProtocol(protos []string, fl *Flow) bool {
 		}
 	}
 	return false
+}
+
+// FilterFlags are the filter values of `podlab observe` as the command
+// line gives them.
+type FilterFlags struct {
+	FromPod, ToPod, Pod, Namespace []string
+	// Verdict holds verdict names (FORWARDED, DROPPED...; any case).
+	Verdict []string
+	// Protocol holds tcp, udp, icmp, icmpv4, icmpv6, sctp.
+	Protocol []string
+	// Port holds port numbers.
+	Port []string
+	Node []string
+	Type []string
+}
+
+// ParseFilter builds a validated Filter from command-line values.
+func ParseFilter(ff FilterFlags) (Filter, error) {
+	f := Filter{FromPod: ff.FromPod, ToPod: ff.ToPod, Pod: ff.Pod, Namespace: ff.Namespace, Protocol: ff.Protocol, Node: ff.Node, Type: ff.Type}
+	for _, v := range ff.Verdict {
+		verdict, ok := ParseVerdict(strings.ToUpper(v))
+		if !ok {
+			return Filter{}, fmt.Errorf("filter verdict %q: want FORWARDED, DROPPED, ERROR, AUDIT, REDIRECTED, TRACED or TRANSLATED", v)
+		}
+		f.Verdict = append(f.Verdict, verdict)
+	}
+	for _, p := range ff.Port {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil {
+			return Filter{}, fmt.Errorf("filter port %q: want a number 0-65535", p)
+		}
+		f.Port = append(f.Port, uint16(n))
+	}
+	if err := f.Validate(); err != nil {
+		return Filter{}, err
+	}
+	return f, nil
 }

@@ -177,3 +177,19 @@ func ports(fs []*Flow) []uint32 {
 	}
 	return out
 }
+
+func TestParseFilter(t *testing.T) {
+	f, err := ParseFilter(FilterFlags{Verdict: []string{"dropped"}, Port: []string{"80"}, Type: []string{"drop"}, FromPod: []string{"pod-to-a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop, trace, _, _ := sampleFlowsForFilter(t)
+	if !f.Match(drop) || f.Match(trace) {
+		t.Error("parsed filter matches wrongly")
+	}
+	for _, bad := range []FilterFlags{{Verdict: []string{"LOST"}}, {Port: []string{"http"}}, {Port: []string{"70000"}}, {Protocol: []string{"gre"}}} {
+		if _, err := ParseFilter(bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
