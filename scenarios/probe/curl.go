@@ -14,19 +14,22 @@ import (
 
 // Curl exit codes that Curl returns (curl's own numbering).
 const (
-	CurlOK             = 0
-	CurlUnsupported    = 1  // protocol not supported (https)
-	CurlBadOption      = 2  // unknown or malformed option
-	CurlBadURL         = 3  // malformed URL
-	CurlResolve        = 6  // could not resolve host
-	CurlConnect        = 7  // connection refused, no route to host
-	CurlHTTPError      = 22 // HTTP status >= 400 with --fail
-	CurlTimeout        = 28 // connect or operation timeout
-	CurlTooManyRedirs  = 47 // -L followed too many redirects
-	CurlEmptyReply     = 52 // server closed without answering
-	CurlRecvFailure    = 56 // connection reset while receiving
-	curlDefaultMaxTime = 5 * time.Minute
+	CurlOK            = 0
+	CurlUnsupported   = 1  // protocol not supported (https)
+	CurlBadOption     = 2  // unknown or malformed option
+	CurlBadURL        = 3  // malformed URL
+	CurlResolve       = 6  // could not resolve host
+	CurlConnect       = 7  // connection refused, no route to host
+	CurlHTTPError     = 22 // HTTP status >= 400 with --fail
+	CurlTimeout       = 28 // connect or operation timeout
+	CurlTooManyRedirs = 47 // -L followed too many redirects
+	CurlEmptyReply    = 52 // server closed without answering
+	CurlRecvFailure   = 56 // connection reset while receiving
 )
+
+// curlDefaultMaxTime bounds a curl command without -m when ctx has no
+// deadline either.
+const curlDefaultMaxTime = 5 * time.Minute
 
 // CurlRequest is a parsed curl command line.
 type CurlRequest struct {
