@@ -59,6 +59,9 @@ type Stats struct {
 	Dropped uint64
 	// Overflow counts packets read but not kept because of MaxPackets.
 	Overflow uint64
+	// LinkDown counts the times the device went down during the capture
+	// (the capture resumes when it comes back up).
+	LinkDown uint64
 }
 
 // Capture records the packets of one device in one namespace. Create it
@@ -121,6 +124,7 @@ func Start(ctx context.Context, ns *topo.Namespace, device, name string, opts Op
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	c.started = time.Now()
 	var fd int = -1
 	err := topo.Do(ns, func() error {
 		var err error
@@ -137,7 +141,6 @@ func Start(ctx context.Context, ns *topo.Namespace, device, name string, opts Op
 		return nil, fmt.Errorf("capture on %s: raw conn: %w", name, err)
 	}
 	c.rc = rc
-	c.started = time.Now()
 	go c.run()
 	go func() {
 		select {
@@ -245,6 +248,15 @@ func (c *Capture) readQueued(r *packetReader, fd int) bool {
 			return false
 		case errors.Is(err, unix.EINTR):
 			continue
+		case errors.Is(err, unix.ENETDOWN):
+			// The device went down: the kernel reports it once and hooks
+			// the socket back in when the device comes up again (a link
+			// flap fault), so keep reading.
+			c.mu.Lock()
+			c.stats.LinkDown++
+			c.mu.Unlock()
+			c.log.Debug("captured device went down", "interface", c.name)
+			continue
 		default:
 			c.setReadErr(err)
 			return true
@@ -274,7 +286,9 @@ func (c *Capture) record(r *packetReader, n int) {
 		InterfaceName: c.name,
 		LinkType:      c.linkType,
 	}
-	if p.Time.IsZero() {
+	if p.Time.Before(c.started.Add(-time.Hour)) {
+		// No stamp, or a monotonic delivery time that a same-namespace
+		// veth kept: not wall-clock time, so stamp it now.
 		p.Time = time.Now()
 	}
 	switch r.sa.Pkttype {

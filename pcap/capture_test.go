@@ -106,25 +106,32 @@ func newPair(tb testT, suffix string) *pair {
 	}
 	// Wait for the kernel to activate both ends (until then the queue
 	// discards packets); this is readiness, not a timed assertion.
-	for _, side := range []struct {
-		h    *netlink.Handle
-		name string
-	}{{ha, "veth-a"}, {hb, "veth-b"}} {
-		for i := 0; ; i++ {
-			l, err := side.h.LinkByName(side.name)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			if l.Attrs().OperState == netlink.OperUp {
-				break
-			}
-			if i == 500 {
-				tb.Fatalf("%s never came up: %s", side.name, l.Attrs().OperState)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
+	waitUp(tb, p.a, "veth-a")
+	waitUp(tb, p.b, "veth-b")
 	return p
+}
+
+// waitUp waits until dev in ns is operationally up.
+func waitUp(tb testT, ns *topo.Namespace, dev string) {
+	tb.Helper()
+	h, err := ns.Handle()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer h.Close()
+	for i := 0; ; i++ {
+		l, err := h.LinkByName(dev)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if l.Attrs().OperState == netlink.OperUp {
+			return
+		}
+		if i == 1000 {
+			tb.Fatalf("%s never came up: %s", dev, l.Attrs().OperState)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // startCapture starts a capture stopped at test end (before the namespace
@@ -449,5 +456,42 @@ func TestCaptureErrors(t *testing.T) {
 	}
 	if err := AssertSeen(c, MustCompile(Match{ICMP: &ICMPMatch{Type: "echo-reply"}}, nil)); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCaptureLinkFlap takes the captured device down and up (a scenario
+// fault) and checks the capture goes on.
+func TestCaptureLinkFlap(t *testing.T) {
+	needRoot(t)
+	p := newPair(t, "flap")
+	c := startCapture(t, p.b, "veth-b", Options{})
+	ping(t, p, 1)
+	h, err := p.b.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName("veth-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetDown(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	waitUp(t, p.a, "veth-a")
+	waitUp(t, p.b, "veth-b")
+	ping(t, p, 2)
+	if err := c.Stop(); err != nil {
+		t.Fatalf("Stop after a link flap: %v", err)
+	}
+	echo := MustCompile(Match{ICMP: &ICMPMatch{Type: "echo-request"}}, nil)
+	if err := AssertCount(c, echo, Exactly(2)); err != nil {
+		t.Error(err)
+	}
+	if st := c.Stats(); st.LinkDown != 1 {
+		t.Errorf("stats after one flap: %+v", st)
 	}
 }
