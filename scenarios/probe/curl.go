@@ -44,12 +44,15 @@ type CurlRequest struct {
 	Head bool
 	// Output is -o's argument ("" for stdout).
 	Output string
+	// WriteOut is -w's format, printed after the transfer.
+	WriteOut string
 }
 
 // ParseCurl reads the curl flags used by Kubernetes exec probes and by
 // people poking at a lab: -s -S -f/--fail --fail-with-body -o FILE
 // (/dev/null or -) -I/--head -X/--request M -H/--header H -d/--data D
-// --connect-timeout N -m/--max-time N -L/--location, plus flags that do not
+// -w/--write-out FORMAT --connect-timeout N -m/--max-time N -L/--location,
+// plus flags that do not
 // change the request (-v -k -4 -q -N --http1.1). Short flags combine (-sSf).
 // args may start with "curl". Exactly one URL is required.
 func ParseCurl(args []string) (CurlRequest, error) {
@@ -69,7 +72,7 @@ func ParseCurl(args []string) (CurlRequest, error) {
 	takesArg := func(flag string) bool {
 		switch flag {
 		case "-o", "--output", "--connect-timeout", "-m", "--max-time", "-X", "--request",
-			"-H", "--header", "-d", "--data", "--data-raw", "--data-binary":
+			"-H", "--header", "-d", "--data", "--data-raw", "--data-binary", "-w", "--write-out":
 			return true
 		}
 		return false
@@ -121,6 +124,11 @@ func ParseCurl(args []string) (CurlRequest, error) {
 			} else {
 				cr.HTTP.Header.Add(k, v)
 			}
+		case "-w", "--write-out":
+			if strings.HasPrefix(value, "@") {
+				return fmt.Errorf("not supported yet: curl %s @FILE", flag)
+			}
+			cr.WriteOut = value
 		case "-d", "--data", "--data-raw", "--data-binary":
 			if strings.HasPrefix(value, "@") && flag != "--data-raw" {
 				return fmt.Errorf("not supported yet: curl %s @FILE", flag)
@@ -242,5 +250,74 @@ func (cr CurlRequest) Run(ctx context.Context, ns *topo.Namespace, dns DNSConfig
 	if hr.curlMsg != "" {
 		r.Reason = hr.curlMsg
 	}
+	if cr.WriteOut != "" {
+		r.Output = append(r.Output, writeOut(cr.WriteOut, r)...)
+	}
 	return r
+}
+
+// writeOut expands curl's -w variables that a lab probe can know.
+// Unknown variables expand to nothing, as in curl.
+func writeOut(format string, r Result) string {
+	secs := func(d time.Duration) string { return fmt.Sprintf("%.6f", d.Seconds()) }
+	lookup := r.ResolveDuration
+	connect := lookup + r.ConnectDuration
+	vars := map[string]string{
+		"http_code":          fmt.Sprintf("%03d", r.HTTPStatus),
+		"response_code":      fmt.Sprintf("%03d", r.HTTPStatus),
+		"exitcode":           strconv.Itoa(r.ExitCode),
+		"errormsg":           "",
+		"size_download":      strconv.FormatInt(max(r.BodySize, 0), 10),
+		"time_namelookup":    secs(lookup),
+		"time_connect":       secs(connect),
+		"time_starttransfer": secs(connect + r.FirstByteDuration),
+		"time_total":         secs(r.Duration),
+		"url_effective":      r.Target,
+	}
+	if r.Outcome != Success {
+		vars["errormsg"] = r.Reason
+	}
+	if r.Remote.IsValid() {
+		vars["remote_ip"] = r.Remote.Addr().String()
+		vars["remote_port"] = strconv.Itoa(int(r.Remote.Port()))
+	}
+	if r.Local.IsValid() {
+		vars["local_ip"] = r.Local.Addr().String()
+		vars["local_port"] = strconv.Itoa(int(r.Local.Port()))
+	}
+	var b strings.Builder
+	for i := 0; i < len(format); i++ {
+		c := format[i]
+		switch {
+		case c == '%' && i+1 < len(format) && format[i+1] == '%':
+			b.WriteByte('%')
+			i++
+		case c == '%' && strings.HasPrefix(format[i:], "%{"):
+			end := strings.IndexByte(format[i:], '}')
+			if end < 0 {
+				b.WriteString(format[i:])
+				return b.String()
+			}
+			b.WriteString(vars[format[i+2:i+end]])
+			i += end
+		case c == '\\' && i+1 < len(format):
+			switch format[i+1] {
+			case 'n':
+				b.WriteByte('\n')
+			case 't':
+				b.WriteByte('\t')
+			case 'r':
+				b.WriteByte('\r')
+			case '\\':
+				b.WriteByte('\\')
+			default:
+				b.WriteByte(c)
+				b.WriteByte(format[i+1])
+			}
+			i++
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }

@@ -137,3 +137,24 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteOut(t *testing.T) {
+	r := Result{
+		Outcome: Success, HTTPStatus: 200, BodySize: 42, Target: "echo-a",
+		ResolveDuration: time.Millisecond, ConnectDuration: 2 * time.Millisecond, Duration: 5 * time.Millisecond,
+	}
+	r.Remote = mustAP("10.0.2.2:80")
+	r.Local = mustAP("10.0.1.2:40000")
+	got := writeOut(`%{http_code} %{remote_ip}:%{remote_port} from %{local_ip}:%{local_port} %{size_download}B %{time_connect} 100%% %{nope}\n`, r)
+	want := "200 10.0.2.2:80 from 10.0.1.2:40000 42B 0.003000 100% \n"
+	if got != want {
+		t.Errorf("writeOut = %q, want %q", got, want)
+	}
+	if got := writeOut("%{http_code}|%{exitcode}", Result{Outcome: Timeout, ExitCode: 28, BodySize: -1}); got != "000|28" {
+		t.Errorf("failed transfer: %q", got)
+	}
+	cr, err := ParseCurl([]string{"-s", "-o", "/dev/null", "-w", "%{http_code}", "echo-a"})
+	if err != nil || cr.WriteOut != "%{http_code}" {
+		t.Errorf("-w: %+v %v", cr, err)
+	}
+}

@@ -159,3 +159,5 @@ func TestICMPQuoted(t *testing.T) {
 		t.Error("matched someone else's packet")
 	}
 }
+
+func mustAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

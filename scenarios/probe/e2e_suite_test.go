@@ -23,6 +23,8 @@ import (
 // The router drops 10.0.9.1 silently (blackhole), answers 10.0.9.2 with
 // ICMP host unreachable (unreachable route) and routes the world hosts
 // (1.1.1.1, 1.0.0.1) to the server, which also plays the world namespace.
+// The client itself has blackhole, unreachable and prohibit routes for
+// 10.0.8.1, .2 and .3: the kernel rejects those connects locally.
 const lab = "twl"
 
 var (
@@ -119,6 +121,17 @@ func buildNet() *testNet {
 		Expect(h.RouteAdd(&netlink.Route{Dst: prefix("0.0.0.0/0"), Gw: net.ParseIP(gw)})).To(Succeed())
 	}
 	end(n.client, []string{"10.0.1.2/24"}, "10.0.1.1")
+	// Routes that reject locally, in the client itself.
+	ch, err := n.client.Handle()
+	Expect(err).NotTo(HaveOccurred())
+	defer ch.Close()
+	for _, r := range []netlink.Route{
+		{Dst: prefix("10.0.8.1/32"), Type: unix.RTN_BLACKHOLE},
+		{Dst: prefix("10.0.8.2/32"), Type: unix.RTN_UNREACHABLE},
+		{Dst: prefix("10.0.8.3/32"), Type: unix.RTN_PROHIBIT},
+	} {
+		Expect(ch.RouteAdd(&r)).To(Succeed(), "route %s", r.Dst)
+	}
 	end(n.server, []string{"10.0.2.2/24", "10.0.2.3/24"}, "10.0.2.1")
 	return n
 }

@@ -256,6 +256,8 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 			r = curl("-sS", "echo-a/public")
 			Expect(r.ExitCode).To(Equal(0))
 			Expect(string(r.Output)).To(ContainSubstring(`"path":"/public"`))
+			r = curl("-s", "-o", "/dev/null", "-w", `%{http_code} %{remote_ip}:%{remote_port}\n`, "echo-a")
+			Expect(string(r.Output)).To(Equal("200 10.0.2.2:80\n"))
 			r = curl("-sS", "-I", "echo-a")
 			Expect(string(r.Output)).To(HavePrefix("HTTP/1.1 200 OK\r\n"))
 			Expect(string(r.Output)).To(ContainSubstring("Content-Type: application/json"))
@@ -291,6 +293,13 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 			expectOutcome(probe.TCP{Addr: "10.0.2.2:7", Send: []byte("ping"), Expect: []byte("pong"), Timeout: short}.Run(ctx, n.client), probe.Error)
 			expectOutcome(probe.TCP{Addr: "nosuch:80", Timeout: short, DNS: dnsCfg}.Run(ctx, n.client), probe.NXDomain)
 			expectOutcome(probe.TCP{Addr: "10.0.2.2", Timeout: short}.Run(ctx, n.client), probe.Error)
+		})
+		It("classifies local route rejections as unreachable", func() {
+			for _, ip := range []string{"10.0.8.1", "10.0.8.2", "10.0.8.3"} {
+				expectOutcome(probe.TCP{Addr: ip + ":80", Timeout: short}.Run(ctx, n.client), probe.Unreachable)
+				expectOutcome(probe.UDP{Addr: ip + ":7", Timeout: short}.Run(ctx, n.client), probe.Unreachable)
+				expectOutcome(probe.ICMP{Host: ip, Timeout: short}.Run(ctx, n.client), probe.Unreachable)
+			}
 		})
 	})
 

@@ -285,3 +285,74 @@ func isClosed(err error) bool {
 }
 
 func portString(p uint16) string { return strconv.Itoa(int(p)) }
+
+// Spec describes a workload to start, as the scenario runner derives it from
+// a container (image or podlab.io/workload annotation, ports, pod).
+type Spec struct {
+	Kind Kind
+	// Addrs and Ports to listen on (defaults per kind: every IPv4 address;
+	// port 80 for HTTP, 7 for echo, 53 for DNS).
+	Addrs []netip.Addr
+	Ports []uint16
+	// Pod is reported by the HTTP echo.
+	Pod PodInfo
+	// Records is the DNS table (KindDNS; nil starts an empty one).
+	Records *Records
+	// World is the emulated host (KindWorldHost).
+	World WorldHostConfig
+}
+
+// Start starts the workload spec describes inside ns. KindClient starts
+// nothing and returns a Workload that serves nothing, so callers can treat
+// every pod alike.
+func Start(ctx context.Context, ns *topo.Namespace, spec Spec) (Workload, error) {
+	switch spec.Kind {
+	case KindHTTPEcho:
+		return StartHTTPEcho(ctx, ns, HTTPEchoConfig{Addrs: spec.Addrs, Ports: spec.Ports, Pod: spec.Pod})
+	case KindTCPEcho:
+		return StartTCPEcho(ctx, ns, EchoConfig{Addrs: spec.Addrs, Ports: spec.Ports})
+	case KindUDPEcho:
+		return StartUDPEcho(ctx, ns, EchoConfig{Addrs: spec.Addrs, Ports: spec.Ports})
+	case KindDNS:
+		if len(spec.Ports) > 1 {
+			return nil, fmt.Errorf("start %s: one port only, got %v", KindDNS, spec.Ports)
+		}
+		cfg := DNSConfig{Addrs: spec.Addrs, Records: spec.Records}
+		if len(spec.Ports) == 1 {
+			cfg.Port = spec.Ports[0]
+		}
+		return StartDNS(ctx, ns, cfg)
+	case KindWorldHost:
+		w := spec.World
+		if len(w.Ports) == 0 {
+			w.Ports = spec.Ports
+		}
+		if len(w.Addrs) == 0 {
+			w.Addrs = spec.Addrs
+		}
+		return StartWorldHost(ctx, ns, w)
+	case KindClient:
+		if err := checkNS(ns, KindClient); err != nil {
+			return nil, err
+		}
+		return clientWorkload{}, nil
+	}
+	return nil, fmt.Errorf("unknown workload %q (built-ins: %s)", spec.Kind, kindList())
+}
+
+// clientWorkload is a pod that only runs probes.
+type clientWorkload struct{}
+
+func (clientWorkload) Kind() Kind              { return KindClient }
+func (clientWorkload) Addrs() []netip.AddrPort { return nil }
+func (clientWorkload) Stats() Stats            { return Stats{ByClient: map[netip.Addr]uint64{}} }
+func (clientWorkload) Close() error            { return nil }
+
+// Every built-in implements Workload.
+var (
+	_ Workload = (*HTTPEchoServer)(nil)
+	_ Workload = (*TCPEchoServer)(nil)
+	_ Workload = (*UDPEchoServer)(nil)
+	_ Workload = (*DNSServer)(nil)
+	_ Workload = clientWorkload{}
+)
