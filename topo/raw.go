@@ -275,6 +275,9 @@ func (b *rawBuild) plainDevices() error {
 func addDummy(h *netlink.Handle, name string, mac net.HardwareAddr, mtu int) (int, error) {
 	l := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name, HardwareAddr: mac, MTU: mtu, TxQLen: -1}}
 	if err := h.LinkAdd(l); err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			return 0, fmt.Errorf("add dummy %s: not supported by this kernel (dummy devices need CONFIG_DUMMY / module dummy): %w", name, err)
+		}
 		return 0, fmt.Errorf("add dummy %s: %w", name, err)
 	}
 	return l.Attrs().Index, nil
@@ -550,15 +553,16 @@ func addNeighbour(h *netlink.Handle, ifindex int, n NeighbourSpec) error {
 }
 
 func (b *rawBuild) tc() error {
-	// Priorities per device and hook follow the spec's order, so the first
-	// rule listed runs first.
+	// Priorities per device follow the spec's order, so the first rule
+	// listed runs first; they are distinct across the device's two hooks
+	// (see Mirred.Priority).
 	prio := map[string]uint16{}
 	for _, t := range b.r.spec.TC {
 		h, err := b.handle(t.NS)
 		if err != nil {
 			return err
 		}
-		key := t.NS + "/" + t.Dev + "/" + string(t.Hook)
+		key := t.NS + "/" + t.Dev
 		prio[key]++
 		to := t.ToDirection
 		if to == "" {

@@ -50,8 +50,11 @@ type Mirred struct {
 	// ToHook is where the packet enters To: egress (transmitted by To, the
 	// usual choice) or ingress (received as if it arrived on To).
 	ToHook TCHook
-	// Priority is the filter's preference on Dev's hook (lower runs first);
-	// 0 lets the kernel choose when adding.
+	// Priority is the filter's preference on Dev's hook (lower runs first).
+	// AddMirred with 0 picks the lowest priority free on both hooks of Dev;
+	// an explicit one must not be used by a u32 filter on Dev's other hook
+	// (u32 shares its tables between the hooks of a qdisc, so the two could
+	// not be told apart when listing).
 	Priority uint16
 	// Packets counts the packets the action handled; filled in by
 	// ListMirred, ignored by AddMirred.
@@ -171,6 +174,33 @@ func AddMirred(h *netlink.Handle, m Mirred) error {
 	}
 	if err := AddClsact(h, m.Dev); err != nil {
 		return err
+	}
+	// u32 keeps the hash tables of every u32 filter of a qdisc in one list,
+	// so a dump of one clsact hook also shows the other hook's filters of
+	// the same priority. Keep priorities distinct across the two hooks so
+	// each rule is listed (and deleted) where it really is.
+	used := map[uint16]bool{}
+	for _, hook := range []TCHook{HookIngress, HookEgress} {
+		p, _ := hook.parent()
+		fs, err := h.FilterList(dev, p)
+		if err != nil {
+			return fmt.Errorf("mirred on %s: list %s filters: %w", m.Dev, hook, err)
+		}
+		for _, f := range fs {
+			if _, ok := f.(*netlink.U32); ok && hook != m.Hook {
+				used[f.Attrs().Priority] = true
+			} else if hook == m.Hook && m.Priority == 0 {
+				used[f.Attrs().Priority] = true
+			}
+		}
+	}
+	if m.Priority == 0 {
+		m.Priority = 1
+		for used[m.Priority] {
+			m.Priority++
+		}
+	} else if used[m.Priority] {
+		return fmt.Errorf("add %s: priority %d is taken by a u32 filter on the %s's other hook (u32 shares its tables between ingress and egress); choose another", m, m.Priority, m.Dev)
 	}
 	f := &netlink.U32{
 		FilterAttrs: netlink.FilterAttrs{
