@@ -87,7 +87,7 @@ func TestAssertCountEvidence(t *testing.T) {
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		"on kind-worker/eth0: expected at least 1 packet(s) matching {vxlan: {vni: identity-of:pod-to-a}, inner: {proto: tcp, src: pod-to-a (10.244.1.5), dst: echo-a (10.244.2.7), dport: 80, flags: [SYN]}}\n  saw 0 matching of 8 packets",
+		"on kind-worker/eth0: expected at least 1 packet(s) matching {vxlan: {vni: 260 (identity of pod-to-a)}, inner: {proto: tcp, src: pod-to-a (10.244.1.5), dst: echo-a (10.244.2.7), dport: 80, flags: [SYN]}}\n  saw 0 matching of 8 packets",
 		"nearest packets seen:",
 		"#2 12:00:00.124456789 out 10.244.1.5:43122 -> 10.244.2.7:8080 TCP SYN [VXLAN vni 260 172.18.0.3 -> 172.18.0.4]  [86% match; inner.dport: want 80, got 8080]",
 		"closest packet #2 (",

@@ -591,6 +591,10 @@ func (c *compiler) vni(v string, level int, path string) {
 			return
 		}
 		vni, want = id, fmt.Sprintf("%d (identity of %s)", id, name)
+		if c.resolved == nil {
+			c.resolved = map[string]string{}
+		}
+		c.resolved[v] = want
 	} else {
 		n, err := strconv.ParseUint(v, 0, 32)
 		if err != nil {
@@ -885,7 +889,7 @@ func renderMatchWith(m Match, resolved map[string]string) string {
 	}
 	if m.VXLAN != nil {
 		if m.VXLAN.VNI != "" {
-			add("vxlan", "{vni: "+m.VXLAN.VNI+"}")
+			add("vxlan", "{vni: "+name(strings.TrimSpace(m.VXLAN.VNI))+"}")
 		} else {
 			add("vxlan", "{}")
 		}

@@ -148,7 +148,7 @@ direction: out
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "{direction: out, vxlan: {vni: identity-of:pod-to-a}, inner: {proto: tcp, src: pod-to-a (10.244.1.5), dst: echo-a (10.244.2.7), dport: 8080, flags: [SYN]}}"
+	want := "{direction: out, vxlan: {vni: 260 (identity of pod-to-a)}, inner: {proto: tcp, src: pod-to-a (10.244.1.5), dst: echo-a (10.244.2.7), dport: 8080, flags: [SYN]}}"
 	if f.String() != want {
 		t.Errorf("String():\n got %s\nwant %s", f, want)
 	}
