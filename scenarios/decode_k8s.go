@@ -95,7 +95,7 @@ func checkLabel(k, v string) error {
 }
 
 func (d *decoder) decodeNamespace(doc *mapping) *Namespace {
-	return &Namespace{Meta: d.decodeMeta(doc.get("metadata"), "metadata", false, dns1123Label), Source: srcOf(d, doc.node)}
+	return &Namespace{Meta: d.decodeMeta(doc.get("metadata"), "metadata", false, dns1123Label), Source: srcOf(d, doc.node), node: doc.node}
 }
 
 var podSpecFields = fields{
@@ -465,7 +465,7 @@ func (d *decoder) intOrString(n *yaml.Node, path string) IntOrString {
 }
 
 func (d *decoder) decodePod(doc *mapping) *Pod {
-	p := &Pod{Source: srcOf(d, doc.node)}
+	p := &Pod{Source: srcOf(d, doc.node), node: doc.node}
 	p.Meta = d.decodeMeta(doc.get("metadata"), "metadata", true, dns1123Subdomain)
 	var annNode *yaml.Node
 	if md := doc.get("metadata"); md != nil {
@@ -484,7 +484,7 @@ var deploymentSpecFields = fields{
 const MaxReplicas = 250
 
 func (d *decoder) decodeDeployment(doc *mapping) *Deployment {
-	dep := &Deployment{Source: srcOf(d, doc.node), Replicas: 1}
+	dep := &Deployment{Source: srcOf(d, doc.node), Replicas: 1, node: doc.node}
 	dep.Meta = d.decodeMeta(doc.get("metadata"), "metadata", true, dns1123Subdomain)
 	if !doc.require("spec") {
 		return dep
@@ -534,7 +534,7 @@ var serviceSpecFields = fields{
 var DefaultServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
 
 func (d *decoder) decodeService(doc *mapping) *Service {
-	s := &Service{Source: srcOf(d, doc.node), Type: ServiceClusterIP, ExternalTrafficPolicy: "Cluster"}
+	s := &Service{Source: srcOf(d, doc.node), Type: ServiceClusterIP, ExternalTrafficPolicy: "Cluster", node: doc.node}
 	s.Meta = d.decodeMeta(doc.get("metadata"), "metadata", true, dns1035Label)
 	if !doc.require("spec") {
 		return s

@@ -123,6 +123,9 @@ func (sd *scenarioDecoder) decodeStep(step *Step, n *yaml.Node, path string) {
 		d.errorf(n, path, "a step does one thing; this one has %s (split it into several steps)", strings.Join(actions, " and "))
 		return
 	case len(actions) == 0 && !hasPackets:
+		if m.unknown {
+			return
+		}
 		d.errorf(n, path, "a step needs one of: %s, packets", strings.Join(stepActions, ", "))
 		return
 	}
@@ -168,9 +171,10 @@ func (sd *scenarioDecoder) decodeStep(step *Step, n *yaml.Node, path string) {
 		case "metric":
 			step.Metric = sd.decodeMetric(an, ap)
 		case "sleep":
+			before := len(d.ds.errs)
 			if isNull(an) {
 				d.errorf(m.keyNode("sleep"), ap, "expected a duration such as 500ms or 2s")
-			} else if step.Sleep = d.duration(an, ap); step.Sleep == 0 {
+			} else if step.Sleep = d.duration(an, ap); step.Sleep == 0 && len(d.ds.errs) == before {
 				d.errorf(an, ap, "sleep must be longer than 0")
 			}
 		default:

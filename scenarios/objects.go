@@ -93,6 +93,7 @@ type Object interface {
 	Ref() ObjectRef
 	// Origin says where the object was written.
 	Origin() Source
+	document() *yaml.Node
 }
 
 // ObjectMeta is the part of metadata podlab uses.
@@ -107,6 +108,8 @@ type ObjectMeta struct {
 type Namespace struct {
 	Meta   ObjectMeta
 	Source Source
+	// node is the document, for locating fields in later checks.
+	node *yaml.Node
 }
 
 // Ref implements Object.
@@ -114,6 +117,8 @@ func (n *Namespace) Ref() ObjectRef { return ObjectRef{Kind: KindNamespace, Name
 
 // Origin implements Object.
 func (n *Namespace) Origin() Source { return n.Source }
+
+func (n *Namespace) document() *yaml.Node { return n.node }
 
 // LabelSelector is a Kubernetes label selector.
 type LabelSelector struct {
@@ -288,6 +293,8 @@ type Pod struct {
 	Meta   ObjectMeta
 	Spec   PodSpec
 	Source Source
+	// node is the document, for locating fields in later checks.
+	node *yaml.Node
 }
 
 // Ref implements Object.
@@ -297,6 +304,8 @@ func (p *Pod) Ref() ObjectRef {
 
 // Origin implements Object.
 func (p *Pod) Origin() Source { return p.Source }
+
+func (p *Pod) document() *yaml.Node { return p.node }
 
 // PodTemplate is a Deployment's pod template.
 type PodTemplate struct {
@@ -312,6 +321,8 @@ type Deployment struct {
 	Selector LabelSelector
 	Template PodTemplate
 	Source   Source
+	// node is the document, for locating fields in later checks.
+	node *yaml.Node
 }
 
 // Ref implements Object.
@@ -321,6 +332,8 @@ func (d *Deployment) Ref() ObjectRef {
 
 // Origin implements Object.
 func (d *Deployment) Origin() Source { return d.Source }
+
+func (d *Deployment) document() *yaml.Node { return d.node }
 
 // Probes returns the probe expectations attached to the Deployment: the
 // translated readiness/liveness probes of its containers. The runner reports
@@ -380,6 +393,8 @@ type Service struct {
 	// PublishNotReadyAddresses includes pods that are not ready.
 	PublishNotReadyAddresses bool
 	Source                   Source
+	// node is the document, for locating fields in later checks.
+	node *yaml.Node
 }
 
 // Ref implements Object.
@@ -389,6 +404,8 @@ func (s *Service) Ref() ObjectRef {
 
 // Origin implements Object.
 func (s *Service) Origin() Source { return s.Source }
+
+func (s *Service) document() *yaml.Node { return s.node }
 
 // Policy is a NetworkPolicy, CiliumNetworkPolicy or
 // CiliumClusterwideNetworkPolicy. Loading decodes it with datapath/policy
@@ -412,6 +429,8 @@ func (p *Policy) Ref() ObjectRef {
 
 // Origin implements Object.
 func (p *Policy) Origin() Source { return p.Source }
+
+func (p *Policy) document() *yaml.Node { return p.Node }
 
 // Cluster is a kind Cluster config: the node list.
 type Cluster struct {

@@ -446,8 +446,11 @@ func (st *state) resolveTarget(d *decoder, pr *ProbeStep, n *yaml.Node, path str
 			host = p.Host
 		}
 		srcNS := ""
-		if pr.From.Kind == PeerPod || pr.From.Kind == PeerDeployment {
+		switch pr.From.Kind {
+		case PeerPod, PeerDeployment:
 			srcNS = pr.From.Namespace
+		case "":
+			return // the source is already reported as unknown
 		}
 		ref, cluster := serviceForName(host, srcNS)
 		if p.Kind == "" {

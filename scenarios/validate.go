@@ -3,6 +3,10 @@ package scenarios
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/datapath/policy"
 )
@@ -11,11 +15,13 @@ import (
 // built-in names are not redefined, addresses and node ports are unique,
 // exec probe targets exist, and selectors match something (warnings).
 func validateObjects(s *Scenario, ds *diagnostics) {
-	errf := func(src Source, path, format string, args ...any) {
-		ds.add(Diagnostic{File: src.File, Line: src.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	errf := func(o Object, path, format string, args ...any) {
+		src := o.Origin()
+		ds.add(Diagnostic{File: src.File, Line: lineAt(o, path), Path: prefixed(o, path), Msg: fmt.Sprintf(format, args...)})
 	}
-	warnf := func(src Source, path, format string, args ...any) {
-		ds.warn(Diagnostic{File: src.File, Line: src.Line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	warnf := func(o Object, path, format string, args ...any) {
+		src := o.Origin()
+		ds.warn(Diagnostic{File: src.File, Line: lineAt(o, path), Path: prefixed(o, path), Msg: fmt.Sprintf(format, args...)})
 	}
 	namespaces := map[string]bool{DefaultNamespace: true, ClusterDNSNamespace: true}
 	for _, o := range s.InitialObjects() {
@@ -30,10 +36,10 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 	for _, o := range s.Objects {
 		ref := o.Ref()
 		if system[ref] {
-			errf(o.Origin(), "metadata.name", "%s is built into every lab (the cluster DNS); do not redefine it", ref)
+			errf(o, "metadata.name", "%s is built into every lab (the cluster DNS); do not redefine it", ref)
 		}
 		if ref.Namespace != "" && !namespaces[ref.Namespace] && !s.deferred[ref] {
-			errf(o.Origin(), "metadata.namespace", "namespace %q does not exist; add a Namespace document", ref.Namespace)
+			errf(o, "metadata.namespace", "namespace %q does not exist; add a Namespace document", ref.Namespace)
 		}
 	}
 	// Every pod template the scenario ever runs, for selector warnings.
@@ -78,7 +84,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 		}
 		if svc.ClusterIP.IsValid() {
 			if prev, dup := clusterIPs[svc.ClusterIP.String()]; dup {
-				errf(svc.Source, "spec.clusterIP", "%s is already used by %s", svc.ClusterIP, prev)
+				errf(svc, "spec.clusterIP", "%s is already used by %s", svc.ClusterIP, prev)
 			}
 			clusterIPs[svc.ClusterIP.String()] = svc.Ref().String()
 		}
@@ -88,7 +94,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 			}
 			k := fmt.Sprintf("%d/%s", p.NodePort, p.Protocol)
 			if prev, dup := nodePorts[k]; dup {
-				errf(svc.Source, indexPath("spec.ports", i)+".nodePort", "node port %s is already used by %s", k, prev)
+				errf(svc, indexPath("spec.ports", i)+".nodePort", "node port %s is already used by %s", k, prev)
 			}
 			nodePorts[k] = svc.Ref().String()
 		}
@@ -101,13 +107,13 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 				matched = true
 				for i, p := range svc.Ports {
 					if p.TargetPort.IsNamed() && !hasPortNamed(sh.ports, p.TargetPort.Str, p.Protocol) {
-						warnf(svc.Source, indexPath("spec.ports", i)+".targetPort", "a selected pod has no %s port named %q; it will not be a backend for this port", p.Protocol, p.TargetPort.Str)
+						warnf(svc, indexPath("spec.ports", i)+".targetPort", "a selected pod has no %s port named %q; it will not be a backend for this port", p.Protocol, p.TargetPort.Str)
 					}
 				}
 			}
 		}
 		if !matched {
-			warnf(svc.Source, "spec.selector", "selector %s matches no pod in namespace %s; the Service will have no endpoints", LabelSelector{MatchLabels: svc.Selector}, svc.Meta.Namespace)
+			warnf(svc, "spec.selector", "selector %s matches no pod in namespace %s; the Service will have no endpoints", LabelSelector{MatchLabels: svc.Selector}, svc.Meta.Namespace)
 		}
 	}
 	for _, p := range s.Policies {
@@ -123,7 +129,11 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 				}
 			}
 			if !matched {
-				warnf(p.Source, rule.Path, "selector %s matches no pod; the rule has no effect", rule.Subject)
+				field := ".endpointSelector"
+				if p.Kind == KindNetworkPolicy {
+					field = ".podSelector"
+				}
+				warnf(p, rule.Path+field, "selector %s matches no pod; the rule has no effect", rule.Subject)
 			}
 		}
 	}
@@ -139,7 +149,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 					continue
 				}
 				if _, ok := services[ref]; !ok {
-					errf(pr.Source, fmt.Sprintf("%s.containers[%d].%sProbe", base, ci, pr.Uses[0]),
+					errf(o, fmt.Sprintf("%s.containers[%d].%sProbe", base, ci, pr.Uses[0]),
 						"probe target %q names no Service (looked for %s/%s); the probe could never pass", pr.Host, ref.Namespace, ref.Name)
 				}
 			}
@@ -277,3 +287,49 @@ func simulateSchedule(s *Scenario, ds *diagnostics) {
 		}
 	}
 }
+
+// lineAt returns the line of the field at path ("spec.ports[0].nodePort")
+// in o's document: the deepest part of the path that exists. Objects built
+// in code (no document) give their Source line.
+func lineAt(o Object, path string) int {
+	n := o.document()
+	if n == nil {
+		return o.Origin().Line
+	}
+	line := n.Line
+	for _, part := range strings.Split(path, ".") {
+		name, idx := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 && strings.HasSuffix(part, "]") {
+			name = part[:i]
+			if v, err := strconv.Atoi(part[i+1 : len(part)-1]); err == nil {
+				idx = v
+			}
+		}
+		n = resolveAlias(n)
+		if n == nil || n.Kind != yaml.MappingNode {
+			return line
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == name {
+				line, next = n.Content[i].Line, resolveAlias(n.Content[i+1])
+			}
+		}
+		if next == nil {
+			return line
+		}
+		if idx >= 0 {
+			if next.Kind != yaml.SequenceNode || idx >= len(next.Content) {
+				return line
+			}
+			next = resolveAlias(next.Content[idx])
+			line = next.Line
+		}
+		n = next
+	}
+	return line
+}
+
+// prefixed returns path for a document object (inline manifests in apply
+// steps are validated with the steps).
+func prefixed(_ Object, path string) string { return path }

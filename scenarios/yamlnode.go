@@ -92,6 +92,8 @@ type mapping struct {
 	path   string
 	values map[string]*yaml.Node
 	keys   map[string]*yaml.Node
+	// unknown is set when a key was rejected.
+	unknown bool
 }
 
 // fields lists what a mapping may hold: Known fields are decoded, Ignored
@@ -137,6 +139,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, f fields) *mapping {
 		}
 		m.keys[k.Value] = k
 		if !allowed[k.Value] {
+			m.unknown = true
 			if s := suggest(k.Value, f.Known); s != "" {
 				d.errorf(k, fp, "unknown field %q; did you mean %q?", k.Value, s)
 			} else {
@@ -364,24 +367,30 @@ func suggest(s string, candidates []string) string {
 	return best
 }
 
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and transpositions of neighbours cost 1.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
 
 // oneOf formats allowed values for messages.
