@@ -18,6 +18,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	struct ipcache_value *remote = 0;
 	struct ct_entry *ct;
 	struct ct_key key;
+	__u8 first;
 	struct flow f;
 	enum ct_status st;
 	__u32 dst_id;
@@ -46,7 +47,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	else
 		dst_id = identity_of_remote(cfg, f.daddr, &remote);
 
-	st = ct_lookup(&f, &key, &ct);
+	st = ct_lookup(&f, &key, &first, &ct);
 	evf = st == CT_NEW ? EV_F_NEW : 0;
 	if (st == CT_REPLY || st == CT_RELATED) {
 		evf |= EV_F_REPLY;
@@ -61,7 +62,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 						   dst->ep_id, &f);
 		}
 		if (st == CT_NEW) {
-			ret = ct_create(&key, &f, src->identity, dst_id);
+			ret = ct_create(&key, first, &f, src->identity, dst_id);
 			if (ret)
 				return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id,
 						   src->ep_id, &f);

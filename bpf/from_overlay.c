@@ -18,6 +18,7 @@ static __always_inline int handle_from_overlay(struct __sk_buff *skb)
 	struct endpoint_info *dst;
 	struct ct_entry *ct;
 	struct ct_key key;
+	__u8 first;
 	struct flow f;
 	enum ct_status st;
 	__u32 src_id;
@@ -54,7 +55,7 @@ static __always_inline int handle_from_overlay(struct __sk_buff *skb)
 		return drop_packet(skb, DROP_UNROUTABLE, DIR_INGRESS, src_id, 0, 0, &f);
 	}
 
-	st = ct_lookup(&f, &key, &ct);
+	st = ct_lookup(&f, &key, &first, &ct);
 	evf = st == CT_NEW ? EV_F_NEW : 0;
 	if (st == CT_REPLY || st == CT_RELATED) {
 		evf |= EV_F_REPLY;
@@ -63,7 +64,7 @@ static __always_inline int handle_from_overlay(struct __sk_buff *skb)
 		if (ret)
 			return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity, dst->ep_id, &f);
 		if (st == CT_NEW) {
-			ret = ct_create(&key, &f, src_id, dst->identity);
+			ret = ct_create(&key, first, &f, src_id, dst->identity);
 			if (ret)
 				return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity,
 						   dst->ep_id, &f);

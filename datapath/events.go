@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -93,7 +94,8 @@ type PolicyVerdictEvent struct {
 
 // EventReader reads the node's event ring buffer.
 type EventReader struct {
-	rd      *ringbuf.Reader
+	rd       *ringbuf.Reader
+	deadline time.Time
 	metrics *ebpf.Map
 	// monoToWall converts the kernel's monotonic timestamps.
 	monoToWall time.Duration
@@ -123,25 +125,35 @@ func (d *Datapath) Events() (*EventReader, error) {
 // ErrClosed is returned by Read after Close.
 var ErrClosed = ringbuf.ErrClosed
 
-// Read blocks until the next event (or until deadline set with
-// SetDeadline, returning os.ErrDeadlineExceeded) and decodes it.
+// pollInterval bounds how long an event waits in the ring buffer: the
+// programs do not wake the reader for every record (that would cost more
+// than the record itself), only when a backlog builds up.
+const pollInterval = 20 * time.Millisecond
+
+// Read blocks until the next event (or until the deadline set with
+// SetDeadline, returning os.ErrDeadlineExceeded) and decodes it. Read is not
+// safe for concurrent use with SetDeadline.
 func (r *EventReader) Read() (Event, error) {
 	for {
+		wake := time.Now().Add(pollInterval)
+		if !r.deadline.IsZero() && r.deadline.Before(wake) {
+			wake = r.deadline
+		}
+		r.rd.SetDeadline(wake)
 		rec, err := r.rd.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) && (r.deadline.IsZero() || time.Now().Before(r.deadline)) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
-		ev, err := r.decode(rec.RawSample)
-		if err != nil {
-			return nil, err
-		}
-		return ev, nil
+		return r.decode(rec.RawSample)
 	}
 }
 
 // SetDeadline makes Read return os.ErrDeadlineExceeded after t (zero: no
 // deadline).
-func (r *EventReader) SetDeadline(t time.Time) { r.rd.SetDeadline(t) }
+func (r *EventReader) SetDeadline(t time.Time) { r.deadline = t }
 
 // Close stops the reader; a blocked Read returns ErrClosed.
 func (r *EventReader) Close() error { return r.rd.Close() }

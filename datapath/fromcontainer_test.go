@@ -76,11 +76,11 @@ func TestFromContainerLocalDelivery(t *testing.T) {
 	}
 	// The connection is tracked.
 	var ct fromContainerCtEntry
-	key := fromContainerCtKey{Saddr: ipv4BE(epA.IP), Daddr: ipv4BE(epB.IP), Sport: be16(40000), Dport: be16(80), Proto: 6}
+	key, first := ctKey(epA.IP, epB.IP, 40000, 80, 6)
 	if err := n.d.maps[mapConntrack].Lookup(&key, &ct); err != nil {
 		t.Fatalf("conntrack entry: %v", err)
 	}
-	if ct.SrcIdentity != uint32(epA.Identity) || ct.TxFlags&0x02 == 0 {
+	if ct.SrcIdentity != uint32(epA.Identity) || ct.TxFlags&0x02 == 0 || ct.OrigFirst != first {
 		t.Fatalf("conntrack entry %+v", ct)
 	}
 	if got := metricPackets(t, n.d, 0, DirectionEgress); got != 1 {
@@ -94,12 +94,6 @@ func TestFromContainerRedirectWithoutPeer(t *testing.T) {
 	if ret != tcActRedirect {
 		t.Fatalf("verdict %d, want TC_ACT_REDIRECT", ret)
 	}
-}
-
-func be16(v uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], v)
-	return binary.NativeEndian.Uint16(b[:])
 }
 
 func TestFromContainerEgressPolicy(t *testing.T) {

@@ -32,7 +32,7 @@ const (
 // endpointPolicyState is what the policy map holds for one endpoint.
 type endpointPolicyState struct {
 	flags  uint8
-	levels [2]uint8
+	levels [2][4]uint8
 	keys   map[policyKey]policyValue
 }
 
@@ -211,14 +211,39 @@ func levelBit(k policyKey) uint8 {
 	return 1 << b
 }
 
+// protoClass mirrors proto_class in bpf/lib/policy.h.
+func protoClass(proto uint8) int {
+	switch proto {
+	case protoTCP:
+		return 0
+	case protoUDP:
+		return 1
+	case protoSCTP:
+		return 2
+	}
+	return 3
+}
+
+// addLevel records that key k exists in levels: keys of any protocol are
+// probed for every protocol class.
+func addLevel(levels *[2][4]uint8, k policyKey) {
+	if k.Level == levelAny {
+		for c := range levels[k.Dir&1] {
+			levels[k.Dir&1][c] |= levelBit(k)
+		}
+		return
+	}
+	levels[k.Dir&1][protoClass(k.Proto)] |= levelBit(k)
+}
+
 // compilePolicy turns an endpoint's policy into policy map contents. Deny
 // precedence is resolved here: every key that some deny rule covers is a
 // deny, and the intersection of each allow with each deny is written as a
 // deny key, so that the datapath's first hit in most-specific-first order
 // is always the right verdict.
-func compilePolicy(epID uint16, p policy.EndpointPolicy) (map[policyKey]policyValue, uint8, [2]uint8, error) {
+func compilePolicy(epID uint16, p policy.EndpointPolicy) (map[policyKey]policyValue, uint8, [2][4]uint8, error) {
 	var flags uint8
-	var levels [2]uint8
+	var levels [2][4]uint8
 	if p.IngressEnforced {
 		flags |= epIngressEnforced
 	}
@@ -264,7 +289,7 @@ func compilePolicy(epID uint16, p policy.EndpointPolicy) (map[policyKey]policyVa
 				}
 			}
 			out[k] = v
-			levels[k.Dir&1] |= levelBit(k)
+			addLevel(&levels, k)
 		}
 	}
 	return out, flags, levels, nil
@@ -321,7 +346,12 @@ func (d *Datapath) SetPolicy(epID uint16, p policy.EndpointPolicy) error {
 	// From here on the map holds both sets; the endpoint probes the union
 	// of their levels until the stale keys are gone.
 	newSt := &endpointPolicyState{flags: flags, levels: levels, keys: desired}
-	union := &endpointPolicyState{flags: flags, levels: [2]uint8{levels[0] | st.levels[0], levels[1] | st.levels[1]}}
+	union := &endpointPolicyState{flags: flags, levels: levels}
+	for dir := range union.levels {
+		for c := range union.levels[dir] {
+			union.levels[dir][c] |= st.levels[dir][c]
+		}
+	}
 	d.policies[epID] = union
 	if err := d.syncEndpoint(epID); err != nil {
 		return err

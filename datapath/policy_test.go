@@ -8,7 +8,7 @@ import (
 )
 
 // lookup mirrors policy_lookup in bpf/lib/policy.h on compiled map contents.
-func lookup(keys map[policyKey]policyValue, levels [2]uint8, epID uint16, dir uint8, id uint32, proto uint8, port uint16) (allowed, found bool) {
+func lookup(keys map[policyKey]policyValue, levels [2][4]uint8, epID uint16, dir uint8, id uint32, proto uint8, port uint16) (allowed, found bool) {
 	probes := []policyKey{
 		{Identity: id, Proto: proto, Port: port, Level: levelExact},
 		{Identity: id, Proto: proto, Port: port >> 8, Level: levelBlock},
@@ -20,7 +20,7 @@ func lookup(keys map[policyKey]policyValue, levels [2]uint8, epID uint16, dir ui
 		{Level: levelAny},
 	}
 	for i, k := range probes {
-		if levels[dir]&(1<<i) == 0 {
+		if levels[dir][protoClass(proto)]&(1<<i) == 0 {
 			continue
 		}
 		k.EpId, k.Dir = epID, dir

@@ -22,6 +22,8 @@ type toContainerCtEntry struct {
 	RxFlags     uint8
 	Closing     uint8
 	SeenReply   uint8
+	OrigFirst   uint8
+	Pad         [3]uint8
 }
 
 type toContainerCtKey struct {
@@ -43,8 +45,7 @@ type toContainerEndpointInfo struct {
 	EpId     uint16
 	Flags    uint8
 	Pad      uint8
-	Levels   [2]uint8
-	Pad2     [2]uint8
+	Levels   [2][4]uint8
 }
 
 type toContainerIpcacheKey struct {

@@ -124,8 +124,9 @@ struct endpoint_info {
 	__u16 ep_id;
 	__u8 flags;           /* EP_F_* */
 	__u8 pad;
-	__u8 levels[2];       /* per policy direction: POLICY_LEVEL_* bits present */
-	__u8 pad2[2];
+	/* Per policy direction and protocol class (TCP, UDP, SCTP, ICMP): one
+	 * bit per probe (identity level * 4 + port level) that has entries. */
+	__u8 levels[2][4];
 };
 
 #define EP_F_INGRESS_ENFORCED (1 << 0)
@@ -177,7 +178,9 @@ enum policy_match {
 	MATCH_PROTO_ONLY = 6,
 };
 
-/* Conntrack: keyed by the tuple of the packet that opened the connection. */
+/* Conntrack: keyed by the connection's tuple in canonical order (the lower
+ * address/port side first), so that one lookup finds a connection from
+ * either direction; orig_first says which side opened it. */
 struct ct_key {
 	__be32 saddr;
 	__be32 daddr;
@@ -195,6 +198,8 @@ struct ct_entry {
 	__u8 rx_flags;      /* TCP flags seen in the reply direction */
 	__u8 closing;
 	__u8 seen_reply;
+	__u8 orig_first;    /* 1 when the originator is the key's first side */
+	__u8 pad[3];
 };
 
 #define CT_LIFETIME_SYN      60

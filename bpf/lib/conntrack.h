@@ -23,24 +23,27 @@ static __always_inline __u32 now_sec(void)
 	return (__u32)(bpf_ktime_get_ns() / 1000000000ULL);
 }
 
-static __always_inline void ct_key_from_flow(struct ct_key *k, const struct flow *f)
+/* ct_key_canonical fills k with the tuple in canonical order and returns 1
+ * when the packet's source is the key's first side. */
+static __always_inline int ct_key_canonical(struct ct_key *k, __be32 saddr, __be32 daddr,
+					    __be16 sport, __be16 dport, __u8 proto)
 {
-	k->saddr = f->saddr;
-	k->daddr = f->daddr;
-	k->sport = f->sport;
-	k->dport = f->dport;
-	k->proto = f->proto;
-	k->pad[0] = k->pad[1] = k->pad[2] = 0;
-}
+	int src_first = saddr < daddr || (saddr == daddr && sport <= dport);
 
-static __always_inline void ct_key_reverse(struct ct_key *r, const struct ct_key *k)
-{
-	r->saddr = k->daddr;
-	r->daddr = k->saddr;
-	r->sport = k->dport;
-	r->dport = k->sport;
-	r->proto = k->proto;
-	r->pad[0] = r->pad[1] = r->pad[2] = 0;
+	if (src_first) {
+		k->saddr = saddr;
+		k->daddr = daddr;
+		k->sport = sport;
+		k->dport = dport;
+	} else {
+		k->saddr = daddr;
+		k->daddr = saddr;
+		k->sport = dport;
+		k->dport = sport;
+	}
+	k->proto = proto;
+	k->pad[0] = k->pad[1] = k->pad[2] = 0;
+	return src_first;
 }
 
 static __always_inline __u32 ct_lifetime(const struct ct_entry *e, __u8 proto)
@@ -78,42 +81,36 @@ static __always_inline void ct_refresh(struct ct_entry *e, const struct flow *f,
 		e->expires = exp;
 }
 
-/* ct_lookup classifies the packet. *key is set to the original-direction
- * tuple of the packet (used to create the entry when it is new). */
+/* ct_lookup classifies the packet. *key is set to the connection's
+ * canonical tuple and *first to the side the packet comes from, both used to
+ * create the entry when the connection is new. */
 static __always_inline enum ct_status ct_lookup(const struct flow *f, struct ct_key *key,
-						struct ct_entry **out)
+						__u8 *first, struct ct_entry **out)
 {
-	struct ct_key rev;
+	struct ct_key inner;
 	struct ct_entry *e;
 	__u32 now = now_sec();
 
 	*out = 0;
-	ct_key_from_flow(key, f);
+	*first = ct_key_canonical(key, f->saddr, f->daddr, f->sport, f->dport, f->proto);
 	e = bpf_map_lookup_elem(&conntrack, key);
 	if (e && e->expires >= now) {
+		int reply = *first != e->orig_first;
+
 		/* A new SYN on a closed connection starts a new one. */
-		if (!(f->proto == IPPROTO_TCP && e->closing &&
-		      (f->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)) {
-			ct_refresh(e, f, 0, now);
+		if (reply || !(f->proto == IPPROTO_TCP && e->closing &&
+			       (f->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)) {
+			ct_refresh(e, f, reply, now);
 			*out = e;
-			return CT_ESTABLISHED;
+			return reply ? CT_REPLY : CT_ESTABLISHED;
 		}
 	}
-	ct_key_reverse(&rev, key);
-	e = bpf_map_lookup_elem(&conntrack, &rev);
-	if (e && e->expires >= now) {
-		ct_refresh(e, f, 1, now);
-		*out = e;
-		return CT_REPLY;
-	}
 	if (f->icmp_error) {
-		/* The quoted packet travelled in either direction of a
-		 * tracked connection. */
-		e = bpf_map_lookup_elem(&conntrack, &f->inner);
-		if (e && e->expires >= now)
-			return CT_RELATED;
-		ct_key_reverse(&rev, &f->inner);
-		e = bpf_map_lookup_elem(&conntrack, &rev);
+		/* The quoted packet belongs to a tracked connection (it
+		 * travelled in either direction). */
+		ct_key_canonical(&inner, f->inner.saddr, f->inner.daddr, f->inner.sport,
+				 f->inner.dport, f->inner.proto);
+		e = bpf_map_lookup_elem(&conntrack, &inner);
 		if (e && e->expires >= now)
 			return CT_RELATED;
 	}
@@ -121,11 +118,12 @@ static __always_inline enum ct_status ct_lookup(const struct flow *f, struct ct_
 }
 
 /* ct_create inserts the entry of a new, allowed connection. */
-static __always_inline int ct_create(const struct ct_key *key, const struct flow *f,
+static __always_inline int ct_create(const struct ct_key *key, __u8 first, const struct flow *f,
 				     __u32 src_id, __u32 dst_id)
 {
 	struct ct_entry e = {};
 
+	e.orig_first = first;
 	e.src_identity = src_id;
 	e.dst_identity = dst_id;
 	e.tx_flags = f->proto == IPPROTO_TCP ? f->tcp_flags : 0;

@@ -54,7 +54,10 @@ static __always_inline void event_emit(struct __sk_buff *skb, __u8 type, __u8 co
 	ev->cap_len = 0;
 	if (cap > 0 && bpf_skb_load_bytes(skb, 0, ev->data, cap & 0xff) == 0)
 		ev->cap_len = cap;
-	bpf_ringbuf_submit(ev, 0);
+	/* No wakeup per record (the reader polls); wake it only when a backlog
+	 * builds up. */
+	bpf_ringbuf_submit(ev, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > EVENTS_WAKEUP_BYTES ?
+			       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /* drop_packet is the single exit of every drop: it counts the drop by

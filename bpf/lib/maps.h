@@ -50,6 +50,8 @@ struct {
 	__type(value, struct metrics_value);
 } metrics SEC(".maps");
 
+#define EVENTS_WAKEUP_BYTES (2 << 20)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);

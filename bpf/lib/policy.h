@@ -4,11 +4,26 @@
  * protocol, any protocol) for a specific peer identity or for any peer
  * (identity 0). It resolves deny precedence when it writes them, so the
  * first hit in most-specific-first order is the verdict. The endpoint's
- * levels bitmask skips levels that hold no entry: a lookup is at most eight
- * hash probes whatever the number of entries. */
+ * levels bitmask (per direction and protocol) skips levels that hold no
+ * entry: a lookup is at most eight hash probes whatever the number of
+ * entries. */
 #pragma once
 
 #include "events.h"
+
+/* proto_class indexes endpoint_info.levels: TCP, UDP, SCTP, ICMP. */
+static __always_inline __u32 proto_class(__u8 proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return 0;
+	case IPPROTO_UDP:
+		return 1;
+	case 132: /* SCTP */
+		return 2;
+	}
+	return 3;
+}
 
 struct policy_result {
 	__u8 allowed;
@@ -38,7 +53,7 @@ static __always_inline void policy_lookup(const struct endpoint_info *ep, __u8 d
 {
 	struct policy_key k = {};
 	struct policy_value *v;
-	__u8 levels = ep->levels[dir & 1];
+	__u8 levels = ep->levels[dir & 1][proto_class(f->proto)];
 	__u16 port = f->l4port;
 
 	k.ep_id = ep->ep_id;
