@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/vishvananda/netlink"
 
@@ -44,6 +45,9 @@ func (r *Records) AddWorldHosts(hosts []WorldHostConfig) {
 // ns (the lab's world namespace). Each of the host's addresses that is not
 // yet local to ns is added to ns's loopback as a /32 and removed again on
 // Close; routing that address to the world namespace is the topology's job.
+// Two running world hosts must not share an address this way (the first
+// to close would take it from the other); give the shared address to the
+// namespace beforehand instead.
 func StartWorldHost(ctx context.Context, ns *topo.Namespace, cfg WorldHostConfig) (*HTTPEchoServer, error) {
 	if err := checkNS(ns, KindWorldHost); err != nil {
 		return nil, err
@@ -106,9 +110,13 @@ func ensureLocal(ns *topo.Namespace, addrs []netip.Addr) ([]netip.Addr, error) {
 	return added, nil
 }
 
-// removeLocal deletes addresses ensureLocal added.
+// removeLocal deletes addresses ensureLocal added. A namespace that is
+// already gone took its addresses with it.
 func removeLocal(ns *topo.Namespace, addrs []netip.Addr) error {
 	if len(addrs) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(ns.Path()); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	h, err := ns.Handle()
