@@ -110,21 +110,32 @@ type Decoder struct {
 
 	// tcpSummaries caches "TCP Flags: ..." per flag combination.
 	tcpSummaries map[uint16]string
-	// addrs caches address strings; bounded by maxCachedAddrs.
-	addrs map[netip.Addr]string
-	macs  map[[6]byte]string
+	// icmpSummaries caches "ICMPv4 EchoRequest" per version, type and code.
+	icmpSummaries map[uint32]string
+	// addrs and macs are direct-mapped caches of address strings.
+	addrs [addrCacheSize]addrCacheEntry
+	macs  [addrCacheSize]macCacheEntry
 }
 
-const maxCachedAddrs = 4096
+const addrCacheSize = 1024 // power of two
+
+type addrCacheEntry struct {
+	a netip.Addr
+	s string
+}
+
+type macCacheEntry struct {
+	m [6]byte
+	s string
+}
 
 // NewDecoder returns a decoder that resolves endpoints with r (nil: no
 // endpoint information beyond the event's identities).
 func NewDecoder(r EndpointResolver) *Decoder {
 	d := &Decoder{
-		resolver:     r,
-		tcpSummaries: make(map[uint16]string),
-		addrs:        make(map[netip.Addr]string),
-		macs:         make(map[[6]byte]string),
+		resolver:      r,
+		tcpSummaries:  make(map[uint16]string),
+		icmpSummaries: make(map[uint32]string),
 	}
 	dls := []gopacket.DecodingLayer{&d.eth, &d.ip4, &d.ip6, &d.tcp, &d.udp, &d.icmp4, &d.icmp6, &d.arp, &d.dns, &d.payload}
 	d.parser = gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet, dls...)
@@ -283,13 +294,13 @@ func (d *Decoder) decodePacket(ev *Event, b *flowBlock) (src, dst netip.Addr) {
 			b.icmp = ICMP{Type: uint32(tc.Type()), Code: uint32(tc.Code())}
 			b.l4.ICMPv4 = &b.icmp
 			f.L4 = &b.l4
-			f.Summary = "ICMPv4 " + tc.String()
+			f.Summary = d.icmpSummary(4, uint16(tc), tc.String)
 		case layers.LayerTypeICMPv6:
 			tc := d.icmp6.TypeCode
 			b.icmp = ICMP{Type: uint32(tc.Type()), Code: uint32(tc.Code())}
 			b.l4.ICMPv6 = &b.icmp
 			f.L4 = &b.l4
-			f.Summary = "ICMPv6 " + tc.String()
+			f.Summary = d.icmpSummary(6, uint16(tc), tc.String)
 		case layers.LayerTypeARP:
 			f.Summary = arpSummary(&d.arp)
 		case layers.LayerTypeDNS:
@@ -323,6 +334,17 @@ func (d *Decoder) tcpSummary(t *TCPFlags) string {
 	return s
 }
 
+// icmpSummary returns "ICMPv4 EchoRequest" for an ICMP type/code.
+func (d *Decoder) icmpSummary(version uint8, typeCode uint16, name func() string) string {
+	key := uint32(version)<<16 | uint32(typeCode)
+	if s, ok := d.icmpSummaries[key]; ok {
+		return s
+	}
+	s := "ICMPv" + strconv.Itoa(int(version)) + " " + name()
+	d.icmpSummaries[key] = s
+	return s
+}
+
 // Names returns the set flags in the order Hubble prints them (SYN, ACK,
 // RST, FIN, PSH, URG, ECE, CWR, NS).
 func (t *TCPFlags) Names() []string {
@@ -339,15 +361,14 @@ func (t *TCPFlags) Names() []string {
 }
 
 func (d *Decoder) addr(a netip.Addr) string {
-	if s, ok := d.addrs[a]; ok {
-		return s
+	b := a.As16()
+	h := (uint(b[12])*31+uint(b[13]))*31*31 + uint(b[14])*31 + uint(b[15]) + uint(b[7])
+	e := &d.addrs[h&(addrCacheSize-1)]
+	if e.s != "" && e.a == a {
+		return e.s
 	}
-	s := a.String()
-	if len(d.addrs) >= maxCachedAddrs {
-		clear(d.addrs)
-	}
-	d.addrs[a] = s
-	return s
+	e.a, e.s = a, a.String()
+	return e.s
 }
 
 func (d *Decoder) mac(hw net.HardwareAddr) string {
@@ -355,15 +376,12 @@ func (d *Decoder) mac(hw net.HardwareAddr) string {
 		return hw.String()
 	}
 	k := [6]byte(hw)
-	if s, ok := d.macs[k]; ok {
-		return s
+	e := &d.macs[(uint(k[4])<<8|uint(k[5])+uint(k[3]))&(addrCacheSize-1)]
+	if e.s != "" && e.m == k {
+		return e.s
 	}
-	s := hw.String()
-	if len(d.macs) >= maxCachedAddrs {
-		clear(d.macs)
-	}
-	d.macs[k] = s
-	return s
+	e.m, e.s = k, hw.String()
+	return e.s
 }
 
 // endpoint fills ep for ip: from the resolver when it knows the address,
