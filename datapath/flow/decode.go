@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -83,9 +82,6 @@ type EndpointResolver interface {
 	// IdentityLabels returns the labels of an identity (nil if unknown).
 	IdentityLabels(id uint32) []string
 }
-
-// ErrNoPacket is returned for events whose data holds no decodable packet.
-var ErrNoPacket = errors.New("event carries no packet data")
 
 // Decoder turns Events into Flows. A Decoder reuses its packet parser and
 // is not safe for concurrent use; use one per reader goroutine.
