@@ -357,9 +357,11 @@ func TestCaptureVethPair(t *testing.T) {
 		if len(f.Packets) != c.Count() || f.Stats[c.Interface()].Delivered != uint64(c.Count()) {
 			t.Errorf("%s: file has %d packets (stats %+v), capture %d", path, len(f.Packets), f.Stats, c.Count())
 		}
-		out := tsharkRead(t, path, "-T", "fields", "-e", "frame.number")
-		if got := strings.Count(out, "\n"); got != c.Count() {
-			t.Errorf("tshark sees %d packets in %s, want %d", got, path, c.Count())
+		if haveTshark() {
+			out := tsharkRead(t, path, "-T", "fields", "-e", "frame.number")
+			if got := strings.Count(out, "\n"); got != c.Count() {
+				t.Errorf("tshark sees %d packets in %s, want %d", got, path, c.Count())
+			}
 		}
 	}
 	merged := filepath.Join(dir, "capture.pcapng")
@@ -367,9 +369,13 @@ func TestCaptureVethPair(t *testing.T) {
 	if err := WriteMerged(merged, []*Capture{capA, capB}, []Packet{drop}); err != nil {
 		t.Fatal(err)
 	}
-	out := tsharkRead(t, merged, "-Y", "frame.comment", "-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment")
-	if out != "a/veth-a\tDROPPED: test comment\n" {
-		t.Errorf("merged comments: %q", out)
+	if haveTshark() {
+		out := tsharkRead(t, merged, "-Y", "frame.comment", "-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment")
+		if out != "a/veth-a\tDROPPED: test comment\n" {
+			t.Errorf("merged comments: %q", out)
+		}
+	} else {
+		t.Log("tshark not installed: files not checked with tshark")
 	}
 	mf, err := ReadFile(merged)
 	if err != nil {

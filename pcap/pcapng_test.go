@@ -178,7 +178,14 @@ func TestTsUnit(t *testing.T) {
 	}
 }
 
-// tsharkRead runs tshark on path and fails the test on any warning.
+// haveTshark reports whether tshark is installed.
+func haveTshark() bool {
+	_, err := exec.LookPath("tshark")
+	return err == nil
+}
+
+// tsharkRead runs tshark on path and fails the test on any warning. It
+// skips the test when tshark is not installed.
 func tsharkRead(t *testing.T, path string, args ...string) string {
 	t.Helper()
 	tshark, err := exec.LookPath("tshark")
