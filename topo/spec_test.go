@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestParsePeerPods(t *testing.T) {
@@ -191,5 +193,28 @@ func TestSysctlPath(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("%s = %q, %v; want %q", c.key, got, err, c.want)
 		}
+	}
+}
+
+func TestParseSpecNode(t *testing.T) {
+	data, err := os.ReadFile("testdata/peer-pods.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseSpecNode("peer-pods.yaml", &doc)
+	if err != nil || s.Metadata.Name != "peer-pods" {
+		t.Fatalf("ParseSpecNode = %v, %v", s, err)
+	}
+	bad := strings.Replace(string(data), "ns: podvm, name: ens2", "ns: podvn, name: ens2", 1)
+	if err := yaml.Unmarshal([]byte(bad), &doc); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ParseSpecNode("peer-pods.yaml", &doc)
+	if err == nil || !strings.Contains(err.Error(), `links[0].b.ns: unknown namespace "podvn" (did you mean "podvm"?)`) {
+		t.Fatalf("err = %v", err)
 	}
 }

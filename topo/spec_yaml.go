@@ -34,8 +34,32 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 		d.p.add(yamlErrLine(err), "", "%s", yamlErrMsg(err))
 		return nil, d.p.err()
 	}
+	return d.decode(root)
+}
+
+// ParseSpecNode decodes and validates a raw topology from an already parsed
+// YAML document (its root mapping, or the document node), for callers that
+// read a multi-document file and dispatch on kind. Line numbers are those
+// of the node, so errors still point into file.
+func ParseSpecNode(file string, root *yaml.Node) (*Spec, error) {
+	d := &specDecoder{p: problems{file: file, lines: map[string]int{}}}
+	if root == nil {
+		d.p.add(0, "", "empty document")
+		return nil, d.p.err()
+	}
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) != 1 {
+			d.p.add(root.Line, "", "empty document")
+			return nil, d.p.err()
+		}
+		root = root.Content[0]
+	}
+	return d.decode(root)
+}
+
+func (d *specDecoder) decode(root *yaml.Node) (*Spec, error) {
 	s := d.spec(root)
-	s.File = file
+	s.File = d.p.file
 	s.lines = d.p.lines
 	if err := d.p.err(); err != nil {
 		return nil, err
