@@ -218,3 +218,40 @@ func TestParseSpecNode(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestRouteChecks(t *testing.T) {
+	base := func(routes ...RouteSpec) *Spec {
+		return &Spec{
+			APIVersion: SpecAPIVersion, Kind: SpecKind, Metadata: SpecMetadata{Name: "routes"},
+			Namespaces: []NamespaceSpec{{Name: "a", Routes: routes}, {Name: "b"}},
+			Links: []LinkSpec{{
+				A: Endpoint{NS: "a", Name: "eth0", Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}},
+				B: Endpoint{NS: "b", Name: "eth0"},
+			}},
+		}
+	}
+	ok := []RouteSpec{
+		{Via: netip.MustParseAddr("10.0.0.254")},
+		{Dst: netip.MustParsePrefix("::/0"), Via: netip.MustParseAddr("fe80::1"), Dev: "eth0"},
+		{Dst: netip.MustParsePrefix("192.0.2.0/24"), Type: RouteBlackhole},
+		{Dst: netip.MustParsePrefix("198.51.100.0/24"), Via: netip.MustParseAddr("172.16.0.1"), Dev: "eth0", OnLink: true},
+	}
+	if err := base(ok...).Validate(); err != nil {
+		t.Fatalf("valid routes rejected: %v", err)
+	}
+	bad := map[string][]RouteSpec{
+		"already given":               {{Via: netip.MustParseAddr("10.0.0.254")}, {Via: netip.MustParseAddr("10.0.0.253"), Type: RouteUnicast}},
+		"needs dev":                   {{Dst: netip.MustParsePrefix("::/0"), Via: netip.MustParseAddr("fe80::1")}},
+		"has no gateway":              {{Dst: netip.MustParsePrefix("192.0.2.0/24"), Type: RouteBlackhole, Via: netip.MustParseAddr("10.0.0.254")}},
+		"needs via":                   {{Dst: netip.MustParsePrefix("192.0.2.0/24")}},
+		"not in a subnet":             {{Via: netip.MustParseAddr("10.9.0.1")}},
+		"different address families": {{Dst: netip.MustParsePrefix("2001:db8::/32"), Via: netip.MustParseAddr("10.0.0.254")}},
+		"is not an address":           {{Via: netip.MustParseAddr("10.0.0.254"), Src: netip.MustParseAddr("10.0.0.9")}},
+	}
+	for want, routes := range bad {
+		err := base(routes...).Validate()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: err = %v, want %q", routes, err, want)
+		}
+	}
+}

@@ -442,7 +442,11 @@ func (s *Spec) checkRoutes(p *problems, ix *specIndex, i int) {
 	for j, r := range ns.Routes {
 		path := fmt.Sprintf("namespaces[%d].routes[%d]", i, j)
 		dst := routeDst(r)
-		key := string(r.Type) + " " + dst.String()
+		typ := r.Type
+		if typ == "" {
+			typ = RouteUnicast
+		}
+		key := string(typ) + " " + dst.String()
 		if prev, dup := seen[key]; dup {
 			p.errf(path+".dst", "route to %s already given (%s%s)", dst, prev, p.at(prev))
 		}
@@ -483,7 +487,13 @@ func (s *Spec) checkRoutes(p *problems, ix *specIndex, i int) {
 		if r.OnLink && dev == nil {
 			p.errf(path+".onlink", "onlink needs dev")
 		}
-		if r.Via.IsValid() && !r.OnLink {
+		if r.Via.IsValid() && r.Via.Is6() && r.Via.IsLinkLocalUnicast() {
+			// Every IPv6 device has a link-local address; the device says
+			// which link.
+			if dev == nil {
+				p.errf(path+".dev", "a link-local gateway (%s) needs dev", r.Via)
+			}
+		} else if r.Via.IsValid() && !r.OnLink {
 			if !gatewayReachable(ix, ns.Name, dev, r.Via) {
 				where := fmt.Sprintf("any up device of namespace %q", ns.Name)
 				if dev != nil {
