@@ -88,6 +88,7 @@ type Writer struct {
 	list   []Interface
 	buf    []byte
 	flags  [4]byte
+	hdr    [8]byte
 }
 
 // NewWriter writes a section header block to w and returns a Writer.
@@ -244,10 +245,10 @@ func (w *Writer) Flush() error {
 
 func (w *Writer) writeBlock(typ uint32, body []byte) error {
 	total := uint32(12 + len(body))
-	var hdr [8]byte
+	hdr := w.hdr[:]
 	binary.LittleEndian.PutUint32(hdr[0:], typ)
 	binary.LittleEndian.PutUint32(hdr[4:], total)
-	if _, err := w.w.Write(hdr[:]); err != nil {
+	if _, err := w.w.Write(hdr); err != nil {
 		return err
 	}
 	if _, err := w.w.Write(body); err != nil {
