@@ -1,0 +1,188 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/podlab/podlab/datapath"
+	"github.com/podlab/podlab/datapath/flow"
+	"github.com/podlab/podlab/datapath/identity"
+	"github.com/podlab/podlab/topo"
+)
+
+// EventPump reads every node's event ring buffer, decodes the records into
+// Hubble-shaped flows and adds them to a flow store.
+type EventPump struct {
+	cp      *ControlPlane
+	store   *flow.Store
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	readers []*datapath.EventReader
+	errs    []error
+}
+
+// StartEvents starts one reader per node feeding store. Stop it before
+// closing the control plane.
+func (cp *ControlPlane) StartEvents(ctx context.Context, store *flow.Store) (*EventPump, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &EventPump{cp: cp, store: store, cancel: cancel}
+	for _, name := range cp.Nodes() {
+		dp := cp.Datapath(name)
+		rd, err := dp.Events()
+		if err != nil {
+			p.Stop()
+			return nil, err
+		}
+		p.readers = append(p.readers, rd)
+		p.wg.Add(1)
+		go p.read(ctx, name, rd)
+	}
+	return p, nil
+}
+
+func (p *EventPump) read(ctx context.Context, node string, rd *datapath.EventReader) {
+	defer p.wg.Done()
+	dec := flow.NewDecoder(p.cp)
+	var lastLost uint64
+	for ctx.Err() == nil {
+		ev, err := rd.Read()
+		if err != nil {
+			if errors.Is(err, datapath.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			p.mu.Lock()
+			p.errs = append(p.errs, fmt.Errorf("events of %s: %w", node, err))
+			p.mu.Unlock()
+			continue
+		}
+		if lost, err := rd.Lost(); err == nil && lost > lastLost {
+			p.store.AddLost(flow.LostRingBuffer, lost-lastLost)
+			lastLost = lost
+		}
+		fe := p.cp.flowEvent(node, ev)
+		f, err := dec.Decode(fe)
+		if err != nil {
+			continue // an event without a parsable packet: nothing to show
+		}
+		p.store.Add(f)
+	}
+}
+
+// Drain waits until the datapath's queued events have been read (the ring
+// buffers are empty for a short quiet period), so a flow assertion made
+// right after traffic sees that traffic.
+func (p *EventPump) Drain(quiet time.Duration) {
+	last := p.store.Total()
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		time.Sleep(quiet)
+		now := p.store.Total()
+		if now == last {
+			return
+		}
+		last = now
+	}
+}
+
+// Stop ends the readers.
+func (p *EventPump) Stop() error {
+	p.cancel()
+	for _, rd := range p.readers {
+		_ = rd.Close()
+	}
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return errors.Join(p.errs...)
+}
+
+// flowEvent converts a datapath event into the decoder's input.
+func (cp *ControlPlane) flowEvent(node string, ev datapath.Event) *flow.Event {
+	h := ev.Header()
+	fe := &flow.Event{
+		Time: h.Time, Node: node, Ifindex: h.Ifindex, Interface: cp.ifName(node, int(h.Ifindex)),
+		Direction: flow.TrafficDirection(h.Direction), IsReply: h.IsReply, EndpointID: h.EndpointID,
+		SrcIdentity: uint32(h.SrcIdentity), DstIdentity: uint32(h.DstIdentity),
+		OrigLen: h.OrigLen, Data: h.Data,
+	}
+	switch e := ev.(type) {
+	case *datapath.DropEvent:
+		fe.Type, fe.DropReason = flow.EventDrop, uint8(e.Reason)
+	case *datapath.TraceEvent:
+		fe.Type, fe.ObsPoint = flow.EventTrace, flow.ObsPoint(e.ObsPoint)
+	case *datapath.PolicyVerdictEvent:
+		fe.Type, fe.PolicyMatch = flow.EventPolicyVerdict, flow.PolicyMatch(e.Match)
+		if !e.Allowed {
+			fe.DropReason = uint8(datapath.DropPolicy)
+		}
+	}
+	return fe
+}
+
+// ifName names a device of a node's namespace by ifindex.
+func (cp *ControlPlane) ifName(node string, ifindex int) string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	nd := cp.nodes[node]
+	if nd == nil {
+		return ""
+	}
+	switch ifindex {
+	case nd.n.Eth0Ifindex:
+		return topo.NodeEth0
+	case nd.n.VXLANIfindex:
+		return topo.NodeVXLAN
+	case nd.n.HostIfindex:
+		return topo.NodeHost
+	case nd.n.NetIfindex:
+		return topo.NodeNet
+	}
+	for _, ep := range cp.eps {
+		if ep.pod.Node.Name == node && ep.pod.HostIfindex == ifindex {
+			return ep.pod.HostVeth
+		}
+	}
+	return ""
+}
+
+// EndpointByIP answers the flow decoder: pods, nodes and the world.
+func (cp *ControlPlane) EndpointByIP(ip netip.Addr) (flow.EndpointInfo, bool) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for _, ep := range cp.eps {
+		if ep.pod.IP == ip {
+			return flow.EndpointInfo{ID: uint32(ep.pod.EndpointID), Identity: uint32(ep.id), Namespace: ep.pod.Namespace, PodName: ep.pod.Name, Labels: labelStrings(ep.labels), Node: ep.pod.Node.Name}, true
+		}
+	}
+	for _, name := range cp.order {
+		n := cp.nodes[name].n
+		if n.IP == ip || n.RouterIP == ip {
+			return flow.EndpointInfo{Identity: uint32(identity.RemoteNode), Labels: []string{"reserved:remote-node"}, Node: n.Name}, true
+		}
+	}
+	return flow.EndpointInfo{}, false
+}
+
+// IdentityLabels answers the flow decoder.
+func (cp *ControlPlane) IdentityLabels(id uint32) []string {
+	if i, ok := cp.alloc.Lookup(identity.ID(id)); ok {
+		return labelStrings(i.Labels)
+	}
+	if name := identity.ReservedName(identity.ID(id)); name != "" {
+		return []string{"reserved:" + name}
+	}
+	return nil
+}
+
+func labelStrings(ls identity.Labels) []string {
+	out := make([]string, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, l.String())
+	}
+	return out
+}
