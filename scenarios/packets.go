@@ -16,9 +16,9 @@ import (
 // PacketAssertion is one packet assertion on a captured device: the
 // device, and a pcap.Expectation written inline next to it:
 //
-//	- on: kind-worker/eth0
-//	  match: {vxlan: {vni: "identity-of:pod-to-a"}, inner: {proto: tcp, dst: echo-a, flags: [SYN]}}
-//	  atLeast: 1        # or count: N, atMost: N, none: true, only: true (+ ignore), or inOrder: [...]
+//   - on: kind-worker/eth0
+//     match: {vxlan: {vni: "identity-of:pod-to-a"}, inner: {proto: tcp, dst: echo-a, flags: [SYN]}}
+//     atLeast: 1        # or count: N, atMost: N, none: true, only: true (+ ignore), or inOrder: [...]
 type PacketAssertion struct {
 	Device Device
 	Expect pcap.Expectation

@@ -463,8 +463,8 @@ func (st *state) resolveTarget(d *decoder, pr *ProbeStep, n *yaml.Node, path str
 		if !cluster || srcNS == "" && !strings.HasSuffix(strings.TrimSuffix(host, "."), ".svc."+ClusterDomain) {
 			return // a world name, answered by the emulated world
 		}
-		if ref.Namespace == "" {
-			return
+		if ref.Namespace == "" || !st.has(KindNamespace, "", ref.Namespace) {
+			return // "example.com": not a namespace, so a world name
 		}
 		if _, ok := st.objects[ref]; !ok && !failing {
 			d.errorf(n, path, "%q names no Service at this step (looked for %s/%s)%s; write pod/…, deployment/…, node/… or ip/… for other targets, or expect: nxdomain",

@@ -145,7 +145,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 					continue
 				}
 				ref, cluster := serviceForName(pr.Host, ns)
-				if !cluster {
+				if !cluster || !namespaces[ref.Namespace] {
 					continue
 				}
 				if _, ok := services[ref]; !ok {
