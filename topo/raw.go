@@ -29,7 +29,13 @@ type Raw struct {
 	namespaces map[string]*Namespace // short name -> namespace
 	created    []*Namespace          // creation order
 	devices    []RawDevice
+	onStep     func(step string)
 }
+
+// OnStep registers fn to be called after each bring-up step of Up with the
+// step's name ("create namespaces", "create veth pairs", ... "add tc
+// rules"), for kind-style progress lines.
+func (r *Raw) OnStep(fn func(step string)) { r.onStep = fn }
 
 // RawDevice is a device a Raw created, for tools that walk the lab
 // (`podlab trace`, captures).
@@ -173,6 +179,9 @@ func (r *Raw) Up(ctx context.Context) (err error) {
 			return fmt.Errorf("raw topology %s: %s: %w", r.lab, st.what, err)
 		}
 		r.log.Debug("raw topology step done", "lab", r.lab, "step", st.what)
+		if r.onStep != nil {
+			r.onStep(st.what)
+		}
 	}
 	r.log.Info("raw topology up", "lab", r.lab, "namespaces", len(r.created), "devices", len(r.devices))
 	return nil

@@ -451,7 +451,12 @@ tc:
 		Expect(err).NotTo(HaveOccurred())
 		r, err = NewRaw(lab, spec, nil)
 		Expect(err).NotTo(HaveOccurred())
+		var steps []string
+		r.OnStep(func(step string) { steps = append(steps, step) })
 		Expect(r.Up(context.Background())).To(Succeed())
+		Expect(steps).To(HaveLen(11))
+		Expect(steps[0]).To(Equal("create namespaces"))
+		Expect(steps[10]).To(Equal("add tc rules"))
 		DeferCleanup(func() {
 			Expect(r.Down()).To(Succeed())
 			Expect(labNamespaces(lab)).To(BeEmpty())

@@ -240,13 +240,13 @@ func TestRouteChecks(t *testing.T) {
 		t.Fatalf("valid routes rejected: %v", err)
 	}
 	bad := map[string][]RouteSpec{
-		"already given":               {{Via: netip.MustParseAddr("10.0.0.254")}, {Via: netip.MustParseAddr("10.0.0.253"), Type: RouteUnicast}},
-		"needs dev":                   {{Dst: netip.MustParsePrefix("::/0"), Via: netip.MustParseAddr("fe80::1")}},
-		"has no gateway":              {{Dst: netip.MustParsePrefix("192.0.2.0/24"), Type: RouteBlackhole, Via: netip.MustParseAddr("10.0.0.254")}},
-		"needs via":                   {{Dst: netip.MustParsePrefix("192.0.2.0/24")}},
-		"not in a subnet":             {{Via: netip.MustParseAddr("10.9.0.1")}},
+		"already given":              {{Via: netip.MustParseAddr("10.0.0.254")}, {Via: netip.MustParseAddr("10.0.0.253"), Type: RouteUnicast}},
+		"needs dev":                  {{Dst: netip.MustParsePrefix("::/0"), Via: netip.MustParseAddr("fe80::1")}},
+		"has no gateway":             {{Dst: netip.MustParsePrefix("192.0.2.0/24"), Type: RouteBlackhole, Via: netip.MustParseAddr("10.0.0.254")}},
+		"needs via":                  {{Dst: netip.MustParsePrefix("192.0.2.0/24")}},
+		"not in a subnet":            {{Via: netip.MustParseAddr("10.9.0.1")}},
 		"different address families": {{Dst: netip.MustParsePrefix("2001:db8::/32"), Via: netip.MustParseAddr("10.0.0.254")}},
-		"is not an address":           {{Via: netip.MustParseAddr("10.0.0.254"), Src: netip.MustParseAddr("10.0.0.9")}},
+		"is not an address":          {{Via: netip.MustParseAddr("10.0.0.254"), Src: netip.MustParseAddr("10.0.0.9")}},
 	}
 	for want, routes := range bad {
 		err := base(routes...).Validate()
