@@ -96,7 +96,7 @@ type PolicyVerdictEvent struct {
 type EventReader struct {
 	rd       *ringbuf.Reader
 	deadline time.Time
-	metrics *ebpf.Map
+	metrics  *ebpf.Map
 	// monoToWall converts the kernel's monotonic timestamps.
 	monoToWall time.Duration
 }

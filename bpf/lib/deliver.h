@@ -50,6 +50,10 @@ static __always_inline int redirect_to_endpoint(struct __sk_buff *skb, const str
 	if (bpf_skb_store_bytes(skb, 0, ep->pod_mac, 6, 0) < 0 ||
 	    bpf_skb_store_bytes(skb, 6, ep->lxc_mac, 6, 0) < 0)
 		return -DROP_WRITE_ERROR;
+	/* Packets decapsulated from the overlay were addressed to the VXLAN
+	 * device's MAC: make them the pod's own again. */
+	if (skb->pkt_type != PACKET_HOST)
+		bpf_skb_change_type(skb, PACKET_HOST);
 	if (cfg->flags & CFG_NO_REDIRECT_PEER) {
 		skb->mark = MARK_JUDGED;
 		return bpf_redirect(ep->ifindex, 0);

@@ -1,0 +1,203 @@
+package datapath
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/podlab/podlab/datapath/identity"
+	"github.com/podlab/podlab/datapath/policy"
+)
+
+func TestEndToEnd(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: namespaces, veths, VXLAN and BPF")
+	}
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "datapath end to end")
+}
+
+const (
+	idClient identity.ID = 1000
+	idServer identity.ID = 2000
+	idOther  identity.ID = 3000
+	// blocked is how long a dial may take before the connection counts as
+	// blocked (the SYN was dropped); it is a failure detector, not a
+	// speed assertion.
+	blocked = 700 * time.Millisecond
+)
+
+// dropsOf collects the drop events a node reports until none arrive.
+func dropsOf(n *miniNode) []*DropEvent {
+	var out []*DropEvent
+	for {
+		n.events.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		ev, err := n.events.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return out
+		}
+		Expect(err).NotTo(HaveOccurred())
+		if d, ok := ev.(*DropEvent); ok {
+			out = append(out, d)
+		}
+	}
+}
+
+var _ = Describe("two nodes over VXLAN", Ordered, func() {
+	var (
+		c                      *miniCluster
+		client, server, remote *miniPod // node1: client, server; node2: remote (server identity)
+		other                  *miniPod // node2, another identity
+	)
+
+	BeforeAll(func() {
+		var err error
+		c, err = newMiniCluster(2)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { Expect(c.teardown()).To(Succeed()) })
+		Expect(c.loadDatapaths()).To(Succeed())
+		client, err = c.addPod(c.nodes[0], "client", 0, idClient)
+		Expect(err).NotTo(HaveOccurred())
+		server, err = c.addPod(c.nodes[0], "server", 1, idServer)
+		Expect(err).NotTo(HaveOccurred())
+		remote, err = c.addPod(c.nodes[1], "remote", 0, idServer)
+		Expect(err).NotTo(HaveOccurred())
+		other, err = c.addPod(c.nodes[1], "other", 1, idOther)
+		Expect(err).NotTo(HaveOccurred())
+		for _, p := range []*miniPod{server, remote} {
+			for _, port := range []int{80, 8080} {
+				l, err := p.listen(port)
+				Expect(err).NotTo(HaveOccurred())
+				DeferCleanup(l.Close)
+			}
+		}
+	})
+
+	roundTrip := func(from, to *miniPod, port int) error {
+		conn, err := from.dial(to, port, blocked)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		return echo(conn, "hello "+to.name)
+	}
+
+	It("delivers pod to pod on the same node", func() {
+		Expect(roundTrip(client, server, 80)).To(Succeed())
+		Expect(roundTrip(server, client, 80)).NotTo(Succeed(), "nothing listens on the client")
+	})
+
+	It("delivers pod to pod across nodes with the source identity as VNI", func() {
+		capture, err := captureVXLAN(c.nodes[1])
+		Expect(err).NotTo(HaveOccurred())
+		defer capture.close()
+		Expect(roundTrip(client, remote, 80)).To(Succeed())
+		Expect(roundTrip(other, server, 8080)).To(Succeed(), "node2 -> node1")
+		p, err := capture.wait(client.ep.IP, remote.ep.IP)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(p.vni).To(Equal(uint32(idClient)), "VNI of a client packet arriving on node2")
+		// The return direction, captured on node1, carries the remote's identity.
+		back, err := captureVXLAN(c.nodes[0])
+		Expect(err).NotTo(HaveOccurred())
+		defer back.close()
+		Expect(roundTrip(client, remote, 80)).To(Succeed())
+		p, err = back.wait(remote.ep.IP, client.ep.IP)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(p.vni).To(Equal(uint32(idServer)), "VNI of a reply arriving on node1")
+	})
+
+	It("allows only TCP/80 from the client identity", func() {
+		Expect(c.nodes[1].datapath.SetPolicy(remote.ep.ID, policy.EndpointPolicy{IngressEnforced: true, Entries: []policy.Entry{
+			{Direction: policy.Ingress, Identity: uint32(idClient), Proto: 6, PortLo: 80},
+		}})).To(Succeed())
+		DeferCleanup(func() { Expect(c.nodes[1].datapath.SetPolicy(remote.ep.ID, policy.EndpointPolicy{})).To(Succeed()) })
+		dropsOf(c.nodes[1])
+		Expect(roundTrip(client, remote, 80)).To(Succeed())
+		Expect(roundTrip(client, remote, 8080)).NotTo(Succeed())
+		Expect(roundTrip(other, remote, 80)).NotTo(Succeed(), "same node, other identity")
+		ds := dropsOf(c.nodes[1])
+		Expect(ds).NotTo(BeEmpty())
+		reasons := map[DropReason]bool{}
+		for _, d := range ds {
+			reasons[d.Reason] = true
+			if d.Reason == DropPolicy {
+				Expect(d.DstIdentity).To(Equal(idServer))
+				Expect(d.SrcIdentity).To(BeElementOf(idClient, idOther))
+			}
+		}
+		Expect(reasons).To(HaveKey(DropPolicy))
+		Expect(reasons).NotTo(HaveKey(DropPolicyDenyRule))
+	})
+
+	It("lets a deny override an allow", func() {
+		Expect(c.nodes[1].datapath.SetPolicy(remote.ep.ID, policy.EndpointPolicy{IngressEnforced: true, Entries: []policy.Entry{
+			{Direction: policy.Ingress, Identity: 0},                                                  // allow all
+			{Direction: policy.Ingress, Identity: uint32(idClient), Proto: 6, PortLo: 80, Deny: true}, // but not this
+		}})).To(Succeed())
+		DeferCleanup(func() { Expect(c.nodes[1].datapath.SetPolicy(remote.ep.ID, policy.EndpointPolicy{})).To(Succeed()) })
+		dropsOf(c.nodes[1])
+		Expect(roundTrip(client, remote, 80)).NotTo(Succeed())
+		Expect(roundTrip(client, remote, 8080)).To(Succeed())
+		Expect(roundTrip(other, remote, 80)).To(Succeed())
+		var denied []*DropEvent
+		for _, d := range dropsOf(c.nodes[1]) {
+			Expect(d.Reason).NotTo(Equal(DropPolicy), "default deny while an allow-all rule is in place")
+			if d.Reason == DropPolicyDenyRule {
+				denied = append(denied, d)
+				Expect(d.SrcIdentity).To(Equal(idClient))
+				Expect(d.DPort).To(Equal(uint16(80)))
+			}
+		}
+		Expect(denied).NotTo(BeEmpty())
+	})
+
+	It("keeps an open connection through policy updates and a reload", func() {
+		n2 := c.nodes[1].datapath
+		allow := policy.Entry{Direction: policy.Ingress, Identity: uint32(idClient), Proto: 6, PortLo: 80}
+		Expect(n2.SetPolicy(remote.ep.ID, policy.EndpointPolicy{IngressEnforced: true, Entries: []policy.Entry{allow}})).To(Succeed())
+		DeferCleanup(func() { Expect(n2.SetPolicy(remote.ep.ID, policy.EndpointPolicy{})).To(Succeed()) })
+		conn, err := client.dial(remote, 80, blocked)
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close()
+		Expect(echo(conn, "before")).To(Succeed())
+		updates := []policy.EndpointPolicy{
+			{IngressEnforced: true, Entries: []policy.Entry{allow, {Direction: policy.Ingress, Identity: uint32(idOther), Proto: 17, PortLo: 53}}},
+			{IngressEnforced: true, Entries: []policy.Entry{{Direction: policy.Ingress, Identity: uint32(idClient), Proto: 6, PortLo: 1, PortHi: 1024}}},
+			{IngressEnforced: true, EgressEnforced: true, Entries: []policy.Entry{allow,
+				{Direction: policy.Egress, Identity: uint32(idOther)},
+				{Direction: policy.Ingress, Identity: uint32(idOther), Proto: 6, PortLo: 80, Deny: true}}},
+		}
+		for i, u := range updates {
+			Expect(n2.SetPolicy(remote.ep.ID, u)).To(Succeed())
+			Expect(echo(conn, "after update "+string(rune('a'+i)))).To(Succeed())
+		}
+		Expect(n2.Reload()).To(Succeed())
+		Expect(c.nodes[0].datapath.Reload()).To(Succeed())
+		Expect(echo(conn, "after reload")).To(Succeed())
+		// A new connection from the other identity is denied by the last policy.
+		Expect(roundTrip(other, remote, 80)).NotTo(Succeed())
+	})
+
+	It("records forwarded and dropped packets in the metrics", func() {
+		ms, err := c.nodes[1].datapath.Metrics()
+		Expect(err).NotTo(HaveOccurred())
+		var fwd, policyDrops uint64
+		for _, m := range ms {
+			if m.Forwarded() {
+				fwd += m.Packets
+			}
+			if m.Reason == DropPolicy || m.Reason == DropPolicyDenyRule {
+				policyDrops += m.Packets
+			}
+		}
+		Expect(fwd).To(BeNumerically(">", 0))
+		Expect(policyDrops).To(BeNumerically(">", 0))
+		conns, err := c.nodes[1].datapath.Connections()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(conns).NotTo(BeEmpty())
+	})
+})
