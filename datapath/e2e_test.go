@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"errors"
+	"github.com/vishvananda/netlink"
 	"os"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ var _ = Describe("two nodes over VXLAN", Ordered, func() {
 
 	BeforeAll(func() {
 		var err error
-		c, err = newMiniCluster(2)
+		c, err = newMiniCluster("e2e", 2, nil)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(func() { Expect(c.teardown()).To(Succeed()) })
 		Expect(c.loadDatapaths()).To(Succeed())
@@ -66,6 +67,10 @@ var _ = Describe("two nodes over VXLAN", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		remote, err = c.addPod(c.nodes[1], "remote", 0, idServer)
 		Expect(err).NotTo(HaveOccurred())
+		// tcx links, pinned: from-overlay plus two per endpoint.
+		links, err := os.ReadDir(c.nodes[0].datapath.cfg.PinDir + "/links")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(links).To(HaveLen(5))
 		other, err = c.addPod(c.nodes[1], "other", 1, idOther)
 		Expect(err).NotTo(HaveOccurred())
 		for _, p := range []*miniPod{server, remote} {
@@ -182,6 +187,30 @@ var _ = Describe("two nodes over VXLAN", Ordered, func() {
 		Expect(roundTrip(other, remote, 80)).NotTo(Succeed())
 	})
 
+	It("judges traffic from the node itself with the host identity", func() {
+		n1 := c.nodes[0].datapath
+		Expect(n1.SetPolicy(server.ep.ID, policy.EndpointPolicy{IngressEnforced: true, Entries: []policy.Entry{
+			{Direction: policy.Ingress, Identity: uint32(identity.Host), Proto: 6, PortLo: 80},
+		}})).To(Succeed())
+		DeferCleanup(func() { Expect(n1.SetPolicy(server.ep.ID, policy.EndpointPolicy{})).To(Succeed()) })
+		dropsOf(c.nodes[0])
+		conn, err := dialFrom(c.nodes[0].ns, server.ep.IP, 80, blocked)
+		Expect(err).NotTo(HaveOccurred(), "node -> pod through to-container")
+		Expect(echo(conn, "from the host")).To(Succeed())
+		conn.Close()
+		_, err = dialFrom(c.nodes[0].ns, server.ep.IP, 8080, blocked)
+		Expect(err).To(HaveOccurred())
+		Expect(roundTrip(client, server, 80)).NotTo(Succeed())
+		var hostDrops int
+		for _, d := range dropsOf(c.nodes[0]) {
+			if d.Reason == DropPolicy && d.SrcIdentity == identity.Host {
+				hostDrops++
+				Expect(d.DPort).To(Equal(uint16(8080)))
+			}
+		}
+		Expect(hostDrops).To(BeNumerically(">", 0))
+	})
+
 	It("records forwarded and dropped packets in the metrics", func() {
 		ms, err := c.nodes[1].datapath.Metrics()
 		Expect(err).NotTo(HaveOccurred())
@@ -199,5 +228,67 @@ var _ = Describe("two nodes over VXLAN", Ordered, func() {
 		conns, err := c.nodes[1].datapath.Connections()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(conns).NotTo(BeEmpty())
+	})
+})
+
+var _ = Describe("netlink clsact attachment and redirect without peer", Ordered, func() {
+	var (
+		c              *miniCluster
+		client, server *miniPod
+		remote         *miniPod
+	)
+
+	BeforeAll(func() {
+		var err error
+		c, err = newMiniCluster("nl", 2, func(cfg *NodeConfig) {
+			cfg.ForceNetlink = true
+			cfg.NoRedirectPeer = true
+			cfg.MonitorAggregation = true
+		})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { Expect(c.teardown()).To(Succeed()) })
+		Expect(c.loadDatapaths()).To(Succeed())
+		client, err = c.addPod(c.nodes[0], "client", 0, idClient)
+		Expect(err).NotTo(HaveOccurred())
+		server, err = c.addPod(c.nodes[0], "server", 1, idServer)
+		Expect(err).NotTo(HaveOccurred())
+		remote, err = c.addPod(c.nodes[1], "remote", 0, idServer)
+		Expect(err).NotTo(HaveOccurred())
+		for _, p := range []*miniPod{server, remote} {
+			l, err := p.listen(80)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(l.Close)
+		}
+	})
+
+	It("delivers and enforces through tc filters", func() {
+		h, err := c.nodes[0].ns.Handle()
+		Expect(err).NotTo(HaveOccurred())
+		defer h.Close()
+		lxc, err := h.LinkByIndex(client.ep.Ifindex)
+		Expect(err).NotTo(HaveOccurred())
+		for parent, name := range map[uint32]string{netlink.HANDLE_MIN_INGRESS: "podlab-from-container", netlink.HANDLE_MIN_EGRESS: "podlab-to-container"} {
+			fs, err := h.FilterList(lxc, parent)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(fs).To(HaveLen(1))
+			Expect(fs[0].(*netlink.BpfFilter).Name).To(HavePrefix(name))
+		}
+		for key, a := range c.nodes[0].datapath.attachments {
+			Expect(a.tcx).To(BeNil(), "attachment %s uses tcx", key)
+		}
+		for _, to := range []*miniPod{server, remote} {
+			conn, err := client.dial(to, 80, blocked)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(echo(conn, "via netlink")).To(Succeed())
+			conn.Close()
+		}
+		Expect(c.nodes[0].datapath.SetPolicy(server.ep.ID, policy.EndpointPolicy{IngressEnforced: true})).To(Succeed())
+		_, err = client.dial(server, 80, blocked)
+		Expect(err).To(HaveOccurred())
+		Expect(c.nodes[0].datapath.Reload()).To(Succeed())
+		conn, err := client.dial(remote, 80, blocked)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(echo(conn, "after reload")).To(Succeed())
+		conn.Close()
 	})
 })

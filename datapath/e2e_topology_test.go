@@ -46,6 +46,8 @@ type miniPod struct {
 // miniCluster: a fabric namespace with a bridge, nodes with eth0 on it and a
 // collect-metadata VXLAN device, pods with /32 addresses behind lxc veths.
 type miniCluster struct {
+	prefix string
+	opts   func(*NodeConfig)
 	fabric *topo.Namespace
 	nodes  []*miniNode
 	pods   map[string]*miniPod
@@ -53,6 +55,7 @@ type miniCluster struct {
 }
 
 func (c *miniCluster) newNS(short string) (*topo.Namespace, error) {
+	short = c.prefix + "-" + short
 	// A leftover of an interrupted run is removed first.
 	_ = topo.DeleteNamespace(topo.NSName(e2eLab, short))
 	ns, err := topo.CreateNamespace(e2eLab, short)
@@ -82,8 +85,10 @@ func (c *miniCluster) teardown() error {
 	return errors.Join(errs...)
 }
 
-func newMiniCluster(nodes int) (c *miniCluster, err error) {
-	c = &miniCluster{pods: map[string]*miniPod{}}
+// newMiniCluster builds the topology; prefix keeps the namespaces of two
+// clusters apart, opts adjusts each node's datapath configuration.
+func newMiniCluster(prefix string, nodes int, opts func(*NodeConfig)) (c *miniCluster, err error) {
+	c = &miniCluster{prefix: prefix, opts: opts, pods: map[string]*miniPod{}}
 	defer func() {
 		if err != nil {
 			_ = c.teardown()
@@ -177,11 +182,15 @@ func prefixNet(p netip.Prefix) *net.IPNet {
 // ipcache with the other nodes and their pods.
 func (c *miniCluster) loadDatapaths() error {
 	for _, n := range c.nodes {
-		d, err := Load(NodeConfig{
-			Lab: e2eLab, Node: "e2e-" + n.name, NS: n.ns, NodeIP: n.ip, RouterIP: n.router,
+		cfg := NodeConfig{
+			Lab: e2eLab, Node: c.prefix + "-" + n.name, NS: n.ns, NodeIP: n.ip, RouterIP: n.router,
 			VXLANIfindex: n.vxlan, Eth0Ifindex: n.eth0, ConntrackSize: 16384,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		})
+		}
+		if c.opts != nil {
+			c.opts(&cfg)
+		}
+		d, err := Load(cfg)
 		if err != nil {
 			return fmt.Errorf("load datapath of %s: %w", n.name, err)
 		}
@@ -278,8 +287,13 @@ func (c *miniCluster) addPod(n *miniNode, name string, index int, id identity.ID
 
 // listen serves a TCP echo on port inside the pod.
 func (p *miniPod) listen(port int) (net.Listener, error) {
+	return listenIn(p.ns, port)
+}
+
+// listenIn serves a TCP echo on port inside namespace ns.
+func listenIn(ns *topo.Namespace, port int) (net.Listener, error) {
 	var l net.Listener
-	err := topo.Do(p.ns, func() error {
+	err := topo.Do(ns, func() error {
 		var err error
 		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 		return err
@@ -305,10 +319,15 @@ func (p *miniPod) listen(port int) (net.Listener, error) {
 // dial opens a TCP connection from the pod. A connection that cannot be
 // established within timeout counts as blocked.
 func (p *miniPod) dial(to *miniPod, port int, timeout time.Duration) (net.Conn, error) {
+	return dialFrom(p.ns, to.ep.IP, port, timeout)
+}
+
+// dialFrom opens a TCP connection from namespace ns.
+func dialFrom(ns *topo.Namespace, to netip.Addr, port int, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := topo.Do(p.ns, func() error {
+	err := topo.Do(ns, func() error {
 		var err error
-		c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(to.ep.IP, uint16(port)).String(), timeout)
+		c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(to, uint16(port)).String(), timeout)
 		return err
 	})
 	return c, err

@@ -1,0 +1,55 @@
+// Package datapath is the Go side of podlab's eBPF datapath (C sources in
+// ../bpf): it loads one set of maps and programs per node, attaches them to
+// the node's devices and owns the maps that the control plane fills.
+//
+// # Programs
+//
+// One BPF object per attachment role, all sharing the node's maps:
+//
+//   - from-container (tc ingress of a pod's host-side lxc veth): parse,
+//     conntrack, egress policy of the source endpoint, then deliver to a
+//     local pod (its ingress policy, MAC rewrite, bpf_redirect_peer), into
+//     the overlay (tunnel key: remote node from the ipcache, VNI = the source
+//     security identity; redirect to cilium_vxlan), or to the host stack.
+//   - from-overlay (tc ingress of cilium_vxlan): source identity from the
+//     VNI, ingress policy of the destination endpoint, redirect into it.
+//   - to-container (tc egress of the lxc veth): ingress policy for traffic
+//     the host stack routes to a pod (host, remote-node or world identity).
+//
+// Every drop goes through one BPF function that counts it by Cilium's drop
+// reason code and direction and emits a DropEvent with the first 128 bytes
+// of the packet; every forward emits TraceEvents with the observation
+// points it leaves and enters; every policy decision for a new connection
+// (and every denial) emits a PolicyVerdictEvent.
+//
+// # Maps
+//
+// Pinned under /sys/fs/bpf/podlab/<lab>/<node>/: config, endpoints (IPv4 →
+// endpoint), ipcache (LPM prefix → identity, tunnel endpoint), policy (hash,
+// at most eight probes per lookup whatever its size), conntrack (LRU,
+// canonical tuple: one lookup per packet), metrics (per-CPU) and events
+// (ring buffer). Links are pinned under links/ so that a datapath outlives
+// the process that loaded it; Load in another process takes it over and
+// Reload swaps programs without touching maps (conntrack survives).
+//
+// # Kernel requirements
+//
+// Developed and tested on Linux 6.18. The oldest kernel expected to work is
+// 5.19: bpf_redirect_peer (5.10), ring buffers (5.8), the batch map
+// operations used for large policies (5.6, with a per-entry fallback) and
+// the local_ipv4 field of struct bpf_tunnel_key used by the tunnel-key test
+// program (5.19; the attached programs only need 4.x tunnel-key helpers).
+// Attachment uses tcx links (6.6); on older kernels Load falls back to a
+// clsact qdisc with direct-action bpf filters (NodeConfig.ForceNetlink
+// selects the fallback explicitly; those attachments are not pinned, they
+// live as long as the device). NodeConfig.NoRedirectPeer replaces
+// bpf_redirect_peer by a redirect to the lxc veth (to-container then lets
+// the already judged packet pass by its mark) for kernels or setups where
+// peer redirection is unavailable.
+//
+// # Limits
+//
+// IPv4 only: IPv6 is dropped as "Unsupported L3 protocol"; IPv4 options are
+// dropped as "Invalid packet" and fragments as "IP fragmentation not
+// supported". Services (load-balancing) are not implemented yet.
+package datapath
