@@ -43,7 +43,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newUpCmd(), newAgentCmd(), newDownCmd(), newListCmd(), newCleanCmd(),
-		newExecCmd(), newPreflightCmd(), newBenchCmd())
+		newExecCmd(), newPreflightCmd(), newBenchCmd(), newRunCmd(), newValidateCmd(), newReportCmd())
 	return root
 }
 

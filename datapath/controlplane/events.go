@@ -24,6 +24,24 @@ type EventPump struct {
 	mu      sync.Mutex
 	readers []*datapath.EventReader
 	errs    []error
+	drops   []Drop
+	dropped uint64 // drops not kept (over maxDrops)
+}
+
+// maxDrops bounds the dropped packets an EventPump keeps for the report.
+const maxDrops = 20000
+
+// Drop is one packet the datapath dropped, as its drop event carried it.
+type Drop struct {
+	Time      time.Time
+	Node      string
+	Interface string
+	// Direction is "ingress" or "egress" seen from the endpoint.
+	Direction string
+	Reason    datapath.DropReason
+	// Data is the packet's first bytes, from the Ethernet header.
+	Data    []byte
+	OrigLen uint32
 }
 
 // StartEvents starts one reader per node feeding store. Stop it before
@@ -65,12 +83,40 @@ func (p *EventPump) read(ctx context.Context, node string, rd *datapath.EventRea
 			lastLost = lost
 		}
 		fe := p.cp.flowEvent(node, ev)
+		if d, ok := ev.(*datapath.DropEvent); ok {
+			p.keepDrop(fe, d)
+		}
 		f, err := dec.Decode(fe)
 		if err != nil {
 			continue // an event without a parsable packet: nothing to show
 		}
 		p.store.Add(f)
 	}
+}
+
+func (p *EventPump) keepDrop(fe *flow.Event, d *datapath.DropEvent) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.drops) >= maxDrops {
+		p.dropped++
+		return
+	}
+	dir := "unknown"
+	switch d.Direction {
+	case datapath.DirectionIngress:
+		dir = "ingress"
+	case datapath.DirectionEgress:
+		dir = "egress"
+	}
+	p.drops = append(p.drops, Drop{Time: fe.Time, Node: fe.Node, Interface: fe.Interface, Direction: dir, Reason: d.Reason, Data: append([]byte(nil), d.Data...), OrigLen: d.OrigLen})
+}
+
+// Drops returns the dropped packets seen so far (at most 20,000) and how
+// many more were not kept.
+func (p *EventPump) Drops() ([]Drop, uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Drop(nil), p.drops...), p.dropped
 }
 
 // Drain waits until the datapath's queued events have been read (the ring

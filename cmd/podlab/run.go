@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podlab/podlab/datapath/preflight"
+	"github.com/podlab/podlab/reports"
+	"github.com/podlab/podlab/scenarios"
+	"github.com/podlab/podlab/scenarios/run"
+)
+
+// loadScenario loads a file or folder, or a built-in scenario by name.
+func loadScenario(arg string) (*scenarios.Scenario, error) {
+	if _, err := os.Stat(arg); err == nil {
+		return scenarios.Load(arg)
+	}
+	for _, n := range scenarios.BuiltinNames() {
+		if n == arg {
+			return scenarios.Builtin(arg)
+		}
+	}
+	return nil, fmt.Errorf("%s: no such file, and not a built-in scenario (built-ins: %s)", arg, strings.Join(scenarios.BuiltinNames(), ", "))
+}
+
+func newRunCmd() *cobra.Command {
+	var o run.Options
+	cmd := &cobra.Command{
+		Use:   "run [SCENARIO...]",
+		Short: "Run scenarios (default: the built-in connectivity-check) and write a report folder",
+		Long: `Run brings a lab up, creates the scenario's Kubernetes objects, runs its
+steps and expectations, writes the run folder (index.html, junit.xml,
+flows.jsonl, metrics.prom, pcapng files) and tears the lab down. It exits 1
+when any expectation failed.
+
+SCENARIO is a YAML file, a folder of YAML files, or a built-in name.`,
+		PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				args = []string{"connectivity-check"}
+			}
+			var list []*scenarios.Scenario
+			for _, a := range args {
+				s, err := loadScenario(a)
+				if err != nil {
+					return err // nothing created yet
+				}
+				for _, w := range s.Warnings {
+					fmt.Fprintln(os.Stderr, "warning:", w)
+				}
+				list = append(list, s)
+			}
+			if rep := preflight.Run(); !rep.OK() {
+				_ = rep.Write(os.Stderr)
+				return fmt.Errorf("preflight failed: fix the FAIL lines above")
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			allPassed := true
+			base := o.ReportDir
+			for i, s := range list {
+				ro := o
+				ro.Out = os.Stdout
+				if base == "" {
+					ro.ReportDir = ""
+				} else if len(list) > 1 {
+					ro.ReportDir = fmt.Sprintf("%s/%02d-%s", base, i+1, s.Name)
+				}
+				fmt.Printf("Running %s (%s)\n", s.Name, strings.Join(s.Files, ", "))
+				start := time.Now()
+				res, err := run.Run(ctx, s, ro)
+				if res != nil {
+					verdict := "PASSED"
+					if !res.Passed {
+						verdict, allPassed = "FAILED", false
+					}
+					fmt.Printf("%s %s in %s — report: %s/index.html\n", verdict, s.Name, time.Since(start).Round(time.Millisecond), res.Dir)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if !allPassed {
+				return exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.Lab, "lab", "run", "name of the lab the run creates")
+	cmd.Flags().StringVar(&o.ReportDir, "report-dir", "", "run folder (default runs/<scenario>-<time>)")
+	cmd.Flags().StringVar(&o.Datapath, "datapath", "", "override the scenario's datapath (bpf or none)")
+	cmd.Flags().BoolVar(&o.Keep, "keep", false, "keep the lab up after the run until Ctrl-C")
+	return cmd
+}
+
+func newValidateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate SCENARIO...",
+		Short: "Check scenarios without running them",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bad := false
+			for _, a := range args {
+				s, err := loadScenario(a)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					bad = true
+					continue
+				}
+				for _, w := range s.Warnings {
+					fmt.Fprintln(os.Stderr, "warning:", w)
+				}
+				fmt.Printf("✓ %s: %d objects, %d steps\n", s.Name, len(s.Objects), len(s.Steps))
+			}
+			if bad {
+				return exitError{code: 1}
+			}
+			return nil
+		},
+	}
+}
+
+func newReportCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "report RUN_DIR",
+		Short: "Regenerate index.html of a run folder",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := reports.LoadRun(args[0])
+			if err != nil {
+				return err
+			}
+			if err := reports.WriteHTMLFile(args[0], r); err != nil {
+				return err
+			}
+			fmt.Printf("wrote %s/index.html\n", args[0])
+			return nil
+		},
+	}
+}

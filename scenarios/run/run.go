@@ -1,0 +1,318 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/podlab/podlab/datapath/controlplane"
+	"github.com/podlab/podlab/datapath/flow"
+	"github.com/podlab/podlab/pcap"
+	"github.com/podlab/podlab/reports"
+	"github.com/podlab/podlab/scenarios"
+	"github.com/podlab/podlab/scenarios/lab"
+	"github.com/podlab/podlab/scenarios/workload"
+	"github.com/podlab/podlab/topo"
+)
+
+// Options tune a run.
+type Options struct {
+	// Lab names the lab the run creates (default "run").
+	Lab string
+	// ReportDir is the run folder (default runs/<scenario>-<time>).
+	ReportDir string
+	// Datapath overrides the scenario's datapath setting when not empty.
+	Datapath string
+	// Keep leaves the lab up after the run, until ctx ends.
+	Keep bool
+	// Out receives one line per expectation as it completes.
+	Out io.Writer
+	Log *slog.Logger
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	Run    *reports.Run
+	Dir    string
+	Passed bool
+}
+
+// Runner executes one scenario in one lab.
+type Runner struct {
+	s   *scenarios.Scenario
+	o   Options
+	lab *lab.Lab
+	cp  *controlplane.ControlPlane
+
+	store *flow.Store
+	pump  *controlplane.EventPump
+
+	names *scenarios.NameGenerator
+	sched *scenarios.Scheduler
+
+	mu       sync.Mutex
+	pods     map[string]*podRT // by namespace/name
+	services map[string]*svcRT // by namespace/name
+	nextIP   netip.Addr
+	nextNP   int
+	records  *workload.Records
+	dnsIP    netip.Addr
+	closers  []func() error
+	captures []*pcap.Capture // scenario-wide
+	allCaps  []*pcap.Capture
+	run      *reports.Run
+	failed   bool
+	svcWarn  bool
+}
+
+type podRT struct {
+	inst      scenarios.PodInstance
+	pod       *topo.Pod
+	workloads []workload.Workload
+}
+
+type svcRT struct {
+	svc       *scenarios.Service
+	ip        netip.Addr
+	nodePorts map[int]int // service port -> node port
+}
+
+// Run executes s and writes its run folder. The error is for problems of
+// the run itself (the lab could not be built); failed expectations are in
+// the Result.
+func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error) {
+	if o.Lab == "" {
+		o.Lab = "run"
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.ReportDir == "" {
+		o.ReportDir = filepath.Join("runs", fmt.Sprintf("%s-%s", s.Name, time.Now().Format("20060102-150405")))
+	}
+	if err := os.MkdirAll(o.ReportDir, 0o755); err != nil {
+		return nil, fmt.Errorf("run folder: %w", err)
+	}
+	dp := s.Settings.Datapath
+	if o.Datapath != "" {
+		dp = o.Datapath
+	}
+	r := &Runner{
+		s: s, o: o,
+		names: scenarios.NewNameGenerator(s.Settings.Seed), sched: scenarios.NewScheduler(s.Nodes()),
+		pods: map[string]*podRT{}, services: map[string]*svcRT{},
+		nextIP: netip.MustParseAddr("10.96.0.100"), nextNP: 30000,
+		records: workload.NewRecords(workload.DefaultClusterDomain), dnsIP: topo.DefaultDNSIP,
+		store: flow.NewStore(200000),
+		run:   &reports.Run{Scenario: s.Name, Lab: o.Lab, Description: s.Description, Started: time.Now()},
+	}
+	res := &Result{Run: r.run, Dir: o.ReportDir}
+	setupStart := time.Now()
+	err := r.setup(ctx, dp)
+	setup := reports.Step{Name: "bring up the lab and apply the manifests", Kind: "setup", Started: setupStart, Duration: time.Since(setupStart), Verdict: reports.Passed}
+	if err != nil {
+		setup.Verdict, setup.Message = reports.Errored, err.Error()
+		r.failed = true
+		fmt.Fprintf(o.Out, "✗ setup: %v\n", err)
+	} else {
+		fmt.Fprintf(o.Out, "✓ lab %q up: %d nodes, %d pods (%s)\n", o.Lab, len(r.lab.Cluster.Nodes), len(r.pods), setup.Duration.Round(time.Millisecond))
+	}
+	r.run.Steps = append(r.run.Steps, setup)
+	if err == nil {
+		r.runReadiness(ctx)
+		for i := range s.Steps {
+			if ctx.Err() != nil {
+				break
+			}
+			r.runStep(ctx, &s.Steps[i])
+		}
+	}
+	if o.Keep && err == nil {
+		fmt.Fprintf(o.Out, "lab %q kept; press Ctrl-C to tear it down\n", o.Lab)
+		<-ctx.Done()
+	}
+	werr := r.finish()
+	res.Passed = !r.failed
+	if err != nil {
+		return res, errors.Join(err, werr)
+	}
+	return res, werr
+}
+
+// finish stops captures, collects flows, writes the run folder and tears
+// the lab down.
+func (r *Runner) finish() error {
+	var errs []error
+	for _, c := range r.captures {
+		if err := c.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.pump != nil {
+		r.pump.Drain(50 * time.Millisecond)
+		errs = append(errs, r.pump.Stop())
+	}
+	r.run.Flows = r.store.Last(0, nil)
+	r.run.LostEvents = r.store.Lost()
+	if r.lab != nil {
+		r.run.Topology = r.topology()
+	}
+	r.run.Duration = time.Since(r.run.Started)
+	errs = append(errs, r.writeCaptures())
+	if r.failed {
+		r.run.Verdict = reports.Failed
+	} else {
+		r.run.Verdict = reports.Passed
+	}
+	if err := reports.WriteRun(r.o.ReportDir, r.run); err != nil {
+		errs = append(errs, fmt.Errorf("write run folder: %w", err))
+	}
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		errs = append(errs, r.closers[i]())
+	}
+	if r.lab != nil {
+		errs = append(errs, r.lab.Down())
+	}
+	return errors.Join(errs...)
+}
+
+// writeCaptures writes each capture's pcapng and the merged file with the
+// datapath's drops added as commented packets.
+func (r *Runner) writeCaptures() error {
+	var errs []error
+	for _, c := range r.allCaps {
+		rel := filepath.Join("pcap", sanitize(c.Interface())+".pcapng")
+		if err := os.MkdirAll(filepath.Join(r.o.ReportDir, "pcap"), 0o755); err != nil {
+			return err
+		}
+		if err := c.WriteFile(filepath.Join(r.o.ReportDir, rel)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		node, dev, _ := strings.Cut(c.Interface(), "/")
+		r.run.Captures = append(r.run.Captures, reports.Capture{Name: c.Interface(), Path: rel, Node: node, Device: dev, Packets: c.Count()})
+	}
+	var extra []pcap.Packet
+	if r.pump != nil {
+		drops, _ := r.pump.Drops()
+		extra = dropPackets(drops)
+	}
+	if len(r.allCaps) > 0 || len(extra) > 0 {
+		if err := pcap.WriteMerged(filepath.Join(r.o.ReportDir, "capture.pcapng"), r.allCaps, extra); err != nil {
+			errs = append(errs, fmt.Errorf("merged capture: %w", err))
+		} else {
+			r.run.Captures = append(r.run.Captures, reports.Capture{Name: "merged", Path: "capture.pcapng", Packets: countAll(r.allCaps) + len(extra)})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// dropPackets turns the datapath's drop events into commented packets for
+// the merged capture ("DROPPED: Policy denied, kind-worker lxc3f2a egress").
+func dropPackets(drops []controlplane.Drop) []pcap.Packet {
+	out := make([]pcap.Packet, 0, len(drops))
+	for _, d := range drops {
+		if len(d.Data) == 0 {
+			continue
+		}
+		dev := d.Interface
+		if dev == "" {
+			dev = "datapath"
+		}
+		out = append(out, pcap.Packet{
+			Time: d.Time, Data: d.Data, OrigLen: int(d.OrigLen),
+			InterfaceName: d.Node + "/drops",
+			Comment:       fmt.Sprintf("DROPPED: %s, %s %s %s", d.Reason.Text(), d.Node, dev, d.Direction),
+		})
+	}
+	return out
+}
+
+func countAll(cs []*pcap.Capture) int {
+	n := 0
+	for _, c := range cs {
+		n += c.Count()
+	}
+	return n
+}
+
+func sanitize(s string) string {
+	return strings.NewReplacer("/", "_", ":", "_", " ", "_").Replace(s)
+}
+
+// topology describes the lab for the report.
+func (r *Runner) topology() reports.Topology {
+	var t reports.Topology
+	c := r.lab.Cluster
+	for _, n := range c.Nodes {
+		t.Nodes = append(t.Nodes, reports.Node{Name: n.Name, IP: n.IP.String(), PodCIDR: n.PodCIDR.String()})
+		t.Devices = append(t.Devices,
+			reports.Device{Owner: n.Name, Name: topo.NodeEth0, Kind: "veth", Address: n.IP.String()},
+			reports.Device{Owner: n.Name, Name: topo.NodeVXLAN, Kind: "vxlan"},
+			reports.Device{Owner: n.Name, Name: topo.NodeHost, Kind: "veth", Address: n.RouterIP.String()})
+		t.Links = append(t.Links, reports.Link{A: n.Name + ":" + topo.NodeEth0, B: "fabric:" + topo.FabricBr, Kind: "underlay"})
+	}
+	t.Devices = append(t.Devices, reports.Device{Owner: "fabric", Name: topo.FabricBr, Kind: "bridge"}, reports.Device{Owner: "world", Name: topo.WorldEth0, Kind: "veth", Address: topo.WorldUnderlayIP.String()})
+	t.Links = append(t.Links, reports.Link{A: "world:" + topo.WorldEth0, B: "fabric:" + topo.FabricBr, Kind: "underlay"})
+	for _, p := range c.Pods() {
+		rp := reports.Pod{Namespace: p.Namespace, Name: p.Name, IP: p.IP.String(), Node: p.Node.Name}
+		if r.cp != nil {
+			if id, ok := r.cp.IdentityOf(p.Key()); ok {
+				rp.Identity = uint32(id)
+			}
+		}
+		for k, v := range p.Labels {
+			rp.Labels = append(rp.Labels, "k8s:"+k+"="+v)
+		}
+		sort.Strings(rp.Labels)
+		t.Pods = append(t.Pods, rp)
+		if !p.HostNetwork {
+			t.Devices = append(t.Devices, reports.Device{Owner: p.Node.Name, Name: p.HostVeth, Kind: "veth"}, reports.Device{Owner: p.Key(), Name: topo.PodEth0, Kind: "veth", Address: p.IP.String()})
+			t.Links = append(t.Links, reports.Link{A: p.Node.Name + ":" + p.HostVeth, B: p.Key() + ":" + topo.PodEth0, Kind: "veth"})
+		}
+	}
+	return t
+}
+
+// record adds a finished step to the report and prints its expectations.
+func (r *Runner) record(st reports.Step) {
+	failed := false
+	for _, e := range st.Expectations {
+		mark := "✓"
+		if e.Verdict != reports.Passed {
+			mark, failed = "✗", true
+		}
+		line := fmt.Sprintf("%s %s", mark, e.Description)
+		if e.Message != "" && e.Verdict != reports.Passed {
+			line += ": " + e.Message
+		}
+		fmt.Fprintln(r.o.Out, line)
+	}
+	if st.Verdict == "" {
+		st.Verdict = reports.Passed
+		if failed {
+			st.Verdict = reports.Failed
+		}
+	}
+	if st.Verdict == reports.Errored {
+		fmt.Fprintf(r.o.Out, "✗ %s: %s\n", st.Name, st.Message)
+	}
+	if st.Verdict != reports.Passed {
+		r.failed = true
+	}
+	r.mu.Lock()
+	r.run.Steps = append(r.run.Steps, st)
+	r.mu.Unlock()
+}

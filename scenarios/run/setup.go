@@ -1,0 +1,395 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/podlab/podlab/datapath/controlplane"
+	"github.com/podlab/podlab/pcap"
+	"github.com/podlab/podlab/scenarios"
+	"github.com/podlab/podlab/scenarios/lab"
+	"github.com/podlab/podlab/scenarios/workload"
+	"github.com/podlab/podlab/topo"
+)
+
+// setup builds the lab and creates the scenario's initial objects.
+func (r *Runner) setup(ctx context.Context, datapath string) error {
+	var nodes []topo.NodeSpec
+	for _, n := range r.s.Cluster.Nodes {
+		nodes = append(nodes, topo.NodeSpec{Name: n.Name, Role: n.Role, Labels: n.Labels})
+	}
+	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, Datapath: datapath, Source: strings.Join(r.s.Files, ","), Log: r.o.Log})
+	if err != nil {
+		return err
+	}
+	r.lab, r.cp = l, l.ControlPlane
+	if r.cp != nil {
+		pump, err := r.cp.StartEvents(ctx, r.store)
+		if err != nil {
+			return err
+		}
+		r.pump = pump
+	}
+	// The emulated world: its hosts and their names.
+	hosts := workload.DefaultWorldHosts()
+	r.records.AddWorldHosts(hosts)
+	for _, h := range hosts {
+		w, err := workload.StartWorldHost(ctx, l.Cluster.World, h)
+		if err != nil {
+			return fmt.Errorf("world host %s: %w", h.Name, err)
+		}
+		r.closers = append(r.closers, w.Close)
+	}
+	// Namespaces first: their labels feed identities.
+	if r.cp != nil {
+		for _, ns := range r.s.Namespaces {
+			r.cp.SetNamespaceLabels(ns.Meta.Name, ns.Meta.Labels)
+		}
+	}
+	// Policies before pods, so no pod is ever reachable unjudged.
+	for _, o := range r.s.InitialObjects() {
+		if p, ok := o.(*scenarios.Policy); ok {
+			if err := r.applyPolicy(p); err != nil {
+				return err
+			}
+		}
+	}
+	placements, err := r.sched.Place(r.s.PodInstances(r.names))
+	if err != nil {
+		return err
+	}
+	if err := r.createPods(ctx, placements); err != nil {
+		return err
+	}
+	for _, o := range r.s.InitialObjects() {
+		if svc, ok := o.(*scenarios.Service); ok {
+			if err := r.applyService(svc); err != nil {
+				return err
+			}
+		}
+	}
+	dnsDep, dnsSvc := scenarios.ClusterDNSObjects()
+	_ = dnsDep
+	if r.services[dnsSvc.Meta.Namespace+"/"+dnsSvc.Meta.Name] == nil {
+		if err := r.applyService(dnsSvc); err != nil {
+			return err
+		}
+	}
+	if err := l.SaveState(); err != nil {
+		return err
+	}
+	for _, d := range r.s.Captures {
+		cs, err := r.startCaptures(ctx, d)
+		if err != nil {
+			return err
+		}
+		r.captures = append(r.captures, cs...)
+	}
+	return nil
+}
+
+func (r *Runner) applyPolicy(p *scenarios.Policy) error {
+	if r.cp == nil {
+		return nil // datapath none: no policy
+	}
+	if p.Decoded == nil {
+		return fmt.Errorf("%s: policy %s was not decoded", p.Source, p.Meta.Name)
+	}
+	if err := r.cp.ApplyPolicy(p.Decoded); err != nil {
+		return fmt.Errorf("%s: apply %s %s: %w", p.Source, p.Kind, p.Meta.Name, err)
+	}
+	return nil
+}
+
+// createPods creates pods in parallel and starts their workloads.
+func (r *Runner) createPods(ctx context.Context, placements []scenarios.Placement) error {
+	specs := make([]topo.PodSpec, 0, len(placements))
+	for _, pl := range placements {
+		specs = append(specs, podSpec(pl))
+	}
+	pods, err := r.lab.Cluster.AddPods(ctx, specs, 4)
+	byKey := map[string]*topo.Pod{}
+	for _, p := range pods {
+		byKey[p.Key()] = p
+	}
+	for _, pl := range placements {
+		p := byKey[pl.Pod.Key()]
+		if p == nil {
+			continue
+		}
+		rt := &podRT{inst: pl.Pod, pod: p}
+		r.mu.Lock()
+		r.pods[p.Key()] = rt
+		r.mu.Unlock()
+		if werr := r.startWorkloads(ctx, rt); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+func podSpec(pl scenarios.Placement) topo.PodSpec {
+	s := topo.PodSpec{Namespace: pl.Pod.Namespace, Name: pl.Pod.Name, Node: pl.Node, Labels: pl.Pod.Labels}
+	if pl.Pod.Spec != nil {
+		s.HostNetwork = pl.Pod.Spec.HostNetwork
+		for _, p := range pl.Pod.Spec.Ports() {
+			s.Ports = append(s.Ports, topo.ContainerPort{Name: p.Name, Port: uint16(p.ContainerPort), Protocol: p.Protocol, HostPort: uint16(p.HostPort)})
+		}
+	}
+	return s
+}
+
+// startWorkloads starts the built-in program of each container.
+func (r *Runner) startWorkloads(ctx context.Context, rt *podRT) error {
+	if rt.inst.Spec == nil {
+		return nil
+	}
+	info := workload.PodInfo{Namespace: rt.pod.Namespace, Name: rt.pod.Name, Node: rt.pod.Node.Name, IP: rt.pod.IP.String()}
+	for _, c := range rt.inst.Spec.Containers {
+		kind, err := workload.ParseKind(c.Workload.Name)
+		if err != nil {
+			return fmt.Errorf("pod %s container %s: %w", rt.pod.Key(), c.Name, err)
+		}
+		if kind == workload.KindClient {
+			continue // clients only act through probes
+		}
+		spec := workload.Spec{Kind: kind, Pod: info}
+		seen := map[uint16]bool{}
+		for _, p := range c.Workload.Ports {
+			if port := uint16(p.ContainerPort); !seen[port] {
+				seen[port] = true
+				spec.Ports = append(spec.Ports, port)
+			}
+		}
+		if kind == workload.KindDNS {
+			spec.Records = r.records
+		}
+		if rt.pod.HostNetwork {
+			spec.Addrs = []netip.Addr{rt.pod.IP}
+		}
+		w, err := workload.Start(ctx, rt.pod.NS, spec)
+		if err != nil {
+			return fmt.Errorf("pod %s container %s: start %s: %w", rt.pod.Key(), c.Name, kind, err)
+		}
+		rt.workloads = append(rt.workloads, w)
+		r.closers = append(r.closers, w.Close)
+	}
+	return nil
+}
+
+// deletePod stops a pod's workloads and removes it.
+func (r *Runner) deletePod(ctx context.Context, key string) error {
+	r.mu.Lock()
+	rt := r.pods[key]
+	delete(r.pods, key)
+	r.mu.Unlock()
+	if rt == nil {
+		return fmt.Errorf("pod %s not found", key)
+	}
+	var errs []error
+	for _, w := range rt.workloads {
+		errs = append(errs, w.Close())
+	}
+	r.sched.Remove(rt.pod.Namespace, rt.pod.Name)
+	errs = append(errs, r.lab.Cluster.DeletePod(ctx, rt.pod.Namespace, rt.pod.Name))
+	return errors.Join(errs...)
+}
+
+// placements returns the current pods as the scheduler sees them.
+func (r *Runner) placements() []scenarios.Placement {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]scenarios.Placement, 0, len(r.pods))
+	for _, rt := range r.pods {
+		out = append(out, scenarios.Placement{Pod: rt.inst, Node: rt.pod.Node.Name})
+	}
+	return out
+}
+
+// applyService allocates the service's addresses, publishes it in DNS and
+// programs the datapath's load balancer.
+func (r *Runner) applyService(svc *scenarios.Service) error {
+	key := svc.Meta.Namespace + "/" + svc.Meta.Name
+	r.mu.Lock()
+	rt := r.services[key]
+	if rt == nil {
+		rt = &svcRT{svc: svc, nodePorts: map[int]int{}}
+		r.services[key] = rt
+	}
+	rt.svc = svc
+	if !svc.Headless && !rt.ip.IsValid() {
+		if svc.ClusterIP.IsValid() {
+			rt.ip = svc.ClusterIP
+		} else {
+			rt.ip = r.nextIP
+			r.nextIP = r.nextIP.Next()
+		}
+	}
+	for _, p := range svc.Ports {
+		if svc.Type == "NodePort" && rt.nodePorts[p.Port] == 0 {
+			np := p.NodePort
+			if np == 0 {
+				np = r.nextNP
+				r.nextNP++
+			}
+			rt.nodePorts[p.Port] = np
+		}
+	}
+	r.mu.Unlock()
+	return r.syncService(rt)
+}
+
+// syncService refreshes DNS and the load balancer from the current pods.
+func (r *Runner) syncService(rt *svcRT) error {
+	svc := rt.svc
+	eps := scenarios.Endpoints(svc, r.placements())
+	if svc.Headless {
+		var ips []netip.Addr
+		seen := map[netip.Addr]bool{}
+		for _, pe := range eps {
+			for _, b := range pe.Backends {
+				if ip, ok := r.podIP(b.Namespace, b.Pod); ok && !seen[ip] {
+					seen[ip] = true
+					ips = append(ips, ip)
+				}
+			}
+		}
+		r.records.SetHeadlessService(svc.Meta.Namespace, svc.Meta.Name, ips)
+		return nil
+	}
+	r.records.SetService(svc.Meta.Namespace, svc.Meta.Name, rt.ip)
+	if r.cp == nil {
+		return nil
+	}
+	cs := controlplane.Service{Namespace: svc.Meta.Namespace, Name: svc.Meta.Name, Type: string(svc.Type), ClusterIP: rt.ip, ExternalTrafficPolicyLocal: svc.ExternalTrafficPolicy == "Local"}
+	for _, pe := range eps {
+		sp := controlplane.ServicePort{Name: pe.Port.Name, Proto: protoNum(pe.Port.Protocol), Port: uint16(pe.Port.Port), NodePort: uint16(rt.nodePorts[pe.Port.Port])}
+		for _, b := range pe.Backends {
+			if ip, ok := r.podIP(b.Namespace, b.Pod); ok {
+				sp.Backends = append(sp.Backends, controlplane.Backend{IP: ip, Port: uint16(b.Port), Node: b.Node})
+			}
+		}
+		cs.Ports = append(cs.Ports, sp)
+	}
+	if err := r.cp.UpsertService(cs); err != nil {
+		if errors.Is(err, controlplane.ErrServicesNotSupported) {
+			if !r.svcWarn {
+				r.svcWarn = true
+				fmt.Fprintf(r.o.Out, "! %v: ClusterIP and NodePort probes will fail\n", err)
+			}
+			return nil
+		}
+		return fmt.Errorf("service %s/%s: %w", svc.Meta.Namespace, svc.Meta.Name, err)
+	}
+	return nil
+}
+
+// resyncServices refreshes every service after pods changed.
+func (r *Runner) resyncServices() error {
+	r.mu.Lock()
+	list := make([]*svcRT, 0, len(r.services))
+	for _, s := range r.services {
+		list = append(list, s)
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, s := range list {
+		errs = append(errs, r.syncService(s))
+	}
+	return errors.Join(errs...)
+}
+
+func protoNum(p string) uint8 {
+	switch strings.ToUpper(p) {
+	case "UDP":
+		return 17
+	case "SCTP":
+		return 132
+	}
+	return 6
+}
+
+func (r *Runner) podIP(ns, name string) (netip.Addr, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rt := r.pods[ns+"/"+name]; rt != nil {
+		return rt.pod.IP, true
+	}
+	return netip.Addr{}, false
+}
+
+// startCaptures starts captures on a named device (several for a
+// Deployment's pods).
+func (r *Runner) startCaptures(ctx context.Context, d scenarios.Device) ([]*pcap.Capture, error) {
+	type target struct {
+		ns        *topo.Namespace
+		dev, name string
+	}
+	var ts []target
+	c := r.lab.Cluster
+	switch d.Kind {
+	case scenarios.DeviceNode:
+		n := c.Node(d.Node)
+		if n == nil {
+			return nil, fmt.Errorf("capture %s: unknown node %q", d.Raw, d.Node)
+		}
+		ts = append(ts, target{n.NS, d.Name, n.Name + "/" + d.Name})
+	case scenarios.DeviceWorld:
+		name := d.Name
+		if name == "" {
+			name = topo.WorldEth0
+		}
+		ts = append(ts, target{c.World, name, "world/" + name})
+	case scenarios.DevicePod, scenarios.DevicePodVeth:
+		for _, rt := range r.podsOf(d.Namespace, d.Pod, d.OwnerKind) {
+			if d.Kind == scenarios.DevicePod {
+				ts = append(ts, target{rt.pod.NS, topo.PodEth0, rt.pod.Name + "/eth0"})
+			} else {
+				ts = append(ts, target{rt.pod.Node.NS, rt.pod.HostVeth, rt.pod.Node.Name + "/" + rt.pod.HostVeth})
+			}
+		}
+		if len(ts) == 0 {
+			return nil, fmt.Errorf("capture %s: no pod %s/%s", d.Raw, d.Namespace, d.Pod)
+		}
+	default:
+		return nil, fmt.Errorf("capture %s: unknown device kind %q", d.Raw, d.Kind)
+	}
+	var out []*pcap.Capture
+	for _, t := range ts {
+		cp, err := pcap.Start(ctx, t.ns, t.dev, t.name, pcap.Options{Promiscuous: true, Resolver: r})
+		if err != nil {
+			for _, c := range out {
+				_ = c.Stop()
+			}
+			return nil, fmt.Errorf("capture %s: %w", d.Raw, err)
+		}
+		out = append(out, cp)
+	}
+	r.mu.Lock()
+	r.allCaps = append(r.allCaps, out...)
+	r.mu.Unlock()
+	return out, nil
+}
+
+// podsOf returns the pods named (a pod, or a Deployment's pods).
+func (r *Runner) podsOf(ns, name, ownerKind string) []*podRT {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ns == "" {
+		ns = "default"
+	}
+	var out []*podRT
+	if rt := r.pods[ns+"/"+name]; rt != nil && ownerKind != "Deployment" {
+		return []*podRT{rt}
+	}
+	for _, rt := range r.pods {
+		if rt.inst.Owner.Kind == "Deployment" && rt.inst.Owner.Namespace == ns && rt.inst.Owner.Name == name {
+			out = append(out, rt)
+		}
+	}
+	sortPods(out)
+	return out
+}
