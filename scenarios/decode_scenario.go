@@ -216,8 +216,8 @@ func defaultStepName(s *Step) string {
 		return "wait until ready"
 	case len(s.Probes) > 0:
 		var names []string
-		for _, p := range s.Probes {
-			names = append(names, fmt.Sprintf("%s %s → %s expect %s", p.Protocol, p.From, p.To, p.Expect))
+		for i := range s.Probes {
+			names = append(names, probeName(&s.Probes[i]))
 		}
 		return strings.Join(names, "; ")
 	case s.Flow != nil:
@@ -860,4 +860,13 @@ func (st *state) knowsLabName(s *Scenario, name string) bool {
 		}
 	}
 	return false
+}
+
+// probeName describes a probe: "http pod-to-a → echo-a expect success".
+func probeName(p *ProbeStep) string {
+	to := p.To.String()
+	if p.Protocol == ProbeDNS {
+		to = p.DNS.Name
+	}
+	return fmt.Sprintf("%s %s → %s expect %s", p.Protocol, p.From, to, p.Expect)
 }
