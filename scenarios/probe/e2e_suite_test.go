@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -133,7 +134,30 @@ func buildNet() *testNet {
 		Expect(ch.RouteAdd(&r)).To(Succeed(), "route %s", r.Dst)
 	}
 	end(n.server, []string{"10.0.2.2/24", "10.0.2.3/24"}, "10.0.2.1")
+	// A new veth drops what it sends until the kernel's link watcher
+	// activates its queue (up to a second later); that moment is when the
+	// operational state turns up. Wait for it on every end.
+	waitOperUp(n.client, "eth0")
+	waitOperUp(n.server, "eth0")
+	waitOperUp(n.router, "to-client", "to-server")
 	return n
+}
+
+// waitOperUp waits until the devices in ns are operationally up.
+func waitOperUp(ns *topo.Namespace, devs ...string) {
+	GinkgoHelper()
+	h, err := ns.Handle()
+	Expect(err).NotTo(HaveOccurred())
+	defer h.Close()
+	for _, dev := range devs {
+		Eventually(func() netlink.LinkOperState {
+			l, err := h.LinkByName(dev)
+			if err != nil {
+				return netlink.LinkOperState(netlink.OperUnknown)
+			}
+			return l.Attrs().OperState
+		}).WithTimeout(5*time.Second).WithPolling(10*time.Millisecond).Should(Equal(netlink.LinkOperState(netlink.OperUp)), "%s in %s", dev, ns)
+	}
 }
 
 // rootUntouched records root-namespace sysctls the tests must not change.

@@ -80,6 +80,17 @@ func pair(serverShort, clientShort string) (server, client *topo.Namespace) {
 		Expect(x.h.LinkSetUp(l)).To(Succeed())
 	}
 	Expect(ch.RouteAdd(&netlink.Route{Dst: ipnet("198.51.100.0/24"), Gw: serverIP.AsSlice()})).To(Succeed())
+	// A new veth drops what it sends until the kernel's link watcher
+	// activates its queue; the operational state turns up at that moment.
+	for _, h := range []*netlink.Handle{sh, ch} {
+		Eventually(func() netlink.LinkOperState {
+			l, err := h.LinkByName("eth0")
+			if err != nil {
+				return netlink.LinkOperState(netlink.OperUnknown)
+			}
+			return l.Attrs().OperState
+		}).WithTimeout(5 * time.Second).WithPolling(10 * time.Millisecond).Should(Equal(netlink.LinkOperState(netlink.OperUp)))
+	}
 	return server, client
 }
 
