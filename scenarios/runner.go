@@ -662,9 +662,9 @@ type multiSource struct {
 	path    string
 }
 
-func (m multiSource) Interface() string     { return m.name }
+func (m multiSource) Interface() string      { return m.name }
 func (m multiSource) Packets() []pcap.Packet { return m.packets }
-func (m multiSource) Path() string          { return m.path }
+func (m multiSource) Path() string           { return m.path }
 
 func mergeSources(name string, caps []*pcap.Capture) pcap.Source {
 	if len(caps) == 1 {
@@ -1049,7 +1049,9 @@ func (r *runner) checkReadiness(ctx context.Context, step int, refs []ObjectRef,
 		}
 		groups = append(groups, group{ref: ref, pods: r.podsOf(ref), src: o.Origin()})
 	}
-	sort.Slice(groups, func(i, j int) bool { return groups[i].src.Line < groups[j].src.Line || groups[i].src.Line == groups[j].src.Line && groups[i].ref.String() < groups[j].ref.String() })
+	sort.Slice(groups, func(i, j int) bool {
+		return groups[i].src.Line < groups[j].src.Line || groups[i].src.Line == groups[j].src.Line && groups[i].ref.String() < groups[j].ref.String()
+	})
 	deadline := time.Now().Add(timeout)
 	var wg sync.WaitGroup
 	for _, g := range groups {
