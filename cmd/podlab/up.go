@@ -63,6 +63,21 @@ func (f *upFlags) options(file string) (lab.Options, error) {
 	}
 	o.Nodes = topo.DefaultNodes(f.workers)
 	if file != "" {
+		kind, err := fileKind(file)
+		if err != nil {
+			return o, err
+		}
+		switch kind {
+		case "Topology":
+			if _, err := topo.LoadSpec(file); err != nil {
+				return o, err
+			}
+			o.Nodes = nil
+			return o, nil
+		case "Cluster":
+		default:
+			return o, fmt.Errorf("%s: kind %q: `podlab up` takes a kind Cluster config or a podlab Topology (scenarios go to `podlab run`)", file, kind)
+		}
 		nodes, err := nodesFromFile(file)
 		if err != nil {
 			return o, err
@@ -70,6 +85,21 @@ func (f *upFlags) options(file string) (lab.Options, error) {
 		o.Nodes = nodes
 	}
 	return o, nil
+}
+
+// fileKind returns the kind of the first YAML document of file.
+func fileKind(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	var head struct {
+		Kind string `yaml:"kind"`
+	}
+	if err := yaml.Unmarshal(b, &head); err != nil {
+		return "", fmt.Errorf("%s: %w", file, err)
+	}
+	return head.Kind, nil
 }
 
 // nodesFromFile reads a kind Cluster config.
@@ -189,6 +219,11 @@ func startAgent(f upFlags, file string) error {
 	pod := "demo-0"
 	if len(s.Pods) > 0 {
 		pod = s.Pods[0].Name
+	} else if s.Kind == "topology" {
+		for short := range s.Namespaces {
+			pod = short
+			break
+		}
 	}
 	fmt.Printf("\nRun a command in a pod:  podlab exec %s %s -- ip addr\n", f.name, pod)
 	fmt.Printf("Tear it down:            podlab down %s\n", f.name)
@@ -242,7 +277,12 @@ func runAgent(ctx context.Context, f upFlags, file string, w io.Writer, foregrou
 		}
 	}
 	signal.Ignore(syscall.SIGPIPE)
-	l, err := lab.Up(ctx, o)
+	var l *lab.Lab
+	if o.Nodes == nil && file != "" {
+		l, err = lab.UpTopology(ctx, o.Name, file, o.Progress, nil)
+	} else {
+		l, err = lab.Up(ctx, o)
+	}
 	if err != nil {
 		fmt.Fprintln(w, "ERROR", err)
 		return err

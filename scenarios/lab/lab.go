@@ -45,6 +45,8 @@ type Lab struct {
 	Log     *slog.Logger
 	// ControlPlane drives the BPF datapath (nil with --datapath=none).
 	ControlPlane *controlplane.ControlPlane
+	// Raw is set instead of Cluster for a lab built from a raw topology.
+	Raw *topo.Raw
 
 	claim *topo.Lab
 	mu    sync.Mutex
@@ -135,6 +137,41 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	return l, nil
 }
 
+// UpTopology claims the lab name and builds a raw topology from a spec
+// file (kind: Topology). On error everything created is removed.
+func UpTopology(ctx context.Context, name, path string, progress func(string), log *slog.Logger) (l *Lab, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	raw, err := topo.LoadRaw(name, path, log)
+	if err != nil {
+		return nil, err
+	}
+	claim, err := topo.ClaimLab(name)
+	if err != nil {
+		return nil, err
+	}
+	l = &Lab{Name: name, Log: log, claim: claim, Raw: raw}
+	l.state = topo.LabState{Kind: "topology", Source: path, Datapath: "none", Created: time.Now().UTC()}
+	defer func() {
+		if err != nil {
+			_ = l.Down()
+			l = nil
+		}
+	}()
+	if err := claim.WriteState(&l.state); err != nil {
+		return l, err
+	}
+	l.OnDown(raw.Down)
+	if progress != nil {
+		raw.OnStep(progress)
+	}
+	if err := raw.Up(ctx); err != nil {
+		return l, err
+	}
+	return l, l.SaveState()
+}
+
 // OnDown registers fn to run when the lab goes down (last registered runs
 // first).
 func (l *Lab) OnDown(fn func() error) {
@@ -155,7 +192,15 @@ func (l *Lab) State() topo.LabState {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.state
-	l.Cluster.StateOf(&s)
+	if l.Cluster != nil {
+		l.Cluster.StateOf(&s)
+	}
+	if l.Raw != nil {
+		s.Namespaces = map[string]string{}
+		for short, ns := range l.Raw.Namespaces() {
+			s.Namespaces[short] = ns.Name
+		}
+	}
 	return s
 }
 
@@ -209,6 +254,18 @@ func (l *Lab) Down() error {
 func Summary(s *topo.LabState) []string {
 	var out []string
 	out = append(out, fmt.Sprintf("Lab %q (%s, datapath %s)", s.Name, s.Kind, s.Datapath))
+	if s.Kind == "topology" {
+		out = append(out, "Namespaces:")
+		var names []string
+		for short := range s.Namespaces {
+			names = append(names, short)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			out = append(out, fmt.Sprintf("  %-20s %s", n, s.Namespaces[n]))
+		}
+		return out
+	}
 	out = append(out, "Nodes:")
 	for _, n := range s.Nodes {
 		out = append(out, fmt.Sprintf("  %-22s %-14s %-15s pods %s", n.Name, n.Role, n.IP, n.PodCIDR))
