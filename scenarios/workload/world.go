@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sort"
 
 	"github.com/vishvananda/netlink"
 
@@ -24,14 +25,21 @@ type WorldHostConfig struct {
 	Ports []uint16
 }
 
-// DefaultWorldHosts returns the emulated internet every lab starts with.
-// The addresses mirror the real hosts' so scenarios read naturally.
+// DefaultWorldHosts returns the emulated internet every lab starts with:
+// one host per name in topo.WorldHosts (the addresses the topology gives
+// the world namespace), sorted by name, so DNS answers and the world's
+// addresses agree.
 func DefaultWorldHosts() []WorldHostConfig {
-	return []WorldHostConfig{
-		{Name: "one.one.one.one", Addrs: []netip.Addr{netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("1.0.0.1")}},
-		{Name: "example.com", Addrs: []netip.Addr{netip.MustParseAddr("93.184.215.14")}},
-		{Name: "k8s.io", Addrs: []netip.Addr{netip.MustParseAddr("34.107.204.206")}},
+	names := make([]string, 0, len(topo.WorldHosts))
+	for n := range topo.WorldHosts {
+		names = append(names, n)
 	}
+	sort.Strings(names)
+	out := make([]WorldHostConfig, 0, len(names))
+	for _, n := range names {
+		out = append(out, WorldHostConfig{Name: n, Addrs: []netip.Addr{topo.WorldHosts[n]}})
+	}
+	return out
 }
 
 // AddWorldHosts publishes hosts' names in the cluster DNS records.
