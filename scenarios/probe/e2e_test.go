@@ -227,6 +227,17 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 			expectOutcome(r, probe.DNSTimeout)
 		})
 
+		It("moves on to the next address when one refuses, as curl does", func() {
+			rec := dnsSrv.Records()
+			// 10.0.2.3 serves 8080, 10.0.9.2 is unreachable: listed first, it
+			// is skipped.
+			rec.SetHeadlessService("default", "half-up", []netip.Addr{unreach, serverIP2})
+			DeferCleanup(func() { rec.DeleteService("default", "half-up") })
+			r := probe.HTTP{URL: "half-up:8080", Timeout: long, DNS: dnsCfg}.Run(ctx, n.client)
+			expectOutcome(r, probe.Success)
+			Expect(r.Remote).To(Equal(netip.AddrPortFrom(serverIP2, 8080)))
+		})
+
 		It("reaches a world host by name", func() {
 			r := probe.HTTP{URL: "one.one.one.one", Timeout: long, DNS: dnsCfg, KeepBody: true}.Run(ctx, n.client)
 			expectOutcome(r, probe.Success)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -218,15 +219,25 @@ func (p HTTP) once(ctx context.Context, ns *topo.Namespace, rawURL string, dl, c
 		}
 		return "", r.failed(o, "resolve "+t.host+": "+why, err)
 	}
-	remote := netip.AddrPortFrom(ip, t.port)
-	r.Remote = remote
-
-	// Connect.
+	// Connect. Like curl, a refused or unreachable address makes way for
+	// the next one the name resolved to; a timeout ends the attempt.
+	candidates := []netip.Addr{ip}
+	if res != nil && len(res.Addrs) > 1 {
+		candidates = res.Addrs
+	}
+	var c net.Conn
+	var remote netip.AddrPort
 	cs := time.Now()
-	c, local, err := dial(cctx, ns, "tcp", remote, p.Source, connDL, nil)
-	r.ConnectDuration = time.Since(cs)
-	r.Local = local
-	if err != nil {
+	for i, cand := range candidates {
+		remote = netip.AddrPortFrom(cand, t.port)
+		r.Remote = remote
+		var local netip.AddrPort
+		c, local, err = dial(cctx, ns, "tcp", remote, p.Source, connDL, nil)
+		r.ConnectDuration = time.Since(cs)
+		r.Local = local
+		if err == nil {
+			break
+		}
 		o, why := classify(err, false)
 		if o == Reset {
 			return "", ioFailure(r, hr, err, false, t, remote)
@@ -235,6 +246,9 @@ func (p HTTP) once(ctx context.Context, ns *topo.Namespace, rawURL string, dl, c
 			r.ExitCode = 28
 			hr.curlMsg = fmt.Sprintf("curl: (28) Failed to connect to %s port %d after %d ms: Timeout was reached", t.host, t.port, time.Since(r.Start).Milliseconds())
 			return "", r.failed(Timeout, fmt.Sprintf("connect to %s timed out after %s (no SYN-ACK)", remote, r.ConnectDuration.Round(time.Millisecond)), err)
+		}
+		if i+1 < len(candidates) && (o == Refused || o == Unreachable) {
+			continue
 		}
 		r.ExitCode = 7
 		hr.curlMsg = fmt.Sprintf("curl: (7) Failed to connect to %s port %d after %d ms: %s", t.host, t.port, time.Since(r.Start).Milliseconds(), curlErrText(why))
