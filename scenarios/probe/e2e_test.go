@@ -84,8 +84,8 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 		DeferCleanup(world.Close)
 
 		// A server that resets every connection right after accepting it,
-		// and one that closes without answering.
-		startRaw := func(port int, reset bool) {
+		// one that closes without answering, and one that redirects.
+		startRaw := func(port int, mode string) {
 			var l net.Listener
 			Expect(topo.Do(n.server, func() error {
 				var err error
@@ -102,9 +102,15 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 					if err != nil {
 						return
 					}
-					if reset {
+					switch mode {
+					case "reset":
 						_ = c.(*net.TCPConn).SetLinger(0)
-					} else {
+					case "redirect":
+						buf := make([]byte, 4096)
+						_ = c.SetDeadline(time.Now().Add(time.Second))
+						_, _ = c.Read(buf)
+						_, _ = c.Write([]byte("HTTP/1.1 302 Found\r\nLocation: http://10.0.2.2/public\r\nContent-Length: 0\r\n\r\n"))
+					default:
 						buf := make([]byte, 4096)
 						_ = c.SetReadDeadline(time.Now().Add(time.Second))
 						_, _ = c.Read(buf)
@@ -113,8 +119,9 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 				}
 			}()
 		}
-		startRaw(81, true)
-		startRaw(83, false)
+		startRaw(81, "reset")
+		startRaw(83, "close")
+		startRaw(84, "redirect")
 
 		dnsCfg = probe.PodDNSConfig("default", serverIP)
 		dnsCfg.Timeout = long
@@ -198,6 +205,16 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 			r = probe.HTTP{URL: "10.0.2.2:83", Timeout: long}.Run(ctx, n.client)
 			expectOutcome(r, probe.Error)
 			Expect(r.ExitCode).To(Equal(probe.CurlEmptyReply))
+		})
+
+		It("follows redirects only when asked", func() {
+			r := probe.HTTP{URL: "10.0.2.2:84/old", Timeout: long}.Run(ctx, n.client)
+			expectOutcome(r, probe.Success)
+			Expect(r.HTTPStatus).To(Equal(302))
+			r = probe.HTTP{URL: "10.0.2.2:84/old", FollowRedirects: true, Timeout: long}.Run(ctx, n.client)
+			expectOutcome(r, probe.Success)
+			Expect(r.HTTPStatus).To(Equal(200))
+			Expect(r.Remote).To(Equal(netip.MustParseAddrPort("10.0.2.2:80")))
 		})
 
 		It("checks the status", func() {
