@@ -32,7 +32,7 @@ type PacketAssertion struct {
 // resolving lab names with r.
 func (a *PacketAssertion) Check(src pcap.Source, r pcap.Resolver) error {
 	if err := a.Expect.Check(src, r); err != nil {
-		return fmt.Errorf("%s: on %s: %w", a.Source, a.Device, err)
+		return fmt.Errorf("%s: %w", a.Source, err)
 	}
 	return nil
 }
