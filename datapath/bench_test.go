@@ -73,9 +73,13 @@ func BenchmarkFromContainer(b *testing.B) {
 			name  string
 			dport uint16
 			want  uint32
-		}{{"allowed", 80, tcActRedirect}, {"denied", 81, tcActShot}} {
+			ack   bool // an established ACK with monitor aggregation: no event at all
+		}{{"allowed", 80, tcActRedirect, false}, {"denied", 81, tcActShot, false}, {"established-ack-aggregated", 80, tcActRedirect, true}} {
 			b.Run(fmt.Sprintf("%s/policy=%d/ct=1M", tc.name, entries), func(b *testing.B) {
-				n := newTestNode(b, func(c *NodeConfig) { c.ConntrackSize = 1 << 20 })
+				n := newTestNode(b, func(c *NodeConfig) {
+					c.ConntrackSize = 1 << 20
+					c.MonitorAggregation = tc.ack
+				})
 				if err := n.d.SetPolicy(epB.ID, benchPolicy(entries)); err != nil {
 					b.Fatal(err)
 				}
@@ -95,6 +99,12 @@ func BenchmarkFromContainer(b *testing.B) {
 					}
 				}()
 				data := syn(b, epA.IP, epB.IP, 40000, tc.dport)
+				if tc.ack {
+					if ret, _ := n.run(n.d.progs.fromContainer, data); ret != tcActRedirect {
+						b.Fatalf("SYN verdict %d", ret)
+					}
+					data = craft(b, pkt{src: epA.IP, dst: epB.IP, sport: 40000, dport: tc.dport, ack: true})
+				}
 				b.ResetTimer()
 				ret, per, err := n.d.progs.fromContainer.Benchmark(data, b.N, nil)
 				b.StopTimer()

@@ -96,6 +96,9 @@ type PolicyVerdictEvent struct {
 type EventReader struct {
 	rd       *ringbuf.Reader
 	deadline time.Time
+	// pending holds the second event of a trace record (the datapath
+	// writes a packet's entry and exit observation points as one record).
+	pending Event
 	metrics  *ebpf.Map
 	// monoToWall converts the kernel's monotonic timestamps.
 	monoToWall time.Duration
@@ -134,6 +137,10 @@ const pollInterval = 20 * time.Millisecond
 // SetDeadline, returning os.ErrDeadlineExceeded) and decodes it. Read is not
 // safe for concurrent use with SetDeadline.
 func (r *EventReader) Read() (Event, error) {
+	if ev := r.pending; ev != nil {
+		r.pending = nil
+		return ev, nil
+	}
 	for {
 		wake := time.Now().Add(pollInterval)
 		if !r.deadline.IsZero() && r.deadline.Before(wake) {
@@ -147,7 +154,9 @@ func (r *EventReader) Read() (Event, error) {
 		if err != nil {
 			return nil, err
 		}
-		return r.decode(rec.RawSample)
+		ev, next, err := r.decode(rec.RawSample)
+		r.pending = next
+		return ev, err
 	}
 }
 
@@ -164,9 +173,11 @@ func (r *EventReader) Lost() (uint64, error) {
 	return eventsLost(r.metrics)
 }
 
-func (r *EventReader) decode(b []byte) (Event, error) {
+// decode turns one ring-buffer record into one event, or two for a trace
+// record with an entry observation point (returned first).
+func (r *EventReader) decode(b []byte) (Event, Event, error) {
 	if len(b) < eventSize {
-		return nil, fmt.Errorf("event record of %d bytes, want %d", len(b), eventSize)
+		return nil, nil, fmt.Errorf("event record of %d bytes, want %d", len(b), eventSize)
 	}
 	ne := binary.NativeEndian
 	h := EventHeader{
@@ -180,21 +191,28 @@ func (r *EventReader) decode(b []byte) (Event, error) {
 		DPort:       ne.Uint16(b[28:30]),
 		OrigLen:     ne.Uint32(b[32:36]),
 	}
-	typ, code, flags, match := b[8], b[9], b[11], b[26]
+	typ, code, flags, aux := b[8], b[9], b[11], b[26]
 	capLen := int(ne.Uint16(b[30:32]))
 	if capLen > eventCapLen {
-		return nil, fmt.Errorf("event capture length %d exceeds %d", capLen, eventCapLen)
+		return nil, nil, fmt.Errorf("event capture length %d exceeds %d", capLen, eventCapLen)
 	}
 	target := ne.Uint32(b[36:40])
 	h.Data = append([]byte(nil), b[40:40+capLen]...)
 	h.IsReply = flags&evFlagReply != 0
 	switch typ {
 	case eventDrop:
-		return &DropEvent{EventHeader: h, Reason: DropReason(code)}, nil
+		return &DropEvent{EventHeader: h, Reason: DropReason(code)}, nil, nil
 	case eventTrace:
-		return &TraceEvent{EventHeader: h, ObsPoint: ObsPoint(code), TargetIfindex: target, IsNew: flags&evFlagNew != 0}, nil
+		to := &TraceEvent{EventHeader: h, ObsPoint: ObsPoint(code), TargetIfindex: target, IsNew: flags&evFlagNew != 0}
+		if aux == 0 {
+			return to, nil, nil
+		}
+		from := *to
+		from.ObsPoint, from.TargetIfindex = ObsPoint(aux-1), 0
+		from.Data = append([]byte(nil), h.Data...)
+		return &from, to, nil
 	case eventPolicyVerdict:
-		return &PolicyVerdictEvent{EventHeader: h, Allowed: flags&evFlagAllowed != 0, Match: PolicyMatch(match)}, nil
+		return &PolicyVerdictEvent{EventHeader: h, Allowed: flags&evFlagAllowed != 0, Match: PolicyMatch(aux)}, nil, nil
 	}
-	return nil, fmt.Errorf("unknown event type %d", typ)
+	return nil, nil, fmt.Errorf("unknown event type %d", typ)
 }

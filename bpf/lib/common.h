@@ -240,7 +240,7 @@ struct event {
 	__u32 src_identity;
 	__u32 dst_identity;
 	__u16 ep_id;
-	__u8 match_type;    /* policy verdicts */
+	__u8 aux;           /* verdicts: match type; traces: 1 + entry observation point, 0 if none */
 	__u8 proto;
 	__u16 dport;        /* host order; ICMP type for ICMP */
 	__u16 cap_len;

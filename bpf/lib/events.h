@@ -44,7 +44,7 @@ static __always_inline void event_emit(struct __sk_buff *skb, __u8 type, __u8 co
 	ev->src_identity = src_id;
 	ev->dst_identity = dst_id;
 	ev->ep_id = ep_id;
-	ev->match_type = match;
+	ev->aux = match;
 	ev->proto = f ? f->proto : 0;
 	ev->dport = f ? f->l4port : 0;
 	ev->orig_len = len;
@@ -54,10 +54,10 @@ static __always_inline void event_emit(struct __sk_buff *skb, __u8 type, __u8 co
 	ev->cap_len = 0;
 	if (cap > 0 && bpf_skb_load_bytes(skb, 0, ev->data, cap & 0xff) == 0)
 		ev->cap_len = cap;
-	/* No wakeup per record (the reader polls); wake it only when a backlog
-	 * builds up. */
-	bpf_ringbuf_submit(ev, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > EVENTS_WAKEUP_BYTES ?
-			       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	/* Waking the reader costs more than writing the record: wake it once
+	 * every EVENTS_WAKEUP_EVERY records; it polls for the rest. */
+	bpf_ringbuf_submit(ev, (bpf_ringbuf_query(&events, BPF_RB_PROD_POS) / EVENT_RECORD_SIZE) %
+				       EVENTS_WAKEUP_EVERY == 0 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /* drop_packet is the single exit of every drop: it counts the drop by
@@ -86,8 +86,9 @@ static __always_inline int trace_wanted(const struct node_config *cfg, __u8 ev_f
 	return 0;
 }
 
-/* trace_forward counts a forwarded packet and emits the trace events of its
- * entry (from) and exit (to) observation points. */
+/* trace_forward counts a forwarded packet and emits one trace record for
+ * its entry (from) and exit (to) observation points; the reader turns it
+ * into two trace events. */
 static __always_inline void trace_forward(struct __sk_buff *skb, const struct node_config *cfg,
 					  __u8 from_obs, __u8 to_obs, __u8 dir, __u8 ev_flags,
 					  __u32 src_id, __u32 dst_id, __u16 ep_id,
@@ -96,8 +97,8 @@ static __always_inline void trace_forward(struct __sk_buff *skb, const struct no
 	metrics_add(0, dir, skb->len);
 	if (!trace_wanted(cfg, ev_flags, f))
 		return;
-	event_emit(skb, EVENT_TRACE, from_obs, dir, ev_flags, src_id, dst_id, ep_id, f, 0, 0);
-	event_emit(skb, EVENT_TRACE, to_obs, dir, ev_flags, src_id, dst_id, ep_id, f, 0, target);
+	event_emit(skb, EVENT_TRACE, to_obs, dir, ev_flags, src_id, dst_id, ep_id, f, from_obs + 1,
+		   target);
 }
 
 static __always_inline void policy_verdict_emit(struct __sk_buff *skb, __u8 pol_dir, int allowed,

@@ -50,7 +50,9 @@ struct {
 	__type(value, struct metrics_value);
 } metrics SEC(".maps");
 
-#define EVENTS_WAKEUP_BYTES (2 << 20)
+#define EVENTS_WAKEUP_EVERY 64
+/* Ring-buffer space of one event: 8-byte record header, rounded to 8. */
+#define EVENT_RECORD_SIZE ((sizeof(struct event) + 8 + 7) / 8 * 8)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
