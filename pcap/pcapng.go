@@ -2,6 +2,7 @@ package pcap
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -475,10 +476,16 @@ func Read(r io.Reader) (*File, error) {
 		if total < 12 || total%4 != 0 || total > 1<<26 {
 			return nil, fmt.Errorf("block %d (type %d): bad length %d", blockNo, typ, total)
 		}
-		body := make([]byte, total-8)
-		if _, err := io.ReadFull(br, body); err != nil {
+		// Grow with the data actually read, so a corrupt length does not
+		// allocate megabytes up front.
+		var bb bytes.Buffer
+		if n, err := io.CopyN(&bb, br, int64(total-8)); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%w: %d of %d bytes", io.ErrUnexpectedEOF, n, total-8)
+			}
 			return nil, fmt.Errorf("block %d (type %d): %w", blockNo, typ, err)
 		}
+		body := bb.Bytes()
 		body = body[:len(body)-4]
 		switch typ {
 		case blockIDB:
