@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sync/errgroup"
@@ -688,4 +689,66 @@ func (c *Cluster) AddPods(ctx context.Context, specs []PodSpec, parallel int) ([
 		}
 	}
 	return out, err
+}
+
+// WaitLinksUp waits until the veths of pods are operationally up on both
+// ends. A fresh veth drops what it sends until the kernel's link watcher
+// has activated its queue, so traffic sent before that is lost.
+func (c *Cluster) WaitLinksUp(ctx context.Context, pods []*Pod, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	pending := make([]*Pod, 0, len(pods))
+	for _, p := range pods {
+		if p != nil && !p.HostNetwork {
+			pending = append(pending, p)
+		}
+	}
+	for len(pending) > 0 {
+		still := pending[:0]
+		for _, p := range pending {
+			up, err := c.podLinksUp(p)
+			if err != nil {
+				return err
+			}
+			if !up {
+				still = append(still, p)
+			}
+		}
+		pending = still
+		if len(pending) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("links of pod %s not up after %s", pending[0].Key(), timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) podLinksUp(p *Pod) (bool, error) {
+	h := c.NodeHandle(p.Node.Name)
+	if h == nil {
+		return false, fmt.Errorf("pod %s: node %s is gone", p.Key(), p.Node.Name)
+	}
+	l, err := h.LinkByIndex(p.HostIfindex)
+	if err != nil {
+		return false, fmt.Errorf("pod %s: %s: %w", p.Key(), p.HostVeth, err)
+	}
+	if l.Attrs().OperState != netlink.OperUp {
+		return false, nil
+	}
+	up := false
+	err = Do(p.NS, func() error {
+		pl, err := netlink.LinkByIndex(p.Ifindex)
+		if err != nil {
+			return err
+		}
+		up = pl.Attrs().OperState == netlink.OperUp
+		return nil
+	})
+	return up, err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/podlab/podlab/datapath/controlplane"
 	"github.com/podlab/podlab/pcap"
@@ -111,6 +112,9 @@ func (r *Runner) createPods(ctx context.Context, placements []scenarios.Placemen
 		specs = append(specs, podSpec(pl))
 	}
 	pods, err := r.lab.Cluster.AddPods(ctx, specs, 4)
+	if err == nil {
+		err = r.lab.Cluster.WaitLinksUp(ctx, pods, 5*time.Second)
+	}
 	byKey := map[string]*topo.Pod{}
 	for _, p := range pods {
 		byKey[p.Key()] = p
