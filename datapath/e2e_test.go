@@ -211,6 +211,54 @@ var _ = Describe("two nodes over VXLAN", Ordered, func() {
 		Expect(hostDrops).To(BeNumerically(">", 0))
 	})
 
+	It("judges world traffic with the world identity, both ways", func() {
+		world, worldIP, err := c.addWorld()
+		Expect(err).NotTo(HaveOccurred())
+		l, err := listenIn(world, 80)
+		Expect(err).NotTo(HaveOccurred())
+		defer l.Close()
+		n1 := c.nodes[0].datapath
+		Expect(n1.SetPolicy(server.ep.ID, policy.EndpointPolicy{IngressEnforced: true, Entries: []policy.Entry{
+			{Direction: policy.Ingress, Identity: uint32(identity.World), Proto: 6, PortLo: 80},
+		}})).To(Succeed())
+		Expect(n1.SetPolicy(client.ep.ID, policy.EndpointPolicy{EgressEnforced: true, Entries: []policy.Entry{
+			{Direction: policy.Egress, Identity: uint32(identity.World), Proto: 6, PortLo: 80},
+		}})).To(Succeed())
+		DeferCleanup(func() {
+			Expect(n1.SetPolicy(server.ep.ID, policy.EndpointPolicy{})).To(Succeed())
+			Expect(n1.SetPolicy(client.ep.ID, policy.EndpointPolicy{})).To(Succeed())
+		})
+		dropsOf(c.nodes[0])
+		// world -> pod: to-container, world identity, allowed on 80 only.
+		conn, err := dialFrom(world, server.ep.IP, 80, blocked)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(echo(conn, "from the world")).To(Succeed())
+		conn.Close()
+		_, err = dialFrom(world, server.ep.IP, 8080, blocked)
+		Expect(err).To(HaveOccurred())
+		// pod -> world: from-container to the stack; replies pass by conntrack.
+		conn, err = dialFrom(client.ns, worldIP, 80, blocked)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(echo(conn, "to the world")).To(Succeed())
+		conn.Close()
+		_, err = dialFrom(client.ns, worldIP, 443, blocked)
+		Expect(err).To(HaveOccurred())
+		var worldDrops, egressDrops int
+		for _, d := range dropsOf(c.nodes[0]) {
+			if d.Reason != DropPolicy {
+				continue
+			}
+			switch {
+			case d.SrcIdentity == identity.World && d.Direction == DirectionIngress:
+				worldDrops++
+			case d.DstIdentity == identity.World && d.Direction == DirectionEgress:
+				egressDrops++
+			}
+		}
+		Expect(worldDrops).To(BeNumerically(">", 0))
+		Expect(egressDrops).To(BeNumerically(">", 0))
+	})
+
 	It("records forwarded and dropped packets in the metrics", func() {
 		ms, err := c.nodes[1].datapath.Metrics()
 		Expect(err).NotTo(HaveOccurred())

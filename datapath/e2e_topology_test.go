@@ -178,6 +178,60 @@ func prefixNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
+// addWorld creates a "world" host on the underlay (172.18.255.254) with a
+// route to each node's pod CIDR through that node.
+func (c *miniCluster) addWorld() (*topo.Namespace, netip.Addr, error) {
+	ip := netip.MustParseAddr("172.18.255.254")
+	ns, err := c.newNS("world")
+	if err != nil {
+		return nil, ip, err
+	}
+	fd, err := nsFd(ns)
+	if err != nil {
+		return nil, ip, err
+	}
+	defer fd.Close()
+	fh, err := c.fabric.Handle()
+	if err != nil {
+		return nil, ip, err
+	}
+	defer fh.Close()
+	br, err := fh.LinkByName("br0")
+	if err != nil {
+		return nil, ip, err
+	}
+	if err := fh.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "world", MasterIndex: br.Attrs().Index}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(fd))}); err != nil {
+		return nil, ip, err
+	}
+	if l, err := fh.LinkByName("world"); err != nil {
+		return nil, ip, err
+	} else if err := fh.LinkSetUp(l); err != nil {
+		return nil, ip, err
+	}
+	h, err := ns.Handle()
+	if err != nil {
+		return nil, ip, err
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		return nil, ip, err
+	}
+	if err := h.AddrAdd(eth0, &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(ip, 16))}); err != nil {
+		return nil, ip, err
+	}
+	if err := h.LinkSetUp(eth0); err != nil {
+		return nil, ip, err
+	}
+	for _, n := range c.nodes {
+		cidr := netip.PrefixFrom(n.router, 24).Masked()
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Dst: prefixNet(cidr), Gw: n.ip.AsSlice()}); err != nil {
+			return nil, ip, err
+		}
+	}
+	return ns, ip, nil
+}
+
 // loadDatapaths loads the datapath of every node and fills each node's
 // ipcache with the other nodes and their pods.
 func (c *miniCluster) loadDatapaths() error {

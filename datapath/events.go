@@ -99,7 +99,7 @@ type EventReader struct {
 	// pending holds the second event of a trace record (the datapath
 	// writes a packet's entry and exit observation points as one record).
 	pending Event
-	metrics  *ebpf.Map
+	metrics *ebpf.Map
 	// monoToWall converts the kernel's monotonic timestamps.
 	monoToWall time.Duration
 }
