@@ -68,6 +68,8 @@ SCENARIO is a YAML file, a folder of YAML files, or a built-in name.`,
 			for i, s := range list {
 				ro := o
 				ro.Out = os.Stdout
+				ro.MetricValue = reports.MetricValue
+				ro.WriteRun = reports.WriteRun
 				if base == "" {
 					ro.ReportDir = ""
 				} else if len(list) > 1 {

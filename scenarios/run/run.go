@@ -17,7 +17,7 @@ import (
 	"github.com/podlab/podlab/datapath/controlplane"
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/pcap"
-	"github.com/podlab/podlab/reports"
+	"github.com/podlab/podlab/scenarios/result"
 	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/lab"
 	"github.com/podlab/podlab/scenarios/workload"
@@ -37,11 +37,19 @@ type Options struct {
 	// Out receives one line per expectation as it completes.
 	Out io.Writer
 	Log *slog.Logger
+	// MetricValue evaluates a metric over the run's flows (sum of the
+	// series with the given labels) for metric assertions; found is false
+	// when no series matches. The CLI passes the reports package's Hubble
+	// metrics.
+	MetricValue func(flows []*flow.Flow, name string, labels map[string]string) (v float64, found bool, err error)
+	// WriteRun writes the run folder's reports (index.html, junit.xml,
+	// flows.jsonl, metrics.prom, run.json) from the run model.
+	WriteRun func(dir string, run *result.Run) error
 }
 
 // Result is the outcome of a run.
 type Result struct {
-	Run    *reports.Run
+	Run    *result.Run
 	Dir    string
 	Passed bool
 }
@@ -69,7 +77,7 @@ type Runner struct {
 	closers  []func() error
 	captures []*pcap.Capture // scenario-wide
 	allCaps  []*pcap.Capture
-	run      *reports.Run
+	run      *result.Run
 	failed   bool
 	svcWarn  bool
 }
@@ -116,14 +124,14 @@ func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error)
 		nextIP: netip.MustParseAddr("10.96.0.100"), nextNP: 30000,
 		records: workload.NewRecords(workload.DefaultClusterDomain), dnsIP: topo.DefaultDNSIP,
 		store: flow.NewStore(200000),
-		run:   &reports.Run{Scenario: s.Name, Lab: o.Lab, Description: s.Description, Started: time.Now()},
+		run:   &result.Run{Scenario: s.Name, Lab: o.Lab, Description: s.Description, Started: time.Now()},
 	}
 	res := &Result{Run: r.run, Dir: o.ReportDir}
 	setupStart := time.Now()
 	err := r.setup(ctx, dp)
-	setup := reports.Step{Name: "bring up the lab and apply the manifests", Kind: "setup", Started: setupStart, Duration: time.Since(setupStart), Verdict: reports.Passed}
+	setup := result.Step{Name: "bring up the lab and apply the manifests", Kind: "setup", Started: setupStart, Duration: time.Since(setupStart), Verdict: result.Passed}
 	if err != nil {
-		setup.Verdict, setup.Message = reports.Errored, err.Error()
+		setup.Verdict, setup.Message = result.Errored, err.Error()
 		r.failed = true
 		fmt.Fprintf(o.Out, "✗ setup: %v\n", err)
 	} else {
@@ -172,12 +180,14 @@ func (r *Runner) finish() error {
 	r.run.Duration = time.Since(r.run.Started)
 	errs = append(errs, r.writeCaptures())
 	if r.failed {
-		r.run.Verdict = reports.Failed
+		r.run.Verdict = result.Failed
 	} else {
-		r.run.Verdict = reports.Passed
+		r.run.Verdict = result.Passed
 	}
-	if err := reports.WriteRun(r.o.ReportDir, r.run); err != nil {
-		errs = append(errs, fmt.Errorf("write run folder: %w", err))
+	if r.o.WriteRun != nil {
+		if err := r.o.WriteRun(r.o.ReportDir, r.run); err != nil {
+			errs = append(errs, fmt.Errorf("write run folder: %w", err))
+		}
 	}
 	for i := len(r.closers) - 1; i >= 0; i-- {
 		errs = append(errs, r.closers[i]())
@@ -202,7 +212,7 @@ func (r *Runner) writeCaptures() error {
 			continue
 		}
 		node, dev, _ := strings.Cut(c.Interface(), "/")
-		r.run.Captures = append(r.run.Captures, reports.Capture{Name: c.Interface(), Path: rel, Node: node, Device: dev, Packets: c.Count()})
+		r.run.Captures = append(r.run.Captures, result.Capture{Name: c.Interface(), Path: rel, Node: node, Device: dev, Packets: c.Count()})
 	}
 	var extra []pcap.Packet
 	if r.pump != nil {
@@ -213,7 +223,7 @@ func (r *Runner) writeCaptures() error {
 		if err := pcap.WriteMerged(filepath.Join(r.o.ReportDir, "capture.pcapng"), r.allCaps, extra); err != nil {
 			errs = append(errs, fmt.Errorf("merged capture: %w", err))
 		} else {
-			r.run.Captures = append(r.run.Captures, reports.Capture{Name: "merged", Path: "capture.pcapng", Packets: countAll(r.allCaps) + len(extra)})
+			r.run.Captures = append(r.run.Captures, result.Capture{Name: "merged", Path: "capture.pcapng", Packets: countAll(r.allCaps) + len(extra)})
 		}
 	}
 	return errors.Join(errs...)
@@ -253,21 +263,21 @@ func sanitize(s string) string {
 }
 
 // topology describes the lab for the report.
-func (r *Runner) topology() reports.Topology {
-	var t reports.Topology
+func (r *Runner) topology() result.Topology {
+	var t result.Topology
 	c := r.lab.Cluster
 	for _, n := range c.Nodes {
-		t.Nodes = append(t.Nodes, reports.Node{Name: n.Name, IP: n.IP.String(), PodCIDR: n.PodCIDR.String()})
+		t.Nodes = append(t.Nodes, result.Node{Name: n.Name, IP: n.IP.String(), PodCIDR: n.PodCIDR.String()})
 		t.Devices = append(t.Devices,
-			reports.Device{Owner: n.Name, Name: topo.NodeEth0, Kind: "veth", Address: n.IP.String()},
-			reports.Device{Owner: n.Name, Name: topo.NodeVXLAN, Kind: "vxlan"},
-			reports.Device{Owner: n.Name, Name: topo.NodeHost, Kind: "veth", Address: n.RouterIP.String()})
-		t.Links = append(t.Links, reports.Link{A: n.Name + ":" + topo.NodeEth0, B: "fabric:" + topo.FabricBr, Kind: "underlay"})
+			result.Device{Owner: n.Name, Name: topo.NodeEth0, Kind: "veth", Address: n.IP.String()},
+			result.Device{Owner: n.Name, Name: topo.NodeVXLAN, Kind: "vxlan"},
+			result.Device{Owner: n.Name, Name: topo.NodeHost, Kind: "veth", Address: n.RouterIP.String()})
+		t.Links = append(t.Links, result.Link{A: n.Name + ":" + topo.NodeEth0, B: "fabric:" + topo.FabricBr, Kind: "underlay"})
 	}
-	t.Devices = append(t.Devices, reports.Device{Owner: "fabric", Name: topo.FabricBr, Kind: "bridge"}, reports.Device{Owner: "world", Name: topo.WorldEth0, Kind: "veth", Address: topo.WorldUnderlayIP.String()})
-	t.Links = append(t.Links, reports.Link{A: "world:" + topo.WorldEth0, B: "fabric:" + topo.FabricBr, Kind: "underlay"})
+	t.Devices = append(t.Devices, result.Device{Owner: "fabric", Name: topo.FabricBr, Kind: "bridge"}, result.Device{Owner: "world", Name: topo.WorldEth0, Kind: "veth", Address: topo.WorldUnderlayIP.String()})
+	t.Links = append(t.Links, result.Link{A: "world:" + topo.WorldEth0, B: "fabric:" + topo.FabricBr, Kind: "underlay"})
 	for _, p := range c.Pods() {
-		rp := reports.Pod{Namespace: p.Namespace, Name: p.Name, IP: p.IP.String(), Node: p.Node.Name}
+		rp := result.Pod{Namespace: p.Namespace, Name: p.Name, IP: p.IP.String(), Node: p.Node.Name}
 		if r.cp != nil {
 			if id, ok := r.cp.IdentityOf(p.Key()); ok {
 				rp.Identity = uint32(id)
@@ -279,37 +289,37 @@ func (r *Runner) topology() reports.Topology {
 		sort.Strings(rp.Labels)
 		t.Pods = append(t.Pods, rp)
 		if !p.HostNetwork {
-			t.Devices = append(t.Devices, reports.Device{Owner: p.Node.Name, Name: p.HostVeth, Kind: "veth"}, reports.Device{Owner: p.Key(), Name: topo.PodEth0, Kind: "veth", Address: p.IP.String()})
-			t.Links = append(t.Links, reports.Link{A: p.Node.Name + ":" + p.HostVeth, B: p.Key() + ":" + topo.PodEth0, Kind: "veth"})
+			t.Devices = append(t.Devices, result.Device{Owner: p.Node.Name, Name: p.HostVeth, Kind: "veth"}, result.Device{Owner: p.Key(), Name: topo.PodEth0, Kind: "veth", Address: p.IP.String()})
+			t.Links = append(t.Links, result.Link{A: p.Node.Name + ":" + p.HostVeth, B: p.Key() + ":" + topo.PodEth0, Kind: "veth"})
 		}
 	}
 	return t
 }
 
 // record adds a finished step to the report and prints its expectations.
-func (r *Runner) record(st reports.Step) {
+func (r *Runner) record(st result.Step) {
 	failed := false
 	for _, e := range st.Expectations {
 		mark := "✓"
-		if e.Verdict != reports.Passed {
+		if e.Verdict != result.Passed {
 			mark, failed = "✗", true
 		}
 		line := fmt.Sprintf("%s %s", mark, e.Description)
-		if e.Message != "" && e.Verdict != reports.Passed {
+		if e.Message != "" && e.Verdict != result.Passed {
 			line += ": " + e.Message
 		}
 		fmt.Fprintln(r.o.Out, line)
 	}
 	if st.Verdict == "" {
-		st.Verdict = reports.Passed
+		st.Verdict = result.Passed
 		if failed {
-			st.Verdict = reports.Failed
+			st.Verdict = result.Failed
 		}
 	}
-	if st.Verdict == reports.Errored {
+	if st.Verdict == result.Errored {
 		fmt.Fprintf(r.o.Out, "✗ %s: %s\n", st.Name, st.Message)
 	}
-	if st.Verdict != reports.Passed {
+	if st.Verdict != result.Passed {
 		r.failed = true
 	}
 	r.mu.Lock()

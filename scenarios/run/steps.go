@@ -11,12 +11,11 @@ import (
 	"sync"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/pcap"
-	"github.com/podlab/podlab/reports"
+	"github.com/podlab/podlab/scenarios/result"
 	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/probe"
 	"github.com/podlab/podlab/topo"
@@ -49,7 +48,7 @@ func (r *Runner) runReadiness(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	sort.Strings(order)
-	steps := make([]reports.Step, len(order))
+	steps := make([]result.Step, len(order))
 	var wg sync.WaitGroup
 	for i, k := range order {
 		o := owners[k]
@@ -57,7 +56,7 @@ func (r *Runner) runReadiness(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st := reports.Step{Name: "probes of " + o.ref.String(), Kind: "readiness", Started: time.Now()}
+			st := result.Step{Name: "probes of " + o.ref.String(), Kind: "readiness", Started: time.Now()}
 			var mu sync.Mutex
 			var pwg sync.WaitGroup
 			for _, rt := range o.pods {
@@ -85,7 +84,7 @@ func (r *Runner) runReadiness(ctx context.Context) {
 }
 
 // containerProbe runs one translated exec probe from its pod.
-func (r *Runner) containerProbe(ctx context.Context, rt *podRT, cp scenarios.ContainerProbe) reports.Expectation {
+func (r *Runner) containerProbe(ctx context.Context, rt *podRT, cp scenarios.ContainerProbe) result.Expectation {
 	uses := strings.Join(cp.Uses, "+")
 	desc := fmt.Sprintf("%s %s: %s", rt.pod.Key(), uses, cp.Check.String())
 	start := time.Now()
@@ -113,10 +112,10 @@ func (r *Runner) containerProbe(ctx context.Context, rt *podRT, cp scenarios.Con
 		}
 		res = probe.HTTP{Method: cp.Check.Method, URL: url, Timeout: timeout, ConnectTimeout: cp.Check.ConnectTimeout, DNS: dns, ExpectStatus: st}.Run(ctx, rt.pod.NS)
 	}
-	e := reports.Expectation{Description: desc, Duration: time.Since(start), Verdict: reports.Passed}
+	e := result.Expectation{Description: desc, Duration: time.Since(start), Verdict: result.Passed}
 	ok := res.Outcome == probe.Success
 	if ok != cp.Check.ExpectSuccess {
-		e.Verdict = reports.Failed
+		e.Verdict = result.Failed
 		want := "succeed"
 		if !cp.Check.ExpectSuccess {
 			want = "fail"
@@ -158,7 +157,7 @@ func (r *Runner) evidenceFor(src netip.Addr, res probe.Result) string {
 	}
 	var b strings.Builder
 	for _, f := range fl {
-		b.WriteString(reports.CompactLine(f, true))
+		b.WriteString(flowLine(f))
 		b.WriteByte('\n')
 	}
 	return b.String()
@@ -166,12 +165,12 @@ func (r *Runner) evidenceFor(src netip.Addr, res probe.Result) string {
 
 // runStep executes one scenario step and records it.
 func (r *Runner) runStep(ctx context.Context, s *scenarios.Step) {
-	st := reports.Step{Name: s.Name, Kind: s.Action(), Started: time.Now()}
+	st := result.Step{Name: s.Name, Kind: s.Action(), Started: time.Now()}
 	var caps []*pcap.Capture
 	for _, d := range s.Captures {
 		cs, err := r.startCaptures(ctx, d)
 		if err != nil {
-			st.Verdict, st.Message = reports.Errored, err.Error()
+			st.Verdict, st.Message = result.Errored, err.Error()
 			r.record(st)
 			return
 		}
@@ -182,7 +181,7 @@ func (r *Runner) runStep(ctx context.Context, s *scenarios.Step) {
 		_ = c.Stop()
 	}
 	if err != nil {
-		st.Verdict, st.Message = reports.Errored, err.Error()
+		st.Verdict, st.Message = result.Errored, err.Error()
 	}
 	for i := range s.Packets {
 		st.Expectations = append(st.Expectations, r.checkPackets(&s.Packets[i], caps))
@@ -191,7 +190,7 @@ func (r *Runner) runStep(ctx context.Context, s *scenarios.Step) {
 	r.record(st)
 }
 
-func (r *Runner) doAction(ctx context.Context, s *scenarios.Step, st *reports.Step) error {
+func (r *Runner) doAction(ctx context.Context, s *scenarios.Step, st *result.Step) error {
 	switch {
 	case s.Apply != nil:
 		return r.apply(ctx, s.Apply.Objects)
@@ -203,7 +202,7 @@ func (r *Runner) doAction(ctx context.Context, s *scenarios.Step, st *reports.St
 		return nil // workloads are ready when they listen, which AddPod+Start ensure
 	case len(s.Probes) > 0:
 		var wg sync.WaitGroup
-		exps := make([][]reports.Expectation, len(s.Probes))
+		exps := make([][]result.Expectation, len(s.Probes))
 		for i := range s.Probes {
 			wg.Add(1)
 			go func() {
@@ -510,14 +509,14 @@ func (r *Runner) target(p scenarios.Peer) (string, int, error) {
 }
 
 // probeStep runs a probe from every source pod, Count times each.
-func (r *Runner) probeStep(ctx context.Context, ps *scenarios.ProbeStep) []reports.Expectation {
+func (r *Runner) probeStep(ctx context.Context, ps *scenarios.ProbeStep) []result.Expectation {
 	srcs, err := r.sources(ps.From)
 	if err != nil {
-		return []reports.Expectation{{Description: fmt.Sprintf("%s %s → %s", ps.Protocol, ps.From.Raw, ps.To.Raw), Verdict: reports.Errored, Message: err.Error()}}
+		return []result.Expectation{{Description: fmt.Sprintf("%s %s → %s", ps.Protocol, ps.From.Raw, ps.To.Raw), Verdict: result.Errored, Message: err.Error()}}
 	}
 	host, port, err := r.target(ps.To)
 	if err != nil {
-		return []reports.Expectation{{Description: fmt.Sprintf("%s %s → %s", ps.Protocol, ps.From.Raw, ps.To.Raw), Verdict: reports.Errored, Message: err.Error()}}
+		return []result.Expectation{{Description: fmt.Sprintf("%s %s → %s", ps.Protocol, ps.From.Raw, ps.To.Raw), Verdict: result.Errored, Message: err.Error()}}
 	}
 	if ps.Port != 0 {
 		port = ps.Port
@@ -538,7 +537,7 @@ func (r *Runner) probeStep(ctx context.Context, ps *scenarios.ProbeStep) []repor
 	if timeout == 0 {
 		timeout = r.probeTimeout()
 	}
-	var out []reports.Expectation
+	var out []result.Expectation
 	for _, src := range srcs {
 		start := time.Now()
 		results := make([]probe.Result, count)
@@ -558,7 +557,7 @@ func (r *Runner) probeStep(ctx context.Context, ps *scenarios.ProbeStep) []repor
 		if count > 1 {
 			desc += fmt.Sprintf(" ×%d", count)
 		}
-		e := reports.Expectation{Description: desc, Verdict: reports.Passed, Duration: time.Since(start)}
+		e := result.Expectation{Description: desc, Verdict: result.Passed, Duration: time.Since(start)}
 		bad := 0
 		var first probe.Result
 		for _, res := range results {
@@ -570,12 +569,12 @@ func (r *Runner) probeStep(ctx context.Context, ps *scenarios.ProbeStep) []repor
 			}
 		}
 		if bad > 0 {
-			e.Verdict = reports.Failed
+			e.Verdict = result.Failed
 			e.Message = fmt.Sprintf("%d/%d attempts did not meet %q: first got %s (%s)", bad, count, ps.Expect, first.Outcome, first.Reason)
 			e.Evidence = r.evidenceFor(src.ip, first)
 		} else if ps.DropReason != "" {
 			if msg, ev := r.checkDropReason(src.ip, ps.DropReason, start); msg != "" {
-				e.Verdict, e.Message, e.Evidence = reports.Failed, msg, ev
+				e.Verdict, e.Message, e.Evidence = result.Failed, msg, ev
 			} else {
 				e.Evidence = ev
 			}
@@ -668,12 +667,12 @@ func (r *Runner) checkDropReason(src netip.Addr, reason string, since time.Time)
 	})
 	for _, f := range drops {
 		if strings.EqualFold(f.DropReasonDesc.Text(), reason) || strings.EqualFold(f.DropReasonDesc.String(), reason) {
-			return "", reports.CompactLine(f, true)
+			return "", flowLine(f)
 		}
 	}
 	var seen []string
 	for _, f := range drops {
-		seen = append(seen, reports.CompactLine(f, true))
+		seen = append(seen, flowLine(f))
 	}
 	if len(seen) == 0 {
 		return fmt.Sprintf("expected a %q drop of %s's traffic, the datapath dropped none", reason, src), ""
@@ -682,7 +681,7 @@ func (r *Runner) checkDropReason(src netip.Addr, reason string, since time.Time)
 }
 
 // checkFlow evaluates a flow assertion over the flows so far.
-func (r *Runner) checkFlow(fa *scenarios.FlowAssertion) reports.Expectation {
+func (r *Runner) checkFlow(fa *scenarios.FlowAssertion) result.Expectation {
 	desc := fmt.Sprintf("flow %s → %s", fa.From.Raw, fa.To.Raw)
 	if fa.Verdict != "" {
 		desc += " " + fa.Verdict
@@ -693,9 +692,9 @@ func (r *Runner) checkFlow(fa *scenarios.FlowAssertion) reports.Expectation {
 	if fa.Absent {
 		desc = "no " + desc
 	}
-	e := reports.Expectation{Description: desc, Verdict: reports.Passed}
+	e := result.Expectation{Description: desc, Verdict: result.Passed}
 	if r.pump == nil {
-		e.Verdict, e.Message = reports.Failed, "flow assertions need the BPF datapath (this run uses --datapath=none)"
+		e.Verdict, e.Message = result.Failed, "flow assertions need the BPF datapath (this run uses --datapath=none)"
 		return e
 	}
 	r.pump.Drain(20 * time.Millisecond)
@@ -731,10 +730,10 @@ func (r *Runner) checkFlow(fa *scenarios.FlowAssertion) reports.Expectation {
 	got := r.store.Last(0, match)
 	switch {
 	case fa.Absent && len(got) > 0:
-		e.Verdict, e.Message = reports.Failed, fmt.Sprintf("%d matching flows exist", len(got))
+		e.Verdict, e.Message = result.Failed, fmt.Sprintf("%d matching flows exist", len(got))
 		e.Evidence = flowLines(got, 10)
 	case !fa.Absent && len(got) == 0:
-		e.Verdict, e.Message = reports.Failed, "no matching flow"
+		e.Verdict, e.Message = result.Failed, "no matching flow"
 		e.Evidence = flowLines(r.store.Last(10, func(f *flow.Flow) bool {
 			return f.IP != nil && (len(from) == 0 || contains(from, f.IP.Source))
 		}), 10)
@@ -759,7 +758,7 @@ func flowLines(fs []*flow.Flow, n int) string {
 	}
 	var b strings.Builder
 	for _, f := range fs {
-		b.WriteString(reports.CompactLine(f, true))
+		b.WriteString(flowLine(f))
 		b.WriteByte('\n')
 	}
 	return b.String()
@@ -786,41 +785,25 @@ func (r *Runner) peerAddrs(p scenarios.Peer) []string {
 }
 
 // checkMetric evaluates a metric assertion over the flows so far.
-func (r *Runner) checkMetric(ma *scenarios.MetricAssertion) reports.Expectation {
+func (r *Runner) checkMetric(ma *scenarios.MetricAssertion) result.Expectation {
 	var labels []string
 	for k, v := range ma.Labels {
 		labels = append(labels, fmt.Sprintf("%s=%q", k, v))
 	}
 	sort.Strings(labels)
 	desc := fmt.Sprintf("metric %s{%s} %s %s", ma.Name, strings.Join(labels, ","), ma.Op, strconv.FormatFloat(ma.Value, 'f', -1, 64))
-	e := reports.Expectation{Description: desc, Verdict: reports.Passed}
+	e := result.Expectation{Description: desc, Verdict: result.Passed}
 	if r.pump != nil {
 		r.pump.Drain(20 * time.Millisecond)
 	}
-	m := reports.MetricsFromFlows(r.store.Last(0, nil))
-	fams, err := m.Registry().Gather()
-	if err != nil {
-		e.Verdict, e.Message = reports.Errored, err.Error()
+	if r.o.MetricValue == nil {
+		e.Verdict, e.Message = result.Errored, "no metrics source configured for this run"
 		return e
 	}
-	v := 0.0
-	found := false
-	for _, fam := range fams {
-		if fam.GetName() != ma.Name {
-			continue
-		}
-		for _, mt := range fam.GetMetric() {
-			if !labelsMatch(mt, ma.Labels) {
-				continue
-			}
-			found = true
-			switch {
-			case mt.Counter != nil:
-				v += mt.Counter.GetValue()
-			case mt.Gauge != nil:
-				v += mt.Gauge.GetValue()
-			}
-		}
+	v, found, err := r.o.MetricValue(r.store.Last(0, nil), ma.Name, ma.Labels)
+	if err != nil {
+		e.Verdict, e.Message = result.Errored, err.Error()
+		return e
 	}
 	ok := false
 	switch ma.Op {
@@ -836,7 +819,7 @@ func (r *Runner) checkMetric(ma *scenarios.MetricAssertion) reports.Expectation 
 		ok = v == ma.Value
 	}
 	if !ok {
-		e.Verdict = reports.Failed
+		e.Verdict = result.Failed
 		e.Message = fmt.Sprintf("value is %s", strconv.FormatFloat(v, 'f', -1, 64))
 		if !found {
 			e.Message += " (no series with these labels)"
@@ -845,23 +828,38 @@ func (r *Runner) checkMetric(ma *scenarios.MetricAssertion) reports.Expectation 
 	return e
 }
 
-func labelsMatch(m *dto.Metric, want map[string]string) bool {
-	have := map[string]string{}
-	for _, l := range m.GetLabel() {
-		have[l.GetName()] = l.GetValue()
+// flowLine renders a flow as one line of evidence:
+// time node src -> dst VERDICT (reason) summary.
+func flowLine(f *flow.Flow) string {
+	src, dst := "?", "?"
+	if f.IP != nil {
+		src, dst = f.IP.Source, f.IP.Destination
 	}
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
+	sp, dp := f.Ports()
+	if sp != 0 || dp != 0 {
+		src, dst = fmt.Sprintf("%s:%d", src, sp), fmt.Sprintf("%s:%d", dst, dp)
 	}
-	return true
+	if f.Source != nil && f.Source.PodName != "" {
+		src = f.Source.Namespace + "/" + f.Source.PodName + " (" + src + ")"
+	}
+	if f.Destination != nil && f.Destination.PodName != "" {
+		dst = f.Destination.Namespace + "/" + f.Destination.PodName + " (" + dst + ")"
+	}
+	verdict := f.Verdict.String()
+	if f.Verdict == flow.VerdictDropped {
+		verdict += " (" + f.DropReasonDesc.Text() + ")"
+	}
+	point := ""
+	if f.TraceObservationPoint != flow.TraceUnknownPoint {
+		point = " " + f.TraceObservationPoint.String()
+	}
+	return fmt.Sprintf("%s %s %s -> %s %s%s %s", f.Time.Format("15:04:05.000000"), f.NodeName, src, dst, verdict, point, f.Summary)
 }
 
 // checkPackets evaluates a packet assertion against the step's captures,
 // or the scenario-wide ones.
-func (r *Runner) checkPackets(pa *scenarios.PacketAssertion, stepCaps []*pcap.Capture) reports.Expectation {
-	e := reports.Expectation{Description: fmt.Sprintf("packets on %s: %s", pa.Device.Raw, pa.Expect.String()), Verdict: reports.Passed}
+func (r *Runner) checkPackets(pa *scenarios.PacketAssertion, stepCaps []*pcap.Capture) result.Expectation {
+	e := result.Expectation{Description: fmt.Sprintf("packets on %s: %s", pa.Device.Raw, pa.Expect.String()), Verdict: result.Passed}
 	var src pcap.Source
 	name := r.captureName(pa.Device)
 	for _, c := range append(append([]*pcap.Capture(nil), stepCaps...), r.captures...) {
@@ -871,11 +869,11 @@ func (r *Runner) checkPackets(pa *scenarios.PacketAssertion, stepCaps []*pcap.Ca
 		}
 	}
 	if src == nil {
-		e.Verdict, e.Message = reports.Errored, fmt.Sprintf("no capture on %s (captured: %s)", pa.Device.Raw, strings.Join(r.captureNames(), ", "))
+		e.Verdict, e.Message = result.Errored, fmt.Sprintf("no capture on %s (captured: %s)", pa.Device.Raw, strings.Join(r.captureNames(), ", "))
 		return e
 	}
 	if err := pa.Check(src, r); err != nil {
-		e.Verdict, e.Message = reports.Failed, firstLine(err.Error())
+		e.Verdict, e.Message = result.Failed, firstLine(err.Error())
 		e.Evidence = err.Error()
 		e.Captures = []string{"pcap/" + sanitize(name) + ".pcapng"}
 	}
