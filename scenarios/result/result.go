@@ -204,4 +204,3 @@ func (r *Run) DropCounts() []DropCount {
 	})
 	return out
 }
-

@@ -17,9 +17,9 @@ import (
 	"github.com/podlab/podlab/datapath/controlplane"
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/pcap"
-	"github.com/podlab/podlab/scenarios/result"
 	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/lab"
+	"github.com/podlab/podlab/scenarios/result"
 	"github.com/podlab/podlab/scenarios/workload"
 	"github.com/podlab/podlab/topo"
 )

@@ -15,9 +15,9 @@ import (
 
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/pcap"
-	"github.com/podlab/podlab/scenarios/result"
 	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/probe"
+	"github.com/podlab/podlab/scenarios/result"
 	"github.com/podlab/podlab/topo"
 )
 
