@@ -10,6 +10,7 @@
 #include "lib/conntrack.h"
 #include "lib/policy.h"
 #include "lib/deliver.h"
+#include "lib/lb.h"
 
 static __always_inline int handle_from_container(struct __sk_buff *skb)
 {
@@ -20,6 +21,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	struct ct_key key;
 	__u8 first;
 	struct flow f;
+	struct lb_nat nat;
 	enum ct_status st;
 	__u32 dst_id;
 	__u8 evf;
@@ -41,6 +43,11 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	if (!src || src->ifindex != skb->ifindex)
 		return drop_packet(skb, DROP_INVALID_SIP, DIR_EGRESS, 0, 0, 0, &f);
 
+	/* Services are translated first: policy judges the backend. */
+	ret = lb_translate(skb, &f, &nat);
+	if (ret)
+		return drop_packet(skb, ret, DIR_EGRESS, src->identity, 0, src->ep_id, &f);
+
 	dst = endpoint_lookup(f.daddr);
 	if (dst)
 		dst_id = dst->identity;
@@ -51,6 +58,9 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	evf = st == CT_NEW ? EV_F_NEW : 0;
 	if (st == CT_REPLY || st == CT_RELATED) {
 		evf |= EV_F_REPLY;
+		ret = lb_reverse(skb, &f, ct);
+		if (ret)
+			return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id, src->ep_id, &f);
 	} else {
 		ret = policy_enforce(skb, src, POL_EGRESS, dst_id, &f, st == CT_NEW);
 		if (ret)
@@ -62,7 +72,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 						   dst->ep_id, &f);
 		}
 		if (st == CT_NEW) {
-			ret = ct_create(&key, first, &f, src->identity, dst_id);
+			ret = ct_create(&key, first, &f, src->identity, dst_id, nat.addr, nat.port);
 			if (ret)
 				return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id,
 						   src->ep_id, &f);

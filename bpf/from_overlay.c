@@ -10,6 +10,7 @@
 #include "lib/conntrack.h"
 #include "lib/policy.h"
 #include "lib/deliver.h"
+#include "lib/lb.h"
 
 static __always_inline int handle_from_overlay(struct __sk_buff *skb)
 {
@@ -59,12 +60,15 @@ static __always_inline int handle_from_overlay(struct __sk_buff *skb)
 	evf = st == CT_NEW ? EV_F_NEW : 0;
 	if (st == CT_REPLY || st == CT_RELATED) {
 		evf |= EV_F_REPLY;
+		ret = lb_reverse(skb, &f, ct);
+		if (ret)
+			return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity, dst->ep_id, &f);
 	} else {
 		ret = policy_enforce(skb, dst, POL_INGRESS, src_id, &f, st == CT_NEW);
 		if (ret)
 			return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity, dst->ep_id, &f);
 		if (st == CT_NEW) {
-			ret = ct_create(&key, first, &f, src_id, dst->identity);
+			ret = ct_create(&key, first, &f, src_id, dst->identity, 0, 0);
 			if (ret)
 				return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity,
 						   dst->ep_id, &f);

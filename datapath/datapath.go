@@ -81,9 +81,12 @@ const (
 	mapConntrack = "conntrack"
 	mapMetrics   = "metrics"
 	mapEvents    = "events"
+	mapServices  = "lb_services"
+	mapBackends  = "lb_backends"
+	mapAffinity  = "lb_affinity"
 )
 
-var nodeMapNames = []string{mapConfig, mapEndpoints, mapIPCache, mapPolicy, mapConntrack, mapMetrics, mapEvents}
+var nodeMapNames = []string{mapConfig, mapEndpoints, mapIPCache, mapPolicy, mapConntrack, mapMetrics, mapEvents, mapServices, mapBackends, mapAffinity}
 
 // Program roles: one BPF object per attachment role.
 const (

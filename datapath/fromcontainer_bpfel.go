@@ -24,6 +24,9 @@ type fromContainerCtEntry struct {
 	SeenReply   uint8
 	OrigFirst   uint8
 	Pad         [3]uint8
+	NatAddr     uint32
+	NatPort     uint16
+	Pad2        uint16
 }
 
 type fromContainerCtKey struct {
@@ -58,6 +61,37 @@ type fromContainerIpcacheValue struct {
 	_        structs.HostLayout
 	Identity uint32
 	TunnelEp uint32
+}
+
+type fromContainerLbBackend struct {
+	_    structs.HostLayout
+	Addr uint32
+	Port uint16
+	Pad  uint16
+}
+
+type fromContainerLbBackendKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+	Slot  uint32
+}
+
+type fromContainerLbService struct {
+	_     structs.HostLayout
+	Count uint16
+	Pad   uint16
+	Pad2  uint32
+}
+
+type fromContainerLbServiceKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
 }
 
 type fromContainerMetricsValue struct {
@@ -105,6 +139,9 @@ const (
 	fromContainerMapEndpoints         = "endpoints"
 	fromContainerMapEvents            = "events"
 	fromContainerMapIpcache           = "ipcache"
+	fromContainerMapLbAffinity        = "lb_affinity"
+	fromContainerMapLbBackends        = "lb_backends"
+	fromContainerMapLbServices        = "lb_services"
 	fromContainerMapMetrics           = "metrics"
 	fromContainerMapPolicy            = "policy"
 	fromContainerProgCilFromContainer = "cil_from_container"
@@ -159,13 +196,16 @@ type fromContainerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fromContainerMapSpecs struct {
-	Config    *ebpf.MapSpec `ebpf:"config"`
-	Conntrack *ebpf.MapSpec `ebpf:"conntrack"`
-	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Ipcache   *ebpf.MapSpec `ebpf:"ipcache"`
-	Metrics   *ebpf.MapSpec `ebpf:"metrics"`
-	Policy    *ebpf.MapSpec `ebpf:"policy"`
+	Config     *ebpf.MapSpec `ebpf:"config"`
+	Conntrack  *ebpf.MapSpec `ebpf:"conntrack"`
+	Endpoints  *ebpf.MapSpec `ebpf:"endpoints"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	Ipcache    *ebpf.MapSpec `ebpf:"ipcache"`
+	LbAffinity *ebpf.MapSpec `ebpf:"lb_affinity"`
+	LbBackends *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbServices *ebpf.MapSpec `ebpf:"lb_services"`
+	Metrics    *ebpf.MapSpec `ebpf:"metrics"`
+	Policy     *ebpf.MapSpec `ebpf:"policy"`
 }
 
 // fromContainerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -194,13 +234,16 @@ func (o *fromContainerObjects) Close() error {
 //
 // It can be passed to loadFromContainerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fromContainerMaps struct {
-	Config    *ebpf.Map `ebpf:"config"`
-	Conntrack *ebpf.Map `ebpf:"conntrack"`
-	Endpoints *ebpf.Map `ebpf:"endpoints"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Ipcache   *ebpf.Map `ebpf:"ipcache"`
-	Metrics   *ebpf.Map `ebpf:"metrics"`
-	Policy    *ebpf.Map `ebpf:"policy"`
+	Config     *ebpf.Map `ebpf:"config"`
+	Conntrack  *ebpf.Map `ebpf:"conntrack"`
+	Endpoints  *ebpf.Map `ebpf:"endpoints"`
+	Events     *ebpf.Map `ebpf:"events"`
+	Ipcache    *ebpf.Map `ebpf:"ipcache"`
+	LbAffinity *ebpf.Map `ebpf:"lb_affinity"`
+	LbBackends *ebpf.Map `ebpf:"lb_backends"`
+	LbServices *ebpf.Map `ebpf:"lb_services"`
+	Metrics    *ebpf.Map `ebpf:"metrics"`
+	Policy     *ebpf.Map `ebpf:"policy"`
 }
 
 func (m *fromContainerMaps) Close() error {
@@ -210,6 +253,9 @@ func (m *fromContainerMaps) Close() error {
 		m.Endpoints,
 		m.Events,
 		m.Ipcache,
+		m.LbAffinity,
+		m.LbBackends,
+		m.LbServices,
 		m.Metrics,
 		m.Policy,
 	)

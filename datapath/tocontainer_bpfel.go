@@ -24,6 +24,9 @@ type toContainerCtEntry struct {
 	SeenReply   uint8
 	OrigFirst   uint8
 	Pad         [3]uint8
+	NatAddr     uint32
+	NatPort     uint16
+	Pad2        uint16
 }
 
 type toContainerCtKey struct {
@@ -58,6 +61,37 @@ type toContainerIpcacheValue struct {
 	_        structs.HostLayout
 	Identity uint32
 	TunnelEp uint32
+}
+
+type toContainerLbBackend struct {
+	_    structs.HostLayout
+	Addr uint32
+	Port uint16
+	Pad  uint16
+}
+
+type toContainerLbBackendKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+	Slot  uint32
+}
+
+type toContainerLbService struct {
+	_     structs.HostLayout
+	Count uint16
+	Pad   uint16
+	Pad2  uint32
+}
+
+type toContainerLbServiceKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
 }
 
 type toContainerMetricsValue struct {
@@ -105,6 +139,9 @@ const (
 	toContainerMapEndpoints       = "endpoints"
 	toContainerMapEvents          = "events"
 	toContainerMapIpcache         = "ipcache"
+	toContainerMapLbAffinity      = "lb_affinity"
+	toContainerMapLbBackends      = "lb_backends"
+	toContainerMapLbServices      = "lb_services"
 	toContainerMapMetrics         = "metrics"
 	toContainerMapPolicy          = "policy"
 	toContainerProgCilToContainer = "cil_to_container"
@@ -159,13 +196,16 @@ type toContainerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type toContainerMapSpecs struct {
-	Config    *ebpf.MapSpec `ebpf:"config"`
-	Conntrack *ebpf.MapSpec `ebpf:"conntrack"`
-	Endpoints *ebpf.MapSpec `ebpf:"endpoints"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Ipcache   *ebpf.MapSpec `ebpf:"ipcache"`
-	Metrics   *ebpf.MapSpec `ebpf:"metrics"`
-	Policy    *ebpf.MapSpec `ebpf:"policy"`
+	Config     *ebpf.MapSpec `ebpf:"config"`
+	Conntrack  *ebpf.MapSpec `ebpf:"conntrack"`
+	Endpoints  *ebpf.MapSpec `ebpf:"endpoints"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	Ipcache    *ebpf.MapSpec `ebpf:"ipcache"`
+	LbAffinity *ebpf.MapSpec `ebpf:"lb_affinity"`
+	LbBackends *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbServices *ebpf.MapSpec `ebpf:"lb_services"`
+	Metrics    *ebpf.MapSpec `ebpf:"metrics"`
+	Policy     *ebpf.MapSpec `ebpf:"policy"`
 }
 
 // toContainerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -194,13 +234,16 @@ func (o *toContainerObjects) Close() error {
 //
 // It can be passed to loadToContainerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type toContainerMaps struct {
-	Config    *ebpf.Map `ebpf:"config"`
-	Conntrack *ebpf.Map `ebpf:"conntrack"`
-	Endpoints *ebpf.Map `ebpf:"endpoints"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Ipcache   *ebpf.Map `ebpf:"ipcache"`
-	Metrics   *ebpf.Map `ebpf:"metrics"`
-	Policy    *ebpf.Map `ebpf:"policy"`
+	Config     *ebpf.Map `ebpf:"config"`
+	Conntrack  *ebpf.Map `ebpf:"conntrack"`
+	Endpoints  *ebpf.Map `ebpf:"endpoints"`
+	Events     *ebpf.Map `ebpf:"events"`
+	Ipcache    *ebpf.Map `ebpf:"ipcache"`
+	LbAffinity *ebpf.Map `ebpf:"lb_affinity"`
+	LbBackends *ebpf.Map `ebpf:"lb_backends"`
+	LbServices *ebpf.Map `ebpf:"lb_services"`
+	Metrics    *ebpf.Map `ebpf:"metrics"`
+	Policy     *ebpf.Map `ebpf:"policy"`
 }
 
 func (m *toContainerMaps) Close() error {
@@ -210,6 +253,9 @@ func (m *toContainerMaps) Close() error {
 		m.Endpoints,
 		m.Events,
 		m.Ipcache,
+		m.LbAffinity,
+		m.LbBackends,
+		m.LbServices,
 		m.Metrics,
 		m.Policy,
 	)

@@ -24,6 +24,9 @@ type tunnelProbeCtEntry struct {
 	SeenReply   uint8
 	OrigFirst   uint8
 	Pad         [3]uint8
+	NatAddr     uint32
+	NatPort     uint16
+	Pad2        uint16
 }
 
 type tunnelProbeCtKey struct {
@@ -58,6 +61,37 @@ type tunnelProbeIpcacheValue struct {
 	_        structs.HostLayout
 	Identity uint32
 	TunnelEp uint32
+}
+
+type tunnelProbeLbBackend struct {
+	_    structs.HostLayout
+	Addr uint32
+	Port uint16
+	Pad  uint16
+}
+
+type tunnelProbeLbBackendKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+	Slot  uint32
+}
+
+type tunnelProbeLbService struct {
+	_     structs.HostLayout
+	Count uint16
+	Pad   uint16
+	Pad2  uint32
+}
+
+type tunnelProbeLbServiceKey struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
 }
 
 type tunnelProbeMetricsValue struct {
@@ -121,6 +155,9 @@ const (
 	tunnelProbeMapEndpoints         = "endpoints"
 	tunnelProbeMapEvents            = "events"
 	tunnelProbeMapIpcache           = "ipcache"
+	tunnelProbeMapLbAffinity        = "lb_affinity"
+	tunnelProbeMapLbBackends        = "lb_backends"
+	tunnelProbeMapLbServices        = "lb_services"
 	tunnelProbeMapMetrics           = "metrics"
 	tunnelProbeMapOverlayInput      = "overlay_input"
 	tunnelProbeMapPolicy            = "policy"
@@ -184,6 +221,9 @@ type tunnelProbeMapSpecs struct {
 	Endpoints    *ebpf.MapSpec `ebpf:"endpoints"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Ipcache      *ebpf.MapSpec `ebpf:"ipcache"`
+	LbAffinity   *ebpf.MapSpec `ebpf:"lb_affinity"`
+	LbBackends   *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbServices   *ebpf.MapSpec `ebpf:"lb_services"`
 	Metrics      *ebpf.MapSpec `ebpf:"metrics"`
 	OverlayInput *ebpf.MapSpec `ebpf:"overlay_input"`
 	Policy       *ebpf.MapSpec `ebpf:"policy"`
@@ -221,6 +261,9 @@ type tunnelProbeMaps struct {
 	Endpoints    *ebpf.Map `ebpf:"endpoints"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Ipcache      *ebpf.Map `ebpf:"ipcache"`
+	LbAffinity   *ebpf.Map `ebpf:"lb_affinity"`
+	LbBackends   *ebpf.Map `ebpf:"lb_backends"`
+	LbServices   *ebpf.Map `ebpf:"lb_services"`
 	Metrics      *ebpf.Map `ebpf:"metrics"`
 	OverlayInput *ebpf.Map `ebpf:"overlay_input"`
 	Policy       *ebpf.Map `ebpf:"policy"`
@@ -234,6 +277,9 @@ func (m *tunnelProbeMaps) Close() error {
 		m.Endpoints,
 		m.Events,
 		m.Ipcache,
+		m.LbAffinity,
+		m.LbBackends,
+		m.LbServices,
 		m.Metrics,
 		m.OverlayInput,
 		m.Policy,

@@ -57,6 +57,7 @@ enum drop_reason {
 	DROP_CSUM_L3 = 153,         /* Error while correcting L3 checksum */
 	DROP_CT_CREATE_FAILED = 155,/* CT: Map insertion failed */
 	DROP_FRAG_NOSUPPORT = 157,  /* IP fragmentation not supported */
+	DROP_NO_SERVICE = 158,      /* Service backend not found */
 	DROP_NO_CONFIG = 165,       /* No configuration available to perform policy decision */
 	DROP_UNSUPPORTED_L2 = 166,  /* Unsupported L2 protocol */
 	DROP_INVALID_IDENTITY = 171,/* Invalid identity */
@@ -201,12 +202,46 @@ struct ct_entry {
 	__u8 seen_reply;
 	__u8 orig_first;    /* 1 when the originator is the key's first side */
 	__u8 pad[3];
+	/* Service connections: the frontend the originator addressed, put
+	 * back as the source of replies (0 when not load-balanced). */
+	__be32 nat_addr;
+	__be16 nat_port;
+	__u16 pad2;
 };
 
 #define CT_LIFETIME_SYN      60
 #define CT_LIFETIME_TCP      21600
 #define CT_LIFETIME_CLOSE    10
 #define CT_LIFETIME_NONTCP   60
+
+/* Load-balancing: service frontends, their backends by slot (1..count),
+ * and the backend each connection to a frontend was given. */
+struct lb_service_key {
+	__be32 addr;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+struct lb_service {
+	__u16 count;      /* backends in slots 1..count; 0: no backend */
+	__u16 pad;
+	__u32 pad2;
+};
+
+struct lb_backend_key {
+	__be32 addr;      /* frontend */
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+	__u32 slot;
+};
+
+struct lb_backend {
+	__be32 addr;
+	__be16 port;
+	__u16 pad;
+};
 
 /* Metrics: per-CPU array indexed by reason * 4 + traffic direction. */
 struct metrics_value {

@@ -119,11 +119,13 @@ static __always_inline enum ct_status ct_lookup(const struct flow *f, struct ct_
 
 /* ct_create inserts the entry of a new, allowed connection. */
 static __always_inline int ct_create(const struct ct_key *key, __u8 first, const struct flow *f,
-				     __u32 src_id, __u32 dst_id)
+				     __u32 src_id, __u32 dst_id, __be32 nat_addr, __be16 nat_port)
 {
 	struct ct_entry e = {};
 
 	e.orig_first = first;
+	e.nat_addr = nat_addr;
+	e.nat_port = nat_port;
 	e.src_identity = src_id;
 	e.dst_identity = dst_id;
 	e.tx_flags = f->proto == IPPROTO_TCP ? f->tcp_flags : 0;

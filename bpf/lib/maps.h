@@ -44,6 +44,28 @@ struct {
 } conntrack SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct lb_service_key);
+	__type(value, struct lb_service);
+} lb_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct lb_backend_key);
+	__type(value, struct lb_backend);
+} lb_backends SEC(".maps");
+
+/* Client tuple (original direction, towards the frontend) -> backend. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 131072);
+	__type(key, struct ct_key);
+	__type(value, struct lb_backend);
+} lb_affinity SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, METRICS_ENTRIES);
 	__type(key, __u32);

@@ -1,0 +1,138 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+)
+
+type lbServiceKey = fromContainerLbServiceKey
+type lbServiceValue = fromContainerLbService
+type lbBackendKey = fromContainerLbBackendKey
+type lbBackendValue = fromContainerLbBackend
+
+// Service is a load-balanced frontend: connections from pods to Frontend
+// (TCP or UDP) are translated to one of Backends, chosen at random per
+// connection and kept for the connection's life; replies carry the frontend
+// as source. Policy judges the backend.
+type Service struct {
+	Frontend netip.AddrPort
+	// Proto is 6 (TCP) or 17 (UDP).
+	Proto    uint8
+	Backends []netip.AddrPort
+}
+
+func (s *Service) validate() error {
+	if !s.Frontend.Addr().Is4() || s.Frontend.Port() == 0 {
+		return fmt.Errorf("service %v: frontend must be an IPv4 address and a port", s.Frontend)
+	}
+	if s.Proto != protoTCP && s.Proto != protoUDP {
+		return fmt.Errorf("service %v: protocol %d not supported yet (TCP, UDP)", s.Frontend, s.Proto)
+	}
+	for _, b := range s.Backends {
+		if !b.Addr().Is4() || b.Port() == 0 {
+			return fmt.Errorf("service %v: backend %v must be an IPv4 address and a port", s.Frontend, b)
+		}
+	}
+	return nil
+}
+
+func serviceKey(frontend netip.AddrPort, proto uint8) lbServiceKey {
+	return lbServiceKey{Addr: ipv4BE(frontend.Addr()), Port: be16(frontend.Port()), Proto: proto}
+}
+
+// UpsertService creates or updates a service. Backends are written before
+// the count that exposes them and stale slots are removed after, so a
+// connection being set up never sees a missing slot; connections pinned to
+// a removed backend are forgotten (their next packet picks a live one),
+// connections to surviving backends keep theirs.
+func (d *Datapath) UpsertService(s Service) error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("upsert service: datapath closed")
+	}
+	sk := serviceKey(s.Frontend, s.Proto)
+	var old lbServiceValue
+	if err := d.maps[mapServices].Lookup(&sk, &old); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("service %v: %w", s.Frontend, err)
+	}
+	if len(s.Backends) > 0xffff {
+		return fmt.Errorf("service %v: %d backends, at most 65535", s.Frontend, len(s.Backends))
+	}
+	live := map[lbBackendValue]bool{}
+	for i, b := range s.Backends {
+		bk := lbBackendKey{Addr: sk.Addr, Port: sk.Port, Proto: sk.Proto, Slot: uint32(i + 1)}
+		bv := lbBackendValue{Addr: ipv4BE(b.Addr()), Port: be16(b.Port())}
+		live[bv] = true
+		if err := d.maps[mapBackends].Put(&bk, &bv); err != nil {
+			return fmt.Errorf("service %v: write backend %v: %w", s.Frontend, b, err)
+		}
+	}
+	sv := lbServiceValue{Count: uint16(len(s.Backends))}
+	if err := d.maps[mapServices].Put(&sk, &sv); err != nil {
+		return fmt.Errorf("service %v: %w", s.Frontend, err)
+	}
+	for slot := len(s.Backends) + 1; slot <= int(old.Count); slot++ {
+		bk := lbBackendKey{Addr: sk.Addr, Port: sk.Port, Proto: sk.Proto, Slot: uint32(slot)}
+		if err := d.maps[mapBackends].Delete(&bk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("service %v: remove slot %d: %w", s.Frontend, slot, err)
+		}
+	}
+	return d.forgetAffinity(sk, live)
+}
+
+// forgetAffinity removes the pinned backends of frontend sk that are not in
+// live.
+func (d *Datapath) forgetAffinity(sk lbServiceKey, live map[lbBackendValue]bool) error {
+	var stale []ctKeyValue
+	var k ctKeyValue
+	var v lbBackendValue
+	it := d.maps[mapAffinity].Iterate()
+	for it.Next(&k, &v) {
+		if k.Daddr == sk.Addr && k.Dport == sk.Port && k.Proto == sk.Proto && !live[v] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read service affinity: %w", err)
+	}
+	for i := range stale {
+		if err := d.maps[mapAffinity].Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("forget service affinity: %w", err)
+		}
+	}
+	return nil
+}
+
+// DeleteService removes a service frontend and its backends. Deleting a
+// missing service is not an error.
+func (d *Datapath) DeleteService(frontend netip.AddrPort, proto uint8) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("delete service: datapath closed")
+	}
+	sk := serviceKey(frontend, proto)
+	var old lbServiceValue
+	if err := d.maps[mapServices].Lookup(&sk, &old); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("service %v: %w", frontend, err)
+	}
+	if err := d.maps[mapServices].Delete(&sk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete service %v: %w", frontend, err)
+	}
+	for slot := 1; slot <= int(old.Count); slot++ {
+		bk := lbBackendKey{Addr: sk.Addr, Port: sk.Port, Proto: sk.Proto, Slot: uint32(slot)}
+		if err := d.maps[mapBackends].Delete(&bk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete service %v slot %d: %w", frontend, slot, err)
+		}
+	}
+	return d.forgetAffinity(sk, nil)
+}
