@@ -3,6 +3,8 @@ package datapath
 import (
 	"errors"
 	"github.com/vishvananda/netlink"
+	"io"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -257,6 +259,51 @@ var _ = Describe("two nodes over VXLAN", Ordered, func() {
 		}
 		Expect(worldDrops).To(BeNumerically(">", 0))
 		Expect(egressDrops).To(BeNumerically(">", 0))
+	})
+
+	It("load-balances a service across nodes, replies coming from the frontend", func() {
+		frontend := netip.MustParseAddrPort("10.96.0.20:80")
+		svc := Service{Frontend: frontend, Proto: 6, Backends: []netip.AddrPort{
+			netip.AddrPortFrom(server.ep.IP, 9000), netip.AddrPortFrom(remote.ep.IP, 9000),
+		}}
+		for _, p := range []*miniPod{server, remote} {
+			l, err := p.serveName(9000)
+			Expect(err).NotTo(HaveOccurred())
+			defer l.Close()
+		}
+		for _, n := range c.nodes {
+			Expect(n.datapath.UpsertService(svc)).To(Succeed())
+		}
+		served := map[string]int{}
+		for i := 0; i < 40; i++ {
+			conn, err := dialFrom(client.ns, frontend.Addr(), int(frontend.Port()), 2*time.Second)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(conn.RemoteAddr().String()).To(Equal(frontend.String()))
+			name, err := io.ReadAll(conn)
+			conn.Close()
+			Expect(err).NotTo(HaveOccurred())
+			served[string(name)]++
+		}
+		Expect(served).To(HaveKey("server"))
+		Expect(served).To(HaveKey("remote"))
+		Expect(served["server"] + served["remote"]).To(Equal(40))
+		// Without backends the connection fails at once with a drop.
+		for _, n := range c.nodes {
+			Expect(n.datapath.UpsertService(Service{Frontend: frontend, Proto: 6})).To(Succeed())
+		}
+		dropsOf(c.nodes[0])
+		_, err := dialFrom(client.ns, frontend.Addr(), int(frontend.Port()), blocked)
+		Expect(err).To(HaveOccurred())
+		var noService int
+		for _, d := range dropsOf(c.nodes[0]) {
+			if d.Reason == DropNoService {
+				noService++
+			}
+		}
+		Expect(noService).To(BeNumerically(">", 0))
+		for _, n := range c.nodes {
+			Expect(n.datapath.DeleteService(frontend, 6)).To(Succeed())
+		}
 	})
 
 	It("records forwarded and dropped packets in the metrics", func() {

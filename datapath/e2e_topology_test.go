@@ -370,6 +370,30 @@ func listenIn(ns *topo.Namespace, port int) (net.Listener, error) {
 	return l, nil
 }
 
+// serveName answers every connection on port with the pod's name.
+func (p *miniPod) serveName(port int) (net.Listener, error) {
+	var l net.Listener
+	err := topo.Do(p.ns, func() error {
+		var err error
+		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(p.name))
+			c.Close()
+		}
+	}()
+	return l, nil
+}
+
 // dial opens a TCP connection from the pod. A connection that cannot be
 // established within timeout counts as blocked.
 func (p *miniPod) dial(to *miniPod, port int, timeout time.Duration) (net.Conn, error) {
