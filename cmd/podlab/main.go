@@ -43,7 +43,8 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newUpCmd(), newAgentCmd(), newDownCmd(), newListCmd(), newCleanCmd(),
-		newExecCmd(), newPreflightCmd(), newBenchCmd(), newRunCmd(), newValidateCmd(), newReportCmd())
+		newExecCmd(), newPreflightCmd(), newBenchCmd(), newRunCmd(), newValidateCmd(), newReportCmd(),
+		newObserveCmd(), newStatusCmd(), newEndpointCmd(), newIdentityCmd(), newPolicyCmd(), newBPFCmd(), newMapCmd(), newMetricsCmd())
 	return root
 }
 

@@ -59,7 +59,12 @@ func (f *upFlags) options(file string) (lab.Options, error) {
 		return o, fmt.Errorf("--datapath: %q is not none or bpf", f.datapath)
 	}
 	if f.metrics != "" {
-		return o, errors.New("--metrics: not supported yet")
+		if err := loopbackAddr(f.metrics); err != nil {
+			return o, fmt.Errorf("--metrics: %w", err)
+		}
+		if f.datapath != "bpf" {
+			return o, errors.New("--metrics: metrics come from the BPF datapath; add --datapath=bpf")
+		}
 	}
 	o.Nodes = topo.DefaultNodes(f.workers)
 	if file != "" {
@@ -166,6 +171,9 @@ func startAgent(f upFlags, file string) error {
 		return err
 	}
 	args := []string{"agent", "--name", f.name, "--workers", strconv.Itoa(f.workers), "--pods-per-node", strconv.Itoa(f.demoPods), "--datapath", f.datapath}
+	if f.metrics != "" {
+		args = append(args, "--metrics", f.metrics)
+	}
 	if file != "" {
 		abs, _ := filepath.Abs(file)
 		args = append(args, abs)
@@ -297,7 +305,15 @@ func runAgent(ctx context.Context, f upFlags, file string, w io.Writer, foregrou
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	h := l.Handler(newMux(), cancel)
+	mux := newMux()
+	l.ObserveHandlers(mux)
+	if l.ControlPlane != nil {
+		if err := serveObservability(sctx, l, mux, f.metrics); err != nil {
+			fmt.Fprintln(w, "ERROR", err)
+			return errors.Join(err, l.Down())
+		}
+	}
+	h := l.Handler(mux, cancel)
 	if foreground {
 		s := l.State()
 		for _, line := range lab.Summary(&s) {

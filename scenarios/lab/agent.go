@@ -107,3 +107,20 @@ func (c *Client) Down(timeout time.Duration) error {
 	}
 	return nil
 }
+
+// Stream opens a long-lived GET on the agent (no client timeout); the
+// caller closes the body.
+func (c *Client) Stream(path string) (io.ReadCloser, error) {
+	cl := *c.http
+	cl.Timeout = 0
+	resp, err := cl.Get("http://agent" + path)
+	if err != nil {
+		return nil, fmt.Errorf("agent of lab %s: %w", c.Name, err)
+	}
+	if resp.StatusCode >= 300 {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return nil, fmt.Errorf("agent of lab %s: %s: %s", c.Name, resp.Status, b)
+	}
+	return resp.Body, nil
+}

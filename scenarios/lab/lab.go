@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/podlab/podlab/datapath/controlplane"
+	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/topo"
 )
@@ -49,6 +50,7 @@ type Lab struct {
 	Raw *topo.Raw
 
 	claim *topo.Lab
+	flows *flow.Store
 	mu    sync.Mutex
 	state topo.LabState
 	// teardown runs in reverse order on Down.

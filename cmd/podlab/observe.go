@@ -1,0 +1,508 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/podlab/podlab/datapath/controlplane"
+	"github.com/podlab/podlab/datapath/flow"
+	"github.com/podlab/podlab/reports"
+	"github.com/podlab/podlab/scenarios/lab"
+	"github.com/podlab/podlab/topo"
+)
+
+// loopbackAddr accepts only host:port on a loopback address.
+func loopbackAddr(s string) error {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return fmt.Errorf("%q: want a loopback address and port, e.g. 127.0.0.1:9965", s)
+	}
+	if !ap.Addr().IsLoopback() {
+		return fmt.Errorf("%q: metrics are served on loopback only", s)
+	}
+	return nil
+}
+
+// serveObservability wires the lab's flows into Hubble metrics, served by
+// the agent at /metrics and, when addr is set, on that loopback address.
+func serveObservability(ctx context.Context, l *lab.Lab, mux *http.ServeMux, addr string) error {
+	store, err := l.StartFlows(ctx)
+	if err != nil {
+		return err
+	}
+	m := reports.NewMetrics()
+	for _, node := range l.ControlPlane.Nodes() {
+		dp := l.ControlPlane.Datapath(node)
+		if err := m.RegisterDatapathCounters(node, reports.DatapathMetrics(dp.Metrics)); err != nil {
+			return err
+		}
+	}
+	sub := store.Subscribe(65536, nil)
+	go func() {
+		for f := range sub.C {
+			m.Observe(f)
+		}
+	}()
+	l.OnDown(func() error { sub.Close(); return nil })
+	mux.Handle("GET /metrics", m.Handler())
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	l.OnDown(srv.Close)
+	l.SetStateField(func(s *topo.LabState) { s.Metrics = addr })
+	return nil
+}
+
+// agentGet fetches a path from a lab's agent.
+func agentGet(name, path string) ([]byte, error) {
+	if err := topo.ValidateLabName(name); err != nil {
+		return nil, err
+	}
+	if !topo.LabAlive(name) {
+		return nil, fmt.Errorf("lab %q is not running (see `podlab list`)", name)
+	}
+	return lab.NewClient(name).Get(path)
+}
+
+// defaultLab picks the only running lab when none is named.
+func defaultLab(args []string) (string, error) {
+	if len(args) > 0 {
+		return args[0], nil
+	}
+	labs, err := topo.ListLabs()
+	if err != nil {
+		return "", err
+	}
+	var alive []string
+	for _, l := range labs {
+		if l.Alive {
+			alive = append(alive, l.Name)
+		}
+	}
+	switch len(alive) {
+	case 1:
+		return alive[0], nil
+	case 0:
+		return "", errors.New("no lab is running (start one with `podlab up`)")
+	}
+	return "", fmt.Errorf("several labs run (%s): name one", strings.Join(alive, ", "))
+}
+
+func newObserveCmd() *cobra.Command {
+	var ff flow.FilterFlags
+	var follow bool
+	var last int
+	var output string
+	var ports []string
+	cmd := &cobra.Command{
+		Use:   "observe [LAB]",
+		Short: "Show the datapath's flows, like `hubble observe`",
+		Example: `  podlab observe lab --verdict DROPPED
+  podlab observe lab --from-pod default/pod-to-a --protocol tcp -o json
+  podlab observe --follow --type drop`,
+		Args:    cobra.MaximumNArgs(1),
+		PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := defaultLab(args)
+			if err != nil {
+				return err
+			}
+			format, err := reports.ParseFormat(output)
+			if err != nil {
+				return fmt.Errorf("-o: %w", err)
+			}
+			ff.Port = ports
+			if _, err := flow.ParseFilter(ff); err != nil {
+				return err
+			}
+			q := url.Values{}
+			add := func(k string, vs []string) {
+				for _, v := range vs {
+					q.Add(k, v)
+				}
+			}
+			add("from-pod", ff.FromPod)
+			add("to-pod", ff.ToPod)
+			add("pod", ff.Pod)
+			add("namespace", ff.Namespace)
+			add("verdict", ff.Verdict)
+			add("protocol", ff.Protocol)
+			add("port", ff.Port)
+			add("node", ff.Node)
+			add("type", ff.Type)
+			if last > 0 {
+				q.Set("last", strconv.Itoa(last))
+			}
+			if follow {
+				q.Set("follow", "1")
+			}
+			if !topo.LabAlive(name) {
+				return fmt.Errorf("lab %q is not running (see `podlab list`)", name)
+			}
+			body, err := lab.NewClient(name).Stream("/flows?" + q.Encode())
+			if err != nil {
+				return err
+			}
+			defer body.Close()
+			p := reports.NewFlowPrinter(os.Stdout, format, true)
+			sc := bufio.NewScanner(body)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			for sc.Scan() {
+				line := sc.Bytes()
+				if strings.HasPrefix(string(line), `{"lost_events"`) {
+					var ll lab.LostLine
+					if json.Unmarshal(line, &ll) == nil {
+						for src, n := range ll.Lost {
+							_ = p.WriteLost(src, n, time.Now())
+						}
+					}
+					continue
+				}
+				var resp flow.Response
+				if err := json.Unmarshal(line, &resp); err != nil || resp.Flow == nil {
+					continue
+				}
+				if err := p.Write(resp.Flow); err != nil {
+					return err
+				}
+				if follow {
+					_ = p.Flush()
+				}
+			}
+			return p.Flush()
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new flows")
+	fl.IntVar(&last, "last", 0, "only the last N flows (0: all kept)")
+	fl.StringVarP(&output, "output", "o", "table", "table, compact or json")
+	fl.StringSliceVar(&ff.FromPod, "from-pod", nil, "[namespace/]pod of the source")
+	fl.StringSliceVar(&ff.ToPod, "to-pod", nil, "[namespace/]pod of the destination")
+	fl.StringSliceVar(&ff.Pod, "pod", nil, "[namespace/]pod on either side")
+	fl.StringSliceVar(&ff.Namespace, "namespace", nil, "namespace on either side")
+	fl.StringSliceVar(&ff.Verdict, "verdict", nil, "FORWARDED, DROPPED, ...")
+	fl.StringSliceVar(&ff.Protocol, "protocol", nil, "tcp, udp, icmp, ...")
+	fl.StringSliceVar(&ports, "port", nil, "source or destination port")
+	fl.StringSliceVar(&ff.Node, "node", nil, "node name (glob)")
+	fl.StringSliceVar(&ff.Type, "type", nil, "drop, trace, policy-verdict (optionally :sub-type)")
+	return cmd
+}
+
+func newStatusCmd() *cobra.Command {
+	var asJSON, noHealth bool
+	cmd := &cobra.Command{
+		Use:     "status [LAB]",
+		Short:   "Per-node datapath status, like `cilium status`",
+		Args:    cobra.MaximumNArgs(1),
+		PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := defaultLab(args)
+			if err != nil {
+				return err
+			}
+			path := "/status"
+			if noHealth {
+				path += "?health=0"
+			}
+			b, err := agentGet(name, path)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err = os.Stdout.Write(b)
+				return err
+			}
+			var s lab.StatusReport
+			if err := json.Unmarshal(b, &s); err != nil {
+				return err
+			}
+			return printStatus(os.Stdout, &s)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&noHealth, "no-health", false, "skip the node-to-node health probes")
+	return cmd
+}
+
+func printStatus(w io.Writer, s *lab.StatusReport) error {
+	fmt.Fprintf(w, "Lab:                     %s\n", s.Lab)
+	fmt.Fprintf(w, "Datapath:                %s\n", s.Datapath)
+	fmt.Fprintf(w, "KubeProxyReplacement:    %s\n", map[bool]string{true: "True (BPF)", false: "Disabled"}[s.Datapath == "bpf"])
+	fmt.Fprintf(w, "Identities:              %d\n", s.Identities)
+	fmt.Fprintf(w, "Endpoints:               %d\n", s.Endpoints)
+	fmt.Fprintf(w, "Policies:                %d %s\n", len(s.Policies), strings.Join(s.Policies, ", "))
+	fmt.Fprintf(w, "Hubble:                  Ok   Current/Max Flows: %d, lost: %v\n", s.Flows, s.Lost)
+	for _, n := range s.Nodes {
+		fmt.Fprintf(w, "\nNode %s (%s)\n", n.Node, n.NodeIP)
+		fmt.Fprintf(w, "  IPAM:                  IPv4: %d/%d allocated from %s\n", n.IPAM.Used, n.IPAM.Total, n.IPAM.CIDR)
+		fmt.Fprintf(w, "  Endpoints:             %d\n", n.Endpoints)
+		fmt.Fprintln(w, "  Programs:")
+		for _, p := range n.Programs {
+			fmt.Fprintf(w, "    %-16s %-12s %s (id %d)\n", p.Device, p.Hook, p.Prog, p.ID)
+		}
+		fmt.Fprintln(w, "  Maps:")
+		for _, m := range n.Maps {
+			fmt.Fprintf(w, "    %-14s %-12s %d/%d\n", m.Name, m.Type, m.Entries, m.Max)
+		}
+	}
+	if len(s.Health) > 0 {
+		fmt.Fprintln(w, "\nCluster health:")
+		var nodes []string
+		for n := range s.Health {
+			nodes = append(nodes, n)
+		}
+		sort.Strings(nodes)
+		for _, n := range nodes {
+			fmt.Fprintf(w, "  %s:\n", n)
+			for _, l := range s.Health[n] {
+				fmt.Fprintf(w, "    %s\n", l)
+			}
+		}
+	}
+	return nil
+}
+
+func newEndpointCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "endpoint", Short: "Endpoints of the datapath"}
+	cmd.AddCommand(&cobra.Command{
+		Use: "list [LAB]", Short: "List endpoints, like `cilium endpoint list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := defaultLab(args)
+			if err != nil {
+				return err
+			}
+			b, err := agentGet(name, "/endpoints")
+			if err != nil {
+				return err
+			}
+			var eps []struct {
+				ID       uint16 `json:"id"`
+				Pod      string `json:"pod"`
+				Node     string `json:"node"`
+				IP       string `json:"ip"`
+				Identity uint32 `json:"identity"`
+				Labels   string `json:"labels"`
+				Ingress  bool   `json:"ingressEnforced"`
+				Egress   bool   `json:"egressEnforced"`
+				Device   string `json:"device"`
+			}
+			if err := json.Unmarshal(b, &eps); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ENDPOINT\tPOLICY (ingress)\tPOLICY (egress)\tIDENTITY\tLABELS\tIPv4\tNODE\tDEVICE")
+			for _, e := range eps {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.ID, enf(e.Ingress), enf(e.Egress), e.Identity, e.Labels, e.IP, e.Node, e.Device)
+			}
+			return tw.Flush()
+		},
+	})
+	return cmd
+}
+
+func enf(b bool) string {
+	if b {
+		return "Enabled"
+	}
+	return "Disabled"
+}
+
+func newIdentityCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "identity", Short: "Security identities"}
+	cmd.AddCommand(&cobra.Command{
+		Use: "list [LAB]", Short: "List identities, like `cilium identity list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := defaultLab(args)
+			if err != nil {
+				return err
+			}
+			b, err := agentGet(name, "/identities")
+			if err != nil {
+				return err
+			}
+			var ids []controlplane.IdentityView
+			if err := json.Unmarshal(b, &ids); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tLABELS")
+			for _, id := range ids {
+				fmt.Fprintf(tw, "%d\t%s\n", id.ID, strings.ReplaceAll(id.Labels, ",", "\n\t"))
+			}
+			return tw.Flush()
+		},
+	})
+	return cmd
+}
+
+func newPolicyCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Compiled policies"}
+	cmd.AddCommand(&cobra.Command{
+		Use: "get LAB [POD]", Short: "The compiled policy entries of endpoints, with the rule each came from", Args: cobra.RangeArgs(1, 2), PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "/policy"
+			if len(args) == 2 {
+				path += "?pod=" + url.QueryEscape(args[1])
+			}
+			b, err := agentGet(args[0], path)
+			if err != nil {
+				return err
+			}
+			var views []controlplane.EndpointPolicyView
+			if err := json.Unmarshal(b, &views); err != nil {
+				return err
+			}
+			if len(views) == 0 && len(args) == 2 {
+				return fmt.Errorf("no endpoint %q in lab %s", args[1], args[0])
+			}
+			for _, v := range views {
+				fmt.Printf("%s (identity %d): ingress %s, egress %s\n", v.Pod, v.Identity, enf(v.IngressEnforced), enf(v.EgressEnforced))
+				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "  DIRECTION\tACTION\tIDENTITY\tPROTO\tPORTS\tRULE\tPEER LABELS")
+				for _, e := range v.Entries {
+					action := "allow"
+					if e.Deny {
+						action = "deny"
+					}
+					fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Direction, action, e.Identity, protoName(e.Proto), e.Ports, e.Rule, e.Labels)
+				}
+				_ = tw.Flush()
+			}
+			return nil
+		},
+	})
+	return cmd
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case 0:
+		return "ANY"
+	case 1:
+		return "ICMP"
+	case 6:
+		return "TCP"
+	case 17:
+		return "UDP"
+	case 132:
+		return "SCTP"
+	}
+	return strconv.Itoa(int(p))
+}
+
+func newBPFCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "bpf", Short: "Datapath maps"}
+	ct := &cobra.Command{Use: "ct", Short: "Connection tracking"}
+	var node string
+	list := &cobra.Command{
+		Use: "list [LAB]", Short: "List conntrack entries, like `cilium bpf ct list global`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := defaultLab(args)
+			if err != nil {
+				return err
+			}
+			b, err := agentGet(name, "/ct?node="+url.QueryEscape(node))
+			if err != nil {
+				return err
+			}
+			var byNode map[string][]struct {
+				Src, Dst    string
+				Proto       uint8
+				SrcIdentity uint32
+				DstIdentity uint32
+				TxFlags     uint8
+				RxFlags     uint8
+				Closing     bool
+				SeenReply   bool
+				Expires     time.Time
+			}
+			if err := json.Unmarshal(b, &byNode); err != nil {
+				return err
+			}
+			var nodes []string
+			for n := range byNode {
+				nodes = append(nodes, n)
+			}
+			sort.Strings(nodes)
+			for _, n := range nodes {
+				for _, c := range byNode[n] {
+					fmt.Printf("%s %s %s -> %s expires=%ds src_sec_id=%d dst_sec_id=%d tx_flags=0x%02x rx_flags=0x%02x seen_reply=%v closing=%v\n",
+						n, protoName(c.Proto), c.Src, c.Dst, int(time.Until(c.Expires).Seconds()), c.SrcIdentity, c.DstIdentity, c.TxFlags, c.RxFlags, c.SeenReply, c.Closing)
+				}
+			}
+			return nil
+		},
+	}
+	list.Flags().StringVar(&node, "node", "", "only this node")
+	ct.AddCommand(list)
+	cmd.AddCommand(ct)
+	return cmd
+}
+
+func newMapCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "map", Short: "Raw datapath maps"}
+	var node string
+	dump := &cobra.Command{
+		Use: "dump LAB NAME", Short: "Dump a pinned map of every node (hex key => value)", Args: cobra.ExactArgs(2), PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := agentGet(args[0], "/map?name="+url.QueryEscape(args[1])+"&node="+url.QueryEscape(node))
+			if err != nil {
+				return err
+			}
+			var dumps []controlplane.MapDump
+			if err := json.Unmarshal(b, &dumps); err != nil {
+				return err
+			}
+			for _, d := range dumps {
+				fmt.Printf("%s %s (%s): %d entries\n", d.Node, d.Name, d.Type, len(d.Entries))
+				for _, kv := range d.Entries {
+					fmt.Printf("  key %s => %s\n", kv[0], kv[1])
+				}
+			}
+			return nil
+		},
+	}
+	dump.Flags().StringVar(&node, "node", "", "only this node")
+	cmd.AddCommand(dump)
+	return cmd
+}
+
+func newMetricsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use: "metrics [LAB]", Short: "Print the lab's Prometheus metrics (Hubble names)", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := defaultLab(args)
+			if err != nil {
+				return err
+			}
+			b, err := agentGet(name, "/metrics")
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.Write(b)
+			return err
+		},
+	}
+}
