@@ -392,8 +392,3 @@ func editDistance(a, b string) int {
 	}
 	return d[len(a)][len(b)]
 }
-
-// oneOf formats allowed values for messages.
-func oneOf(values ...string) string {
-	return strings.Join(values, ", ")
-}
