@@ -44,7 +44,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 		return drop_packet(skb, DROP_INVALID_SIP, DIR_EGRESS, 0, 0, 0, &f);
 
 	/* Services are translated first: policy judges the backend. */
-	ret = lb_translate(skb, &f, &nat);
+	ret = lb_translate(skb, cfg, &f, &nat);
 	if (ret)
 		return drop_packet(skb, ret, DIR_EGRESS, src->identity, 0, src->ep_id, &f);
 

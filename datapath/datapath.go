@@ -70,6 +70,7 @@ type NodeConfig struct {
 const (
 	cfgMonitorAggregation = 1 << 0
 	cfgNoRedirectPeer     = 1 << 1
+	cfgHasServices        = 1 << 2
 )
 
 // Map names (bpf/lib/maps.h).
@@ -131,6 +132,7 @@ type Datapath struct {
 	attachments map[string]*attachment
 	endpoints   map[uint16]Endpoint
 	policies    map[uint16]*endpointPolicyState
+	services    int // entries of lb_services
 	closed      bool
 }
 
@@ -216,10 +218,10 @@ func (d *Datapath) load() error {
 	if err := d.openMaps(); err != nil {
 		return err
 	}
-	if err := d.writeConfig(); err != nil {
+	if err := d.restoreState(); err != nil {
 		return err
 	}
-	if err := d.restoreState(); err != nil {
+	if err := d.writeConfig(); err != nil {
 		return err
 	}
 	progs, err := loadPrograms(d.maps)
@@ -289,6 +291,9 @@ func (d *Datapath) writeConfig() error {
 	}
 	if d.cfg.NoRedirectPeer {
 		flags |= cfgNoRedirectPeer
+	}
+	if d.services > 0 {
+		flags |= cfgHasServices
 	}
 	v := fromContainerNodeConfig{
 		NodeIp:       ipv4BE(d.cfg.NodeIP),

@@ -238,5 +238,14 @@ func (d *Datapath) restoreState() error {
 	if err := pit.Err(); err != nil {
 		return fmt.Errorf("read pinned policy map: %w", err)
 	}
+	var sk lbServiceKey
+	var sv lbServiceValue
+	sit := d.maps[mapServices].Iterate()
+	for sit.Next(&sk, &sv) {
+		d.services++
+	}
+	if err := sit.Err(); err != nil {
+		return fmt.Errorf("read pinned service map: %w", err)
+	}
 	return nil
 }

@@ -26,7 +26,7 @@ type fromOverlayCtEntry struct {
 	Pad         [3]uint8
 	NatAddr     uint32
 	NatPort     uint16
-	Pad2        uint16
+	NatFlags    uint16
 }
 
 type fromOverlayCtKey struct {
@@ -82,7 +82,7 @@ type fromOverlayLbBackendKey struct {
 type fromOverlayLbService struct {
 	_     structs.HostLayout
 	Count uint16
-	Pad   uint16
+	Flags uint16
 	Pad2  uint32
 }
 
@@ -110,6 +110,19 @@ type fromOverlayNodeConfig struct {
 	HostIdentity uint32
 	Flags        uint32
 	Configured   uint32
+}
+
+type fromOverlayNodeportNat struct {
+	_            structs.HostLayout
+	ClientAddr   uint32
+	FrontendAddr uint32
+	BackendAddr  uint32
+	TunnelEp     uint32
+	ClientPort   uint16
+	FrontendPort uint16
+	BackendPort  uint16
+	NatPort      uint16
+	LastSeen     uint32
 }
 
 type fromOverlayPolicyKey struct {
@@ -143,6 +156,8 @@ const (
 	fromOverlayMapLbBackends      = "lb_backends"
 	fromOverlayMapLbServices      = "lb_services"
 	fromOverlayMapMetrics         = "metrics"
+	fromOverlayMapNodeportFwd     = "nodeport_fwd"
+	fromOverlayMapNodeportRev     = "nodeport_rev"
 	fromOverlayMapPolicy          = "policy"
 	fromOverlayProgCilFromOverlay = "cil_from_overlay"
 )
@@ -196,16 +211,18 @@ type fromOverlayProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fromOverlayMapSpecs struct {
-	Config     *ebpf.MapSpec `ebpf:"config"`
-	Conntrack  *ebpf.MapSpec `ebpf:"conntrack"`
-	Endpoints  *ebpf.MapSpec `ebpf:"endpoints"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Ipcache    *ebpf.MapSpec `ebpf:"ipcache"`
-	LbAffinity *ebpf.MapSpec `ebpf:"lb_affinity"`
-	LbBackends *ebpf.MapSpec `ebpf:"lb_backends"`
-	LbServices *ebpf.MapSpec `ebpf:"lb_services"`
-	Metrics    *ebpf.MapSpec `ebpf:"metrics"`
-	Policy     *ebpf.MapSpec `ebpf:"policy"`
+	Config      *ebpf.MapSpec `ebpf:"config"`
+	Conntrack   *ebpf.MapSpec `ebpf:"conntrack"`
+	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
+	LbAffinity  *ebpf.MapSpec `ebpf:"lb_affinity"`
+	LbBackends  *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbServices  *ebpf.MapSpec `ebpf:"lb_services"`
+	Metrics     *ebpf.MapSpec `ebpf:"metrics"`
+	NodeportFwd *ebpf.MapSpec `ebpf:"nodeport_fwd"`
+	NodeportRev *ebpf.MapSpec `ebpf:"nodeport_rev"`
+	Policy      *ebpf.MapSpec `ebpf:"policy"`
 }
 
 // fromOverlayVariableSpecs contains global variables before they are loaded into the kernel.
@@ -234,16 +251,18 @@ func (o *fromOverlayObjects) Close() error {
 //
 // It can be passed to loadFromOverlayObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fromOverlayMaps struct {
-	Config     *ebpf.Map `ebpf:"config"`
-	Conntrack  *ebpf.Map `ebpf:"conntrack"`
-	Endpoints  *ebpf.Map `ebpf:"endpoints"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Ipcache    *ebpf.Map `ebpf:"ipcache"`
-	LbAffinity *ebpf.Map `ebpf:"lb_affinity"`
-	LbBackends *ebpf.Map `ebpf:"lb_backends"`
-	LbServices *ebpf.Map `ebpf:"lb_services"`
-	Metrics    *ebpf.Map `ebpf:"metrics"`
-	Policy     *ebpf.Map `ebpf:"policy"`
+	Config      *ebpf.Map `ebpf:"config"`
+	Conntrack   *ebpf.Map `ebpf:"conntrack"`
+	Endpoints   *ebpf.Map `ebpf:"endpoints"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Ipcache     *ebpf.Map `ebpf:"ipcache"`
+	LbAffinity  *ebpf.Map `ebpf:"lb_affinity"`
+	LbBackends  *ebpf.Map `ebpf:"lb_backends"`
+	LbServices  *ebpf.Map `ebpf:"lb_services"`
+	Metrics     *ebpf.Map `ebpf:"metrics"`
+	NodeportFwd *ebpf.Map `ebpf:"nodeport_fwd"`
+	NodeportRev *ebpf.Map `ebpf:"nodeport_rev"`
+	Policy      *ebpf.Map `ebpf:"policy"`
 }
 
 func (m *fromOverlayMaps) Close() error {
@@ -257,6 +276,8 @@ func (m *fromOverlayMaps) Close() error {
 		m.LbBackends,
 		m.LbServices,
 		m.Metrics,
+		m.NodeportFwd,
+		m.NodeportRev,
 		m.Policy,
 	)
 }

@@ -59,7 +59,9 @@ func (d *Datapath) UpsertService(s Service) error {
 	}
 	sk := serviceKey(s.Frontend, s.Proto)
 	var old lbServiceValue
-	if err := d.maps[mapServices].Lookup(&sk, &old); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	err := d.maps[mapServices].Lookup(&sk, &old)
+	isNew := errors.Is(err, ebpf.ErrKeyNotExist)
+	if err != nil && !isNew {
 		return fmt.Errorf("service %v: %w", s.Frontend, err)
 	}
 	if len(s.Backends) > 0xffff {
@@ -77,6 +79,14 @@ func (d *Datapath) UpsertService(s Service) error {
 	sv := lbServiceValue{Count: uint16(len(s.Backends))}
 	if err := d.maps[mapServices].Put(&sk, &sv); err != nil {
 		return fmt.Errorf("service %v: %w", s.Frontend, err)
+	}
+	if isNew {
+		d.services++
+		if d.services == 1 {
+			if err := d.writeConfig(); err != nil {
+				return err
+			}
+		}
 	}
 	for slot := len(s.Backends) + 1; slot <= int(old.Count); slot++ {
 		bk := lbBackendKey{Addr: sk.Addr, Port: sk.Port, Proto: sk.Proto, Slot: uint32(slot)}
@@ -127,6 +137,11 @@ func (d *Datapath) DeleteService(frontend netip.AddrPort, proto uint8) error {
 	}
 	if err := d.maps[mapServices].Delete(&sk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete service %v: %w", frontend, err)
+	}
+	if d.services--; d.services == 0 {
+		if err := d.writeConfig(); err != nil {
+			return err
+		}
 	}
 	for slot := 1; slot <= int(old.Count); slot++ {
 		bk := lbBackendKey{Addr: sk.Addr, Port: sk.Port, Proto: sk.Proto, Slot: uint32(slot)}

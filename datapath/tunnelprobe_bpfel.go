@@ -26,7 +26,7 @@ type tunnelProbeCtEntry struct {
 	Pad         [3]uint8
 	NatAddr     uint32
 	NatPort     uint16
-	Pad2        uint16
+	NatFlags    uint16
 }
 
 type tunnelProbeCtKey struct {
@@ -82,7 +82,7 @@ type tunnelProbeLbBackendKey struct {
 type tunnelProbeLbService struct {
 	_     structs.HostLayout
 	Count uint16
-	Pad   uint16
+	Flags uint16
 	Pad2  uint32
 }
 
@@ -110,6 +110,19 @@ type tunnelProbeNodeConfig struct {
 	HostIdentity uint32
 	Flags        uint32
 	Configured   uint32
+}
+
+type tunnelProbeNodeportNat struct {
+	_            structs.HostLayout
+	ClientAddr   uint32
+	FrontendAddr uint32
+	BackendAddr  uint32
+	TunnelEp     uint32
+	ClientPort   uint16
+	FrontendPort uint16
+	BackendPort  uint16
+	NatPort      uint16
+	LastSeen     uint32
 }
 
 type tunnelProbeOverlayInput struct {
@@ -159,6 +172,8 @@ const (
 	tunnelProbeMapLbBackends        = "lb_backends"
 	tunnelProbeMapLbServices        = "lb_services"
 	tunnelProbeMapMetrics           = "metrics"
+	tunnelProbeMapNodeportFwd       = "nodeport_fwd"
+	tunnelProbeMapNodeportRev       = "nodeport_rev"
 	tunnelProbeMapOverlayInput      = "overlay_input"
 	tunnelProbeMapPolicy            = "policy"
 	tunnelProbeMapTunnelProbe       = "tunnel_probe"
@@ -225,6 +240,8 @@ type tunnelProbeMapSpecs struct {
 	LbBackends   *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbServices   *ebpf.MapSpec `ebpf:"lb_services"`
 	Metrics      *ebpf.MapSpec `ebpf:"metrics"`
+	NodeportFwd  *ebpf.MapSpec `ebpf:"nodeport_fwd"`
+	NodeportRev  *ebpf.MapSpec `ebpf:"nodeport_rev"`
 	OverlayInput *ebpf.MapSpec `ebpf:"overlay_input"`
 	Policy       *ebpf.MapSpec `ebpf:"policy"`
 	TunnelProbe  *ebpf.MapSpec `ebpf:"tunnel_probe"`
@@ -265,6 +282,8 @@ type tunnelProbeMaps struct {
 	LbBackends   *ebpf.Map `ebpf:"lb_backends"`
 	LbServices   *ebpf.Map `ebpf:"lb_services"`
 	Metrics      *ebpf.Map `ebpf:"metrics"`
+	NodeportFwd  *ebpf.Map `ebpf:"nodeport_fwd"`
+	NodeportRev  *ebpf.Map `ebpf:"nodeport_rev"`
 	OverlayInput *ebpf.Map `ebpf:"overlay_input"`
 	Policy       *ebpf.Map `ebpf:"policy"`
 	TunnelProbe  *ebpf.Map `ebpf:"tunnel_probe"`
@@ -281,6 +300,8 @@ func (m *tunnelProbeMaps) Close() error {
 		m.LbBackends,
 		m.LbServices,
 		m.Metrics,
+		m.NodeportFwd,
+		m.NodeportRev,
 		m.OverlayInput,
 		m.Policy,
 		m.TunnelProbe,

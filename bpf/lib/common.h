@@ -104,6 +104,7 @@ enum policy_dir {
 /* Config flags. */
 #define CFG_MONITOR_AGGREGATION (1 << 0) /* trace only connection-relevant packets */
 #define CFG_NO_REDIRECT_PEER    (1 << 1) /* use bpf_redirect to the lxc instead of redirect_peer */
+#define CFG_HAS_SERVICES        (1 << 2) /* the lb_services map is not empty */
 
 /* Node configuration, one entry in the config map. */
 struct node_config {
@@ -206,8 +207,12 @@ struct ct_entry {
 	 * back as the source of replies (0 when not load-balanced). */
 	__be32 nat_addr;
 	__be16 nat_port;
-	__u16 pad2;
+	__u16 nat_flags;    /* CT_NAT_F_* */
 };
+
+/* ct_entry.nat_flags: the connection is a pod reaching itself through a
+ * service (hairpin); its source was rewritten to LB_LOOPBACK_IP. */
+#define CT_NAT_F_LOOPBACK (1 << 0)
 
 #define CT_LIFETIME_SYN      60
 #define CT_LIFETIME_TCP      21600
@@ -225,8 +230,27 @@ struct lb_service_key {
 
 struct lb_service {
 	__u16 count;      /* backends in slots 1..count; 0: no backend */
-	__u16 pad;
+	__u16 flags;      /* LB_F_*, informational for the datapath */
 	__u32 pad2;
+};
+
+#define LB_F_CLUSTERIP (1 << 0)
+#define LB_F_NODEPORT  (1 << 1)
+#define LB_F_HOSTPORT  (1 << 2)
+#define LB_F_LOCAL     (1 << 3) /* externalTrafficPolicy: Local */
+
+/* NodePort connections forwarded to a backend on another node: the source
+ * becomes the node's address and a NAT port, so replies come back here. */
+struct nodeport_nat {
+	__be32 client_addr;
+	__be32 frontend_addr;
+	__be32 backend_addr;
+	__be32 tunnel_ep;
+	__be16 client_port;
+	__be16 frontend_port;
+	__be16 backend_port;
+	__be16 nat_port;
+	__u32 last_seen;  /* seconds since boot */
 };
 
 struct lb_backend_key {

@@ -65,6 +65,22 @@ struct {
 	__type(value, struct lb_backend);
 } lb_affinity SEC(".maps");
 
+/* NodePort SNAT: client tuple (client -> node:nodePort) and reply tuple
+ * (backend -> node:natPort) of connections forwarded to remote backends. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ct_key);
+	__type(value, struct nodeport_nat);
+} nodeport_fwd SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ct_key);
+	__type(value, struct nodeport_nat);
+} nodeport_rev SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, METRICS_ENTRIES);
