@@ -12,6 +12,8 @@
 // probes into probe expectations, a small deterministic scheduler that
 // places pods on nodes, and the resolution of Services to their endpoints.
 //
-// The scenario library (library/*.yaml) is embedded; Builtin and
-// BuiltinNames give access to it.
+// The scenario library (library/*.yaml, and library/<name>/ folders) is
+// embedded; Builtin and BuiltinNames give access to it. The step format is
+// documented, with comments, in library/connectivity-check/scenario.yaml.
+// Executing a scenario on a lab is scenarios/run's job.
 package scenarios
