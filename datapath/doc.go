@@ -16,6 +16,13 @@
 //   - to-container (tc egress of the lxc veth): ingress policy for traffic
 //     the host stack routes to a pod (host, remote-node or world identity).
 //
+// Services (Datapath.UpsertService): a pod's packet to a TCP/UDP service
+// frontend is translated to a backend in from-container, before policy, so
+// policy judges the backend; the backend is pinned per connection
+// (lb_affinity) and replies get the frontend back as source wherever the
+// reply enters (from-container for local backends, from-overlay for remote
+// ones). A frontend without backends drops with "Service backend not found".
+//
 // Every drop goes through one BPF function that counts it by Cilium's drop
 // reason code and direction and emits a DropEvent with the first 128 bytes
 // of the packet; every forward emits TraceEvents with the observation
@@ -28,7 +35,8 @@
 // endpoint), ipcache (LPM prefix → identity, tunnel endpoint), policy (hash,
 // at most eight probes per lookup whatever its size), conntrack (LRU,
 // canonical tuple: one lookup per packet), metrics (per-CPU) and events
-// (ring buffer). Links are pinned under links/ so that a datapath outlives
+// (ring buffer), and the service maps lb_services, lb_backends and
+// lb_affinity. Links are pinned under links/ so that a datapath outlives
 // the process that loaded it; Load in another process takes it over and
 // Reload swaps programs without touching maps (conntrack survives).
 //
@@ -51,5 +59,7 @@
 //
 // IPv4 only: IPv6 is dropped as "Unsupported L3 protocol"; IPv4 options are
 // dropped as "Invalid packet" and fragments as "IP fragmentation not
-// supported". Services (load-balancing) are not implemented yet.
+// supported". Services are translated for pod traffic only: not yet for
+// sockets of the node itself or hostNetwork pods, NodePort, hostPort or a
+// pod reaching itself through its own service (hairpin).
 package datapath
