@@ -198,7 +198,7 @@ var _ = DescribeTable("bad kind Cluster files are rejected before anything exist
 		Expect(out).To(ContainSubstring(want))
 		Expect(leftovers("tbad")).To(BeEmpty())
 	},
-	Entry("wrong kind", "kind: Pod\napiVersion: kind.x-k8s.io/v1alpha4\n", ":1: kind: expected Cluster"),
+	Entry("wrong kind", "kind: Pod\napiVersion: kind.x-k8s.io/v1alpha4\n", `kind "Pod": `+"`podlab up` takes a kind Cluster config or a podlab Topology"),
 	Entry("wrong apiVersion", "kind: Cluster\napiVersion: v1\n", ":2: apiVersion"),
 	Entry("unknown role", "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: master\n", ":4: nodes[0].role"),
 	Entry("no control plane", "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: worker\n", "needs a control-plane"),
