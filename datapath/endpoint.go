@@ -177,8 +177,10 @@ func (d *Datapath) UpsertIPCache(p netip.Prefix, id identity.ID, tunnel netip.Ad
 	if !p.IsValid() || !p.Addr().Is4() {
 		return fmt.Errorf("ipcache: prefix %v is not IPv4 (not supported yet: IPv6)", p)
 	}
-	if id > identity.Max {
-		return fmt.Errorf("ipcache %v: identity %d exceeds %d", p, id, identity.Max)
+	// Node-local identities (CIDR identities, 1<<24|n) never travel in a
+	// VNI, so they are fine for prefixes not reached through the overlay.
+	if id > identity.Max && (!id.IsLocal() || id > identity.MaxLocal || tunnel.IsValid()) {
+		return fmt.Errorf("ipcache %v: identity %d exceeds %d (or is node-local behind a tunnel)", p, id, identity.Max)
 	}
 	if tunnel.IsValid() && !tunnel.Is4() {
 		return fmt.Errorf("ipcache %v: tunnel endpoint %v is not IPv4", p, tunnel)

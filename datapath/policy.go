@@ -54,7 +54,7 @@ func normaliseEntries(entries []policy.Entry) ([]rule, error) {
 		if e.Direction != policy.Ingress && e.Direction != policy.Egress {
 			return nil, fmt.Errorf("policy entry %d (%s): invalid direction %d", i, e.Rule, e.Direction)
 		}
-		if identity.ID(e.Identity) > identity.Max {
+		if id := identity.ID(e.Identity); id > identity.Max && (!id.IsLocal() || id > identity.MaxLocal) {
 			return nil, fmt.Errorf("policy entry %d (%s): identity %d exceeds %d", i, e.Rule, e.Identity, identity.Max)
 		}
 		lo, hi := e.PortLo, e.PortHi
