@@ -383,7 +383,14 @@ type DryRunInput struct {
 	// VXLAN device attaches to a received packet (from-overlay only).
 	TunnelID     uint32
 	TunnelRemote netip.Addr
+	// Conntrack are entries to add to the scratch conntrack besides the
+	// live ones: those earlier dry runs on the same node created (a
+	// request's entry, so that its reply is judged as a reply).
+	Conntrack []MapRecord
 }
+
+// MapRecord is one raw key/value pair of a map.
+type MapRecord struct{ Key, Value []byte }
 
 // DryRunResult is what the program decided.
 type DryRunResult struct {
@@ -407,6 +414,12 @@ type DryRunResult struct {
 	// Empty names maps the attached program does not have, given empty
 	// copies.
 	Empty []string
+	// Mark is the skb mark the program left.
+	Mark uint32
+	// ConntrackMap is the live conntrack map of the node (its kernel ID),
+	// and Conntrack the scratch conntrack's entries after the run.
+	ConntrackMap ebpf.MapID
+	Conntrack    []MapRecord
 }
 
 // Maps a program writes to: DryRun gives the copy scratch maps instead.
@@ -493,6 +506,16 @@ func DryRun(in DryRunInput) (*DryRunResult, error) {
 			}
 			res.Seeded += n
 		}
+		if name == mapConntrack {
+			for _, r := range in.Conntrack {
+				if err := m.Put(r.Key, r.Value); err != nil {
+					return nil, fmt.Errorf("dry run %s: seed conntrack: %w", in.Role, err)
+				}
+			}
+			if info, err := lm.Info(); err == nil {
+				res.ConntrackMap, _ = info.ID()
+			}
+		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
@@ -520,7 +543,8 @@ func DryRun(in DryRunInput) (*DryRunResult, error) {
 	ctx[9] = uint32(in.Ifindex)
 	ctx[10] = uint32(in.Ifindex)
 	out := make([]byte, len(in.Packet)+256)
-	opts := &ebpf.RunOptions{Data: in.Packet, DataOut: out, Context: ctx}
+	var ctxOut [48]uint32
+	opts := &ebpf.RunOptions{Data: in.Packet, DataOut: out, Context: ctx, ContextOut: &ctxOut}
 	run := func() error {
 		ret, err := prog.Run(opts)
 		res.Verdict = ret
@@ -535,6 +559,17 @@ func DryRun(in DryRunInput) (*DryRunResult, error) {
 		return nil, fmt.Errorf("dry run %s on ifindex %d: %w", in.Role, in.Ifindex, err)
 	}
 	res.Packet = opts.DataOut
+	res.Mark = ctxOut[2]
+	if ct := repl[mapConntrack]; ct != nil && live.maps[mapConntrack] != nil {
+		k, v := make([]byte, ct.KeySize()), make([]byte, ct.ValueSize())
+		it := ct.Iterate()
+		for it.Next(&k, &v) {
+			res.Conntrack = append(res.Conntrack, MapRecord{Key: append([]byte(nil), k...), Value: append([]byte(nil), v...)})
+		}
+		if err := it.Err(); err != nil {
+			return nil, fmt.Errorf("dry run %s: read scratch conntrack: %w", in.Role, err)
+		}
+	}
 	if in.Role == roleFromContainer {
 		var r tunnelProbeTunnelProbeResult
 		if err := coll.Maps["tunnel_probe"].Lookup(uint32(0), &r); err == nil && r.KeyRet == 0 && r.RemoteIpv4 != 0 {
@@ -676,3 +711,7 @@ func drainEvents(m *ebpf.Map) ([]Event, error) {
 		}
 	}
 }
+
+// MarkJudged is the skb mark of packets a redirect path already judged
+// (to-container lets them pass).
+const MarkJudged = markJudged
