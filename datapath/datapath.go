@@ -87,17 +87,20 @@ const (
 	mapAffinity  = "lb_affinity"
 )
 
-var nodeMapNames = []string{mapConfig, mapEndpoints, mapIPCache, mapPolicy, mapConntrack, mapMetrics, mapEvents, mapServices, mapBackends, mapAffinity}
+var nodeMapNames = []string{mapConfig, mapEndpoints, mapIPCache, mapPolicy, mapConntrack, mapMetrics, mapEvents, mapServices, mapBackends, mapAffinity, mapNodePortFwd, mapNodePortRev}
 
 // Program roles: one BPF object per attachment role.
 const (
 	roleFromContainer = "from-container"
 	roleToContainer   = "to-container"
 	roleFromOverlay   = "from-overlay"
+	roleFromNetdev    = "from-netdev"
+	roleFromHost      = "from-host"
 )
 
 type programSet struct {
 	fromContainer, toContainer, fromOverlay *ebpf.Program
+	fromNetdev, fromHost                    *ebpf.Program
 }
 
 func (p *programSet) byRole(role string) *ebpf.Program {
@@ -108,12 +111,16 @@ func (p *programSet) byRole(role string) *ebpf.Program {
 		return p.toContainer
 	case roleFromOverlay:
 		return p.fromOverlay
+	case roleFromNetdev:
+		return p.fromNetdev
+	case roleFromHost:
+		return p.fromHost
 	}
 	return nil
 }
 
 func (p *programSet) close() {
-	for _, prog := range []*ebpf.Program{p.fromContainer, p.toContainer, p.fromOverlay} {
+	for _, prog := range []*ebpf.Program{p.fromContainer, p.toContainer, p.fromOverlay, p.fromNetdev, p.fromHost} {
 		if prog != nil {
 			prog.Close()
 		}
@@ -234,6 +241,9 @@ func (d *Datapath) load() error {
 			return err
 		}
 	}
+	if err := d.attachServices(); err != nil {
+		return err
+	}
 	for _, ep := range d.endpoints {
 		if err := d.attachEndpoint(ep); err != nil {
 			return err
@@ -323,6 +333,8 @@ func loadPrograms(maps map[string]*ebpf.Map) (programSet, error) {
 		{roleFromContainer, loadFromContainer, "cil_from_container", &ps.fromContainer},
 		{roleToContainer, loadToContainer, "cil_to_container", &ps.toContainer},
 		{roleFromOverlay, loadFromOverlay, "cil_from_overlay", &ps.fromOverlay},
+		{roleFromNetdev, loadFromNetdev, "cil_from_netdev", &ps.fromNetdev},
+		{roleFromHost, loadFromHost, "cil_from_host", &ps.fromHost},
 	}
 	for _, o := range objs {
 		prog, err := loadProgram(o.spec, o.prog, maps)

@@ -325,6 +325,25 @@ func (c *miniCluster) addPod(n *miniNode, name string, index int, id identity.ID
 		return nil, err
 	}
 	p.ep = Endpoint{ID: uint16(100 + index), IP: ip, Ifindex: lxc.Attrs().Index, MAC: eth0.Attrs().HardwareAddr, HostMAC: lxc.Attrs().HardwareAddr, Identity: id}
+	c.pods[name] = p
+	if n.datapath == nil {
+		// No datapath: the other nodes route to the pod through its node.
+		for _, o := range c.nodes {
+			if o == n {
+				continue
+			}
+			oh, err := o.ns.Handle()
+			if err != nil {
+				return nil, err
+			}
+			err = oh.RouteAdd(&netlink.Route{Dst: prefixNet(netip.PrefixFrom(ip, 32)), Gw: n.ip.AsSlice()})
+			oh.Close()
+			if err != nil {
+				return nil, err
+			}
+		}
+		return p, nil
+	}
 	if err := n.datapath.AddEndpoint(p.ep); err != nil {
 		return nil, err
 	}

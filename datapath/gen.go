@@ -7,3 +7,5 @@ package datapath
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-16 -target bpfel -go-package datapath fromOverlay ../bpf/from_overlay.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-16 -target bpfel -go-package datapath toContainer ../bpf/to_container.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-16 -target bpfel -go-package datapath tunnelProbe ../bpf/tunnel_probe.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-16 -target bpfel -go-package datapath fromNetdev ../bpf/from_netdev.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-16 -target bpfel -go-package datapath fromHost ../bpf/from_host.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu

@@ -22,6 +22,12 @@ type Service struct {
 	// Proto is 6 (TCP) or 17 (UDP).
 	Proto    uint8
 	Backends []netip.AddrPort
+	// Type is the kind of frontend (the zero value is ClusterIP); it is
+	// recorded for listings, the datapath treats every kind alike.
+	Type ServiceType
+	// Local marks a NodePort frontend with externalTrafficPolicy: Local
+	// (the caller passes only the node's own backends).
+	Local bool
 }
 
 func (s *Service) validate() error {
@@ -76,7 +82,7 @@ func (d *Datapath) UpsertService(s Service) error {
 			return fmt.Errorf("service %v: write backend %v: %w", s.Frontend, b, err)
 		}
 	}
-	sv := lbServiceValue{Count: uint16(len(s.Backends))}
+	sv := lbServiceValue{Count: uint16(len(s.Backends)), Flags: s.flags()}
 	if err := d.maps[mapServices].Put(&sk, &sv); err != nil {
 		return fmt.Errorf("service %v: %w", s.Frontend, err)
 	}

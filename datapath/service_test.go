@@ -167,25 +167,6 @@ func TestServiceBackendPinnedAndSpread(t *testing.T) {
 	}
 }
 
-func TestServiceWithoutBackendDrops(t *testing.T) {
-	n := newTestNode(t)
-	frontend := netip.AddrPortFrom(clusterIP, 80)
-	if err := n.d.UpsertService(Service{Frontend: frontend, Proto: 6}); err != nil {
-		t.Fatal(err)
-	}
-	d := expectDrop(t, n, n.d.progs.fromContainer, syn(t, epA.IP, clusterIP, 1234, 80), DropNoService)
-	if d.Reason.Text() != "Service backend not found" {
-		t.Fatalf("reason text %q", d.Reason.Text())
-	}
-	if err := n.d.DeleteService(frontend, 6); err != nil {
-		t.Fatal(err)
-	}
-	// Without the service the packet is plain traffic to an unknown address.
-	if ret, _ := n.run(n.d.progs.fromContainer, syn(t, epA.IP, clusterIP, 1234, 80)); ret != tcActOK {
-		t.Fatalf("after delete: verdict %d", ret)
-	}
-}
-
 func TestServicePolicyJudgesBackend(t *testing.T) {
 	n := newTestNode(t)
 	if err := n.d.UpsertService(Service{Frontend: netip.AddrPortFrom(clusterIP, 80), Proto: 6, Backends: []netip.AddrPort{netip.AddrPortFrom(epB.IP, 8080)}}); err != nil {

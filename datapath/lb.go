@@ -1,0 +1,181 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// ServiceType is the kind of a service frontend.
+type ServiceType uint8
+
+// Service frontend kinds, as `cilium service list` names them.
+const (
+	// ServiceClusterIP is a ClusterIP frontend, reachable from pods and
+	// from the node namespace.
+	ServiceClusterIP ServiceType = iota
+	// ServiceNodePort is a NodePort frontend on a node's eth0 address.
+	ServiceNodePort
+	// ServiceHostPort is a pod's hostPort on its node's eth0 address.
+	ServiceHostPort
+)
+
+// String returns the type as `cilium service list` prints it.
+func (t ServiceType) String() string {
+	switch t {
+	case ServiceNodePort:
+		return "NodePort"
+	case ServiceHostPort:
+		return "HostPort"
+	}
+	return "ClusterIP"
+}
+
+// Flags of lb_service.flags (bpf/lib/common.h LB_F_*).
+const (
+	lbFlagClusterIP = 1 << 0
+	lbFlagNodePort  = 1 << 1
+	lbFlagHostPort  = 1 << 2
+	lbFlagLocal     = 1 << 3
+)
+
+func (s *Service) flags() uint16 {
+	var f uint16
+	switch s.Type {
+	case ServiceNodePort:
+		f = lbFlagNodePort
+	case ServiceHostPort:
+		f = lbFlagHostPort
+	default:
+		f = lbFlagClusterIP
+	}
+	if s.Local {
+		f |= lbFlagLocal
+	}
+	return f
+}
+
+func serviceTypeOf(flags uint16) ServiceType {
+	switch {
+	case flags&lbFlagNodePort != 0:
+		return ServiceNodePort
+	case flags&lbFlagHostPort != 0:
+		return ServiceHostPort
+	}
+	return ServiceClusterIP
+}
+
+// ServiceCIDR is the range of ClusterIPs; each node namespace routes it to
+// cilium_host, where from-host translates it.
+const ServiceCIDR = "10.96.0.0/12"
+
+// serviceGateway is the (onlink, permanently resolved) next hop of the
+// service route: any address works since from-host rewrites the MACs; one
+// that is not the router IP, because a local gateway makes the kernel
+// resolve every ClusterIP as a neighbour of cilium_host.
+var serviceGateway = netip.AddrFrom4([4]byte{169, 254, 0, 1})
+
+// Map names of the NodePort SNAT tables (bpf/lib/maps.h).
+const (
+	mapNodePortFwd = "nodeport_fwd"
+	mapNodePortRev = "nodeport_rev"
+)
+
+// attachServices attaches the service programs of a node: from-netdev on
+// eth0 ingress (NodePort, hostPort, replies of SNAT-ed and host-originated
+// service connections) and from-host on cilium_host egress with the route
+// that sends the service CIDR there (ClusterIP from the node namespace).
+func (d *Datapath) attachServices() error {
+	if d.cfg.NS == nil {
+		return nil
+	}
+	if d.cfg.Eth0Ifindex > 0 {
+		if err := d.attach(roleFromNetdev, d.cfg.Eth0Ifindex, true); err != nil {
+			return err
+		}
+	}
+	if d.cfg.HostIfindex > 0 {
+		if err := d.attach(roleFromHost, d.cfg.HostIfindex, false); err != nil {
+			return err
+		}
+		if err := d.routeServices(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// routeServices routes the service CIDR to cilium_host in the node
+// namespace, with the router IP as source address.
+func (d *Datapath) routeServices() error {
+	h, err := d.netlinkHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	host, err := h.LinkByIndex(d.cfg.HostIfindex)
+	if err != nil {
+		return fmt.Errorf("service route: cilium_host (ifindex %d) in %s: %w", d.cfg.HostIfindex, d.nsName(), err)
+	}
+	gw := net.IP(serviceGateway.AsSlice())
+	if err := h.NeighSet(&netlink.Neigh{LinkIndex: d.cfg.HostIfindex, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+		IP: gw, HardwareAddr: host.Attrs().HardwareAddr}); err != nil {
+		return fmt.Errorf("service route: neighbour %v on %s in %s: %w", serviceGateway, host.Attrs().Name, d.nsName(), err)
+	}
+	cidr := netip.MustParsePrefix(ServiceCIDR)
+	r := &netlink.Route{
+		LinkIndex: d.cfg.HostIfindex,
+		Dst:       &net.IPNet{IP: cidr.Addr().AsSlice(), Mask: net.CIDRMask(cidr.Bits(), 32)},
+		Gw:        gw,
+		Src:       net.IP(d.cfg.RouterIP.AsSlice()),
+		Flags:     int(netlink.FLAG_ONLINK),
+	}
+	if err := h.RouteReplace(r); err != nil {
+		return fmt.Errorf("service route %s via %s in %s: %w", ServiceCIDR, host.Attrs().Name, d.nsName(), err)
+	}
+	return nil
+}
+
+// Services lists the service frontends of the node, read from its maps,
+// sorted by frontend and protocol. Backends are in slot order.
+func (d *Datapath) Services() ([]Service, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, errors.New("services: datapath closed")
+	}
+	var out []Service
+	var k lbServiceKey
+	var v lbServiceValue
+	it := d.maps[mapServices].Iterate()
+	for it.Next(&k, &v) {
+		s := Service{
+			Frontend: netip.AddrPortFrom(addrFromBE(k.Addr), be16(k.Port)),
+			Proto:    k.Proto, Type: serviceTypeOf(v.Flags), Local: v.Flags&lbFlagLocal != 0,
+		}
+		for slot := uint32(1); slot <= uint32(v.Count); slot++ {
+			bk := lbBackendKey{Addr: k.Addr, Port: k.Port, Proto: k.Proto, Slot: slot}
+			var bv lbBackendValue
+			if err := d.maps[mapBackends].Lookup(&bk, &bv); err != nil {
+				return nil, fmt.Errorf("service %v slot %d: %w", s.Frontend, slot, err)
+			}
+			s.Backends = append(s.Backends, netip.AddrPortFrom(addrFromBE(bv.Addr), be16(bv.Port)))
+		}
+		out = append(out, s)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read service map: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if c := out[i].Frontend.Compare(out[j].Frontend); c != 0 {
+			return c < 0
+		}
+		return out[i].Proto < out[j].Proto
+	})
+	return out, nil
+}
