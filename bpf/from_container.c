@@ -45,6 +45,8 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 
 	/* Services are translated first: policy judges the backend. */
 	ret = lb_translate(skb, cfg, &f, &nat);
+	if (ret == DROP_NO_SERVICE)
+		return lb_no_backend(skb, DIR_EGRESS, src->identity, src->ep_id, &f, skb->ifindex, 0);
 	if (ret)
 		return drop_packet(skb, ret, DIR_EGRESS, src->identity, 0, src->ep_id, &f);
 
@@ -61,6 +63,8 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 		ret = lb_reverse(skb, &f, ct);
 		if (ret)
 			return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id, src->ep_id, &f);
+		if (ct && (ct->nat_flags & CT_NAT_F_LOOPBACK)) /* hairpin reply: back to the pod */
+			dst = endpoint_lookup(f.daddr);
 	} else {
 		ret = policy_enforce(skb, src, POL_EGRESS, dst_id, &f, st == CT_NEW);
 		if (ret)
@@ -76,6 +80,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 			if (ret)
 				return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id,
 						   src->ep_id, &f);
+			lb_ct_flag(&key, &nat);
 		}
 	}
 
@@ -94,6 +99,11 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 		if (ret < 0)
 			return drop_packet(skb, -ret, DIR_EGRESS, src->identity, dst_id, src->ep_id, 0);
 		return ret;
+	}
+	if (lb_reply_to_network(cfg, &f, evf)) {
+		trace_forward(skb, cfg, OBS_FROM_ENDPOINT, OBS_TO_NETWORK, DIR_EGRESS, evf,
+			      src->identity, dst_id, src->ep_id, &f, cfg->eth0_ifindex);
+		return bpf_redirect_neigh(cfg->eth0_ifindex, 0, 0, 0);
 	}
 	trace_forward(skb, cfg, OBS_FROM_ENDPOINT, OBS_TO_STACK, DIR_EGRESS, evf, src->identity,
 		      dst_id, src->ep_id, &f, 0);

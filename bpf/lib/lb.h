@@ -59,10 +59,12 @@ static __always_inline int rewrite_addr_port(struct __sk_buff *skb, __u8 proto, 
 	return 0;
 }
 
-/* lb_translate load-balances a packet addressed to a service frontend. It
+/* lb_translate load-balances a packet addressed to a service frontend
+ * (nothing to do while the node has no service: CFG_HAS_SERVICES). It
  * returns 0 (nat->addr is 0 when the destination is no service) or a drop
  * reason; f is updated to the translated tuple. */
-static __always_inline int lb_translate(struct __sk_buff *skb, struct flow *f, struct lb_nat *nat)
+static __always_inline int lb_translate(struct __sk_buff *skb, const struct node_config *cfg,
+					struct flow *f, struct lb_nat *nat)
 {
 	struct lb_service_key sk = {};
 	struct lb_backend_key bk = {};
@@ -74,6 +76,9 @@ static __always_inline int lb_translate(struct __sk_buff *skb, struct flow *f, s
 	nat->addr = 0;
 	nat->port = 0;
 	nat->flags = 0;
+	/* Nodes without any service skip the lookup altogether. */
+	if (!(cfg->flags & CFG_HAS_SERVICES))
+		return 0;
 	if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
 		return 0;
 	sk.addr = f->daddr;
