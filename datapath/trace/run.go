@@ -100,7 +100,11 @@ func Run(l *Lab, opts Options) (*Result, error) {
 // Format writes the result as one line per hop and the summary.
 func (r *Result) Format() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "trace %s %s (%s) -> %s (%s)\n", r.Proto, r.From, r.Src, r.To, r.Dst)
+	src := "no source address"
+	if r.Src.IsValid() {
+		src = r.Src.String()
+	}
+	fmt.Fprintf(&b, "trace %s %s (%s) -> %s (%s)\n", r.Proto, r.From, src, r.To, r.Dst)
 	width := 0
 	for _, h := range r.Hops {
 		if len(h.NS) > width {

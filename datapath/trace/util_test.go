@@ -1,5 +1,10 @@
 package trace
 
-import "net/netip"
+import (
+	"fmt"
+	"net/netip"
+)
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+var fmtSprintf = fmt.Sprintf

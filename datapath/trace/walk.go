@@ -355,8 +355,8 @@ func (w *walker) output(sp *space, pkt *packet, rt netlink.Route, forwarded bool
 			return
 		}
 	}
-	if up, why := linkUp(ln); !up {
-		w.fail("the route for %s in %s leaves by %s, which is %s", pkt.dst, sp.label, name, why)
+	if up, _ := linkUp(ln); !up {
+		w.fail("the route for %s in %s leaves by %s, which %s", pkt.dst, sp.label, name, w.downReason(sp, ln))
 		return
 	}
 	if mtu := ln.Attrs().MTU; mtu > 0 && pkt.size > mtu {
@@ -452,8 +452,8 @@ func (w *walker) xmit(sp *space, ln netlink.Link, pkt *packet) {
 	}
 	a := ln.Attrs()
 	w.device(sp, a.Name)
-	if up, why := linkUp(ln); !up {
-		w.fail("%s in %s is %s: it cannot send the packet", a.Name, sp.label, why)
+	if up, _ := linkUp(ln); !up {
+		w.fail("%s in %s %s: it cannot send the packet", a.Name, sp.label, w.downReason(sp, ln))
 		return
 	}
 	if w.hooks(sp, ln, false, pkt) {
@@ -478,6 +478,26 @@ func (w *walker) xmit(sp *space, ln netlink.Link, pkt *packet) {
 			w.fail("not supported yet: following a packet out of a %s device (%s in %s)", ln.Type(), a.Name, sp.label)
 		}
 	}
+}
+
+// downReason says why ln cannot carry packets ("is administratively
+// down", "has no carrier: its veth peer b0 in b is administratively down").
+func (w *walker) downReason(sp *space, ln netlink.Link) string {
+	a := ln.Attrs()
+	if a.Flags&net.FlagUp == 0 {
+		return "is administratively down"
+	}
+	if _, ok := ln.(*netlink.Veth); ok {
+		if psp := w.lab.peerSpace(sp, a.NetNsID); psp != nil {
+			if peer, err := psp.link(a.ParentIndex); err == nil && peer.Attrs().Flags&net.FlagUp == 0 {
+				return fmt.Sprintf("has no carrier: its veth peer %s in %s is administratively down", peer.Attrs().Name, psp.label)
+			}
+		}
+	}
+	if _, ok := ln.(*netlink.Bridge); ok {
+		return "has no carrier: none of its ports is up"
+	}
+	return fmt.Sprintf("has no carrier (state %s)", a.OperState)
 }
 
 func (w *walker) veth(sp *space, ln netlink.Link, pkt *packet) {
@@ -802,21 +822,27 @@ func (w *walker) input(sp *space, ln netlink.Link, pkt *packet) {
 func (w *walker) inputError(sp *space, ln netlink.Link, pkt *packet, err error) {
 	a := ln.Attrs()
 	switch {
-	case errors.Is(err, unix.EXDEV):
+	case errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL):
+		// The kernel rejects a martian source; reverse-path filtering is
+		// the usual cause.
 		rp := maxSysctl(sp, "rp_filter", a.Name)
-		back := "no route at all"
+		var back netlink.Link
 		if rts, err := sp.h.RouteGet(pkt.src.AsSlice()); err == nil && len(rts) > 0 {
-			if out, err := sp.link(rts[0].LinkIndex); err == nil {
-				back = "by " + out.Attrs().Name
-			}
+			back, _ = sp.link(rts[0].LinkIndex)
 		}
-		mode := "strict"
-		if rp == 2 {
-			mode = "loose"
+		switch {
+		case rp == 1 && back != nil && back.Attrs().Index != a.Index:
+			w.hop(sp, "route", "%s arriving on %s from %s: rejected by reverse-path filtering (rp_filter=1)", pkt.dst, a.Name, pkt.src)
+			w.fail("strict reverse-path filtering (rp_filter=1) in %s drops the packet from %s arriving on %s: the route back to %s leaves by %s",
+				sp.label, pkt.src, a.Name, pkt.src, back.Attrs().Name)
+		case rp > 0 && back == nil:
+			w.hop(sp, "route", "%s arriving on %s from %s: rejected by reverse-path filtering (rp_filter=%d)", pkt.dst, a.Name, pkt.src, rp)
+			w.fail("reverse-path filtering (rp_filter=%d) in %s drops the packet from %s arriving on %s: there is no route back to %s",
+				rp, sp.label, pkt.src, a.Name, pkt.src)
+		default:
+			w.hop(sp, "route", "%s arriving on %s from %s: martian source (%s)", pkt.dst, a.Name, pkt.src, errText(err))
+			w.fail("%s treats %s, the source of the packet arriving on %s, as a martian and drops it", sp.label, pkt.src, a.Name)
 		}
-		w.hop(sp, "route", "%s arriving on %s from %s: rejected by reverse-path filtering (rp_filter=%d)", pkt.dst, a.Name, pkt.src, rp)
-		w.fail("%s reverse-path filtering (rp_filter=%d) in %s drops the packet from %s arriving on %s: the route back to %s leaves %s",
-			mode, rp, sp.label, pkt.src, a.Name, pkt.src, back)
 	case errors.Is(err, unix.EHOSTUNREACH) || errors.Is(err, unix.ENETUNREACH):
 		fwd, _ := topo.ReadSysctl(sp.ns, "net.ipv4.conf."+a.Name+".forwarding")
 		if strings.TrimSpace(fwd) == "0" {
