@@ -119,4 +119,6 @@ func setDown(r *topo.Raw, short, dev string) {
 	Expect(topo.LinkSetUp(h, dev, false)).To(Succeed())
 }
 
-func sprintf(format string, args ...any) string { return strings.TrimSpace(fmtSprintf(format, args...)) }
+func sprintf(format string, args ...any) string {
+	return strings.TrimSpace(fmtSprintf(format, args...))
+}
