@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/podlab/podlab/datapath/identity"
 	"github.com/podlab/podlab/datapath/policy"
 )
 
@@ -113,7 +114,7 @@ func TestCompilePolicyMatchesReference(t *testing.T) {
 func TestCompilePolicyRejectsBadEntries(t *testing.T) {
 	bad := []policy.Entry{
 		{Direction: 3},
-		{Identity: 1 << 24},
+		{Identity: uint32(identity.MaxLocal) + 1},
 		{Proto: 6, PortLo: 100, PortHi: 50},
 		{Proto: 47, PortLo: 1},
 		{Proto: 1, PortLo: 300},
