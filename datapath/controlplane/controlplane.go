@@ -46,6 +46,7 @@ type ControlPlane struct {
 	nsLabels map[string]map[string]string
 	cidrs    map[netip.Prefix]identity.ID // pushed to the ipcaches
 	policies map[string]policy.EndpointPolicy
+	lb       lbState // services and hostPorts (services.go)
 	closed   bool
 }
 
@@ -91,7 +92,7 @@ func (cp *ControlPlane) NodeAdded(ctx context.Context, c *topo.Cluster, n *topo.
 	defer cp.mu.Unlock()
 	cp.nodes[n.Name] = &node{n: n, dp: dp}
 	cp.order = append(cp.order, n.Name)
-	return cp.syncIPCacheLocked()
+	return errors.Join(cp.syncIPCacheLocked(), cp.syncServicesLocked())
 }
 
 // ipcacheEntry is one prefix of the cluster-wide ipcache.
@@ -189,7 +190,7 @@ func (cp *ControlPlane) PodAdded(ctx context.Context, c *topo.Cluster, p *topo.P
 		_, _ = cp.alloc.Release(id)
 		return fmt.Errorf("endpoint %s: %w", p.Key(), err)
 	}
-	return cp.syncIPCacheLocked()
+	return errors.Join(cp.syncIPCacheLocked(), cp.hostPortsChangedLocked(p, true))
 }
 
 // PodRemoved withdraws the pod from every ipcache, removes its endpoint
@@ -204,7 +205,7 @@ func (cp *ControlPlane) PodRemoved(ctx context.Context, c *topo.Cluster, p *topo
 	delete(cp.eps, p.Key())
 	delete(cp.policies, p.Key())
 	var errs []error
-	errs = append(errs, cp.removePrefixLocked(netip.PrefixFrom(p.IP, 32)))
+	errs = append(errs, cp.removePrefixLocked(netip.PrefixFrom(p.IP, 32)), cp.hostPortsChangedLocked(p, false))
 	if nd := cp.nodes[p.Node.Name]; nd != nil {
 		if err := nd.dp.RemoveEndpoint(datapath.Endpoint{ID: p.EndpointID, IP: p.IP, Ifindex: p.HostIfindex, MAC: p.MAC, HostMAC: p.HostMAC, Identity: ep.id}); err != nil {
 			errs = append(errs, err)
