@@ -307,3 +307,37 @@ func PrefixNet(p netip.Prefix) *net.IPNet {
 	}
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
 }
+
+// DeviceRoutes returns the IPv4 routes of the main table that use device
+// name (what the kernel removes when the device goes down).
+func DeviceRoutes(h *netlink.Handle, name string) ([]netlink.Route, error) {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("find %s: %w", name, err)
+	}
+	routes, err := h.RouteList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("routes of %s: %w", name, err)
+	}
+	var out []netlink.Route
+	for _, r := range routes {
+		if r.Protocol == unix.RTPROT_KERNEL {
+			continue // the kernel adds connected routes back itself
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// RestoreRoutes re-adds routes saved with DeviceRoutes (existing ones are
+// replaced).
+func RestoreRoutes(h *netlink.Handle, routes []netlink.Route) error {
+	var errs []error
+	for _, r := range routes {
+		r := r
+		if err := h.RouteReplace(&r); err != nil {
+			errs = append(errs, fmt.Errorf("restore route %s: %w", r.String(), err))
+		}
+	}
+	return errors.Join(errs...)
+}

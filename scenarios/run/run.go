@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/podlab/podlab/datapath/controlplane"
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/pcap"
@@ -70,8 +72,7 @@ type Runner struct {
 	mu       sync.Mutex
 	pods     map[string]*podRT // by namespace/name
 	services map[string]*svcRT // by namespace/name
-	nextIP   netip.Addr
-	nextNP   int
+	addrs    *scenarios.ServiceAddresses
 	records  *workload.Records
 	dnsIP    netip.Addr
 	closers  []func() error
@@ -80,6 +81,8 @@ type Runner struct {
 	run      *result.Run
 	failed   bool
 	svcWarn  bool
+	// downRoutes keeps the routes of devices a linkDown fault took down.
+	downRoutes map[string][]netlink.Route
 }
 
 type podRT struct {
@@ -121,7 +124,7 @@ func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error)
 		s: s, o: o,
 		names: scenarios.NewNameGenerator(s.Settings.Seed), sched: scenarios.NewScheduler(s.Nodes()),
 		pods: map[string]*podRT{}, services: map[string]*svcRT{},
-		nextIP: netip.MustParseAddr("10.96.0.100"), nextNP: 30000,
+		addrs:   scenarios.NewServiceAddresses(),
 		records: workload.NewRecords(workload.DefaultClusterDomain), dnsIP: topo.DefaultDNSIP,
 		store: flow.NewStore(200000),
 		run:   &result.Run{Scenario: s.Name, Lab: o.Lab, Description: s.Description, Started: time.Now()},

@@ -220,28 +220,20 @@ func (r *Runner) applyService(svc *scenarios.Service) error {
 	r.mu.Lock()
 	rt := r.services[key]
 	if rt == nil {
-		rt = &svcRT{svc: svc, nodePorts: map[int]int{}}
+		addr, err := r.addrs.Assign(svc)
+		if err != nil {
+			r.mu.Unlock()
+			return fmt.Errorf("%s: service %s: %w", svc.Source, key, err)
+		}
+		rt = &svcRT{svc: svc, ip: addr.ClusterIP, nodePorts: map[int]int{}}
+		for i, p := range svc.Ports {
+			if i < len(addr.NodePorts) && addr.NodePorts[i] != 0 {
+				rt.nodePorts[p.Port] = addr.NodePorts[i]
+			}
+		}
 		r.services[key] = rt
 	}
 	rt.svc = svc
-	if !svc.Headless && !rt.ip.IsValid() {
-		if svc.ClusterIP.IsValid() {
-			rt.ip = svc.ClusterIP
-		} else {
-			rt.ip = r.nextIP
-			r.nextIP = r.nextIP.Next()
-		}
-	}
-	for _, p := range svc.Ports {
-		if svc.Type == "NodePort" && rt.nodePorts[p.Port] == 0 {
-			np := p.NodePort
-			if np == 0 {
-				np = r.nextNP
-				r.nextNP++
-			}
-			rt.nodePorts[p.Port] = np
-		}
-	}
 	r.mu.Unlock()
 	return r.syncService(rt)
 }

@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/pcap"
 	"github.com/podlab/podlab/scenarios"
@@ -279,6 +281,9 @@ func (r *Runner) delete(ctx context.Context, refs []scenarios.ObjectRef) error {
 			r.mu.Lock()
 			rt := r.services[ref.Namespace+"/"+ref.Name]
 			delete(r.services, ref.Namespace+"/"+ref.Name)
+			if rt != nil {
+				r.addrs.Release(rt.svc.Ref())
+			}
 			r.mu.Unlock()
 			if rt != nil {
 				r.records.DeleteService(ref.Namespace, ref.Name)
@@ -349,10 +354,33 @@ func (r *Runner) fault(ctx context.Context, f *scenarios.Fault) error {
 			return err
 		}
 		defer h.Close()
-		if f.Kind == scenarios.FaultMTU {
+		switch f.Kind {
+		case scenarios.FaultMTU:
 			return topo.LinkSetMTU(h, dev, f.MTU)
+		case scenarios.FaultLinkDown:
+			// The kernel drops a device's routes when it goes down and does
+			// not bring them back: remember them for linkUp.
+			routes, err := topo.DeviceRoutes(h, dev)
+			if err != nil {
+				return err
+			}
+			r.mu.Lock()
+			if r.downRoutes == nil {
+				r.downRoutes = map[string][]netlink.Route{}
+			}
+			r.downRoutes[ns.Name+"/"+dev] = routes
+			r.mu.Unlock()
+			return topo.LinkSetUp(h, dev, false)
+		default:
+			if err := topo.LinkSetUp(h, dev, true); err != nil {
+				return err
+			}
+			r.mu.Lock()
+			routes := r.downRoutes[ns.Name+"/"+dev]
+			delete(r.downRoutes, ns.Name+"/"+dev)
+			r.mu.Unlock()
+			return topo.RestoreRoutes(h, routes)
 		}
-		return topo.LinkSetUp(h, dev, f.Kind == scenarios.FaultLinkUp)
 	case scenarios.FaultDeletePod:
 		var victims []*podRT
 		switch f.Pod.Kind {
@@ -777,8 +805,51 @@ func (r *Runner) peerAddrs(p scenarios.Peer) []string {
 			out = append(out, rt.pod.IP.String())
 		}
 	default:
-		if h, _, err := r.target(p); err == nil {
-			out = append(out, h)
+		h, _, err := r.target(p)
+		if err != nil {
+			return nil
+		}
+		var ips []netip.Addr
+		if ip, err := netip.ParseAddr(h); err == nil {
+			ips = append(ips, ip)
+		} else {
+			// A name, resolved as a pod of the default namespace would.
+			for _, cand := range probe.PodDNSConfig("default", r.dnsIP).Candidates(h) {
+				if ans := r.records.Lookup(cand, dnsmessage.TypeA); len(ans.Addrs) > 0 {
+					ips = ans.Addrs
+					break
+				}
+			}
+		}
+		for _, ip := range ips {
+			out = append(out, ip.String())
+			// Flows carry the backend after the datapath's DNAT: a
+			// Service stands for its backends too.
+			out = append(out, r.backendsOf(ip)...)
+		}
+	}
+	return out
+}
+
+// backendsOf returns the pod IPs behind a ClusterIP.
+func (r *Runner) backendsOf(vip netip.Addr) []string {
+	r.mu.Lock()
+	var svc *svcRT
+	for _, s := range r.services {
+		if s.ip == vip {
+			svc = s
+		}
+	}
+	r.mu.Unlock()
+	if svc == nil {
+		return nil
+	}
+	var out []string
+	for _, pe := range scenarios.Endpoints(svc.svc, r.placements()) {
+		for _, b := range pe.Backends {
+			if ip, ok := r.podIP(b.Namespace, b.Pod); ok {
+				out = append(out, ip.String())
+			}
 		}
 	}
 	return out
