@@ -103,17 +103,17 @@ func (r *Runner) containerProbe(ctx context.Context, rt *podRT, cp scenarios.Con
 	}
 	port := cp.Check.Port
 	url := fmt.Sprintf("http://%s:%d%s", host, port, cp.Check.Path)
-	var res probe.Result
 	dns := probe.PodDNSConfig(rt.pod.Namespace, r.dnsIP)
-	if cp.Check.Protocol == "TCP" {
-		res = probe.TCP{Addr: fmt.Sprintf("%s:%d", host, port), Timeout: timeout, DNS: dns}.Run(ctx, rt.pod.NS)
-	} else {
+	res := r.runProbe(ctx, rt.pod.IP, !cp.Check.ExpectSuccess, func(ctx context.Context) probe.Result {
+		if cp.Check.Protocol == "TCP" {
+			return probe.TCP{Addr: fmt.Sprintf("%s:%d", host, port), Timeout: timeout, DNS: dns}.Run(ctx, rt.pod.NS)
+		}
 		st := 0
 		if !cp.Check.FailOnHTTPError {
 			st = probe.AnyStatus
 		}
-		res = probe.HTTP{Method: cp.Check.Method, URL: url, Timeout: timeout, ConnectTimeout: cp.Check.ConnectTimeout, DNS: dns, ExpectStatus: st}.Run(ctx, rt.pod.NS)
-	}
+		return probe.HTTP{Method: cp.Check.Method, URL: url, Timeout: timeout, ConnectTimeout: cp.Check.ConnectTimeout, DNS: dns, ExpectStatus: st}.Run(ctx, rt.pod.NS)
+	})
 	e := result.Expectation{Description: desc, Duration: time.Since(start), Verdict: result.Passed}
 	ok := res.Outcome == probe.Success
 	if ok != cp.Check.ExpectSuccess {
@@ -577,7 +577,10 @@ func (r *Runner) probeStep(ctx context.Context, ps *scenarios.ProbeStep) []resul
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				results[i] = r.oneProbe(ctx, ps, src, host, port, timeout)
+				early := ps.Expect == scenarios.ExpectTimeout || ps.Expect == scenarios.ExpectFail
+				results[i] = r.runProbe(ctx, src.ip, early, func(ctx context.Context) probe.Result {
+					return r.oneProbe(ctx, ps, src, host, port, timeout)
+				})
 			}()
 		}
 		wg.Wait()
@@ -610,6 +613,41 @@ func (r *Runner) probeStep(ctx context.Context, ps *scenarios.ProbeStep) []resul
 		out = append(out, e)
 	}
 	return out
+}
+
+// runProbe runs one probe from a pod. When the probe is expected to fail
+// and the datapath drops the probe's traffic (other than its DNS lookup),
+// the verdict is known at that moment: a dropped SYN or datagram is never
+// answered, so the probe is cut short and reported as a timeout caused by
+// that drop instead of waiting the full timeout.
+func (r *Runner) runProbe(ctx context.Context, src netip.Addr, early bool, run func(context.Context) probe.Result) probe.Result {
+	if !early || r.pump == nil || !src.IsValid() {
+		return run(ctx)
+	}
+	start := time.Now()
+	sub := r.store.Subscribe(256, func(f *flow.Flow) bool {
+		if f.Verdict != flow.VerdictDropped || f.IP == nil || f.IP.Source != src.String() || f.Time.Before(start) {
+			return false
+		}
+		_, dport := f.Ports()
+		return dport != 53
+	})
+	defer sub.Close()
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan probe.Result, 1)
+	go func() { done <- run(pctx) }()
+	select {
+	case res := <-done:
+		return res
+	case f := <-sub.C:
+		cancel()
+		res := <-done
+		res.Outcome = probe.Timeout
+		res.Reason = "no answer: the datapath dropped it (" + f.DropReasonDesc.Text() + "): " + flowLine(f)
+		res.Duration = time.Since(start)
+		return res
+	}
 }
 
 func (r *Runner) oneProbe(ctx context.Context, ps *scenarios.ProbeStep, src source, host string, port int, timeout time.Duration) probe.Result {
