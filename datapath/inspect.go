@@ -494,6 +494,7 @@ func DryRun(in DryRunInput) (*DryRunResult, error) {
 			return nil, fmt.Errorf("dry run %s: scratch map %s: %w", in.Role, name, err)
 		}
 		scratch = append(scratch, m)
+		ms.MaxEntries = cp.MaxEntries
 		repl[name] = m
 		if lm == nil {
 			res.Empty = append(res.Empty, name)

@@ -1,0 +1,140 @@
+package trace
+
+import (
+	"context"
+	"os"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/podlab/podlab/datapath/controlplane"
+	"github.com/podlab/podlab/datapath/policy"
+	"github.com/podlab/podlab/topo"
+)
+
+var _ = Describe("a 3-node BPF cluster", Ordered, func() {
+	const lab = "ttrbpf"
+	var (
+		c                     *topo.Cluster
+		cp                    *controlplane.ControlPlane
+		l                     *Lab
+		client, local, remote *topo.Pod
+	)
+
+	BeforeAll(func() {
+		needRoot()
+		ctx := context.Background()
+		cp = controlplane.New(lab, controlplane.Options{AllowLocalhost: true})
+		var err error
+		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() {
+			Expect(cp.Close()).To(Succeed())
+			Expect(c.Down()).To(Succeed())
+			left, _ := topo.ListNamespaces(lab)
+			Expect(left).To(BeEmpty())
+			_, err := os.Stat(topo.BPFDir(lab))
+			Expect(os.IsNotExist(err)).To(BeTrue(), "BPF pins left in %s", topo.BPFDir(lab))
+		})
+		Expect(c.Up(ctx, nil)).To(Succeed())
+		add := func(name, node string, labels map[string]string) *topo.Pod {
+			p, err := c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: name, Node: node, Labels: labels})
+			Expect(err).NotTo(HaveOccurred())
+			return p
+		}
+		client = add("client", "kind-worker", map[string]string{"app": "client"})
+		local = add("echo-local", "kind-worker", map[string]string{"app": "echo"})
+		remote = add("echo-remote", "kind-worker2", map[string]string{"app": "echo"})
+		Expect(c.WaitLinksUp(ctx, c.Pods(), 5*time.Second)).To(Succeed())
+		for _, p := range c.Pods() {
+			// Quiet pods: no background IPv6 (the datapath drops it).
+			Expect(topo.SetSysctl(p.NS, "net.ipv6.conf.all.disable_ipv6", "1")).To(Succeed())
+		}
+		s := &topo.LabState{Name: lab, Kind: "cluster"}
+		c.StateOf(s)
+		l, err = OpenState(s)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(l.Close)
+	})
+
+	AfterEach(func() {
+		for _, p := range cp.Policies() {
+			Expect(cp.DeletePolicy(p.Key)).To(Succeed())
+		}
+	})
+
+	It("prints the full cross-node path with allow verdicts and no anomaly", func() {
+		res := mustTrace(l, Options{From: "default/client", To: "echo-remote", Proto: "tcp", DPort: 8080})
+		Expect(res.Anomaly).To(BeEmpty())
+		Expect(res.Reached).To(Equal(remote.IP.String() + " in default/echo-remote (eth0), and the reply comes back to default/client"))
+		text := res.Format()
+		Expect(text).To(ContainSubstring("from-container"))
+		Expect(text).To(ContainSubstring("from-overlay"))
+		Expect(text).To(ContainSubstring("cilium_vxlan: collect-metadata VXLAN, UDP 8472"))
+		Expect(topo.Ping(client.NS, remote.IP, 2*time.Second)).To(Succeed())
+	})
+
+	It("names the policy that denies", func() {
+		ps, err := policy.Parse("deny.yaml", []byte(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: echo-deny-client, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: echo}}
+  ingress: [{fromEntities: [all]}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cp.ApplyPolicy(ps[0])).To(Succeed())
+		res := mustTrace(l, Options{From: "client", To: remote.IP.String(), Proto: "tcp", DPort: 8080})
+		Expect(res.Anomaly).To(ContainSubstring("from-overlay on cilium_vxlan ingress in kind-worker2 drops the packet: Policy denied by denylist"))
+		Expect(res.Anomaly).To(ContainSubstring("deny"))
+		res = mustTrace(l, Options{From: "client", To: local.IP.String(), Proto: "tcp", DPort: 8080})
+		Expect(res.Anomaly).To(ContainSubstring("from-container on"))
+		Expect(res.Anomaly).To(ContainSubstring("Policy denied by denylist"))
+		// Port 80 is still allowed.
+		res = mustTrace(l, Options{From: "client", To: "echo-remote", Proto: "tcp", DPort: 80})
+		Expect(res.Anomaly).To(BeEmpty())
+	})
+
+	It("changes nothing: maps (conntrack, metrics), events, neighbours, links", func() {
+		// Real traffic first, so that conntrack and metrics hold entries
+		// a careless dry run would update.
+		Expect(topo.Ping(client.NS, remote.IP, 2*time.Second)).To(Succeed())
+		Expect(topo.Ping(client.NS, local.IP, 2*time.Second)).To(Succeed())
+		ps, err := policy.Parse("deny.yaml", []byte(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: echo-80, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: echo}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cp.ApplyPolicy(ps[0])).To(Succeed())
+		drainEvents(l)
+		before := labSnapshot(l)
+		Expect(before).To(ContainElement(ContainSubstring("/conntrack ")))
+		Expect(before).To(ContainElement(ContainSubstring("/metrics ")))
+		for _, o := range []Options{
+			{From: "client", To: "echo-remote"},
+			{From: "client", To: "echo-local"},
+			{From: "client", To: "echo-remote", Proto: "tcp", DPort: 80},
+			{From: "client", To: "echo-local", Proto: "tcp", DPort: 80},
+			{From: "client", To: "echo-remote", Proto: "udp", DPort: 53},
+			{From: "echo-remote", To: "client", Proto: "tcp", DPort: 9999},
+			{From: "kind-worker", To: "echo-remote"},
+		} {
+			res, err := Run(l, o)
+			Expect(err).NotTo(HaveOccurred())
+			GinkgoWriter.Println(res.Summary())
+		}
+		Expect(drainEvents(l)).To(BeZero(), "trace wrote events into the live ring buffers")
+		Expect(labSnapshot(l)).To(Equal(before))
+	})
+})
