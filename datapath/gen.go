@@ -9,3 +9,4 @@ package datapath
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-16 -target bpfel -go-package datapath tunnelProbe ../bpf/tunnel_probe.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-16 -target bpfel -go-package datapath fromNetdev ../bpf/from_netdev.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-16 -target bpfel -go-package datapath fromHost ../bpf/from_host.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang-16 -target bpfel -go-package datapath lbBench ../bpf/lb_bench.c -- -O2 -g -Wall -I/usr/include/x86_64-linux-gnu
