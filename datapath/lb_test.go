@@ -96,7 +96,6 @@ func TestServiceNoBackendRejects(t *testing.T) {
 	}
 }
 
-
 func TestServiceHairpin(t *testing.T) {
 	n := newServiceNode(t)
 	self := netip.AddrPortFrom(epA.IP, 8080)
