@@ -29,7 +29,21 @@ const (
 	RoleFromContainer = roleFromContainer
 	RoleToContainer   = roleToContainer
 	RoleFromOverlay   = roleFromOverlay
+	RoleFromNetdev    = roleFromNetdev
+	RoleFromHost      = roleFromHost
 )
+
+// roleObjects maps a role to its embedded object and program name.
+var roleObjects = map[string]struct {
+	spec func() (*ebpf.CollectionSpec, error)
+	prog string
+}{
+	roleFromContainer: {loadFromContainer, "cil_from_container"},
+	roleToContainer:   {loadToContainer, "cil_to_container"},
+	roleFromOverlay:   {loadFromOverlay, "cil_from_overlay"},
+	roleFromNetdev:    {loadFromNetdev, "cil_from_netdev"},
+	roleFromHost:      {loadFromHost, "cil_from_host"},
+}
 
 // TC actions a program returns (linux/pkt_cls.h).
 const (
@@ -42,13 +56,9 @@ const (
 // name (which the kernel truncates to 15 bytes), or "" when the program is
 // not one of podlab's.
 func ProgramRole(kernelName string) string {
-	for _, r := range []struct{ role, name string }{
-		{roleFromContainer, "cil_from_container"},
-		{roleToContainer, "cil_to_container"},
-		{roleFromOverlay, "cil_from_overlay"},
-	} {
-		if kernelName != "" && strings.HasPrefix(r.name, kernelName) {
-			return r.role
+	for role, o := range roleObjects {
+		if kernelName != "" && strings.HasPrefix(o.prog, kernelName) {
+			return role
 		}
 	}
 	return ""
@@ -422,8 +432,21 @@ type DryRunResult struct {
 	Conntrack    []MapRecord
 }
 
-// Maps a program writes to: DryRun gives the copy scratch maps instead.
-var scratchMaps = map[string]bool{mapConntrack: true, "lb_affinity": true, mapMetrics: true, mapEvents: true}
+// Maps the programs write to (every bpf_map_update_elem and
+// bpf_map_delete_elem target in bpf/, plus metrics and events): DryRun
+// gives the copy scratch maps instead. LRU maps are always scratch too.
+var scratchMaps = map[string]bool{mapConntrack: true, "lb_affinity": true, "nodeport_fwd": true, "nodeport_rev": true,
+	mapMetrics: true, mapEvents: true}
+
+// ScratchMaps returns the names of the maps DryRun never hands to a copy
+// live (it gets scratch copies): the maps the datapath writes to.
+func ScratchMaps() []string {
+	out := make([]string, 0, len(scratchMaps))
+	for n := range scratchMaps {
+		out = append(out, n)
+	}
+	return out
+}
 
 // DryRun judges in.Packet the way the attached program in.ProgramID would,
 // without side effects on the lab: it loads a fresh copy of the program's
@@ -453,10 +476,12 @@ func DryRun(in DryRunInput) (*DryRunResult, error) {
 		specFn, progName = loadTunnelProbe, "test_tunnel_probe"
 	case roleFromOverlay:
 		specFn, progName = loadTunnelProbe, "test_overlay_probe"
-	case roleToContainer:
-		specFn, progName = loadToContainer, "cil_to_container"
 	default:
-		return nil, fmt.Errorf("dry run: unknown role %q", in.Role)
+		o, ok := roleObjects[in.Role]
+		if !ok {
+			return nil, fmt.Errorf("dry run: unknown role %q", in.Role)
+		}
+		specFn, progName = o.spec, o.prog
 	}
 	spec, err := specFn()
 	if err != nil {
@@ -476,7 +501,7 @@ func DryRun(in DryRunInput) (*DryRunResult, error) {
 			continue
 		}
 		lm := live.maps[name]
-		if lm != nil && !scratchMaps[name] {
+		if lm != nil && !scratchMaps[name] && ms.Type != ebpf.LRUHash {
 			ms.MaxEntries = lm.MaxEntries()
 			repl[name] = lm
 			continue
@@ -500,8 +525,8 @@ func DryRun(in DryRunInput) (*DryRunResult, error) {
 			res.Empty = append(res.Empty, name)
 			continue
 		}
-		if name == mapConntrack || name == "lb_affinity" {
-			n, err := seedTuples(m, lm, src, dst)
+		if cp.Type == ebpf.LRUHash || cp.Type == ebpf.Hash {
+			n, err := seedTuples(m, lm, src, dst, name == mapConntrack || name == "lb_affinity")
 			if err != nil {
 				return nil, fmt.Errorf("dry run %s: seed %s: %w", in.Role, name, err)
 			}
@@ -596,14 +621,15 @@ func packetAddrs(p []byte) (src, dst netip.Addr) {
 	return netip.AddrFrom4([4]byte(p[26:30])), netip.AddrFrom4([4]byte(p[30:34]))
 }
 
-// seedTuples copies the entries of live whose key (a ct_key: saddr, daddr
-// first) joins a and b into m.
-func seedTuples(m, live *ebpf.Map, a, b netip.Addr) (int, error) {
-	if !a.IsValid() {
+// seedTuples copies entries of live into m: with tuples, those whose key
+// (a ct_key: saddr, daddr first) joins a and b; otherwise every entry, up
+// to m's capacity.
+func seedTuples(m, live *ebpf.Map, a, b netip.Addr, tuples bool) (int, error) {
+	if tuples && !a.IsValid() {
 		return 0, nil
 	}
 	ks, vs := int(live.KeySize()), int(live.ValueSize())
-	if ks < 8 {
+	if tuples && ks < 8 {
 		return 0, nil
 	}
 	k, v := make([]byte, ks), make([]byte, vs)
@@ -611,9 +637,11 @@ func seedTuples(m, live *ebpf.Map, a, b netip.Addr) (int, error) {
 	n := 0
 	it := live.Iterate()
 	for it.Next(&k, &v) {
-		s, d := [4]byte(k[0:4]), [4]byte(k[4:8])
-		if !(s == ab && d == bb || s == bb && d == ab) {
-			continue
+		if tuples {
+			s, d := [4]byte(k[0:4]), [4]byte(k[4:8])
+			if !(s == ab && d == bb || s == bb && d == ab) {
+				continue
+			}
 		}
 		if err := m.Put(k, v); err != nil {
 			return n, err
@@ -638,18 +666,11 @@ func sameCode(id ebpf.ProgramID, role string, maps map[string]*ebpf.Map) bool {
 	if err != nil {
 		return false
 	}
-	var specFn func() (*ebpf.CollectionSpec, error)
-	var name string
-	switch role {
-	case roleFromContainer:
-		specFn, name = loadFromContainer, "cil_from_container"
-	case roleToContainer:
-		specFn, name = loadToContainer, "cil_to_container"
-	case roleFromOverlay:
-		specFn, name = loadFromOverlay, "cil_from_overlay"
-	default:
+	o, ok := roleObjects[role]
+	if !ok {
 		return false
 	}
+	specFn, name := o.spec, o.prog
 	spec, err := specFn()
 	if err != nil {
 		return false

@@ -100,6 +100,17 @@ spec:
 		Expect(res.Anomaly).To(BeEmpty())
 	})
 
+	It("shows the service translation to the (only) backend", func() {
+		svc := controlplane.Service{Namespace: "default", Name: "echo", Type: "ClusterIP", ClusterIP: mustAddr("10.96.0.50"),
+			Ports: []controlplane.ServicePort{{Proto: 6, Port: 80, Backends: []controlplane.Backend{{IP: remote.IP, Port: 8080, Node: "kind-worker2"}}}}}
+		Expect(cp.UpsertService(svc)).To(Succeed())
+		DeferCleanup(func() { Expect(cp.DeleteService("default", "echo")).To(Succeed()) })
+		res := mustTrace(l, Options{From: "client", To: "10.96.0.50", Proto: "tcp", DPort: 80})
+		Expect(res.Format()).To(ContainSubstring("from-container translates 10.96.0.50:80 to " + remote.IP.String() + ":8080"))
+		Expect(res.Anomaly).To(BeEmpty())
+		Expect(res.Reached).To(HavePrefix(remote.IP.String() + " in default/echo-remote"))
+	})
+
 	It("changes nothing: maps (conntrack, metrics), events, neighbours, links", func() {
 		// Real traffic first, so that conntrack and metrics hold entries
 		// a careless dry run would update.

@@ -169,6 +169,20 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 	if verdict == "" {
 		verdict = fmt.Sprintf("TC action %d", res.Verdict)
 	}
+	// What the program made of the packet: a service frontend becomes its
+	// backend (lb_translate), a reply gets its frontend back.
+	xl := pkt.clone()
+	var nat []string
+	if ip, port, sip, sport, ok := ipv4Tuple(res.Packet, pkt.proto); ok && res.Verdict != datapath.ActShot {
+		if ip != pkt.dst || (pkt.proto != unix.IPPROTO_ICMP && port != pkt.dport) {
+			nat = append(nat, fmt.Sprintf("%s translates %s to %s", role, endpointText(pkt.dst, pkt.dport, pkt.proto), endpointText(ip, port, pkt.proto)))
+			xl.dst, xl.dport = ip, port
+		}
+		if sip != pkt.src || (pkt.proto != unix.IPPROTO_ICMP && sport != pkt.sport) {
+			nat = append(nat, fmt.Sprintf("%s rewrites the source %s to %s", role, endpointText(pkt.src, pkt.sport, pkt.proto), endpointText(sip, sport, pkt.proto)))
+			xl.src, xl.sport = sip, sport
+		}
+	}
 	var drop *datapath.DropEvent
 	var target *datapath.TraceEvent
 	var notes []string
@@ -181,7 +195,7 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 				target = e
 			}
 		case *datapath.PolicyVerdictEvent:
-			notes = append(notes, w.policyLine(sp, live, pkt, e))
+			notes = append(notes, w.policyLine(sp, live, xl, e))
 		}
 	}
 	detail := ""
@@ -193,12 +207,16 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 	}
 	w.hop(sp, "bpf", "%s %s: %s (%s id %d, dry run on a copy, %d conntrack entries seeded): %s%s%s",
 		name, hook, role, p.via, p.id, res.Seeded, verdict, detail, code)
+	for _, n := range nat {
+		w.hop(sp, "service", "%s", n)
+	}
 	for _, n := range notes {
 		w.hop(sp, "policy", "%s", n)
 	}
 	switch res.Verdict {
 	case datapath.ActOK:
 		pkt.mark = res.Mark
+		pkt.dst, pkt.dport, pkt.src, pkt.sport = xl.dst, xl.dport, xl.src, xl.sport
 		return false
 	case datapath.ActShot:
 		reason := "dropped"
@@ -220,7 +238,7 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 		w.fail("%s on %s in %s redirects the packet but its trace event names no target", role, name, sp.label)
 		return true
 	}
-	out := pkt.clone()
+	out := xl
 	if len(res.Packet) >= 12 {
 		out.dstMAC = append(net.HardwareAddr(nil), res.Packet[0:6]...)
 		out.srcMAC = append(net.HardwareAddr(nil), res.Packet[6:12]...)
@@ -234,8 +252,16 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 		w.fail("%s on %s in %s redirects to ifindex %d, which does not exist", role, name, sp.label, target.TargetIfindex)
 		return true
 	}
-	if res.TunnelSet {
+	switch {
+	case res.TunnelSet:
 		out.tunnel = &tunnelMeta{remote: res.TunnelRemote, vni: res.TunnelID}
+	case target.ObsPoint == datapath.ObsToOverlay:
+		// The program's object cannot report the key it set: it is the
+		// ipcache's tunnel endpoint of the destination, with the source
+		// identity as VNI (bpf/lib/deliver.h redirect_to_overlay).
+		if e, ok, err := live.IPCache(out.dst); err == nil && ok && e.Tunnel.IsValid() {
+			out.tunnel = &tunnelMeta{remote: e.Tunnel, vni: uint32(target.SrcIdentity)}
+		}
 	}
 	switch {
 	case target.ObsPoint == datapath.ObsToEndpoint && res.Mark != datapath.MarkJudged:
@@ -306,6 +332,28 @@ func (l *Lab) podOf(ip netip.Addr) string {
 		}
 	}
 	return ip.String()
+}
+
+// ipv4Tuple reads the addresses and ports of an Ethernet/IPv4 frame.
+func ipv4Tuple(b []byte, proto uint8) (dst netip.Addr, dport uint16, src netip.Addr, sport uint16, ok bool) {
+	if len(b) < 34 || b[12] != 0x08 || b[13] != 0x00 {
+		return
+	}
+	ip := b[14:]
+	ihl := int(ip[0]&0x0f) * 4
+	src, dst = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
+	if (proto == unix.IPPROTO_TCP || proto == unix.IPPROTO_UDP) && len(ip) >= ihl+4 {
+		sport = uint16(ip[ihl])<<8 | uint16(ip[ihl+1])
+		dport = uint16(ip[ihl+2])<<8 | uint16(ip[ihl+3])
+	}
+	return dst, dport, src, sport, true
+}
+
+func endpointText(a netip.Addr, port uint16, proto uint8) string {
+	if proto == unix.IPPROTO_ICMP || port == 0 {
+		return a.String()
+	}
+	return netip.AddrPortFrom(a, port).String()
 }
 
 // craft builds the Ethernet frame of pkt.

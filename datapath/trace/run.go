@@ -62,15 +62,16 @@ func Run(l *Lab, opts Options) (*Result, error) {
 		return res, nil
 	}
 	res.Reached = w.reached
-	if opts.NoReply || w.reachSp == nil || !pkt.src.IsValid() {
+	if opts.NoReply || w.reachSp == nil || w.final == nil || !pkt.src.IsValid() {
 		return res, nil
 	}
 	// The reply, from where the request arrived, with the conntrack state
 	// the request's dry runs created.
-	rep := &packet{src: dst, dst: pkt.src, proto: pkt.proto, sport: pkt.dport, dport: pkt.sport, ttl: 64, reply: true, size: pkt.size}
+	fin := w.final
+	rep := &packet{src: fin.dst, dst: fin.src, proto: fin.proto, sport: fin.dport, dport: fin.sport, ttl: 64, reply: true, size: pkt.size}
 	switch pkt.proto {
 	case unix.IPPROTO_ICMP:
-		rep.icmpType, rep.sport = 0, pkt.sport
+		rep.icmpType, rep.sport = 0, fin.sport
 	case unix.IPPROTO_TCP:
 		rep.size = 60
 	}

@@ -160,11 +160,13 @@ const maxSteps = 200
 
 // walker follows one packet.
 type walker struct {
-	lab      *Lab
-	hops     []Hop
-	anomaly  string
-	reached  string
-	reachSp  *space
+	lab     *Lab
+	hops    []Hop
+	anomaly string
+	reached string
+	reachSp *space
+	// final is the packet as delivered (after any service translation).
+	final    *packet
 	accepted bool
 	// otherhost is set when the walk ended on a frame not addressed to
 	// its receiver (a normal fate for flooded copies).
@@ -218,7 +220,7 @@ func (w *walker) fork() *walker {
 // adopt takes a branch's outcome.
 func (w *walker) adopt(b *walker) {
 	w.hops = append(w.hops, b.hops...)
-	w.anomaly, w.reached, w.reachSp, w.arpAns = b.anomaly, b.reached, b.reachSp, b.arpAns
+	w.anomaly, w.reached, w.reachSp, w.arpAns, w.final = b.anomaly, b.reached, b.reachSp, b.arpAns, b.final
 	w.accepted = w.accepted || b.accepted
 	w.otherhost = b.otherhost
 	for _, d := range b.devices {
@@ -877,7 +879,7 @@ func (w *walker) deliver(sp *space, ln netlink.Link, pkt *packet) {
 	}
 	w.hop(sp, "deliver", "%s is local in %s: delivered (received on %s)", pkt.dst, sp.label, dev)
 	w.reached = fmt.Sprintf("%s in %s (%s)", pkt.dst, sp.label, dev)
-	w.reachSp = sp
+	w.reachSp, w.final = sp, pkt
 }
 
 // decap hands an arriving VXLAN packet to the device whose socket listens
