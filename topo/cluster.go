@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -497,6 +498,14 @@ func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
 	// eth0 is made there with its peer (lxc...) created directly in the
 	// node namespace, so no device is ever moved.
 	ns, err := CreateNamespaceWith(c.Lab, p.Namespace+"-"+p.Name, func(ph *netlink.Handle) error {
+		// Pods are IPv4-only, as the cluster is: without this their IPv6
+		// neighbour and router solicitations would be dropped by the
+		// datapath as "Unsupported L3 protocol" noise.
+		for _, k := range []string{"all", "default"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0o644); err != nil {
+				return fmt.Errorf("disable IPv6: %w", err)
+			}
+		}
 		const eth0Index = 2 // lo is 1 in a fresh namespace
 		v := &netlink.Veth{
 			LinkAttrs:        netlink.LinkAttrs{Name: PodEth0, Index: eth0Index, HardwareAddr: p.MAC, MTU: mtu, Flags: net.FlagUp, TxQLen: -1},

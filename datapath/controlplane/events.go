@@ -67,6 +67,7 @@ func (p *EventPump) read(ctx context.Context, node string, rd *datapath.EventRea
 	defer p.wg.Done()
 	dec := flow.NewDecoder(p.cp)
 	var lastLost uint64
+	n := 0
 	for ctx.Err() == nil {
 		ev, err := rd.Read()
 		if err != nil {
@@ -78,9 +79,12 @@ func (p *EventPump) read(ctx context.Context, node string, rd *datapath.EventRea
 			p.mu.Unlock()
 			continue
 		}
-		if lost, err := rd.Lost(); err == nil && lost > lastLost {
-			p.store.AddLost(flow.LostRingBuffer, lost-lastLost)
-			lastLost = lost
+		// Lost() is a syscall: check it every 256 records, not per record.
+		if n++; n%256 == 1 {
+			if lost, err := rd.Lost(); err == nil && lost > lastLost {
+				p.store.AddLost(flow.LostRingBuffer, lost-lastLost)
+				lastLost = lost
+			}
 		}
 		fe := p.cp.flowEvent(node, ev)
 		if d, ok := ev.(*datapath.DropEvent); ok {

@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/podlab/podlab/datapath/flow"
+	"github.com/podlab/podlab/datapath/identity"
 	"github.com/podlab/podlab/pcap"
 	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/probe"
@@ -766,14 +767,24 @@ func (r *Runner) checkFlow(fa *scenarios.FlowAssertion) result.Expectation {
 	r.pump.Drain(20 * time.Millisecond)
 	from := r.peerAddrs(fa.From)
 	to := r.peerAddrs(fa.To)
+	// "world" in a flow is any peer outside the cluster: identity world.
+	isWorld := func(ep *flow.Endpoint) bool { return ep != nil && ep.Identity == uint32(identity.World) }
 	match := func(f *flow.Flow) bool {
 		if f.IP == nil {
 			return false
 		}
-		if len(from) > 0 && !contains(from, f.IP.Source) {
+		if fa.From.Kind == scenarios.PeerWorld {
+			if !isWorld(f.Source) {
+				return false
+			}
+		} else if len(from) > 0 && !contains(from, f.IP.Source) {
 			return false
 		}
-		if len(to) > 0 && !contains(to, f.IP.Destination) {
+		if fa.To.Kind == scenarios.PeerWorld {
+			if !isWorld(f.Destination) {
+				return false
+			}
+		} else if len(to) > 0 && !contains(to, f.IP.Destination) {
 			return false
 		}
 		if fa.Verdict != "" && !strings.EqualFold(f.Verdict.String(), fa.Verdict) {
@@ -970,21 +981,39 @@ func flowLine(f *flow.Flow) string {
 func (r *Runner) checkPackets(pa *scenarios.PacketAssertion, stepCaps []*pcap.Capture) result.Expectation {
 	e := result.Expectation{Description: fmt.Sprintf("packets on %s: %s", pa.Device.Raw, pa.Expect.String()), Verdict: result.Passed}
 	var src pcap.Source
-	name := r.captureName(pa.Device)
+	names := r.captureNames(pa.Device)
+	var found []*pcap.Capture
 	for _, c := range append(append([]*pcap.Capture(nil), stepCaps...), r.captures...) {
-		if c.Interface() == name {
-			src = c
-			break
+		for _, n := range names {
+			if c.Interface() == n {
+				found = append(found, c)
+			}
 		}
 	}
+	name := pa.Device.Raw
+	switch len(found) {
+	case 0:
+	case 1:
+		src, name = found[0], found[0].Interface()
+	default:
+		// A Deployment's device: the packets of all its pods, in time order.
+		var pkts []pcap.Packet
+		for _, c := range found {
+			pkts = append(pkts, c.Packets()...)
+		}
+		pcap.SortByTime(pkts)
+		src = pcap.NewRecording(name, "capture.pcapng", pkts)
+	}
 	if src == nil {
-		e.Verdict, e.Message = result.Errored, fmt.Sprintf("no capture on %s (captured: %s)", pa.Device.Raw, strings.Join(r.captureNames(), ", "))
+		e.Verdict, e.Message = result.Errored, fmt.Sprintf("no capture on %s (captured: %s)", pa.Device.Raw, strings.Join(r.allCaptureNames(), ", "))
 		return e
 	}
 	if err := pa.Check(src, r); err != nil {
 		e.Verdict, e.Message = result.Failed, firstLine(err.Error())
 		e.Evidence = err.Error()
-		e.Captures = []string{"pcap/" + sanitize(name) + ".pcapng"}
+		for _, c := range found {
+			e.Captures = append(e.Captures, "pcap/"+sanitize(c.Interface())+".pcapng")
+		}
 	}
 	return e
 }
@@ -996,26 +1025,29 @@ func firstLine(s string) string {
 	return s
 }
 
-// captureName is the interface name a capture of d gets.
-func (r *Runner) captureName(d scenarios.Device) string {
+// captureNames are the interface names the captures of d get (one per pod
+// of a Deployment).
+func (r *Runner) captureNames(d scenarios.Device) []string {
 	switch d.Kind {
 	case scenarios.DeviceNode:
-		return d.Node + "/" + d.Name
+		return []string{d.Node + "/" + d.Name}
 	case scenarios.DeviceWorld:
-		return "world/" + topo.WorldEth0
-	case scenarios.DevicePod:
-		if ps := r.podsOf(d.Namespace, d.Pod, d.OwnerKind); len(ps) > 0 {
-			return ps[0].pod.Name + "/eth0"
+		return []string{"world/" + topo.WorldEth0}
+	case scenarios.DevicePod, scenarios.DevicePodVeth:
+		var out []string
+		for _, rt := range r.podsOf(d.Namespace, d.Pod, d.OwnerKind) {
+			if d.Kind == scenarios.DevicePod {
+				out = append(out, rt.pod.Name+"/eth0")
+			} else {
+				out = append(out, rt.pod.Node.Name+"/"+rt.pod.HostVeth)
+			}
 		}
-	case scenarios.DevicePodVeth:
-		if ps := r.podsOf(d.Namespace, d.Pod, d.OwnerKind); len(ps) > 0 {
-			return ps[0].pod.Node.Name + "/" + ps[0].pod.HostVeth
-		}
+		return out
 	}
-	return d.Raw
+	return []string{d.Raw}
 }
 
-func (r *Runner) captureNames() []string {
+func (r *Runner) allCaptureNames() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
@@ -1025,53 +1057,79 @@ func (r *Runner) captureNames() []string {
 	return out
 }
 
-// Addresses implements pcap.Resolver over the lab: pods (by name or
-// namespace/name, or pod/NAME), deployments, services, nodes, world hosts.
+// Addresses implements pcap.Resolver over the lab, with the scenario
+// format's naming: pod/NAME, deployment/NAME, service/NAME, node/NAME
+// (each kind may take NS/NAME), NS/NAME for a pod; a bare name is a node,
+// then a Deployment's pods, then a Pod, then a Service's ClusterIP, then a
+// world host's name.
 func (r *Runner) Addresses(name string) ([]netip.Addr, error) {
 	kind, rest, hasKind := strings.Cut(name, "/")
-	if !hasKind {
-		rest, kind = name, ""
-	}
-	if hasKind && kind != "pod" && kind != "service" && kind != "svc" && kind != "deployment" && kind != "node" {
-		// namespace/name of a pod
-		if ps := r.podsOf(kind, rest, ""); len(ps) > 0 {
-			return []netip.Addr{ps[0].pod.IP}, nil
-		}
+	switch kind {
+	case "pod", "deployment", "service", "svc", "node":
+	default:
 		kind, rest = "", name
+		hasKind = false
+	}
+	_ = hasKind
+	ns, short, nsGiven := strings.Cut(rest, "/")
+	if !nsGiven {
+		ns, short = "default", rest
+	}
+	podIPs := func(ownerKind string) []netip.Addr {
+		var out []netip.Addr
+		for _, rt := range r.podsOf(ns, short, ownerKind) {
+			out = append(out, rt.pod.IP)
+		}
+		return out
+	}
+	svcIP := func() []netip.Addr {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if rt := r.services[ns+"/"+short]; rt != nil && rt.ip.IsValid() {
+			return []netip.Addr{rt.ip}
+		}
+		return nil
 	}
 	c := r.lab.Cluster
-	if kind == "" || kind == "node" {
+	switch kind {
+	case "node":
 		if n := c.Node(rest); n != nil {
 			return []netip.Addr{n.IP}, nil
 		}
-	}
-	if kind == "" || kind == "service" || kind == "svc" {
-		r.mu.Lock()
-		rt := r.services["default/"+rest]
-		r.mu.Unlock()
-		if rt != nil && rt.ip.IsValid() {
-			return []netip.Addr{rt.ip}, nil
+	case "pod":
+		if ips := podIPs(""); len(ips) > 0 {
+			return ips, nil
 		}
-	}
-	if kind == "" || kind == "pod" || kind == "deployment" {
-		var out []netip.Addr
-		for _, rt := range r.podsOf("default", rest, "") {
-			out = append(out, rt.pod.IP)
+	case "deployment":
+		if ips := podIPs("Deployment"); len(ips) > 0 {
+			return ips, nil
 		}
-		if len(out) == 0 {
-			for _, rt := range r.podsOf("default", rest, "Deployment") {
-				out = append(out, rt.pod.IP)
-			}
+	case "service", "svc":
+		if ips := svcIP(); len(ips) > 0 {
+			return ips, nil
 		}
-		if len(out) > 0 {
-			return out, nil
+	default:
+		if n := c.Node(rest); n != nil && !nsGiven {
+			return []netip.Addr{n.IP}, nil
 		}
-	}
-	if kind == "" && rest == "world" {
-		return []netip.Addr{topo.WorldUnderlayIP}, nil
-	}
-	if ans := r.records.Lookup(rest+".", dnsmessage.TypeA); len(ans.Addrs) > 0 {
-		return ans.Addrs, nil
+		if ips := podIPs("Deployment"); len(ips) > 0 {
+			return ips, nil
+		}
+		if ips := podIPs(""); len(ips) > 0 {
+			return ips, nil
+		}
+		if ips := svcIP(); len(ips) > 0 {
+			return ips, nil
+		}
+		if rest == "world" {
+			return []netip.Addr{topo.WorldUnderlayIP}, nil
+		}
+		if ip, err := netip.ParseAddr(rest); err == nil {
+			return []netip.Addr{ip}, nil
+		}
+		if ans := r.records.Lookup(strings.TrimSuffix(rest, ".")+".", dnsmessage.TypeA); len(ans.Addrs) > 0 {
+			return ans.Addrs, nil
+		}
 	}
 	return nil, fmt.Errorf("unknown lab name %q", name)
 }
