@@ -737,3 +737,50 @@ func drainEvents(m *ebpf.Map) ([]Event, error) {
 // MarkJudged is the skb mark of packets a redirect path already judged
 // (to-container lets them pass).
 const MarkJudged = markJudged
+
+// Frontend is a service frontend found in the lb_services map.
+type Frontend struct {
+	Addr     netip.AddrPort
+	Proto    uint8
+	Backends int
+	// Kind is ClusterIP, NodePort or hostPort (from the entry's flags).
+	Kind string
+}
+
+// Frontends returns the service frontends on address ip.
+func (l *LiveMaps) Frontends(ip netip.Addr) ([]Frontend, error) {
+	m := l.maps["lb_services"]
+	if m == nil || !ip.Is4() {
+		return nil, nil
+	}
+	if m.KeySize() < 7 || m.ValueSize() < 4 {
+		return nil, fmt.Errorf("lb_services: unexpected layout (key %d, value %d bytes)", m.KeySize(), m.ValueSize())
+	}
+	want := ip.As4()
+	k, v := make([]byte, m.KeySize()), make([]byte, m.ValueSize())
+	var out []Frontend
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if [4]byte(k[0:4]) != want {
+			continue
+		}
+		f := Frontend{
+			Addr:     netip.AddrPortFrom(ip, binary.BigEndian.Uint16(k[4:6])),
+			Proto:    k[6],
+			Backends: int(binary.NativeEndian.Uint16(v[0:2])),
+		}
+		switch flags := binary.NativeEndian.Uint16(v[2:4]); {
+		case flags&(1<<1) != 0:
+			f.Kind = "NodePort"
+		case flags&(1<<2) != 0:
+			f.Kind = "hostPort"
+		default:
+			f.Kind = "ClusterIP"
+		}
+		out = append(out, f)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read lb_services: %w", err)
+	}
+	return out, nil
+}

@@ -105,10 +105,31 @@ spec:
 			Ports: []controlplane.ServicePort{{Proto: 6, Port: 80, Backends: []controlplane.Backend{{IP: remote.IP, Port: 8080, Node: "kind-worker2"}}}}}
 		Expect(cp.UpsertService(svc)).To(Succeed())
 		DeferCleanup(func() { Expect(cp.DeleteService("default", "echo")).To(Succeed()) })
+		owners, err := Whois(l, mustAddr("10.96.0.50"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(owners).To(ContainElement(HaveField("String()", "service (ClusterIP frontend 10.96.0.50:80/TCP, 1 backends)")))
 		res := mustTrace(l, Options{From: "client", To: "10.96.0.50", Proto: "tcp", DPort: 80})
 		Expect(res.Format()).To(ContainSubstring("from-container translates 10.96.0.50:80 to " + remote.IP.String() + ":8080"))
 		Expect(res.Anomaly).To(BeEmpty())
 		Expect(res.Reached).To(HavePrefix(remote.IP.String() + " in default/echo-remote"))
+	})
+
+	It("tells who owns a pod's, a node's and a world address", func() {
+		owners, err := Whois(l, remote.IP)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(owners).NotTo(BeEmpty())
+		Expect(owners[0].String()).To(Equal("pod default/echo-remote: " + remote.IP.String() + "/32 on eth0 (on node kind-worker2)"))
+		Expect(owners).To(ContainElement(HaveField("Detail", ContainSubstring("ipcache of kind-worker: "+remote.IP.String()+"/32 is identity"))))
+		Expect(owners).To(ContainElement(HaveField("Detail", ContainSubstring("through the tunnel to 172.18.0.4"))))
+		owners, err = Whois(l, c.Node("kind-worker").IP)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(owners[0].String()).To(HavePrefix("node kind-worker: 172.18.0.3/16 on eth0"))
+		owners, err = Whois(l, mustAddr("1.1.1.1"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(owners[0].String()).To(Equal("world host world: 1.1.1.1/32 on lo (one.one.one.one)"))
+		owners, err = Whois(l, mustAddr("10.99.99.99"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(owners).To(ContainElement(HaveField("Detail", ContainSubstring("is identity 2"))), "the world identity for an unknown address")
 	})
 
 	It("changes nothing: maps (conntrack, metrics), events, neighbours, links", func() {
