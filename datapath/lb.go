@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sort"
 
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -178,4 +179,40 @@ func (d *Datapath) Services() ([]Service, error) {
 		return out[i].Proto < out[j].Proto
 	})
 	return out, nil
+}
+
+type nodePortNAT = fromContainerNodeportNat
+
+// forgetNodePortNAT removes the SNAT entries (both directions) of NodePort
+// connections of frontend sk whose backend is not in live, so that a
+// client reusing the tuple later is load-balanced again.
+func (d *Datapath) forgetNodePortNAT(sk lbServiceKey, live map[lbBackendValue]bool) error {
+	var fwd, rev []ctKeyValue
+	var k ctKeyValue
+	var v nodePortNAT
+	it := d.maps[mapNodePortFwd].Iterate()
+	for it.Next(&k, &v) {
+		if v.FrontendAddr != sk.Addr || v.FrontendPort != sk.Port || k.Proto != sk.Proto {
+			continue
+		}
+		if live[lbBackendValue{Addr: v.BackendAddr, Port: v.BackendPort}] {
+			continue
+		}
+		fwd = append(fwd, k)
+		rev = append(rev, ctKeyValue{Saddr: v.BackendAddr, Daddr: ipv4BE(d.cfg.NodeIP), Sport: v.BackendPort, Dport: v.NatPort, Proto: k.Proto})
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read NodePort NAT table: %w", err)
+	}
+	for i := range fwd {
+		for _, del := range []struct {
+			m string
+			k *ctKeyValue
+		}{{mapNodePortFwd, &fwd[i]}, {mapNodePortRev, &rev[i]}} {
+			if err := d.maps[del.m].Delete(del.k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("forget NodePort NAT entry: %w", err)
+			}
+		}
+	}
+	return nil
 }

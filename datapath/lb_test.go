@@ -285,3 +285,31 @@ func TestHostToClusterIP(t *testing.T) {
 		t.Fatalf("host SYN without backend: verdict %d", ret)
 	}
 }
+
+func TestNodePortScaleDownForgetsNAT(t *testing.T) {
+	n := newServiceNode(t)
+	frontend := netip.AddrPortFrom(testNodeIP, 30080)
+	gone := netip.AddrPortFrom(remotePodIP, 8080)
+	stays := netip.AddrPortFrom(netip.MustParseAddr("10.244.1.31"), 8080)
+	upsert(t, n, Service{Frontend: frontend, Proto: 6, Type: ServiceNodePort, Backends: []netip.AddrPort{gone}})
+	in := craft(t, pkt{src: testWorldIP, dst: testNodeIP, sport: 5555, dport: 30080, syn: true})
+	_, out := n.run(n.d.progs.fromNetdev, in)
+	if _, dst := checkPacket(t, out[:60]); dst != gone {
+		t.Fatalf("to %v", dst)
+	}
+	upsert(t, n, Service{Frontend: frontend, Proto: 6, Type: ServiceNodePort, Backends: []netip.AddrPort{stays}})
+	// The same client tuple (a reused port) is load-balanced afresh.
+	_, out = n.run(n.d.progs.fromNetdev, in)
+	if _, dst := checkPacket(t, out[:60]); dst != stays {
+		t.Fatalf("after scale-down the tuple still goes to %v", dst)
+	}
+	var k ctKeyValue
+	var v nodePortNAT
+	count := 0
+	for it := n.d.maps[mapNodePortRev].Iterate(); it.Next(&k, &v); {
+		count++
+	}
+	if count != 1 {
+		t.Fatalf("%d reverse NAT entries, want the live one only", count)
+	}
+}

@@ -100,7 +100,7 @@ func (d *Datapath) UpsertService(s Service) error {
 			return fmt.Errorf("service %v: remove slot %d: %w", s.Frontend, slot, err)
 		}
 	}
-	return d.forgetAffinity(sk, live)
+	return errors.Join(d.forgetAffinity(sk, live), d.forgetNodePortNAT(sk, live))
 }
 
 // forgetAffinity removes the pinned backends of frontend sk that are not in
@@ -155,5 +155,5 @@ func (d *Datapath) DeleteService(frontend netip.AddrPort, proto uint8) error {
 			return fmt.Errorf("delete service %v slot %d: %w", frontend, slot, err)
 		}
 	}
-	return d.forgetAffinity(sk, nil)
+	return errors.Join(d.forgetAffinity(sk, nil), d.forgetNodePortNAT(sk, nil))
 }
