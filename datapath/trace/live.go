@@ -29,6 +29,8 @@ type LiveReport struct {
 	// Vanished is the first device of the path where the request was not
 	// seen after having been seen before it ("" when seen everywhere).
 	Vanished string
+	// LastSeen is the last device of the path the request was seen on.
+	LastSeen string
 }
 
 // DeviceSeen counts the probe's frames on one device.
@@ -44,8 +46,13 @@ func (r *LiveReport) Format() string {
 	for _, s := range r.Seen {
 		fmt.Fprintf(&b, "live:   %-40s requests %d, replies %d\n", s.Device, s.Requests, s.Replies)
 	}
-	if r.Vanished != "" {
-		fmt.Fprintf(&b, "live: the request vanished at %s\n", r.Vanished)
+	switch {
+	case r.Vanished != "":
+		fmt.Fprintf(&b, "live: the request was seen up to %s and vanished before %s\n", r.LastSeen, r.Vanished)
+	case !r.Answered && r.LastSeen != "":
+		fmt.Fprintf(&b, "live: the request was last seen on %s; no answer came back\n", r.LastSeen)
+	case !r.Answered:
+		fmt.Fprintf(&b, "live: the request was not seen on any device of the path\n")
 	}
 	return b.String()
 }
@@ -114,8 +121,12 @@ func Live(ctx context.Context, l *Lab, res *Result, timeout time.Duration) (*Liv
 	default:
 		return nil, fmt.Errorf("live: protocol %q", res.Proto)
 	}
-	// Let the last frames reach the capture sockets.
-	time.Sleep(50 * time.Millisecond)
+	// Stopping a capture reads what its socket still holds.
+	for i, c := range caps {
+		if err := c.Stop(); err != nil {
+			return nil, fmt.Errorf("live: capture on %s/%s: %w", devs[i].Label, devs[i].Name, err)
+		}
+	}
 	seenBefore := false
 	for i, c := range caps {
 		s := DeviceSeen{Device: devs[i].Label + "/" + devs[i].Name}
@@ -129,6 +140,9 @@ func Live(ctx context.Context, l *Lab, res *Result, timeout time.Duration) (*Liv
 		}
 		if s.Requests > 0 {
 			seenBefore = true
+			if rep.Vanished == "" {
+				rep.LastSeen = s.Device
+			}
 		} else if seenBefore && rep.Vanished == "" {
 			rep.Vanished = s.Device
 		}
