@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 
@@ -84,8 +85,35 @@ func TestServiceNoBackendRejects(t *testing.T) {
 		t.Fatalf("RST to MAC %v, want the client's %v", eth.DstMAC, macA)
 	}
 
-	// UDP: dropped, no answer.
-	expectDrop(t, n, n.d.progs.fromContainer, craft(t, pkt{src: epA.IP, dst: clusterIP, proto: layers.IPProtocolUDP, sport: 999, dport: 53}), DropNoService)
+	// UDP: dropped, answered with an ICMP port unreachable quoting it.
+	q := craft(t, pkt{src: epA.IP, dst: clusterIP, proto: layers.IPProtocolUDP, sport: 999, dport: 53, payload: []byte("query")})
+	ret, out = n.run(n.d.progs.fromContainer, q)
+	if ret != tcActRedirect {
+		t.Fatalf("UDP to a frontend without backends: verdict %d", ret)
+	}
+	if ds := drops(n.events()); len(ds) != 1 || ds[0].Reason != DropNoService {
+		t.Fatalf("drops %+v", ds)
+	}
+	p := gopacket.NewPacket(out[:14+20+8+28], layers.LayerTypeEthernet, gopacket.Default)
+	ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	icmp, _ := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ip == nil || icmp == nil || icmp.TypeCode != layers.CreateICMPv4TypeCode(3, 3) ||
+		!ip.SrcIP.Equal(clusterIP.AsSlice()) || !ip.DstIP.Equal(epA.IP.AsSlice()) {
+		t.Fatalf("answer %v, want an ICMP port unreachable from the frontend", p)
+	}
+	if !bytes.Equal(icmp.Payload, q[14:14+28]) {
+		t.Fatalf("ICMP quotes %x, want %x", icmp.Payload, q[14:14+28])
+	}
+	// Checksums: recompute and compare.
+	ipc, icc := ip.Checksum, icmp.Checksum
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true}, ip, icmp, gopacket.Payload(icmp.Payload)); err != nil {
+		t.Fatal(err)
+	}
+	re := gopacket.NewPacket(buf.Bytes(), layers.LayerTypeIPv4, gopacket.Default)
+	if re.Layer(layers.LayerTypeIPv4).(*layers.IPv4).Checksum != ipc || re.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4).Checksum != icc {
+		t.Fatal("bad IPv4 or ICMP checksum")
+	}
 
 	// Without the service the packet is plain traffic to an unknown address.
 	if err := n.d.DeleteService(frontend, 6); err != nil {

@@ -12,7 +12,8 @@
  * LB_LOOPBACK_IP, is turned back into frontend -> pod.
  *
  * A frontend without backends drops with DROP_NO_SERVICE; a TCP SYN is
- * answered with a RST built in place so the client fails at once. */
+ * answered with a RST, a UDP datagram with an ICMP port unreachable, both
+ * built in place, so the client fails at once. */
 #pragma once
 
 #include "conntrack.h"
@@ -260,8 +261,52 @@ static __always_inline int lb_reject_tcp(struct __sk_buff *skb, const struct flo
 	return 0;
 }
 
+/* lb_reject_udp turns a UDP datagram into the ICMP port unreachable the
+ * frontend would answer with (quoting the datagram's IP header and first 8
+ * bytes), so that a connected UDP socket fails at once. */
+static __always_inline int lb_reject_udp(struct __sk_buff *skb, const struct flow *f)
+{
+	struct {
+		struct iphdr ip;
+		struct icmphdr icmp;
+		__u8 quote[IP_HLEN + 8];
+	} h = {};
+	__u8 macs[12], swapped[12];
+	__s64 sum;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN_, h.quote, sizeof(h.quote)) < 0 ||
+	    bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)) < 0)
+		return DROP_INVALID;
+	h.ip.version = 4;
+	h.ip.ihl = 5;
+	h.ip.tot_len = bpf_htons(sizeof(h));
+	h.ip.ttl = 64;
+	h.ip.protocol = IPPROTO_ICMP;
+	h.ip.saddr = f->daddr;
+	h.ip.daddr = f->saddr;
+	sum = bpf_csum_diff(0, 0, (__be32 *)&h.ip, sizeof(h.ip), 0);
+	if (sum < 0)
+		return DROP_CSUM_L3;
+	h.ip.check = csum_fold32((__u32)sum);
+	h.icmp.type = ICMP_DEST_UNREACH;
+	h.icmp.code = 3; /* port unreachable */
+	sum = bpf_csum_diff(0, 0, (__be32 *)&h.icmp, sizeof(h.icmp) + sizeof(h.quote), 0);
+	if (sum < 0)
+		return DROP_WRITE_ERROR;
+	h.icmp.checksum = csum_fold32((__u32)sum);
+	__builtin_memcpy(swapped, macs + 6, 6);
+	__builtin_memcpy(swapped + 6, macs, 6);
+	if (bpf_skb_change_tail(skb, ETH_HLEN_ + sizeof(h), 0) < 0)
+		return DROP_WRITE_ERROR;
+	if (bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN_, &h, sizeof(h), BPF_F_INVALIDATE_HASH) < 0)
+		return DROP_WRITE_ERROR;
+	return 0;
+}
+
 /* lb_no_backend drops a packet to a frontend without backends through the
- * single drop function and, for a TCP segment, answers with a RST. It
+ * single drop function and answers: a RST for TCP, an ICMP port
+ * unreachable for UDP. It
  * returns the TC verdict: the RST redirected back where the packet came
  * from (ingress of ifindex when ingress is set, else its egress), or
  * TC_ACT_SHOT. */
@@ -271,7 +316,7 @@ static __always_inline int lb_no_backend(struct __sk_buff *skb, __u8 dir, __u32 
 {
 	int verdict = drop_packet(skb, DROP_NO_SERVICE, dir, src_id, 0, ep_id, f);
 
-	if (f->proto != IPPROTO_TCP || lb_reject_tcp(skb, f))
+	if (f->proto == IPPROTO_TCP ? lb_reject_tcp(skb, f) : lb_reject_udp(skb, f))
 		return verdict;
 	skb->mark = MARK_JUDGED;
 	return bpf_redirect(ifindex, ingress ? BPF_F_INGRESS : 0);

@@ -380,7 +380,7 @@ var _ = Describe("services on a 3-node cluster", Ordered, func() {
 
 	It("refuses connections to a service without backends at once", func() {
 		Expect(cp.UpsertService(Service{Namespace: "default", Name: "empty", Type: "NodePort", ClusterIP: netip.MustParseAddr("10.96.100.3"),
-			Ports: []ServicePort{{Proto: 6, Port: 80, NodePort: 30099}}})).To(Succeed())
+			Ports: []ServicePort{{Proto: 6, Port: 80, NodePort: 30099}, {Proto: 17, Port: 53}}})).To(Succeed())
 		DeferCleanup(func() { Expect(cp.DeleteService("default", "empty")).To(Succeed()) })
 		_, err := dial(client.NS, netip.MustParseAddr("10.96.100.3"), 80)
 		Expect(errors.Is(err, syscall.ECONNREFUSED)).To(BeTrue(), "dial: %v", err)
@@ -388,6 +388,23 @@ var _ = Describe("services on a 3-node cluster", Ordered, func() {
 		Expect(errors.Is(err, syscall.ECONNREFUSED)).To(BeTrue(), "dial NodePort: %v", err)
 		_, err = dial(c.Node("kind-worker").NS, netip.MustParseAddr("10.96.100.3"), 80)
 		Expect(errors.Is(err, syscall.ECONNREFUSED)).To(BeTrue(), "dial from the node: %v", err)
+		// UDP: the ICMP port unreachable fails a connected socket's read.
+		Expect(topo.Do(client.NS, func() error {
+			u, err := net.Dial("udp4", "10.96.100.3:53")
+			if err != nil {
+				return err
+			}
+			defer u.Close()
+			_ = u.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := u.Write([]byte("query")); err != nil {
+				return err
+			}
+			_, err = u.Read(make([]byte, 16))
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				return fmt.Errorf("UDP read: %v, want connection refused", err)
+			}
+			return nil
+		})).To(Succeed())
 	})
 
 	It("honours externalTrafficPolicy: Local", func() {
