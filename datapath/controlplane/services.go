@@ -218,7 +218,18 @@ func (cp *ControlPlane) syncServicesLocked() error {
 		want := cp.desiredFrontendsLocked(nd.n)
 		have := cp.lb.applied[name]
 		if have == nil {
+			// A node seen for the first time may hold frontends of an
+			// earlier control plane (pinned maps): start from them, so
+			// that stale ones are removed.
 			have = feSet{}
+			existing, err := nd.dp.Services()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("services on %s: %w", name, err))
+				continue
+			}
+			for _, s := range existing {
+				have[feKey{s.Frontend, s.Proto}] = s
+			}
 			cp.lb.applied[name] = have
 		}
 		for k, s := range want {
