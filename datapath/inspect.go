@@ -132,6 +132,28 @@ func OpenPinnedMaps(lab, node string) (*LiveMaps, error) {
 	return l, nil
 }
 
+// AddPinned adds the pinned maps of node in lab that l does not hold yet
+// (read-write descriptors: they may stand in for a program's maps, which
+// the programs only read when DryRun hands them over). A node without pins
+// adds nothing.
+func (l *LiveMaps) AddPinned(lab, node string) {
+	dir := PinDirFor(lab, node)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.IsDir() || l.maps[e.Name()] != nil {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, e.Name()), nil)
+		if err != nil {
+			continue
+		}
+		l.maps[e.Name()] = m
+	}
+}
+
 // Close closes every map.
 func (l *LiveMaps) Close() {
 	if l == nil {
@@ -393,6 +415,9 @@ type DryRunInput struct {
 	// VXLAN device attaches to a received packet (from-overlay only).
 	TunnelID     uint32
 	TunnelRemote netip.Addr
+	// Lab and Node, when set, name the node whose pinned maps stand in for
+	// maps the copy needs but the attached program does not use.
+	Lab, Node string
 	// Conntrack are entries to add to the scratch conntrack besides the
 	// live ones: those earlier dry runs on the same node created (a
 	// request's entry, so that its reply is judged as a reply).
@@ -468,6 +493,9 @@ func DryRun(in DryRunInput) (*DryRunResult, error) {
 		return nil, fmt.Errorf("dry run %s: %w", in.Role, err)
 	}
 	defer live.Close()
+	if in.Lab != "" && in.Node != "" {
+		live.AddPinned(in.Lab, in.Node)
+	}
 
 	var specFn func() (*ebpf.CollectionSpec, error)
 	var progName string

@@ -72,6 +72,8 @@ var _ = Describe("a 3-node BPF cluster", Ordered, func() {
 		Expect(text).To(ContainSubstring("from-container"))
 		Expect(text).To(ContainSubstring("from-overlay"))
 		Expect(text).To(ContainSubstring("cilium_vxlan: collect-metadata VXLAN, UDP 8472"))
+		Expect(text).NotTo(ContainSubstring("differs"), "the attached programs are this build's")
+		Expect(text).To(MatchRegexp(`from-overlay \(tcx id \d+, dry run on a copy, \d+ conntrack entries seeded\): redirect to-endpoint`))
 		Expect(topo.Ping(client.NS, remote.IP, 2*time.Second)).To(Succeed())
 	})
 

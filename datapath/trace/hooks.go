@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -143,6 +144,12 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 		return true
 	}
 	defer live.Close()
+	if sp.role == RoleNode {
+		// A program's object leaves out the maps its code never uses
+		// (from-overlay has no ipcache): take those from the node's pins.
+		in.Lab, in.Node = w.lab.Name, sp.node
+		live.AddPinned(w.lab.Name, sp.node)
+	}
 	if ct := live.Map("conntrack"); ct != nil {
 		if info, err := ct.Info(); err == nil {
 			if id, ok := info.ID(); ok {
@@ -299,8 +306,8 @@ func (w *walker) policyLine(sp *space, live *datapath.LiveMaps, pkt *packet, e *
 	if e.Allowed {
 		verdict = "allowed"
 	}
-	line := fmt.Sprintf("%s of %s (endpoint %d) %s identity %d, %s: %s (%s)", dir, w.lab.podOf(epIP), e.EndpointID, peerWord, remote,
-		l4Text(pkt), verdict, e.Match)
+	line := fmt.Sprintf("%s of %s (endpoint %d) %s identity %s, %s: %s (%s)", dir, w.lab.podOf(epIP), e.EndpointID, peerWord,
+		w.lab.identityName(live, remote), l4Text(pkt), verdict, e.Match)
 	ep, ok, err := live.Endpoint(epIP)
 	if err != nil || !ok {
 		return line
@@ -322,6 +329,35 @@ func l4Text(p *packet) string {
 		return fmt.Sprintf("UDP/%d", p.dport)
 	}
 	return fmt.Sprintf("proto %d", p.proto)
+}
+
+// identityName renders a security identity with what holds it: a reserved
+// name, or the pods whose addresses map to it in the ipcache or endpoints.
+func (l *Lab) identityName(live *datapath.LiveMaps, id identity.ID) string {
+	if n := identity.ReservedName(id); n != "" {
+		return fmt.Sprintf("%d (%s)", id, n)
+	}
+	var pods []string
+	for _, p := range l.State.Pods {
+		a, err := netip.ParseAddr(p.IP)
+		if err != nil {
+			continue
+		}
+		if ep, ok, _ := live.Endpoint(a); ok && ep.Identity == id {
+			pods = append(pods, p.Namespace+"/"+p.Name)
+			continue
+		}
+		if e, ok, _ := live.IPCache(a); ok && e.Identity == id && e.Prefix.Bits() == 32 {
+			pods = append(pods, p.Namespace+"/"+p.Name)
+		}
+	}
+	if len(pods) == 0 {
+		return fmt.Sprint(id)
+	}
+	if len(pods) > 3 {
+		pods = append(pods[:3], fmt.Sprintf("%d more", len(pods)-3))
+	}
+	return fmt.Sprintf("%d (%s)", id, strings.Join(pods, ", "))
 }
 
 // podOf names the pod holding ip, or the address itself.

@@ -103,6 +103,10 @@ type packet struct {
 	arp bool
 	// reply marks the answer to the traced request.
 	reply bool
+	// fragOK is set for packets without DF (VXLAN's outer packets: Linux
+	// VXLAN devices and podlab's tunnel keys leave DF unset), which the
+	// kernel fragments instead of dropping.
+	fragOK bool
 }
 
 type neighNote struct {
@@ -362,9 +366,14 @@ func (w *walker) output(sp *space, pkt *packet, rt netlink.Route, forwarded bool
 		return
 	}
 	if mtu := ln.Attrs().MTU; mtu > 0 && pkt.size > mtu {
-		w.fail("the packet is %d bytes but %s in %s has MTU %d and DF is set: the kernel drops it (%s)",
-			pkt.size, name, sp.label, mtu, map[bool]string{true: "and answers ICMP fragmentation needed", false: "EMSGSIZE to the sender"}[forwarded])
-		return
+		if pkt.fragOK {
+			w.hop(sp, "route", "the %d-byte packet exceeds %s's MTU %d; DF is not set: fragmented", pkt.size, name, mtu)
+			pkt.size = mtu
+		} else {
+			w.fail("the packet is %d bytes but %s in %s has MTU %d and DF is set: the kernel drops it (%s)",
+				pkt.size, name, sp.label, mtu, map[bool]string{true: "and answers ICMP fragmentation needed", false: "EMSGSIZE to the sender"}[forwarded])
+			return
+		}
 	}
 	mac, ok := w.neighbour(sp, ln, nh, pkt)
 	if !ok {
@@ -766,7 +775,7 @@ func (w *walker) encap(sp *space, vx *netlink.Vxlan, pkt *packet) {
 		w.hop(sp, "vxlan", "%s: VXLAN VNI %d, UDP %d, remote %s, socket in %s", a.Name, vni, port, remote, sock.label)
 	}
 	outer := &packet{proto: unix.IPPROTO_UDP, dst: remote, sport: 49152, dport: uint16(port),
-		size: pkt.size + 50, inner: pkt.clone(), vni: vni, ttl: 64}
+		size: pkt.size + 50, inner: pkt.clone(), vni: vni, ttl: 64, fragOK: true}
 	if l, ok := netip.AddrFromSlice(vx.SrcAddr); ok && len(vx.SrcAddr) > 0 && !l.Unmap().IsUnspecified() {
 		outer.src = l.Unmap()
 	}
