@@ -311,6 +311,11 @@ func (c *Cluster) Up(ctx context.Context, progress func(string)) (err error) {
 }
 
 func (c *Cluster) setupWorld() error {
+	for _, k := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
+		if err := SetSysctl(c.World, k, "1"); err != nil {
+			return err
+		}
+	}
 	h, err := c.World.Handle()
 	if err != nil {
 		return err
@@ -352,6 +357,9 @@ func (c *Cluster) setupNode(n *Node) error {
 		{"net.ipv4.ip_forward", "1"},
 		{"net.ipv4.conf.all.rp_filter", "0"},
 		{"net.ipv4.conf.default.rp_filter", "0"},
+		// The cluster is IPv4-only, as kind's default is.
+		{"net.ipv6.conf.all.disable_ipv6", "1"},
+		{"net.ipv6.conf.default.disable_ipv6", "1"},
 	} {
 		if err := SetSysctl(n.NS, kv[0], kv[1]); err != nil {
 			return err

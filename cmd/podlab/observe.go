@@ -75,6 +75,18 @@ func serveObservability(ctx context.Context, l *lab.Lab, mux *http.ServeMux, add
 	return nil
 }
 
+// keepMetrics serves Hubble metrics of a kept `podlab run` lab, computed
+// from the run's flows at each scrape.
+func keepMetrics(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		m := reports.MetricsFromFlows(store.Last(0, nil))
+		for src, n := range store.Lost() {
+			m.AddLost(src, n)
+		}
+		m.Handler().ServeHTTP(w, r)
+	})
+}
+
 // agentGet fetches a path from a lab's agent.
 func agentGet(name, path string) ([]byte, error) {
 	if err := topo.ValidateLabName(name); err != nil {

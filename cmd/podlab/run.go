@@ -70,6 +70,7 @@ SCENARIO is a YAML file, a folder of YAML files, or a built-in name.`,
 				ro.Out = os.Stdout
 				ro.MetricValue = reports.MetricValue
 				ro.WriteRun = reports.WriteRun
+				ro.KeepHandlers = keepMetrics
 				if base == "" {
 					ro.ReportDir = ""
 				} else if len(list) > 1 {

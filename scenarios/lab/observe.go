@@ -33,6 +33,14 @@ func (l *Lab) StartFlows(ctx context.Context) (*flow.Store, error) {
 	return store, nil
 }
 
+// UseFlows makes store the flow store the agent's /flows serves (the
+// scenario runner has its own).
+func (l *Lab) UseFlows(store *flow.Store) {
+	l.mu.Lock()
+	l.flows = store
+	l.mu.Unlock()
+}
+
 // LostLine is the JSON line `podlab observe` receives for lost events.
 type LostLine struct {
 	Lost map[string]uint64 `json:"lost_events"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -44,6 +45,9 @@ type Options struct {
 	// when no series matches. The CLI passes the reports package's Hubble
 	// metrics.
 	MetricValue func(flows []*flow.Flow, name string, labels map[string]string) (v float64, found bool, err error)
+	// KeepHandlers adds routes (e.g. /metrics) to the API a kept lab
+	// serves.
+	KeepHandlers func(l *lab.Lab, store *flow.Store, mux *http.ServeMux)
 	// WriteRun writes the run folder's reports (index.html, junit.xml,
 	// flows.jsonl, metrics.prom, run.json) from the run model.
 	WriteRun func(dir string, run *result.Run) error
@@ -151,8 +155,7 @@ func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error)
 		}
 	}
 	if o.Keep && err == nil {
-		fmt.Fprintf(o.Out, "lab %q kept; press Ctrl-C to tear it down\n", o.Lab)
-		<-ctx.Done()
+		r.keep(ctx)
 	}
 	werr := r.finish()
 	res.Passed = !r.failed
@@ -160,6 +163,27 @@ func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error)
 		return res, errors.Join(err, werr)
 	}
 	return res, werr
+}
+
+// keep serves the lab's agent API (observe, status, down...) until ctx
+// ends or `podlab down` asks.
+func (r *Runner) keep(ctx context.Context) {
+	if r.pump != nil {
+		r.pump.Drain(20 * time.Millisecond)
+	}
+	r.lab.UseFlows(r.store)
+	mux := http.NewServeMux()
+	r.lab.ObserveHandlers(mux)
+	if r.o.KeepHandlers != nil {
+		r.o.KeepHandlers(r.lab, r.store, mux)
+	}
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fmt.Fprintf(r.o.Out, "lab %q kept: try `podlab observe %s --verdict DROPPED`; `podlab down %s` or Ctrl-C tears it down\n", r.o.Lab, r.o.Lab, r.o.Lab)
+	if err := r.lab.Serve(kctx, r.lab.Handler(mux, cancel)); err != nil {
+		fmt.Fprintf(r.o.Out, "! agent API: %v\n", err)
+		<-kctx.Done()
+	}
 }
 
 // finish stops captures, collects flows, writes the run folder and tears
