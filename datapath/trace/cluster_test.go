@@ -58,6 +58,47 @@ var _ = Describe("a 3-node BPF cluster", Ordered, func() {
 		DeferCleanup(l.Close)
 	})
 
+	// agreeWithPings traces every path between pods, nodes and the world
+	// and requires an anomaly exactly when a real ping fails. It returns
+	// how many failed.
+	agreeWithPings := func() int {
+		failed := 0
+		type pair struct {
+			from *topo.Namespace
+			name string
+			to   string
+		}
+		var pairs []pair
+		for _, p := range []*topo.Pod{client, local, remote} {
+			pairs = append(pairs, pair{p.NS, p.Namespace + "/" + p.Name, "1.1.1.1"})
+			for _, q := range []*topo.Pod{client, local, remote} {
+				if p != q {
+					pairs = append(pairs, pair{p.NS, p.Namespace + "/" + p.Name, q.IP.String()})
+				}
+			}
+			for _, n := range c.Nodes {
+				pairs = append(pairs, pair{n.NS, n.Name, p.IP.String()})
+				pairs = append(pairs, pair{p.NS, p.Namespace + "/" + p.Name, n.IP.String()})
+			}
+			pairs = append(pairs, pair{c.World, "world", p.IP.String()})
+		}
+		for _, pr := range pairs {
+			res, err := Run(l, Options{From: pr.name, To: pr.to})
+			Expect(err).NotTo(HaveOccurred())
+			pingErr := topo.Ping(pr.from, mustAddr(pr.to), 500*time.Millisecond)
+			GinkgoWriter.Printf("%s -> %s: ping %v; %s\n", pr.name, pr.to, pingErr, res.Summary())
+			if pingErr != nil {
+				failed++
+			}
+			if pingErr == nil {
+				Expect(res.Anomaly).To(BeEmpty(), "%s -> %s answers pings:\n%s", pr.name, pr.to, res.Format())
+			} else {
+				Expect(res.Anomaly).NotTo(BeEmpty(), "%s -> %s does not answer pings (%v):\n%s", pr.name, pr.to, pingErr, res.Format())
+			}
+		}
+		return failed
+	}
+
 	AfterEach(func() {
 		for _, p := range cp.Policies() {
 			Expect(cp.DeletePolicy(p.Key)).To(Succeed())
@@ -75,6 +116,25 @@ var _ = Describe("a 3-node BPF cluster", Ordered, func() {
 		Expect(text).NotTo(ContainSubstring("differs"), "the attached programs are this build's")
 		Expect(text).To(MatchRegexp(`from-overlay \(tcx id \d+, dry run on a copy, \d+ conntrack entries seeded\): redirect to-endpoint`))
 		Expect(topo.Ping(client.NS, remote.IP, 2*time.Second)).To(Succeed())
+	})
+
+	It("agrees with real pings on every path between pods, nodes and the world", func() {
+		agreeWithPings()
+	})
+
+	It("agrees with real pings under a policy that lets only clients in", func() {
+		ps, err := policy.Parse("only-client.yaml", []byte(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: only-client, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: echo}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cp.ApplyPolicy(ps[0])).To(Succeed())
+		Expect(agreeWithPings()).To(BeNumerically(">", 0), "the policy should fail some pings")
 	})
 
 	It("names the policy that denies", func() {
