@@ -48,6 +48,7 @@ type ControlPlane struct {
 	policies map[string]policy.EndpointPolicy
 	lb       lbState // services and hostPorts (services.go)
 	closed   bool
+	index    resolverIndex // lock-free answers for the flow decoder (events.go)
 }
 
 type node struct {
@@ -92,6 +93,7 @@ func (cp *ControlPlane) NodeAdded(ctx context.Context, c *topo.Cluster, n *topo.
 	defer cp.mu.Unlock()
 	cp.nodes[n.Name] = &node{n: n, dp: dp}
 	cp.order = append(cp.order, n.Name)
+	cp.reindexLocked()
 	return errors.Join(cp.syncIPCacheLocked(), cp.syncServicesLocked())
 }
 
@@ -190,6 +192,7 @@ func (cp *ControlPlane) PodAdded(ctx context.Context, c *topo.Cluster, p *topo.P
 		_, _ = cp.alloc.Release(id)
 		return fmt.Errorf("endpoint %s: %w", p.Key(), err)
 	}
+	cp.reindexLocked()
 	return errors.Join(cp.syncIPCacheLocked(), cp.hostPortsChangedLocked(p, true))
 }
 
@@ -204,6 +207,7 @@ func (cp *ControlPlane) PodRemoved(ctx context.Context, c *topo.Cluster, p *topo
 	}
 	delete(cp.eps, p.Key())
 	delete(cp.policies, p.Key())
+	cp.reindexLocked()
 	var errs []error
 	errs = append(errs, cp.removePrefixLocked(netip.PrefixFrom(p.IP, 32)), cp.hostPortsChangedLocked(p, false))
 	if nd := cp.nodes[p.Node.Name]; nd != nil {

@@ -174,59 +174,72 @@ func (cp *ControlPlane) flowEvent(node string, ev datapath.Event) *flow.Event {
 	return fe
 }
 
-// ifName names a device of a node's namespace by ifindex.
-func (cp *ControlPlane) ifName(node string, ifindex int) string {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	nd := cp.nodes[node]
-	if nd == nil {
-		return ""
-	}
-	switch ifindex {
-	case nd.n.Eth0Ifindex:
-		return topo.NodeEth0
-	case nd.n.VXLANIfindex:
-		return topo.NodeVXLAN
-	case nd.n.HostIfindex:
-		return topo.NodeHost
-	case nd.n.NetIfindex:
-		return topo.NodeNet
-	}
-	for _, ep := range cp.eps {
-		if ep.pod.Node.Name == node && ep.pod.HostIfindex == ifindex {
-			return ep.pod.HostVeth
-		}
-	}
-	return ""
+// resolverIndex answers the flow decoder's lookups without taking the
+// control plane's lock: per-IP endpoint info, per-node device names and
+// per-identity label strings, rebuilt when endpoints or nodes change.
+type resolverIndex struct {
+	mu       sync.RWMutex
+	byIP     map[netip.Addr]flow.EndpointInfo
+	ifNames  map[string]map[int]string
+	idLabels map[uint32][]string
 }
 
-// EndpointByIP answers the flow decoder: pods, nodes and the world.
-func (cp *ControlPlane) EndpointByIP(ip netip.Addr) (flow.EndpointInfo, bool) {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	for _, ep := range cp.eps {
-		if ep.pod.IP == ip {
-			return flow.EndpointInfo{ID: uint32(ep.pod.EndpointID), Identity: uint32(ep.id), Namespace: ep.pod.Namespace, PodName: ep.pod.Name, Labels: labelStrings(ep.labels), Node: ep.pod.Node.Name}, true
-		}
-	}
+// reindexLocked rebuilds the index; cp.mu is held.
+func (cp *ControlPlane) reindexLocked() {
+	byIP := map[netip.Addr]flow.EndpointInfo{}
+	ifNames := map[string]map[int]string{}
 	for _, name := range cp.order {
 		n := cp.nodes[name].n
-		if n.IP == ip || n.RouterIP == ip {
-			return flow.EndpointInfo{Identity: uint32(identity.RemoteNode), Labels: []string{"reserved:remote-node"}, Node: n.Name}, true
+		info := flow.EndpointInfo{Identity: uint32(identity.RemoteNode), Labels: []string{"reserved:remote-node"}, Node: n.Name}
+		byIP[n.IP], byIP[n.RouterIP] = info, info
+		ifNames[name] = map[int]string{n.Eth0Ifindex: topo.NodeEth0, n.VXLANIfindex: topo.NodeVXLAN, n.HostIfindex: topo.NodeHost, n.NetIfindex: topo.NodeNet}
+	}
+	for _, ep := range cp.eps {
+		byIP[ep.pod.IP] = flow.EndpointInfo{ID: uint32(ep.pod.EndpointID), Identity: uint32(ep.id), Namespace: ep.pod.Namespace, PodName: ep.pod.Name, Labels: labelStrings(ep.labels), Node: ep.pod.Node.Name}
+		if m := ifNames[ep.pod.Node.Name]; m != nil {
+			m[ep.pod.HostIfindex] = ep.pod.HostVeth
 		}
 	}
-	return flow.EndpointInfo{}, false
+	cp.index.mu.Lock()
+	cp.index.byIP, cp.index.ifNames = byIP, ifNames
+	cp.index.idLabels = map[uint32][]string{}
+	cp.index.mu.Unlock()
+}
+
+// ifName names a device of a node's namespace by ifindex.
+func (cp *ControlPlane) ifName(node string, ifindex int) string {
+	cp.index.mu.RLock()
+	defer cp.index.mu.RUnlock()
+	return cp.index.ifNames[node][ifindex]
+}
+
+// EndpointByIP answers the flow decoder: pods and nodes.
+func (cp *ControlPlane) EndpointByIP(ip netip.Addr) (flow.EndpointInfo, bool) {
+	cp.index.mu.RLock()
+	defer cp.index.mu.RUnlock()
+	info, ok := cp.index.byIP[ip]
+	return info, ok
 }
 
 // IdentityLabels answers the flow decoder.
 func (cp *ControlPlane) IdentityLabels(id uint32) []string {
-	if i, ok := cp.alloc.Lookup(identity.ID(id)); ok {
-		return labelStrings(i.Labels)
+	cp.index.mu.RLock()
+	ls, ok := cp.index.idLabels[id]
+	cp.index.mu.RUnlock()
+	if ok {
+		return ls
 	}
-	if name := identity.ReservedName(identity.ID(id)); name != "" {
-		return []string{"reserved:" + name}
+	if i, found := cp.alloc.Lookup(identity.ID(id)); found {
+		ls = labelStrings(i.Labels)
+	} else if name := identity.ReservedName(identity.ID(id)); name != "" {
+		ls = []string{"reserved:" + name}
 	}
-	return nil
+	cp.index.mu.Lock()
+	if cp.index.idLabels != nil {
+		cp.index.idLabels[id] = ls
+	}
+	cp.index.mu.Unlock()
+	return ls
 }
 
 func labelStrings(ls identity.Labels) []string {
