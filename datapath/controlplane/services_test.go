@@ -116,7 +116,14 @@ func serve(ns *topo.Namespace, name string, httpPort, tcpPort int) {
 		tl, err = net.Listen("tcp4", fmt.Sprintf(":%d", tcpPort))
 		return err
 	})).To(Succeed())
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		if n > 0 {
+			fmt.Fprintf(w, "%s read %d", name, n)
+			return
+		}
+		io.WriteString(w, name)
+	})}
 	go srv.Serve(hl)
 	go func() {
 		for {
@@ -339,6 +346,22 @@ var _ = Describe("services on a 3-node cluster", Ordered, func() {
 			want = web2
 		}
 		Expect(synsFrom(backCaps[served], sport)).To(ContainElement(netip.AddrPortFrom(want.IP, 7000)))
+	})
+
+	It("carries full-size segments from the world through a NodePort to a backend on another node", func() {
+		// kind-control-plane has no backend: every connection is SNAT-ed
+		// into the tunnel.
+		conn, err := dial(c.World, c.Node("kind-control-plane").IP, 30080)
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close()
+		Expect(conn.SetDeadline(time.Now().Add(3 * time.Second))).To(Succeed())
+		body := strings.Repeat("x", 64<<10)
+		_, err = fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+		Expect(err).NotTo(HaveOccurred())
+		resp, err := io.ReadAll(conn)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(resp)).To(HavePrefix("HTTP/1.1 200"))
+		Expect(string(resp)).To(MatchRegexp(`web-\d read 65536$`))
 	})
 
 	It("keeps a long-lived connection to a surviving backend while scaling 2 -> 3 -> 1", func() {
