@@ -1,6 +1,9 @@
 package flow
 
-import "strconv"
+import (
+	"sort"
+	"strconv"
+)
 
 // DropReason is a datapath drop reason code (Cilium's numbering, 130 and
 // up), the sub-type of a drop event and the flow field drop_reason_desc.
@@ -182,3 +185,16 @@ func ParseDropReason(s string) (DropReason, bool) {
 type unknownNameError struct{ kind, name string }
 
 func (e *unknownNameError) Error() string { return "unknown " + e.kind + " " + strconv.Quote(e.name) }
+
+// DropReasonCodes returns every known drop reason code, ascending
+// (DropReasonUnknown excluded).
+func DropReasonCodes() []DropReason {
+	out := make([]DropReason, 0, len(dropReasons))
+	for v := range dropReasons {
+		if v != 0 {
+			out = append(out, DropReason(v))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
