@@ -86,15 +86,11 @@ const (
 	ObsToNetwork    ObsPoint = 11
 )
 
-var obsPointNames = [...]string{
-	"to-endpoint", "to-proxy", "to-host", "to-stack", "to-overlay", "from-endpoint",
-	"from-proxy", "from-host", "from-stack", "from-overlay", "from-network", "to-network",
-}
-
-// String returns the observation point's Hubble name ("to-overlay").
+// String returns the observation point's Hubble name ("to-overlay"), from
+// package flow's table.
 func (o ObsPoint) String() string {
-	if int(o) < len(obsPointNames) {
-		return obsPointNames[o]
+	if _, ok := flow.ParseObsPoint(flow.ObsPoint(o).String()); ok {
+		return flow.ObsPoint(o).String()
 	}
 	return fmt.Sprintf("obs-point-%d", uint8(o))
 }
