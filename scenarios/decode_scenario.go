@@ -84,13 +84,12 @@ func (sd *scenarioDecoder) decodeSteps() {
 		return
 	}
 	for i, c := range d.list(m.get("captures"), "captures") {
-		p := indexPath("captures", i)
-		dev, ok := sd.parseDevice(c, p)
+		dev, dn, p, ok := sd.parseCapture(c, indexPath("captures", i))
 		if ok {
 			sd.s.Captures = append(sd.s.Captures, dev)
 			sd.captureNodes = append(sd.captureNodes, c)
 			idx := len(sd.s.Captures) - 1
-			sd.checks = append(sd.checks, func(st *state) { sd.resolveDevice(st, &sd.s.Captures[idx], c, p, true) })
+			sd.checks = append(sd.checks, func(st *state) { sd.resolveDevice(st, &sd.s.Captures[idx], dn, p, true) })
 		}
 	}
 	items := d.list(m.get("steps"), "steps")
@@ -101,7 +100,8 @@ func (sd *scenarioDecoder) decodeSteps() {
 }
 
 var stepActions = []string{"apply", "delete", "scale", "wait", "probe", "probes", "flow", "metric",
-	string(FaultLinkDown), string(FaultLinkUp), string(FaultMTU), string(FaultDeletePod), string(FaultDatapathReload), "sleep"}
+	string(FaultLinkDown), string(FaultLinkUp), string(FaultMTU), string(FaultDeletePod), string(FaultDatapathReload), "sleep",
+	"serve", string(FaultSetMAC), string(FaultSysctl), string(FaultVXLAN)}
 
 func (sd *scenarioDecoder) decodeStep(step *Step, n *yaml.Node, path string) {
 	d := sd.d
@@ -130,11 +130,10 @@ func (sd *scenarioDecoder) decodeStep(step *Step, n *yaml.Node, path string) {
 		return
 	}
 	for i, c := range d.list(m.get("capture"), m.sub("capture")) {
-		p := indexPath(m.sub("capture"), i)
-		if dev, ok := sd.parseDevice(c, p); ok {
+		if dev, dn, p, ok := sd.parseCapture(c, indexPath(m.sub("capture"), i)); ok {
 			step.Captures = append(step.Captures, dev)
 			idx := len(step.Captures) - 1
-			sd.checks = append(sd.checks, func(st *state) { sd.resolveDevice(st, &step.Captures[idx], c, p, false) })
+			sd.checks = append(sd.checks, func(st *state) { sd.resolveDevice(st, &step.Captures[idx], dn, p, false) })
 		}
 	}
 	if len(actions) == 0 && len(step.Captures) > 0 {
@@ -170,6 +169,8 @@ func (sd *scenarioDecoder) decodeStep(step *Step, n *yaml.Node, path string) {
 			step.Flow = sd.decodeFlow(an, ap)
 		case "metric":
 			step.Metric = sd.decodeMetric(an, ap)
+		case "serve":
+			step.Serve = sd.decodeServe(an, ap, m.keyNode(action))
 		case "sleep":
 			before := len(d.ds.errs)
 			if isNull(an) {
@@ -225,7 +226,9 @@ func defaultStepName(s *Step) string {
 	case s.Metric != nil:
 		return fmt.Sprintf("metric %s %s %g", s.Metric.Name, s.Metric.Op, s.Metric.Value)
 	case s.Fault != nil:
-		return string(s.Fault.Kind)
+		return faultName(s.Fault)
+	case s.Serve != nil:
+		return fmt.Sprintf("serve %s in %s", s.Serve.Workload, s.Serve.Namespace)
 	case s.Sleep != 0:
 		return "sleep " + s.Sleep.String()
 	case len(s.Packets) > 0:
@@ -318,7 +321,7 @@ func (sd *scenarioDecoder) decodeApply(n *yaml.Node, path string) *ApplyStep {
 			obj, kind := sub.decodeDocument(it, sd.s)
 			switch kind {
 			case "":
-			case KindScenario, KindCluster:
+			case KindScenario, KindCluster, KindTopology:
 				d.errorf(it, joinPath(p, "kind"), "a %s cannot be applied by a step", kind)
 			default:
 				a.Objects = append(a.Objects, obj.(Object))
@@ -481,7 +484,8 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 	case ProbeHTTP:
 		if p.HTTP == nil {
 			p.HTTP = &HTTPProbe{Method: "GET", Path: "/"}
-			if hm := d.mapping(kn, kp, fields{Known: []string{"method", "path", "status"}}); hm != nil {
+			if hm := d.mapping(kn, kp, fields{Known: []string{"method", "path", "status", "padding"}}); hm != nil {
+				p.HTTP.Padding, _ = hm.integer("padding", 1, 60000)
 				if hm.has("method") {
 					p.HTTP.Method = strings.ToUpper(hm.str("method"))
 					switch p.HTTP.Method {
@@ -755,6 +759,12 @@ func (sd *scenarioDecoder) decodeFault(kind FaultKind, n *yaml.Node, path string
 		}
 		f.Pod = peer
 		sd.checks = append(sd.checks, func(st *state) { st.resolveWorkload(d, &f.Pod, n, path, true) })
+	case FaultSetMAC:
+		sd.decodeSetMAC(f, n, path, keyNode)
+	case FaultSysctl:
+		sd.decodeSysctl(f, n, path, keyNode)
+	case FaultVXLAN:
+		sd.decodeVXLAN(f, n, path, keyNode)
 	case FaultDatapathReload:
 		if n == nil {
 			return f
@@ -778,10 +788,13 @@ func (sd *scenarioDecoder) decodePacketAssertion(step *Step, n *yaml.Node, path 
 		d.errorf(n, path, "expected a packet assertion {on: DEVICE, ...}, got %s", kindName(n))
 		return
 	}
-	var on *yaml.Node
+	var on, ether *yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == "on" {
+		switch n.Content[i].Value {
+		case "on":
 			on = resolveAlias(n.Content[i+1])
+		case "ether":
+			ether = resolveAlias(n.Content[i+1])
 		}
 	}
 	if on == nil {
@@ -793,6 +806,9 @@ func (sd *scenarioDecoder) decodePacketAssertion(step *Step, n *yaml.Node, path 
 		return
 	}
 	pa := PacketAssertion{Device: dev, Spec: n, File: d.file, Source: srcOf(d, n)}
+	if ether != nil {
+		pa.Ether = d.decodeEther(ether, joinPath(path, "ether"))
+	}
 	if !d.decodePacketSpec(&pa, n, path) {
 		return
 	}
@@ -804,7 +820,16 @@ func (sd *scenarioDecoder) decodePacketAssertion(step *Step, n *yaml.Node, path 
 		if !sd.resolveDevice(st, &pa.Device, on, onPath, false) {
 			return
 		}
+		if pa.Ether != nil {
+			sd.checkEther(pa.Ether, ether, joinPath(path, "ether"))
+		}
 		for _, name := range pa.Names() {
+			if sd.s.Topology != nil {
+				if !sd.s.knowsRawName(name) {
+					d.errorf(n, path, "packet match names %q, which is no address, CIDR or namespace of the topology", name)
+				}
+				continue
+			}
 			if !st.everything().knowsLabName(sd.s, name) {
 				d.errorf(n, path, "packet match names %q, which is no pod, Deployment, Service, node or world host of the scenario", name)
 			}

@@ -66,7 +66,7 @@ func Load(path string) (*Scenario, error) {
 func Parse(name string, files ...File) (*Scenario, error) {
 	ds := &diagnostics{}
 	s := &Scenario{Name: name, deferred: map[ObjectRef]bool{}}
-	var scenarioDoc *docRef
+	var scenarioDoc, topologyDoc *docRef
 	for _, f := range files {
 		s.Files = append(s.Files, f.Name)
 		d := &decoder{file: f.Name, ds: ds}
@@ -87,6 +87,8 @@ func Parse(name string, files ...File) (*Scenario, error) {
 					continue
 				}
 				s.Cluster = c
+			case KindTopology:
+				d.decodeTopology(doc, s, &topologyDoc)
 			case "":
 			default:
 				s.addObject(d, doc, obj.(Object))
@@ -103,11 +105,15 @@ func Parse(name string, files ...File) (*Scenario, error) {
 		sd = newScenarioDecoder(scenarioDoc.d, s)
 		sd.decodeHeader(scenarioDoc.node)
 	}
+	if topologyDoc != nil {
+		checkTopologyScenario(s, topologyDoc, sd, ds)
+	}
 	if s.Cluster == nil {
 		s.Cluster = defaultCluster(s.Settings.Workers)
 	}
 	if sd != nil {
 		sd.decodeSteps()
+		checkStepKinds(s, topologyDoc != nil, ds)
 	}
 	if len(ds.errs) == 0 {
 		validateObjects(s, ds)
@@ -209,7 +215,7 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 		return nil, ""
 	}
 	switch kind {
-	case KindScenario:
+	case KindScenario, KindTopology:
 		return nil, kind
 	case KindCluster:
 		m := d.mapping(doc, "", fields{Known: []string{"apiVersion", "kind", "name", "nodes", "networking"},

@@ -10,6 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/datapath/policy"
+	"github.com/podlab/podlab/topo"
 )
 
 // Kinds of objects a scenario may hold.
@@ -23,6 +24,9 @@ const (
 	KindCiliumClusterwideNetworkPolicy = "CiliumClusterwideNetworkPolicy"
 	KindCluster                        = "Cluster"
 	KindScenario                       = "Scenario"
+	// KindTopology is a raw topology (topo.Spec) a scenario runs on
+	// instead of a cluster.
+	KindTopology = "Topology"
 )
 
 // apiVersions maps each supported kind to the apiVersion it must carry.
@@ -36,6 +40,7 @@ var apiVersions = map[string]string{
 	KindCiliumClusterwideNetworkPolicy: "cilium.io/v2",
 	KindCluster:                        "kind.x-k8s.io/v1alpha4",
 	KindScenario:                       "podlab.io/v1alpha1",
+	KindTopology:                       topo.SpecAPIVersion,
 }
 
 func supportedKinds() []string {

@@ -1,8 +1,10 @@
 package scenarios
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -21,6 +23,10 @@ import (
 //     atLeast: 1        # or count: N, atMost: N, none: true, only: true (+ ignore), or inOrder: [...]
 type PacketAssertion struct {
 	Device Device
+	// Ether, when set, narrows the device's frames to those with these
+	// Ethernet addresses before Expect is checked (so none: true means no
+	// such frame matches).
+	Ether  *EtherMatch
 	Expect pcap.Expectation
 	// Spec is the assertion block as written.
 	Spec   *yaml.Node
@@ -31,10 +37,26 @@ type PacketAssertion struct {
 // Check runs the expectation on the packets captured on the device,
 // resolving lab names with r.
 func (a *PacketAssertion) Check(src pcap.Source, r pcap.Resolver) error {
+	if a.Ether != nil {
+		filtered, err := a.Ether.Filter(src, r)
+		if err != nil {
+			return fmt.Errorf("%s: %w", a.Source, err)
+		}
+		src = filtered
+	}
 	if err := a.Expect.Check(src, r); err != nil {
 		return fmt.Errorf("%s: %w", a.Source, err)
 	}
 	return nil
+}
+
+// Describe renders the assertion for reports: the Ethernet filter, if
+// any, then the expectation.
+func (a *PacketAssertion) Describe() string {
+	if a.Ether == nil {
+		return a.Expect.String()
+	}
+	return fmt.Sprintf("frames with %s: %s", a.Ether, a.Expect.String())
 }
 
 // Names returns the lab names the expectation refers to, with identity-of:
@@ -46,7 +68,7 @@ func (a *PacketAssertion) Names() []string { return a.Expect.Names() }
 func (d *decoder) decodePacketSpec(a *PacketAssertion, n *yaml.Node, path string) bool {
 	rest := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value != "on" {
+		if k := n.Content[i].Value; k != "on" && k != "ether" {
 			rest.Content = append(rest.Content, n.Content[i], n.Content[i+1])
 		}
 	}
@@ -146,4 +168,154 @@ func (d *decoder) strictFields(n *yaml.Node, path string, t reflect.Type) bool {
 		}
 	}
 	return true
+}
+
+// EtherMatch selects frames by Ethernet address. Each side is a MAC
+// literal (0a:58:0a:84:02:2e) or mac-of:NAMESPACE/DEVICE, the MAC a device
+// of a raw topology has when the assertion is checked.
+//
+//   - on: podns/vxlan0
+//     ether: {dst: "mac-of:pod/eth0"}
+//     match: {proto: icmp, icmp: {type: echo-request}}
+type EtherMatch struct {
+	Src string
+	Dst string
+}
+
+// MACOfPrefix starts an Ethernet address that names a device.
+const MACOfPrefix = "mac-of:"
+
+// MACResolver is implemented by resolvers that know the MAC address of a
+// lab device ("NAMESPACE/DEVICE" in a raw topology lab).
+type MACResolver interface {
+	MACOf(device string) (net.HardwareAddr, error)
+}
+
+// String renders the match as written.
+func (e *EtherMatch) String() string {
+	var parts []string
+	if e.Src != "" {
+		parts = append(parts, "src "+e.Src)
+	}
+	if e.Dst != "" {
+		parts = append(parts, "dst "+e.Dst)
+	}
+	return "ether " + strings.Join(parts, " ")
+}
+
+func resolveMAC(s string, r pcap.Resolver) (net.HardwareAddr, error) {
+	if dev, ok := strings.CutPrefix(s, MACOfPrefix); ok {
+		mr, ok := r.(MACResolver)
+		if !ok {
+			return nil, fmt.Errorf("%s: this lab cannot tell device MACs", s)
+		}
+		return mr.MACOf(dev)
+	}
+	return net.ParseMAC(s)
+}
+
+// Filter returns the frames of src whose Ethernet addresses match.
+func (e *EtherMatch) Filter(src pcap.Source, r pcap.Resolver) (pcap.Source, error) {
+	var srcMAC, dstMAC net.HardwareAddr
+	var err error
+	if e.Src != "" {
+		if srcMAC, err = resolveMAC(e.Src, r); err != nil {
+			return nil, fmt.Errorf("ether src: %w", err)
+		}
+	}
+	if e.Dst != "" {
+		if dstMAC, err = resolveMAC(e.Dst, r); err != nil {
+			return nil, fmt.Errorf("ether dst: %w", err)
+		}
+	}
+	var out []pcap.Packet
+	for _, p := range src.Packets() {
+		if (p.LinkType != 0 && p.LinkType != pcap.LinkTypeEthernet) || len(p.Data) < 14 {
+			continue
+		}
+		if dstMAC != nil && !bytes.Equal(p.Data[0:6], dstMAC) {
+			continue
+		}
+		if srcMAC != nil && !bytes.Equal(p.Data[6:12], srcMAC) {
+			continue
+		}
+		out = append(out, p)
+	}
+	name := fmt.Sprintf("%s (frames with %s", src.Interface(), e)
+	if dstMAC != nil {
+		name += " = " + dstMAC.String()
+	}
+	name += ")"
+	return pcap.NewRecording(name, src.Path(), out).WithResolver(r), nil
+}
+
+// decodeEther reads {src: MAC, dst: MAC}.
+func (d *decoder) decodeEther(n *yaml.Node, path string) *EtherMatch {
+	m := d.mapping(n, path, fields{Known: []string{"src", "dst"}})
+	if m == nil {
+		return nil
+	}
+	e := &EtherMatch{Src: m.str("src"), Dst: m.str("dst")}
+	for _, side := range []string{"src", "dst"} {
+		v := m.str(side)
+		if v == "" || strings.HasPrefix(v, MACOfPrefix) {
+			continue
+		}
+		if mac, err := net.ParseMAC(v); err != nil || len(mac) != 6 {
+			d.errorf(m.get(side), m.sub(side), "bad MAC address %q: want six hex octets or mac-of:NAMESPACE/DEVICE", v)
+		}
+	}
+	if e.Src == "" && e.Dst == "" {
+		d.errorf(n, path, "expected src and/or dst")
+		return nil
+	}
+	return e
+}
+
+// checkEther resolves mac-of: devices against the topology.
+func (sd *scenarioDecoder) checkEther(e *EtherMatch, n *yaml.Node, path string) {
+	for _, side := range []string{e.Src, e.Dst} {
+		dev, ok := strings.CutPrefix(side, MACOfPrefix)
+		if !ok {
+			continue
+		}
+		if sd.s.Topology == nil {
+			sd.d.errorf(n, path, "not supported yet: %s in a cluster scenario (it names a device of a Topology)", side)
+			continue
+		}
+		ns, name, ok := strings.Cut(dev, "/")
+		if !ok {
+			sd.d.errorf(n, path, "expected mac-of:NAMESPACE/DEVICE, got %q", side)
+			continue
+		}
+		d := Device{Node: ns, Name: name, Raw: dev}
+		sd.resolveRawDevice(&d, n, path)
+	}
+}
+
+// faultName describes a fault step: "setMAC podns/vxlan0 = MAC of pod/eth0".
+func faultName(f *Fault) string {
+	switch f.Kind {
+	case FaultSetMAC:
+		if f.MAC != nil {
+			return fmt.Sprintf("setMAC %s = %s", f.Device.Raw, f.MAC)
+		}
+		return fmt.Sprintf("setMAC %s = MAC of %s", f.Device.Raw, f.CopyFrom.Raw)
+	case FaultSysctl:
+		return fmt.Sprintf("sysctl %s in %s = %s", f.Key, f.Namespace, f.Value)
+	case FaultVXLAN:
+		var ch []string
+		if f.VXLAN != nil && f.VXLAN.Port != 0 {
+			ch = append(ch, fmt.Sprintf("port %d", f.VXLAN.Port))
+		}
+		if f.VXLAN != nil && f.VXLAN.DF != "" {
+			ch = append(ch, "df "+f.VXLAN.DF)
+		}
+		return fmt.Sprintf("vxlan %s %s", f.Device.Raw, strings.Join(ch, ", "))
+	case FaultMTU:
+		return fmt.Sprintf("mtu %s %d", f.Device.Raw, f.MTU)
+	case FaultLinkDown, FaultLinkUp:
+		return fmt.Sprintf("%s %s", f.Kind, f.Device.Raw)
+	}
+	return string(f.Kind)
 }

@@ -96,8 +96,14 @@ func parsePeer(s string) (Peer, error) {
 	case "dns":
 		p.Kind, p.Host = PeerDNSName, rest
 		return p, checkDNSName(rest)
+	case "ns", "netns":
+		if len(parts) != 1 {
+			return p, fmt.Errorf("expected ns/NAME (a namespace of the topology), got %q", s)
+		}
+		p.Kind, p.Name = PeerNetns, parts[0]
+		return p, nil
 	}
-	return p, fmt.Errorf("unknown peer %q; write world, node/NODE, pod/NAME, deployment/NAME, service/NAME, nodeport/NODE/SERVICE, ip/ADDR or dns/NAME", s)
+	return p, fmt.Errorf("unknown peer %q; write world, node/NODE, pod/NAME, deployment/NAME, service/NAME, nodeport/NODE/SERVICE, ip/ADDR, dns/NAME or (with a Topology) ns/NAME", s)
 }
 
 func checkDNSName(s string) error {
@@ -188,6 +194,9 @@ func (sd *scenarioDecoder) parseDevice(n *yaml.Node, path string) (Device, bool)
 // step (anyTime: against every object the scenario ever creates).
 func (sd *scenarioDecoder) resolveDevice(st *state, dev *Device, n *yaml.Node, path string, anyTime bool) bool {
 	d := sd.d
+	if sd.s.Topology != nil {
+		return sd.resolveRawDevice(dev, n, path)
+	}
 	if dev.Kind == "" {
 		if sd.s.hasNode(dev.Node) {
 			dev.Kind = DeviceNode
@@ -359,6 +368,10 @@ func (st *state) resolveWorkload(d *decoder, p *Peer, n *yaml.Node, path string,
 
 // resolveSource resolves a probe's from.
 func (st *state) resolveSource(d *decoder, p *Peer, n *yaml.Node, path string) {
+	if st.s.Topology != nil {
+		st.resolveRawPeer(d, p, n, path, false)
+		return
+	}
 	switch p.Kind {
 	case PeerWorld:
 	case PeerNode:
@@ -420,6 +433,10 @@ func serviceForName(name, ns string) (ref ObjectRef, ok bool) {
 func (st *state) resolveTarget(d *decoder, pr *ProbeStep, n *yaml.Node, path string) {
 	p := &pr.To
 	failing := pr.Expect != ExpectSuccess
+	if st.s.Topology != nil {
+		st.resolveRawPeer(d, p, n, path, true)
+		return
+	}
 	switch p.Kind {
 	case PeerWorld:
 		d.errorf(n, path, "to: world is ambiguous; name a world host by IP (ip/1.1.1.1) or DNS name")

@@ -1,8 +1,11 @@
 package scenarios
 
 import (
+	"net"
 	"net/netip"
 	"time"
+
+	"github.com/podlab/podlab/topo"
 )
 
 // Datapath settings.
@@ -47,8 +50,14 @@ type Scenario struct {
 	Files    []string
 	Settings Settings
 	// Cluster is the kind Cluster document, or the default cluster
-	// (kind-control-plane plus Settings.Workers workers).
+	// (kind-control-plane plus Settings.Workers workers). A scenario with
+	// a Topology has an empty Cluster (no nodes).
 	Cluster *Cluster
+	// Topology is the raw topology (a podlab.io/v1alpha1 Topology
+	// document) the scenario runs on instead of a cluster; nil for cluster
+	// scenarios. Peers and devices then name its namespaces (ns/NAME,
+	// NAME/DEVICE), and the lab has no datapath, pods or services.
+	Topology *topo.Spec
 	// Objects are all Kubernetes objects of the documents, in file order;
 	// the typed lists below hold the same objects.
 	Objects     []Object
@@ -101,6 +110,8 @@ type Step struct {
 	Flow   *FlowAssertion
 	Metric *MetricAssertion
 	Fault  *Fault
+	// Serve starts a built-in workload in a raw topology's namespace.
+	Serve *ServeStep
 	// Sleep pauses the scenario.
 	Sleep time.Duration
 
@@ -132,6 +143,8 @@ func (s *Step) Action() string {
 		return "metric"
 	case s.Fault != nil:
 		return string(s.Fault.Kind)
+	case s.Serve != nil:
+		return "serve"
 	case s.Sleep != 0:
 		return "sleep"
 	case len(s.Packets) > 0:
@@ -178,6 +191,10 @@ const (
 	PeerWorld      PeerKind = "world"      // the world namespace
 	PeerIP         PeerKind = "ip"         // a literal address (pod, node, or an emulated world host)
 	PeerDNSName    PeerKind = "dns"        // a name resolved by the source's resolver
+	// PeerNetns is a namespace of a raw topology (ns/NAME): as a source
+	// the probe runs inside it, as a target it stands for the first IPv4
+	// address the topology gives a device of it.
+	PeerNetns PeerKind = "netns"
 )
 
 // Peer is a probe or flow endpoint.
@@ -261,6 +278,11 @@ type HTTPProbe struct {
 	Path   string
 	// Status is the expected status code (0: any 2xx/3xx).
 	Status int
+	// Padding adds an X-Podlab-Padding request header of this many bytes.
+	// The http-echo workload reflects request headers in its JSON answer,
+	// so the answer grows by as much: a way to ask for a large response
+	// (the MTU bug of the library) with a request that stays small enough.
+	Padding int
 }
 
 // UDPProbe is a UDP request/response.
@@ -290,6 +312,8 @@ const (
 	DevicePod     DeviceKind = "pod"      // pod:<ns>/<pod>/eth0 or <pod>/eth0
 	DevicePodVeth DeviceKind = "pod-veth" // pod-veth:<pod>, the host-side lxc veth
 	DeviceWorld   DeviceKind = "world"    // world/eth0
+	// DeviceRaw is a device of a raw topology: <namespace>/<device>.
+	DeviceRaw DeviceKind = "raw"
 )
 
 // Device is a named capture point.
@@ -307,6 +331,11 @@ type Device struct {
 	Name string
 	// Raw is the text as written; captures name their interfaces with it.
 	Raw string
+	// Promiscuous, when set, says whether a capture puts the device in
+	// promiscuous mode (capture: [{device: D, promiscuous: true}]). Unset:
+	// cluster devices are captured promiscuously, raw topology devices
+	// are not.
+	Promiscuous *bool
 }
 
 // String returns the device as written.
@@ -347,6 +376,13 @@ const (
 	FaultMTU            FaultKind = "mtu"
 	FaultDeletePod      FaultKind = "deletePod"
 	FaultDatapathReload FaultKind = "datapathReload"
+	// FaultSetMAC changes a raw device's MAC address (setMAC).
+	FaultSetMAC FaultKind = "setMAC"
+	// FaultSysctl writes a net.* sysctl in a raw namespace (sysctl).
+	FaultSysctl FaultKind = "sysctl"
+	// FaultVXLAN changes a raw VXLAN device's UDP port or outer DF
+	// setting (vxlan); a port change recreates the device.
+	FaultVXLAN FaultKind = "vxlan"
 )
 
 // Fault injects a failure.
@@ -360,4 +396,44 @@ type Fault struct {
 	Pod Peer
 	// Node for datapathReload; empty reloads every node.
 	Node string
+	// MAC is the new address for setMAC; CopyFrom, when its Kind is set
+	// instead, names the device whose MAC is copied at run time.
+	MAC      net.HardwareAddr
+	CopyFrom Device
+	// Namespace, Key and Value are the sysctl's (key in dotted form,
+	// net.* only).
+	Namespace string
+	Key       string
+	Value     string
+	// VXLAN holds the changes of a vxlan fault.
+	VXLAN *VXLANChange
+}
+
+// VXLANChange is what a vxlan fault changes on a VXLAN device; zero
+// fields stay as they are.
+type VXLANChange struct {
+	// Port is the new UDP destination port. The kernel cannot change it
+	// on a live device, so the device is deleted and created again (in
+	// the namespace holding its socket) with its addresses, routes,
+	// neighbours and tc rules restored: what an administrator does with
+	// ip link del / ip link add.
+	Port int
+	// DF is the outer header's Don't Fragment policy: unset (the kernel's
+	// default: encapsulated packets may be fragmented), set, or inherit
+	// (copied from the inner IPv4 header).
+	DF string
+}
+
+// ServeStep starts a built-in workload (http-echo, tcp-echo or udp-echo)
+// inside a namespace of a raw topology; it runs until the end of the
+// scenario.
+type ServeStep struct {
+	Namespace string
+	// Workload is the built-in's name.
+	Workload string
+	// Ports to listen on (default: the workload's: 80 for http-echo, 7
+	// for the echo servers).
+	Ports []int
+	// Addrs to listen on (default: every IPv4 address of the namespace).
+	Addrs []netip.Addr
 }

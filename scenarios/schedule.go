@@ -164,6 +164,9 @@ func (d *Deployment) Instances(g *NameGenerator, n int) []PodInstance {
 // cluster DNS, then the scenario's initial Pods and Deployment replicas in
 // document order.
 func (s *Scenario) PodInstances(g *NameGenerator) []PodInstance {
+	if s.Topology != nil {
+		return nil // a raw topology lab has no pods, not even the cluster DNS
+	}
 	dns, _ := ClusterDNSObjects()
 	out := dns.Instances(g, dns.Replicas)
 	for _, o := range s.InitialObjects() {

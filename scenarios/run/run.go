@@ -141,6 +141,8 @@ func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error)
 		setup.Verdict, setup.Message = result.Errored, err.Error()
 		r.failed = true
 		fmt.Fprintf(o.Out, "✗ setup: %v\n", err)
+	} else if s.Topology != nil {
+		fmt.Fprintf(o.Out, "✓ %s (%s)\n", r.rawUpLine(), setup.Duration.Round(time.Millisecond))
 	} else {
 		fmt.Fprintf(o.Out, "✓ lab %q up: %d nodes, %d pods (%s)\n", o.Lab, len(r.lab.Cluster.Nodes), len(r.pods), setup.Duration.Round(time.Millisecond))
 	}
@@ -291,6 +293,9 @@ func sanitize(s string) string {
 
 // topology describes the lab for the report.
 func (r *Runner) topology() result.Topology {
+	if r.s.Topology != nil {
+		return r.rawTopology()
+	}
 	var t result.Topology
 	c := r.lab.Cluster
 	for _, n := range c.Nodes {

@@ -18,6 +18,9 @@ import (
 
 // setup builds the lab and creates the scenario's initial objects.
 func (r *Runner) setup(ctx context.Context, datapath string) error {
+	if r.s.Topology != nil {
+		return r.setupRaw(ctx)
+	}
 	var nodes []topo.NodeSpec
 	for _, n := range r.s.Cluster.Nodes {
 		nodes = append(nodes, topo.NodeSpec{Name: n.Name, Role: n.Role, Labels: n.Labels})
@@ -324,6 +327,9 @@ func (r *Runner) startCaptures(ctx context.Context, d scenarios.Device) ([]*pcap
 		ns        *topo.Namespace
 		dev, name string
 	}
+	if d.Kind == scenarios.DeviceRaw {
+		return r.startRawCapture(ctx, d)
+	}
 	var ts []target
 	c := r.lab.Cluster
 	switch d.Kind {
@@ -355,7 +361,7 @@ func (r *Runner) startCaptures(ctx context.Context, d scenarios.Device) ([]*pcap
 	}
 	var out []*pcap.Capture
 	for _, t := range ts {
-		cp, err := pcap.Start(ctx, t.ns, t.dev, t.name, pcap.Options{Promiscuous: true, Resolver: r})
+		cp, err := pcap.Start(ctx, t.ns, t.dev, t.name, pcap.Options{Promiscuous: d.Promiscuous == nil || *d.Promiscuous, Resolver: r})
 		if err != nil {
 			for _, c := range out {
 				_ = c.Stop()

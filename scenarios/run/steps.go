@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -223,6 +224,8 @@ func (r *Runner) doAction(ctx context.Context, s *scenarios.Step, st *result.Ste
 		st.Expectations = append(st.Expectations, r.checkMetric(s.Metric))
 	case s.Fault != nil:
 		return r.fault(ctx, s.Fault)
+	case s.Serve != nil:
+		return r.serve(ctx, s.Serve)
 	case s.Sleep > 0:
 		select {
 		case <-time.After(s.Sleep):
@@ -414,6 +417,8 @@ func (r *Runner) fault(ctx context.Context, f *scenarios.Fault) error {
 			}
 		}
 		return errors.Join(r.resyncServices(), r.lab.SaveState())
+	case scenarios.FaultSetMAC, scenarios.FaultSysctl, scenarios.FaultVXLAN:
+		return r.rawFault(ctx, f)
 	case scenarios.FaultDatapathReload:
 		if r.cp == nil {
 			return errors.New("datapathReload: the lab runs without a datapath (--datapath=none)")
@@ -427,6 +432,8 @@ func (r *Runner) fault(ctx context.Context, f *scenarios.Fault) error {
 func (r *Runner) deviceNS(d scenarios.Device) (*topo.Namespace, string, error) {
 	c := r.lab.Cluster
 	switch d.Kind {
+	case scenarios.DeviceRaw:
+		return r.rawDevice(d)
 	case scenarios.DeviceNode:
 		if n := c.Node(d.Node); n != nil {
 			return n.NS, d.Name, nil
@@ -477,6 +484,8 @@ func (r *Runner) sources(p scenarios.Peer) ([]source, error) {
 		return nil, fmt.Errorf("unknown node %s", p.Node)
 	case scenarios.PeerWorld:
 		return []source{{"world", c.World, topo.WorldUnderlayIP, ""}}, nil
+	case scenarios.PeerNetns:
+		return r.rawSources(p)
 	}
 	return nil, fmt.Errorf("probes cannot start from %s", p.Raw)
 }
@@ -533,6 +542,8 @@ func (r *Runner) target(p scenarios.Peer) (string, int, error) {
 		return p.IP.String(), 0, nil
 	case scenarios.PeerDNSName:
 		return p.Host, 0, nil
+	case scenarios.PeerNetns:
+		return r.rawTarget(p)
 	}
 	return "", 0, fmt.Errorf("unknown target %s", p.Raw)
 }
@@ -665,6 +676,9 @@ func (r *Runner) oneProbe(ctx context.Context, ps *scenarios.ProbeStep, src sour
 		if ps.HTTP != nil {
 			h.Method, h.URL = ps.HTTP.Method, "http://"+hp+ps.HTTP.Path
 			h.ExpectStatus = ps.HTTP.Status
+			if ps.HTTP.Padding > 0 {
+				h.Header = http.Header{"X-Podlab-Padding": {strings.Repeat("x", ps.HTTP.Padding)}}
+			}
 		}
 		return h.Run(ctx, src.ns)
 	case scenarios.ProbeTCP:
@@ -979,7 +993,7 @@ func flowLine(f *flow.Flow) string {
 // checkPackets evaluates a packet assertion against the step's captures,
 // or the scenario-wide ones.
 func (r *Runner) checkPackets(pa *scenarios.PacketAssertion, stepCaps []*pcap.Capture) result.Expectation {
-	e := result.Expectation{Description: fmt.Sprintf("packets on %s: %s", pa.Device.Raw, pa.Expect.String()), Verdict: result.Passed}
+	e := result.Expectation{Description: fmt.Sprintf("packets on %s: %s", pa.Device.Raw, pa.Describe()), Verdict: result.Passed}
 	var src pcap.Source
 	names := r.captureNames(pa.Device)
 	var found []*pcap.Capture
@@ -1029,6 +1043,8 @@ func firstLine(s string) string {
 // of a Deployment).
 func (r *Runner) captureNames(d scenarios.Device) []string {
 	switch d.Kind {
+	case scenarios.DeviceRaw:
+		return []string{d.Namespace + "/" + d.Name}
 	case scenarios.DeviceNode:
 		return []string{d.Node + "/" + d.Name}
 	case scenarios.DeviceWorld:
@@ -1063,6 +1079,9 @@ func (r *Runner) allCaptureNames() []string {
 // then a Deployment's pods, then a Pod, then a Service's ClusterIP, then a
 // world host's name.
 func (r *Runner) Addresses(name string) ([]netip.Addr, error) {
+	if r.s.Topology != nil {
+		return r.rawAddresses(name)
+	}
 	kind, rest, hasKind := strings.Cut(name, "/")
 	switch kind {
 	case "pod", "deployment", "service", "svc", "node":
