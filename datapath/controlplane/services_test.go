@@ -389,6 +389,9 @@ var _ = Describe("services on a 3-node cluster", Ordered, func() {
 		Expect(cp.UpsertService(webService(survivor))).To(Succeed())
 		Expect(echo("one")).To(Equal(survivor.Name + ":one"))
 		Expect(spread(client.NS, netip.AddrPortFrom(clusterIP, 80), 20)).To(Equal(map[string]int{survivor.Name: 20}))
+		// An agent upgrade (program reload) keeps the connection too.
+		Expect(cp.Reload()).To(Succeed())
+		Expect(echo("reloaded")).To(Equal(survivor.Name + ":reloaded"))
 		Expect(cp.UpsertService(webService(web1, web2))).To(Succeed())
 	})
 
