@@ -483,20 +483,76 @@ func ScratchMaps() []string {
 // lb_affinity seeded with the live entries between the packet's two
 // addresses, an empty metrics array and a small ring buffer for events. The
 // copy runs once with BPF_PROG_TEST_RUN on a thread inside in.NS; the packet
-// goes nowhere (a redirect only sets the run's return code).
+// goes nowhere (a redirect only sets the run's return code). DryRunner
+// does the same and reuses its copies.
 func DryRun(in DryRunInput) (*DryRunResult, error) {
-	if len(in.Packet) < 14 {
-		return nil, errors.New("dry run: packet shorter than an Ethernet header")
+	r := NewDryRunner()
+	defer r.Close()
+	return r.Run(in)
+}
+
+// DryRunner runs dry runs (see DryRun), loading the copy of each attached
+// program once and reusing it, with its scratch maps emptied and seeded
+// afresh, for later packets. It is not safe for concurrent use.
+type DryRunner struct {
+	copies map[ebpf.ProgramID]*dryCopy
+}
+
+// dryCopy is a loaded copy of one attached program.
+type dryCopy struct {
+	role     string
+	coll     *ebpf.Collection
+	prog     *ebpf.Program
+	live     *LiveMaps
+	scratch  []*ebpf.Map
+	seeds    map[string][2]*ebpf.Map // scratch map, live map to seed it from
+	empty    []string
+	sameCode bool
+	ctMap    ebpf.MapID
+	events   *ringbuf.Reader
+	r        *EventReader
+}
+
+// NewDryRunner returns a DryRunner without copies.
+func NewDryRunner() *DryRunner { return &DryRunner{copies: map[ebpf.ProgramID]*dryCopy{}} }
+
+// Close releases every copy.
+func (r *DryRunner) Close() {
+	for id, c := range r.copies {
+		c.close()
+		delete(r.copies, id)
 	}
+}
+
+func (c *dryCopy) close() {
+	if c.events != nil {
+		c.events.Close()
+	}
+	if c.coll != nil {
+		c.coll.Close()
+	}
+	for _, m := range c.scratch {
+		m.Close()
+	}
+	c.live.Close()
+}
+
+// load builds the copy of the attached program in.ProgramID.
+func (r *DryRunner) load(in DryRunInput) (*dryCopy, error) {
 	live, err := OpenProgramMaps(in.ProgramID)
 	if err != nil {
-		return nil, fmt.Errorf("dry run %s: %w", in.Role, err)
+		return nil, err
 	}
-	defer live.Close()
 	if in.Lab != "" && in.Node != "" {
 		live.AddPinned(in.Lab, in.Node)
 	}
-
+	c := &dryCopy{role: in.Role, live: live, seeds: map[string][2]*ebpf.Map{}}
+	ok := false
+	defer func() {
+		if !ok {
+			c.close()
+		}
+	}()
 	var specFn func() (*ebpf.CollectionSpec, error)
 	var progName string
 	switch in.Role {
@@ -505,25 +561,17 @@ func DryRun(in DryRunInput) (*DryRunResult, error) {
 	case roleFromOverlay:
 		specFn, progName = loadTunnelProbe, "test_overlay_probe"
 	default:
-		o, ok := roleObjects[in.Role]
-		if !ok {
-			return nil, fmt.Errorf("dry run: unknown role %q", in.Role)
+		o, found := roleObjects[in.Role]
+		if !found {
+			return nil, fmt.Errorf("unknown role %q", in.Role)
 		}
 		specFn, progName = o.spec, o.prog
 	}
 	spec, err := specFn()
 	if err != nil {
-		return nil, fmt.Errorf("dry run %s: %w", in.Role, err)
+		return nil, err
 	}
-	res := &DryRunResult{}
 	repl := map[string]*ebpf.Map{}
-	var scratch []*ebpf.Map
-	defer func() {
-		for _, m := range scratch {
-			m.Close()
-		}
-	}()
-	src, dst := packetAddrs(in.Packet)
 	for name, ms := range spec.Maps {
 		if strings.HasPrefix(name, ".") || name == "tunnel_probe" || name == "overlay_input" {
 			continue
@@ -544,100 +592,179 @@ func DryRun(in DryRunInput) (*DryRunResult, error) {
 		}
 		m, err := ebpf.NewMap(cp)
 		if err != nil {
-			return nil, fmt.Errorf("dry run %s: scratch map %s: %w", in.Role, name, err)
+			return nil, fmt.Errorf("scratch map %s: %w", name, err)
 		}
-		scratch = append(scratch, m)
+		c.scratch = append(c.scratch, m)
 		ms.MaxEntries = cp.MaxEntries
 		repl[name] = m
 		if lm == nil {
-			res.Empty = append(res.Empty, name)
+			c.empty = append(c.empty, name)
 			continue
 		}
 		if cp.Type == ebpf.LRUHash || cp.Type == ebpf.Hash {
-			n, err := seedTuples(m, lm, src, dst, name == mapConntrack || name == "lb_affinity")
-			if err != nil {
-				return nil, fmt.Errorf("dry run %s: seed %s: %w", in.Role, name, err)
-			}
-			res.Seeded += n
+			c.seeds[name] = [2]*ebpf.Map{m, lm}
 		}
 		if name == mapConntrack {
-			for _, r := range in.Conntrack {
-				if err := m.Put(r.Key, r.Value); err != nil {
-					return nil, fmt.Errorf("dry run %s: seed conntrack: %w", in.Role, err)
-				}
-			}
 			if info, err := lm.Info(); err == nil {
-				res.ConntrackMap, _ = info.ID()
+				c.ctMap, _ = info.ID()
 			}
 		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
-		return nil, fmt.Errorf("dry run %s: load a copy: %w", in.Role, err)
+		return nil, fmt.Errorf("load a copy: %w", err)
 	}
-	defer coll.Close()
-	prog := coll.Programs[progName]
-	if prog == nil {
-		return nil, fmt.Errorf("dry run %s: program %s missing from the object", in.Role, progName)
+	c.coll = coll
+	if c.prog = coll.Programs[progName]; c.prog == nil {
+		return nil, fmt.Errorf("program %s missing from the object", progName)
 	}
-	res.SameCode = sameCode(in.ProgramID, in.Role, repl)
+	c.sameCode = sameCode(in.ProgramID, in.Role, repl)
+	if ev := repl[mapEvents]; ev != nil {
+		if c.events, err = ringbuf.NewReader(ev); err != nil {
+			return nil, fmt.Errorf("read scratch events: %w", err)
+		}
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+			return nil, fmt.Errorf("read monotonic clock: %w", err)
+		}
+		c.r = &EventReader{monoToWall: time.Duration(time.Now().UnixNano() - ts.Nano())}
+	}
+	ok = true
+	return c, nil
+}
+
+// Run judges in.Packet with the copy of in.ProgramID (loaded on first use).
+func (r *DryRunner) Run(in DryRunInput) (*DryRunResult, error) {
+	if len(in.Packet) < 14 {
+		return nil, errors.New("dry run: packet shorter than an Ethernet header")
+	}
+	c := r.copies[in.ProgramID]
+	if c != nil && c.role != in.Role {
+		c.close()
+		delete(r.copies, in.ProgramID)
+		c = nil
+	}
+	if c == nil {
+		var err error
+		if c, err = r.load(in); err != nil {
+			return nil, fmt.Errorf("dry run %s: %w", in.Role, err)
+		}
+		r.copies[in.ProgramID] = c
+	}
+	res, err := c.run(in)
+	if err != nil {
+		return nil, fmt.Errorf("dry run %s on ifindex %d: %w", in.Role, in.Ifindex, err)
+	}
+	return res, nil
+}
+
+func (c *dryCopy) run(in DryRunInput) (*DryRunResult, error) {
+	res := &DryRunResult{SameCode: c.sameCode, Empty: c.empty, ConntrackMap: c.ctMap}
+	// Scratch state of an earlier run goes; the live state is copied in.
+	if _, err := drainRing(c.events, c.r); err != nil {
+		return nil, err
+	}
+	src, dst := packetAddrs(in.Packet)
+	for name, pair := range c.seeds {
+		if err := clearScratch(pair[0]); err != nil {
+			return nil, fmt.Errorf("reset scratch %s: %w", name, err)
+		}
+		n, err := seedTuples(pair[0], pair[1], src, dst, name == mapConntrack || name == "lb_affinity")
+		if err != nil {
+			return nil, fmt.Errorf("seed %s: %w", name, err)
+		}
+		res.Seeded += n
+		if name == mapConntrack {
+			for _, rec := range in.Conntrack {
+				if err := pair[0].Put(rec.Key, rec.Value); err != nil {
+					return nil, fmt.Errorf("seed conntrack: %w", err)
+				}
+			}
+		}
+	}
+	if m := c.coll.Maps["tunnel_probe"]; m != nil {
+		if err := m.Put(uint32(0), &tunnelProbeTunnelProbeResult{KeyRet: -1}); err != nil {
+			return nil, fmt.Errorf("reset tunnel probe: %w", err)
+		}
+	}
 	if in.Role == roleFromOverlay {
 		oi := tunnelProbeOverlayInput{Vni: in.TunnelID, RemoteIpv4: 0}
 		if in.TunnelRemote.Is4() {
 			b := in.TunnelRemote.As4()
 			oi.RemoteIpv4 = binary.BigEndian.Uint32(b[:])
 		}
-		if err := coll.Maps["overlay_input"].Put(uint32(0), &oi); err != nil {
-			return nil, fmt.Errorf("dry run %s: tunnel input: %w", in.Role, err)
+		if err := c.coll.Maps["overlay_input"].Put(uint32(0), &oi); err != nil {
+			return nil, fmt.Errorf("tunnel input: %w", err)
 		}
 	}
 	// struct __sk_buff: mark at word 2, ingress_ifindex 9, ifindex 10.
-	var ctx [48]uint32
+	var ctx, ctxOut [48]uint32
 	ctx[2] = in.Mark
 	ctx[9] = uint32(in.Ifindex)
 	ctx[10] = uint32(in.Ifindex)
 	out := make([]byte, len(in.Packet)+256)
-	var ctxOut [48]uint32
 	opts := &ebpf.RunOptions{Data: in.Packet, DataOut: out, Context: ctx, ContextOut: &ctxOut}
 	run := func() error {
-		ret, err := prog.Run(opts)
+		ret, err := c.prog.Run(opts)
 		res.Verdict = ret
 		return err
 	}
+	var err error
 	if in.NS != nil {
 		err = topo.Do(in.NS, run)
 	} else {
 		err = run()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dry run %s on ifindex %d: %w", in.Role, in.Ifindex, err)
+		return nil, err
 	}
 	res.Packet = opts.DataOut
 	res.Mark = ctxOut[2]
-	if ct := repl[mapConntrack]; ct != nil && live.maps[mapConntrack] != nil {
+	if pair, ok := c.seeds[mapConntrack]; ok {
+		ct := pair[0]
 		k, v := make([]byte, ct.KeySize()), make([]byte, ct.ValueSize())
 		it := ct.Iterate()
 		for it.Next(&k, &v) {
 			res.Conntrack = append(res.Conntrack, MapRecord{Key: append([]byte(nil), k...), Value: append([]byte(nil), v...)})
 		}
 		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("dry run %s: read scratch conntrack: %w", in.Role, err)
+			return nil, fmt.Errorf("read scratch conntrack: %w", err)
 		}
 	}
 	if in.Role == roleFromContainer {
-		var r tunnelProbeTunnelProbeResult
-		if err := coll.Maps["tunnel_probe"].Lookup(uint32(0), &r); err == nil && r.KeyRet == 0 && r.RemoteIpv4 != 0 {
+		var tr tunnelProbeTunnelProbeResult
+		if err := c.coll.Maps["tunnel_probe"].Lookup(uint32(0), &tr); err == nil && tr.KeyRet == 0 && tr.RemoteIpv4 != 0 {
 			var b [4]byte
-			binary.BigEndian.PutUint32(b[:], r.RemoteIpv4)
-			res.TunnelSet, res.TunnelRemote, res.TunnelID = true, netip.AddrFrom4(b), r.TunnelId
+			binary.BigEndian.PutUint32(b[:], tr.RemoteIpv4)
+			res.TunnelSet, res.TunnelRemote, res.TunnelID = true, netip.AddrFrom4(b), tr.TunnelId
 		}
 	}
-	evs, err := drainEvents(repl[mapEvents])
+	evs, err := drainRing(c.events, c.r)
 	if err != nil {
-		return nil, fmt.Errorf("dry run %s: %w", in.Role, err)
+		return nil, err
 	}
 	res.Events = evs
 	return res, nil
+}
+
+// clearScratch deletes every entry of a hash map.
+func clearScratch(m *ebpf.Map) error {
+	var keys [][]byte
+	k := make([]byte, m.KeySize())
+	it := m.Iterate()
+	v := make([]byte, m.ValueSize())
+	for it.Next(&k, &v) {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	if err := it.Err(); err != nil {
+		return err
+	}
+	for _, key := range keys {
+		if err := m.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // packetAddrs returns the IPv4 addresses of an Ethernet frame (invalid when
@@ -726,21 +853,11 @@ func sameCode(id ebpf.ProgramID, role string, maps map[string]*ebpf.Map) bool {
 	return pi.Tag == ai.Tag
 }
 
-// drainEvents decodes every record of a scratch ring buffer.
-func drainEvents(m *ebpf.Map) ([]Event, error) {
-	if m == nil {
+// drainRing decodes every pending record of a scratch ring buffer.
+func drainRing(rd *ringbuf.Reader, r *EventReader) ([]Event, error) {
+	if rd == nil {
 		return nil, nil
 	}
-	rd, err := ringbuf.NewReader(m)
-	if err != nil {
-		return nil, fmt.Errorf("read scratch events: %w", err)
-	}
-	defer rd.Close()
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return nil, fmt.Errorf("read monotonic clock: %w", err)
-	}
-	r := &EventReader{monoToWall: time.Duration(time.Now().UnixNano() - ts.Nano())}
 	var out []Event
 	for {
 		rd.SetDeadline(time.Now().Add(-time.Second))

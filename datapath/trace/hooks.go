@@ -138,17 +138,17 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 	if pkt.tunnel != nil {
 		in.TunnelID, in.TunnelRemote = pkt.tunnel.vni, pkt.tunnel.remote
 	}
-	live, err := datapath.OpenProgramMaps(p.id)
-	if err != nil {
-		w.fail("%s on %s in %s: %v", role, name, sp.label, err)
-		return true
-	}
-	defer live.Close()
+	node := ""
 	if sp.role == RoleNode {
 		// A program's object leaves out the maps its code never uses
 		// (from-overlay has no ipcache): take those from the node's pins.
+		node = sp.node
 		in.Lab, in.Node = w.lab.Name, sp.node
-		live.AddPinned(w.lab.Name, sp.node)
+	}
+	live, err := w.lab.liveMaps(p.id, node)
+	if err != nil {
+		w.fail("%s on %s in %s: %v", role, name, sp.label, err)
+		return true
 	}
 	if ct := live.Map("conntrack"); ct != nil {
 		if info, err := ct.Info(); err == nil {
@@ -157,7 +157,7 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 			}
 		}
 	}
-	res, err := datapath.DryRun(in)
+	res, err := w.lab.runner.Run(in)
 	if err != nil {
 		w.fail("%s on %s in %s: %v", role, name, sp.label, err)
 		return true

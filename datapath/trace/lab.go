@@ -8,9 +8,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -25,6 +27,10 @@ type Lab struct {
 
 	spaces []*space
 	byFull map[string]*space
+	// runner keeps the copies of attached programs for dry runs, live
+	// the maps of attached programs, by program ID.
+	runner *datapath.DryRunner
+	live   map[ebpf.ProgramID]*datapath.LiveMaps
 }
 
 // Role says what a namespace is in the lab.
@@ -61,7 +67,7 @@ func Open(lab string) (*Lab, error) {
 
 // OpenState opens the namespaces a lab state names. Close releases them.
 func OpenState(s *topo.LabState) (*Lab, error) {
-	l := &Lab{Name: s.Name, State: s, byFull: map[string]*space{}}
+	l := &Lab{Name: s.Name, State: s, byFull: map[string]*space{}, runner: datapath.NewDryRunner(), live: map[ebpf.ProgramID]*datapath.LiveMaps{}}
 	add := func(full, label string, role Role, node string) error {
 		if full == "" || l.byFull[full] != nil {
 			return nil
@@ -112,11 +118,33 @@ func OpenState(s *topo.LabState) (*Lab, error) {
 	return l, nil
 }
 
-// Close releases the netlink handles.
+// Close releases the netlink handles, maps and program copies.
 func (l *Lab) Close() {
 	for _, sp := range l.spaces {
 		sp.h.Close()
 	}
+	l.runner.Close()
+	for id, m := range l.live {
+		m.Close()
+		delete(l.live, id)
+	}
+}
+
+// liveMaps returns the maps of attached program id (plus the pinned maps
+// of node its object leaves out), opened once per Lab.
+func (l *Lab) liveMaps(id ebpf.ProgramID, node string) (*datapath.LiveMaps, error) {
+	if m := l.live[id]; m != nil {
+		return m, nil
+	}
+	m, err := datapath.OpenProgramMaps(id)
+	if err != nil {
+		return nil, err
+	}
+	if node != "" {
+		m.AddPinned(l.Name, node)
+	}
+	l.live[id] = m
+	return m, nil
 }
 
 // Namespaces returns the labels of the lab's namespaces, in lab order.
