@@ -19,6 +19,7 @@ import (
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 
+	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -414,6 +415,20 @@ var _ = Describe("services on a 3-node cluster", Ordered, func() {
 		Expect(errors.Is(err, syscall.ECONNREFUSED)).To(BeTrue(), "dial NodePort: %v", err)
 		_, err = dial(c.Node("kind-worker").NS, netip.MustParseAddr("10.96.100.3"), 80)
 		Expect(errors.Is(err, syscall.ECONNREFUSED)).To(BeTrue(), "dial from the node: %v", err)
+		// Every refusal is a drop with Cilium's reason 158 on the node that
+		// made it.
+		noService := func(node string) uint64 {
+			ms, err := cp.Datapath(node).Metrics()
+			Expect(err).NotTo(HaveOccurred())
+			var n uint64
+			for _, m := range ms {
+				if m.Reason == datapath.DropNoService {
+					n += m.Packets
+				}
+			}
+			return n
+		}
+		Expect(noService("kind-worker")).To(BeNumerically(">=", 3))
 		// UDP: the ICMP port unreachable fails a connected socket's read.
 		Expect(topo.Do(client.NS, func() error {
 			u, err := net.Dial("udp4", "10.96.100.3:53")
