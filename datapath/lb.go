@@ -10,6 +10,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/podlab/podlab/topo"
 )
 
 // ServiceType is the kind of a service frontend.
@@ -71,10 +73,6 @@ func serviceTypeOf(flags uint16) ServiceType {
 	return ServiceClusterIP
 }
 
-// ServiceCIDR is the range of ClusterIPs; each node namespace routes it to
-// cilium_host, where from-host translates it.
-const ServiceCIDR = "10.96.0.0/12"
-
 // serviceGateway is the (onlink, permanently resolved) next hop of the
 // service route: any address works since from-host rewrites the MACs; one
 // that is not the router IP, because a local gateway makes the kernel
@@ -111,8 +109,8 @@ func (d *Datapath) attachServices() error {
 	return nil
 }
 
-// routeServices routes the service CIDR to cilium_host in the node
-// namespace, with the router IP as source address.
+// routeServices routes the service CIDR (topo.DefaultServiceCIDR) to
+// cilium_host in the node namespace, with the router IP as source address.
 func (d *Datapath) routeServices() error {
 	h, err := d.netlinkHandle()
 	if err != nil {
@@ -128,7 +126,7 @@ func (d *Datapath) routeServices() error {
 		IP: gw, HardwareAddr: host.Attrs().HardwareAddr}); err != nil {
 		return fmt.Errorf("service route: neighbour %v on %s in %s: %w", serviceGateway, host.Attrs().Name, d.nsName(), err)
 	}
-	cidr := netip.MustParsePrefix(ServiceCIDR)
+	cidr := topo.DefaultServiceCIDR
 	r := &netlink.Route{
 		LinkIndex: d.cfg.HostIfindex,
 		Dst:       &net.IPNet{IP: cidr.Addr().AsSlice(), Mask: net.CIDRMask(cidr.Bits(), 32)},
@@ -137,7 +135,7 @@ func (d *Datapath) routeServices() error {
 		Flags:     int(netlink.FLAG_ONLINK),
 	}
 	if err := h.RouteReplace(r); err != nil {
-		return fmt.Errorf("service route %s via %s in %s: %w", ServiceCIDR, host.Attrs().Name, d.nsName(), err)
+		return fmt.Errorf("service route %s via %s in %s: %w", cidr, host.Attrs().Name, d.nsName(), err)
 	}
 	return nil
 }
