@@ -15,6 +15,13 @@ import (
 func rawLab(lab, file string) (*topo.Raw, *Lab) {
 	r, err := topo.LoadRaw(lab, file, nil)
 	Expect(err).NotTo(HaveOccurred())
+	return upRaw(r)
+}
+
+// upRaw brings r up (removed again at the end of the spec), quiets IPv6
+// and waits for every link's carrier.
+func upRaw(r *topo.Raw) (*topo.Raw, *Lab) {
+	lab := r.Lab()
 	DeferCleanup(func() {
 		Expect(r.Down()).To(Succeed())
 		left, _ := topo.ListNamespaces(lab)

@@ -107,6 +107,8 @@ type packet struct {
 	// VXLAN devices and podlab's tunnel keys leave DF unset), which the
 	// kernel fragments instead of dropping.
 	fragOK bool
+	// dfFrom says who set DF on an outer VXLAN packet.
+	dfFrom string
 }
 
 type neighNote struct {
@@ -369,6 +371,10 @@ func (w *walker) output(sp *space, pkt *packet, rt netlink.Route, forwarded bool
 		if pkt.fragOK {
 			w.hop(sp, "route", "the %d-byte packet exceeds %s's MTU %d; DF is not set: fragmented", pkt.size, name, mtu)
 			pkt.size = mtu
+		} else if pkt.inner != nil {
+			w.fail("the VXLAN packet is %d bytes (a %d-byte frame plus 50 bytes of headers) but %s in %s has MTU %d, and %s: the kernel drops it, and its ICMP fragmentation-needed goes to %s itself, not to the sender of the inner packet",
+				pkt.size, pkt.size-50, name, sp.label, mtu, pkt.dfFrom, sp.label)
+			return
 		} else {
 			w.fail("the packet is %d bytes but %s in %s has MTU %d and DF is set: the kernel drops it (%s)",
 				pkt.size, name, sp.label, mtu, map[bool]string{true: "and answers ICMP fragmentation needed", false: "EMSGSIZE to the sender"}[forwarded])
@@ -776,6 +782,24 @@ func (w *walker) encap(sp *space, vx *netlink.Vxlan, pkt *packet) {
 	}
 	outer := &packet{proto: unix.IPPROTO_UDP, dst: remote, sport: 49152, dport: uint16(port),
 		size: pkt.size + 50, inner: pkt.clone(), vni: vni, ttl: 64, fragOK: true}
+	if !vx.FlowBased {
+		// Collect-metadata devices take DF from the tunnel key, which
+		// podlab's datapath leaves clear; classic ones from IFLA_VXLAN_DF.
+		df, err := vxlanDF(sp, a.Index)
+		if err != nil {
+			w.fail("%v", err)
+			return
+		}
+		switch df {
+		case dfSet:
+			outer.fragOK, outer.dfFrom = false, a.Name+" sets DF on its outer header (df set)"
+		case dfInherit:
+			outer.fragOK = pkt.fragOK
+			if !outer.fragOK {
+				outer.dfFrom = a.Name + " copies the inner packet's DF to its outer header (df inherit)"
+			}
+		}
+	}
 	if l, ok := netip.AddrFromSlice(vx.SrcAddr); ok && len(vx.SrcAddr) > 0 && !l.Unmap().IsUnspecified() {
 		outer.src = l.Unmap()
 	}
