@@ -232,7 +232,7 @@ func (r *Runner) finish() error {
 func (r *Runner) writeCaptures() error {
 	var errs []error
 	for _, c := range r.allCaps {
-		rel := filepath.Join("pcap", sanitize(c.Interface())+".pcapng")
+		rel := r.captureFile(c)
 		if err := os.MkdirAll(filepath.Join(r.o.ReportDir, "pcap"), 0o755); err != nil {
 			return err
 		}
@@ -285,6 +285,28 @@ func countAll(cs []*pcap.Capture) int {
 		n += c.Count()
 	}
 	return n
+}
+
+// captureFile is the run-folder path of a capture's pcapng file:
+// pcap/<interface>.pcapng, with -2, -3... for later captures of the same
+// device (one per step capturing it), so that none overwrites another.
+func (r *Runner) captureFile(c *pcap.Capture) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, o := range r.allCaps {
+		if o.Interface() == c.Interface() {
+			n++
+		}
+		if o == c {
+			break
+		}
+	}
+	name := sanitize(c.Interface())
+	if n > 1 {
+		name += fmt.Sprintf("-%d", n)
+	}
+	return filepath.Join("pcap", name+".pcapng")
 }
 
 func sanitize(s string) string {

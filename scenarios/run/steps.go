@@ -1026,7 +1026,7 @@ func (r *Runner) checkPackets(pa *scenarios.PacketAssertion, stepCaps []*pcap.Ca
 		e.Verdict, e.Message = result.Failed, firstLine(err.Error())
 		e.Evidence = err.Error()
 		for _, c := range found {
-			e.Captures = append(e.Captures, "pcap/"+sanitize(c.Interface())+".pcapng")
+			e.Captures = append(e.Captures, r.captureFile(c))
 		}
 	}
 	return e
