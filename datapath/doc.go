@@ -21,7 +21,15 @@
 // policy judges the backend; the backend is pinned per connection
 // (lb_affinity) and replies get the frontend back as source wherever the
 // reply enters (from-container for local backends, from-overlay for remote
-// ones). A frontend without backends drops with "Service backend not found".
+// ones). A frontend without backends drops with "Service backend not found"
+// and answers a TCP SYN with a RST (a UDP datagram with ICMP port
+// unreachable), so clients fail at once. from-netdev (eth0 ingress) serves
+// NodePort and hostPort frontends: a local backend gets DNAT only, a remote
+// one DNAT plus SNAT to the node's address and goes through the tunnel; the
+// reply is translated back and leaves eth0. from-host (cilium_host egress)
+// translates ClusterIP traffic of the node's own sockets and hostNetwork
+// pods, which a route for the service CIDR sends there. A pod reaching
+// itself through its service is SNATed to 169.254.42.1 (hairpin).
 //
 // Every drop goes through one BPF function that counts it by Cilium's drop
 // reason code and direction and emits a DropEvent with the first 128 bytes
@@ -59,7 +67,8 @@
 //
 // IPv4 only: IPv6 is dropped as "Unsupported L3 protocol"; IPv4 options are
 // dropped as "Invalid packet" and fragments as "IP fragmentation not
-// supported". Services are translated for pod traffic only: not yet for
-// sockets of the node itself or hostNetwork pods, NodePort, hostPort or a
-// pod reaching itself through its own service (hairpin).
+// supported". Services: IPv4 TCP/UDP only (no SCTP); a node reaching a
+// NodePort or hostPort on its own address is not translated (that traffic
+// never crosses eth0 or cilium_host); ClusterIP backends outside the pod
+// network are unroutable from node namespaces.
 package datapath

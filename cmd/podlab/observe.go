@@ -501,6 +501,29 @@ func newMapCmd() *cobra.Command {
 	return cmd
 }
 
+func newServiceCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "service", Short: "Load-balanced services of the datapath"}
+	cmd.AddCommand(&cobra.Command{
+		Use: "list [LAB]", Short: "List service frontends and backends, like `cilium service list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := defaultLab(args)
+			if err != nil {
+				return err
+			}
+			b, err := agentGet(name, "/services")
+			if err != nil {
+				return err
+			}
+			var rows []controlplane.ServiceRow
+			if err := json.Unmarshal(b, &rows); err != nil {
+				return err
+			}
+			return controlplane.WriteServiceTable(os.Stdout, rows)
+		},
+	})
+	return cmd
+}
+
 func newMetricsCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "metrics [LAB]", Short: "Print the lab's Prometheus metrics (Hubble names)", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,

@@ -115,6 +115,14 @@ var _ = Describe("observability after the connectivity-check", Ordered, func() {
 		Expect(out).To(ContainSubstring("TCP"))
 	})
 
+	It("lists services like `cilium service list`", func() {
+		out, err := podlab("service", "list", "tobs")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(MatchRegexp(`ID\s+Frontend\s+Service Type\s+Backend`))
+		Expect(out).To(MatchRegexp(`10\.96\.0\.10:53/UDP\s+ClusterIP\s+1 => 10\.244\.\d+\.\d+:53 \(active\)`))
+		Expect(out).To(MatchRegexp(`10\.\d+\.\d+\.\d+:80/TCP\s+ClusterIP\s+1 => 10\.244\.\d+\.\d+:80 \(active\)`))
+	})
+
 	It("wrote a merged pcapng whose dropped SYN carries its comment", func() {
 		if _, err := exec.LookPath("tshark"); err != nil {
 			Skip("tshark not installed")

@@ -135,6 +135,7 @@ var _ = Describe("BPF datapath on a 3-node cluster", Ordered, func() {
 		client = add("default", "client", "kind-worker", map[string]string{"app": "client"})
 		remote = add("default", "remote", "kind-worker2", map[string]string{"app": "client"})
 		other = add("team-b", "other", "kind-worker2", map[string]string{"app": "other"})
+		Expect(c.WaitLinksUp(ctx, c.Pods(), 5*time.Second)).To(Succeed())
 		listen(echo.NS, 80)
 		listen(echo.NS, 8080)
 	})

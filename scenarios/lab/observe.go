@@ -97,6 +97,11 @@ func (l *Lab) ObserveHandlers(mux *http.ServeMux) {
 		}
 		writeJSON(w, conns)
 	})
+	mux.HandleFunc("GET /services", func(w http.ResponseWriter, r *http.Request) {
+		if cp := l.needCP(w); cp != nil {
+			writeJSON(w, cp.ServiceTable())
+		}
+	})
 	mux.HandleFunc("GET /map", func(w http.ResponseWriter, r *http.Request) {
 		cp := l.needCP(w)
 		if cp == nil {
