@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +14,7 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var rounds int
+	var settleTime time.Duration
 	var noCompare bool
 	cmd := &cobra.Command{
 		Use:   "bench topo",
@@ -27,15 +29,22 @@ func newBenchCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := context.Background()
 			var results []topo.BenchResult
+			// The kernel frees deleted namespaces asynchronously (holding
+			// locks creation needs): let each round's teardown finish before
+			// the next one is timed.
+			settle := func() { time.Sleep(settleTime) }
 			for _, shape := range []struct{ nodes, pods int }{{3, 100}, {10, 100}} {
 				for range rounds {
 					results = append(results, topo.BenchCluster(ctx, "bench", shape.nodes, shape.pods))
+					settle()
 				}
 			}
 			results = append(results, topo.BenchCluster(ctx, "bench", 4, 250))
+			settle()
 			if !noCompare {
 				for _, n := range []int{300, 1000} {
 					results = append(results, topo.BenchIPBatch(ctx, "bench", n))
+					settle()
 				}
 				results = append(results, topo.BenchMininet(ctx, "bench", 100))
 			}
@@ -63,6 +72,7 @@ func newBenchCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds per podlab shape")
+	cmd.Flags().DurationVar(&settleTime, "settle", 3*time.Second, "pause between rounds for the kernel to free the previous round's namespaces")
 	cmd.Flags().BoolVar(&noCompare, "no-compare", false, "skip the ip -batch and mininet comparisons")
 	return cmd
 }
