@@ -20,6 +20,7 @@ var _ = Describe("a 3-node BPF cluster", Ordered, func() {
 		cp                    *controlplane.ControlPlane
 		l                     *Lab
 		client, local, remote *topo.Pod
+		coredns               *topo.Pod
 	)
 
 	BeforeAll(func() {
@@ -46,6 +47,8 @@ var _ = Describe("a 3-node BPF cluster", Ordered, func() {
 		client = add("client", "kind-worker", map[string]string{"app": "client"})
 		local = add("echo-local", "kind-worker", map[string]string{"app": "echo"})
 		remote = add("echo-remote", "kind-worker2", map[string]string{"app": "echo"})
+		coredns, err = c.AddPod(ctx, topo.PodSpec{Namespace: "kube-system", Name: "coredns", Node: "kind-worker2", Labels: map[string]string{"k8s-app": "kube-dns"}})
+		Expect(err).NotTo(HaveOccurred())
 		Expect(c.WaitLinksUp(ctx, c.Pods(), 5*time.Second)).To(Succeed())
 		for _, p := range c.Pods() {
 			// Quiet pods: no background IPv6 (the datapath drops it).
@@ -192,6 +195,33 @@ spec:
 		owners, err = Whois(l, mustAddr("10.99.99.99"))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(owners).To(ContainElement(HaveField("Detail", ContainSubstring("is identity 2"))), "the world identity for an unknown address")
+	})
+
+	It("bug-netpol-dns: names the egress policy that forgets DNS", func() {
+		Expect(cp.UpsertService(controlplane.Service{Namespace: "kube-system", Name: "kube-dns", Type: "ClusterIP", ClusterIP: topo.DefaultDNSIP,
+			Ports: []controlplane.ServicePort{{Name: "dns", Proto: 17, Port: 53, Backends: []controlplane.Backend{{IP: coredns.IP, Port: 53, Node: "kind-worker2"}}}}})).To(Succeed())
+		DeferCleanup(func() { Expect(cp.DeleteService("kube-system", "kube-dns")).To(Succeed()) })
+		ps, err := policy.Parse("client-egress.yaml", []byte(`
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-egress, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: echo}}}]
+    ports: [{protocol: TCP, port: 80}]
+`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cp.ApplyPolicy(ps[0])).To(Succeed())
+		res := mustTrace(l, Options{From: "client", To: "10.96.0.10", Proto: "udp", DPort: 53})
+		Expect(res.Format()).To(ContainSubstring("from-container translates 10.96.0.10:53 to " + coredns.IP.String() + ":53"))
+		Expect(res.Anomaly).To(HavePrefix("from-container on " + client.HostVeth + " ingress in kind-worker drops the packet: Policy denied (POLICY_DENIED); policy: egress of default/client"))
+		Expect(res.Anomaly).To(ContainSubstring("(kube-system/coredns), UDP/53: denied"))
+		Expect(res.Anomaly).To(HaveSuffix("deciding entry: no matching entry (default deny)"))
+		// By IP, HTTP to echo is allowed.
+		res = mustTrace(l, Options{From: "client", To: "echo-remote", Proto: "tcp", DPort: 80})
+		Expect(res.Anomaly).To(BeEmpty())
 	})
 
 	It("changes nothing: maps (conntrack, metrics), events, neighbours, links", func() {

@@ -180,7 +180,7 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 	// backend (lb_translate), a reply gets its frontend back.
 	xl := pkt.clone()
 	var nat []string
-	if ip, port, sip, sport, ok := ipv4Tuple(res.Packet, pkt.proto); ok && res.Verdict != datapath.ActShot {
+	if ip, port, sip, sport, ok := ipv4Tuple(res.Packet, pkt.proto); ok {
 		if ip != pkt.dst || (pkt.proto != unix.IPPROTO_ICMP && port != pkt.dport) {
 			nat = append(nat, fmt.Sprintf("%s translates %s to %s", role, endpointText(pkt.dst, pkt.dport, pkt.proto), endpointText(ip, port, pkt.proto)))
 			xl.dst, xl.dport = ip, port
