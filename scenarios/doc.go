@@ -16,4 +16,15 @@
 // embedded; Builtin and BuiltinNames give access to it. The step format is
 // documented, with comments, in library/connectivity-check/scenario.yaml.
 // Executing a scenario on a lab is scenarios/run's job.
+//
+// A scenario may instead run on a raw topology: a podlab.io/v1alpha1
+// Topology document (package topo's format, decoded with
+// topo.ParseSpecNode so its errors keep file, line and field) replaces the
+// cluster. Probes then run from its namespaces (from: ns/NAME) to
+// addresses, captures and packet assertions name NAMESPACE/DEVICE (with
+// {device, promiscuous} for promiscuous captures and ether: {src, dst}
+// filters on MACs or mac-of:NAMESPACE/DEVICE), and the steps setMAC,
+// sysctl, vxlan (port, outer DF), mtu, linkDown/linkUp and serve (a
+// built-in workload in a namespace) reproduce and fix bugs; see topology.go
+// and the library's peer-pods and bug-* scenarios.
 package scenarios
