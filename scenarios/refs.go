@@ -174,7 +174,7 @@ func (sd *scenarioDecoder) parseDevice(n *yaml.Node, path string) (Device, bool)
 		if len(parts) != 2 {
 			return fail("bad device %q", raw)
 		}
-		if parts[0] == "world" {
+		if parts[0] == "world" && sd.s.Topology == nil {
 			dev.Kind, dev.Name = DeviceWorld, parts[1]
 			if dev.Name != "eth0" {
 				return fail("the world namespace has only eth0, not %q", dev.Name)

@@ -119,7 +119,7 @@ func checkStepKinds(s *Scenario, raw bool, ds *diagnostics) {
 		path := indexPath("steps", i) + "." + a
 		switch {
 		case raw && (a == "flow" || a == "metric"):
-			ds.add(Diagnostic{File: st.Source.File, Line: st.Source.Line, Path: path, Msg: fmt.Sprintf("a raw topology lab has no datapath, so it records no flows and no metrics; assert with packets instead")})
+			ds.add(Diagnostic{File: st.Source.File, Line: st.Source.Line, Path: path, Msg: "a raw topology lab has no datapath, so it records no flows and no metrics; assert with packets instead"})
 		case raw && contains(clusterOnlyActions, a):
 			ds.add(Diagnostic{File: st.Source.File, Line: st.Source.Line, Path: path, Msg: fmt.Sprintf("%s needs a cluster; a raw topology lab has no pods or Kubernetes objects", a)})
 		case !raw && contains(rawOnlyActions, a):

@@ -31,6 +31,9 @@ import (
 // with the lab's teardown), waits until its veths carry traffic and starts
 // the scenario-wide captures.
 func (r *Runner) setupRaw(ctx context.Context) error {
+	if r.o.Datapath != "" && r.o.Datapath != scenarios.DatapathNone {
+		return fmt.Errorf("scenario %s runs on a raw topology, which has no datapath (--datapath=%s)", r.s.Name, r.o.Datapath)
+	}
 	l, err := lab.UpSpec(ctx, r.o.Lab, r.s.Topology, strings.Join(r.s.Files, ","), nil, r.o.Log)
 	if err != nil {
 		return err
