@@ -524,6 +524,33 @@ func newServiceCmd() *cobra.Command {
 	return cmd
 }
 
+func newDatapathCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "datapath", Short: "The BPF datapath of a running lab"}
+	var node string
+	reload := &cobra.Command{
+		Use:   "reload LAB",
+		Short: "Reload the BPF programs of every node (or --node), keeping maps and connections, as an agent upgrade does",
+		Args:  cobra.ExactArgs(1), PreRunE: needRoot,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !topo.LabAlive(args[0]) {
+				return fmt.Errorf("lab %q is not running (see `podlab list`)", args[0])
+			}
+			if _, err := lab.NewClient(args[0]).Post("/reload?node=" + url.QueryEscape(node)); err != nil {
+				return err
+			}
+			what := "every node"
+			if node != "" {
+				what = node
+			}
+			fmt.Printf("✓ reloaded the datapath of %s\n", what)
+			return nil
+		},
+	}
+	reload.Flags().StringVar(&node, "node", "", "only this node")
+	cmd.AddCommand(reload)
+	return cmd
+}
+
 func newMetricsCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "metrics [LAB]", Short: "Print the lab's Prometheus metrics (Hubble names)", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,

@@ -115,6 +115,20 @@ var _ = Describe("observability after the connectivity-check", Ordered, func() {
 		Expect(out).To(ContainSubstring("TCP"))
 	})
 
+	It("reloads the datapath of a running lab, keeping its maps", func() {
+		before, err := podlab("bpf", "ct", "list", "tobs")
+		Expect(err).NotTo(HaveOccurred(), before)
+		out, err := podlab("datapath", "reload", "tobs")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("reloaded the datapath of every node"))
+		after, err := podlab("bpf", "ct", "list", "tobs")
+		Expect(err).NotTo(HaveOccurred(), after)
+		Expect(strings.Count(after, "\n")).To(BeNumerically(">=", strings.Count(before, "\n")/2))
+		out, err = podlab("status", "tobs", "--no-health")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("cil_from_container"))
+	})
+
 	It("lists services like `cilium service list`", func() {
 		out, err := podlab("service", "list", "tobs")
 		Expect(err).NotTo(HaveOccurred(), out)

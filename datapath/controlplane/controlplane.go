@@ -391,6 +391,22 @@ func (cp *ControlPlane) Reload() error {
 	return errors.Join(errs...)
 }
 
+// ReloadNode reloads one node's programs (every node when name is empty),
+// keeping its pinned maps and so its connections.
+func (cp *ControlPlane) ReloadNode(name string) error {
+	if name == "" {
+		return cp.Reload()
+	}
+	dp := cp.Datapath(name)
+	if dp == nil {
+		return fmt.Errorf("no node %q", name)
+	}
+	if err := dp.Reload(); err != nil {
+		return fmt.Errorf("reload %s: %w", name, err)
+	}
+	return nil
+}
+
 // Close detaches and unpins every node's datapath.
 func (cp *ControlPlane) Close() error {
 	cp.mu.Lock()

@@ -90,6 +90,20 @@ func (c *Client) Get(path string) ([]byte, error) {
 	return b, err
 }
 
+// Post sends a POST to path on the agent.
+func (c *Client) Post(path string) ([]byte, error) {
+	resp, err := c.http.Post("http://agent"+path, "text/plain", nil)
+	if err != nil {
+		return nil, fmt.Errorf("agent of lab %s: %w", c.Name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return nil, fmt.Errorf("agent of lab %s: %s: %s", c.Name, resp.Status, b)
+	}
+	return b, err
+}
+
 // Down asks the agent to tear the lab down and waits until the lab's lock
 // is released (or timeout passes).
 func (c *Client) Down(timeout time.Duration) error {

@@ -97,6 +97,17 @@ func (l *Lab) ObserveHandlers(mux *http.ServeMux) {
 		}
 		writeJSON(w, conns)
 	})
+	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
+		cp := l.needCP(w)
+		if cp == nil {
+			return
+		}
+		if err := cp.ReloadNode(r.URL.Query().Get("node")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, map[string]string{"reloaded": "ok"})
+	})
 	mux.HandleFunc("GET /services", func(w http.ResponseWriter, r *http.Request) {
 		if cp := l.needCP(w); cp != nil {
 			writeJSON(w, cp.ServiceTable())
