@@ -26,6 +26,7 @@ var _ = Describe("a 3-node BPF cluster", Ordered, func() {
 	BeforeAll(func() {
 		needRoot()
 		ctx := context.Background()
+		claim(lab)
 		cp = controlplane.New(lab, controlplane.Options{AllowLocalhost: true})
 		var err error
 		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})

@@ -27,14 +27,14 @@ type attachedProgram struct {
 
 // programs lists the BPF programs on a hook of ln: tcx links first (they
 // run first), then classic tc bpf filters.
-func programs(sp *space, ln netlink.Link, ingress bool) []attachedProgram {
+func programs(sp *space, ln netlink.Link, ingress bool) ([]attachedProgram, error) {
 	var out []attachedProgram
 	at := ebpf.AttachTCXEgress
 	if ingress {
 		at = ebpf.AttachTCXIngress
 	}
 	var ids []ebpf.ProgramID
-	_ = topo.Do(sp.ns, func() error {
+	err := topo.Do(sp.ns, func() error {
 		res, err := link.QueryPrograms(link.QueryOptions{Target: ln.Attrs().Index, Attach: at})
 		if err != nil {
 			return err
@@ -44,6 +44,9 @@ func programs(sp *space, ln netlink.Link, ingress bool) []attachedProgram {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("query tcx programs on %s in %s: %w", ln.Attrs().Name, sp.label, err)
+	}
 	for _, id := range ids {
 		out = append(out, attachedProgram{id: id, name: programName(id), via: "tcx"})
 	}
@@ -52,14 +55,15 @@ func programs(sp *space, ln netlink.Link, ingress bool) []attachedProgram {
 		parent = netlink.HANDLE_MIN_INGRESS
 	}
 	filters, err := sp.h.FilterList(ln, parent)
-	if err == nil {
-		for _, f := range filters {
-			if bf, ok := f.(*netlink.BpfFilter); ok && bf.Id > 0 {
-				out = append(out, attachedProgram{id: ebpf.ProgramID(bf.Id), name: programName(ebpf.ProgramID(bf.Id)), via: "tc"})
-			}
+	if err != nil {
+		return nil, fmt.Errorf("list tc filters on %s in %s: %w", ln.Attrs().Name, sp.label, err)
+	}
+	for _, f := range filters {
+		if bf, ok := f.(*netlink.BpfFilter); ok && bf.Id > 0 {
+			out = append(out, attachedProgram{id: ebpf.ProgramID(bf.Id), name: programName(ebpf.ProgramID(bf.Id)), via: "tc"})
 		}
 	}
-	return out
+	return out, nil
 }
 
 func programName(id ebpf.ProgramID) string {
@@ -84,7 +88,12 @@ func (w *walker) hooks(sp *space, ln netlink.Link, ingress bool, pkt *packet) bo
 		hook = "ingress"
 	}
 	name := ln.Attrs().Name
-	for _, p := range programs(sp, ln, ingress) {
+	progs, err := programs(sp, ln, ingress)
+	if err != nil {
+		w.fail("%v", err)
+		return true
+	}
+	for _, p := range progs {
 		role := datapath.ProgramRole(p.name)
 		if role == "" {
 			w.hop(sp, "bpf", "%s %s: %s program %s (id %d): not a podlab datapath program, its verdict is not computed", name, hook, p.via, p.name, p.id)

@@ -22,6 +22,7 @@ func rawLab(lab, file string) (*topo.Raw, *Lab) {
 // and waits for every link's carrier.
 func upRaw(r *topo.Raw) (*topo.Raw, *Lab) {
 	lab := r.Lab()
+	claim(lab)
 	DeferCleanup(func() {
 		Expect(r.Down()).To(Succeed())
 		left, _ := topo.ListNamespaces(lab)
@@ -42,6 +43,15 @@ func upRaw(r *topo.Raw) (*topo.Raw, *Lab) {
 	DeferCleanup(l.Close)
 	waitCarrier(l)
 	return r, l
+}
+
+// claim takes the lab's lock for the spec, as a lab's owner does, so that
+// a `podlab clean` running meanwhile (other suites call topo.Clean) sees a
+// live lab and leaves its namespaces and pins alone.
+func claim(lab string) {
+	l, err := topo.ClaimLab(lab)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(l.Release)
 }
 
 // waitCarrier waits until every administratively up link of the lab has
