@@ -354,8 +354,9 @@ func setVXLANDF(ns *topo.Namespace, dev string, df uint8) error {
 
 // recreateVXLAN deletes a VXLAN device and creates it again with a new
 // UDP port, in the namespace holding its socket (the topology's createIn),
-// then restores what deleting it removed: addresses, routes, permanent
-// neighbours, the tc mirred rules on it and those redirecting to it.
+// then restores what deleting it removed: addresses, bridge membership,
+// link state, routes, permanent neighbours, the tc mirred rules on it and
+// those redirecting to it.
 func (r *Runner) recreateVXLAN(ns *topo.Namespace, h *netlink.Handle, vx *netlink.Vxlan, port int, d scenarios.Device) error {
 	name := vx.Attrs().Name
 	var spec *topo.DeviceSpec
@@ -410,6 +411,8 @@ func (r *Runner) recreateVXLAN(ns *topo.Namespace, h *netlink.Handle, vx *netlin
 			}
 		}
 	}
+	master := vx.Attrs().MasterIndex
+	wasUp := vx.Attrs().Flags&net.FlagUp != 0
 	if err := h.LinkDel(vx); err != nil {
 		return fmt.Errorf("delete vxlan %s: %w", d.Raw, err)
 	}
@@ -446,8 +449,18 @@ func (r *Runner) recreateVXLAN(ns *topo.Namespace, h *netlink.Handle, vx *netlin
 			errs = append(errs, fmt.Errorf("restore address %s: %w", a.IPNet, err))
 		}
 	}
-	if err := h.LinkSetUp(link); err != nil {
-		errs = append(errs, fmt.Errorf("set %s up: %w", d.Raw, err))
+	if master != 0 {
+		if err := h.LinkSetMasterByIndex(link, master); err != nil {
+			errs = append(errs, fmt.Errorf("attach %s to its bridge again: %w", d.Raw, err))
+		}
+	}
+	if wasUp {
+		err = h.LinkSetUp(link)
+	} else {
+		err = h.LinkSetDown(link)
+	}
+	if err != nil {
+		errs = append(errs, fmt.Errorf("set %s up=%v: %w", d.Raw, wasUp, err))
 	}
 	for i := range routes {
 		routes[i].LinkIndex = idx
