@@ -98,6 +98,20 @@ func agentGet(name, path string) ([]byte, error) {
 	return lab.NewClient(name).Get(path)
 }
 
+// agentJSON fetches path from the agent of the lab named in args (or the
+// only running lab) and decodes its JSON answer into v.
+func agentJSON(args []string, path string, v any) error {
+	name, err := defaultLab(args)
+	if err != nil {
+		return err
+	}
+	b, err := agentGet(name, path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
 // defaultLab picks the only running lab when none is named.
 func defaultLab(args []string) (string, error) {
 	if len(args) > 0 {
@@ -301,26 +315,8 @@ func newEndpointCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "list [LAB]", Short: "List endpoints, like `cilium endpoint list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
-			if err != nil {
-				return err
-			}
-			b, err := agentGet(name, "/endpoints")
-			if err != nil {
-				return err
-			}
-			var eps []struct {
-				ID       uint16 `json:"id"`
-				Pod      string `json:"pod"`
-				Node     string `json:"node"`
-				IP       string `json:"ip"`
-				Identity uint32 `json:"identity"`
-				Labels   string `json:"labels"`
-				Ingress  bool   `json:"ingressEnforced"`
-				Egress   bool   `json:"egressEnforced"`
-				Device   string `json:"device"`
-			}
-			if err := json.Unmarshal(b, &eps); err != nil {
+			var eps []lab.EndpointView
+			if err := agentJSON(args, "/endpoints", &eps); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -346,16 +342,8 @@ func newIdentityCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "list [LAB]", Short: "List identities, like `cilium identity list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
-			if err != nil {
-				return err
-			}
-			b, err := agentGet(name, "/identities")
-			if err != nil {
-				return err
-			}
 			var ids []controlplane.IdentityView
-			if err := json.Unmarshal(b, &ids); err != nil {
+			if err := agentJSON(args, "/identities", &ids); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -506,16 +494,8 @@ func newServiceCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "list [LAB]", Short: "List service frontends and backends, like `cilium service list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
-			if err != nil {
-				return err
-			}
-			b, err := agentGet(name, "/services")
-			if err != nil {
-				return err
-			}
 			var rows []controlplane.ServiceRow
-			if err := json.Unmarshal(b, &rows); err != nil {
+			if err := agentJSON(args, "/services", &rows); err != nil {
 				return err
 			}
 			return controlplane.WriteServiceTable(os.Stdout, rows)

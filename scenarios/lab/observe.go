@@ -58,20 +58,9 @@ func (l *Lab) ObserveHandlers(mux *http.ServeMux) {
 		if cp == nil {
 			return
 		}
-		type ep struct {
-			ID       uint16 `json:"id"`
-			Pod      string `json:"pod"`
-			Node     string `json:"node"`
-			IP       string `json:"ip"`
-			Identity uint32 `json:"identity"`
-			Labels   string `json:"labels"`
-			Ingress  bool   `json:"ingressEnforced"`
-			Egress   bool   `json:"egressEnforced"`
-			Device   string `json:"device"`
-		}
-		var out []ep
+		var out []EndpointView
 		for _, e := range cp.Endpoints() {
-			out = append(out, ep{e.Pod.EndpointID, e.Pod.Key(), e.Pod.Node.Name, e.Pod.IP.String(), uint32(e.Identity), e.Labels.String(), e.Policy.IngressEnforced, e.Policy.EgressEnforced, e.Pod.HostVeth})
+			out = append(out, EndpointView{e.Pod.EndpointID, e.Pod.Key(), e.Pod.Node.Name, e.Pod.IP.String(), uint32(e.Identity), e.Labels.String(), e.Policy.IngressEnforced, e.Policy.EgressEnforced, e.Pod.HostVeth})
 		}
 		writeJSON(w, out)
 	})
@@ -125,6 +114,19 @@ func (l *Lab) ObserveHandlers(mux *http.ServeMux) {
 		}
 		writeJSON(w, d)
 	})
+}
+
+// EndpointView is one line of `podlab endpoint list`.
+type EndpointView struct {
+	ID       uint16 `json:"id"`
+	Pod      string `json:"pod"`
+	Node     string `json:"node"`
+	IP       string `json:"ip"`
+	Identity uint32 `json:"identity"`
+	Labels   string `json:"labels"`
+	Ingress  bool   `json:"ingressEnforced"`
+	Egress   bool   `json:"egressEnforced"`
+	Device   string `json:"device"`
 }
 
 func (l *Lab) needCP(w http.ResponseWriter) *controlplane.ControlPlane {
