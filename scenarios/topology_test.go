@@ -2,10 +2,12 @@ package scenarios
 
 import (
 	"errors"
+	"net"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/podlab/podlab/pcap"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -249,5 +251,55 @@ func TestLibraryTopologyScenarios(t *testing.T) {
 	}
 	if _, err := os.Stat("library/peer-pods.yaml"); err != nil {
 		t.Errorf("peer-pods is not a library file: %v", err)
+	}
+}
+
+// macResolver resolves mac-of: names from a table.
+type macResolver struct {
+	pcap.StaticResolver
+	macs map[string]net.HardwareAddr
+}
+
+func (m macResolver) MACOf(dev string) (net.HardwareAddr, error) {
+	if mac, ok := m.macs[dev]; ok {
+		return mac, nil
+	}
+	return nil, errors.New("no such device")
+}
+
+func TestEtherFilter(t *testing.T) {
+	eth0, _ := net.ParseMAC("0a:58:0a:84:02:2e")
+	vx0, _ := net.ParseMAC("7e:e5:f7:e6:f5:1a")
+	frame := func(dst, src net.HardwareAddr) pcap.Packet {
+		data := append(append(append([]byte{}, dst...), src...), 0x08, 0x06)
+		return pcap.Packet{Data: append(data, make([]byte, 28)...)}
+	}
+	rec := pcap.NewRecording("podns/vxlan0", "x.pcapng", []pcap.Packet{frame(eth0, vx0), frame(vx0, eth0), frame(eth0, eth0), {Data: []byte{1, 2}}})
+	r := macResolver{macs: map[string]net.HardwareAddr{"pod/eth0": eth0}}
+	for _, c := range []struct {
+		e    EtherMatch
+		want int
+	}{
+		{EtherMatch{Dst: "mac-of:pod/eth0"}, 2},
+		{EtherMatch{Dst: "mac-of:pod/eth0", Src: "7e:e5:f7:e6:f5:1a"}, 1},
+		{EtherMatch{Src: "mac-of:pod/eth0"}, 2},
+		{EtherMatch{Dst: "02:00:00:00:00:01"}, 0},
+	} {
+		got, err := c.e.Filter(rec, r)
+		if err != nil {
+			t.Fatalf("%s: %v", c.e.String(), err)
+		}
+		if n := len(got.Packets()); n != c.want {
+			t.Errorf("%s kept %d frames, want %d", c.e.String(), n, c.want)
+		}
+		if got.Path() != "x.pcapng" || !strings.Contains(got.Interface(), "podns/vxlan0") {
+			t.Errorf("filtered source lost its name or file: %q %q", got.Interface(), got.Path())
+		}
+	}
+	if _, err := (&EtherMatch{Dst: "mac-of:pod/eth9"}).Filter(rec, r); err == nil {
+		t.Error("unknown device accepted")
+	}
+	if _, err := (&EtherMatch{Dst: "mac-of:pod/eth0"}).Filter(rec, pcap.StaticResolver{}); err == nil || !strings.Contains(err.Error(), "cannot tell device MACs") {
+		t.Errorf("a resolver without MACs: %v", err)
 	}
 }
