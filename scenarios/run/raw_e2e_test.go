@@ -68,8 +68,10 @@ steps:
         atLeast: 1
   - serve: {namespace: podns, workload: tcp-echo, port: 7}
   - serve: {namespace: podns, workload: http-echo, address: 10.132.2.46}
+  - serve: {namespace: podns, workload: udp-echo, ports: [5353]}
   - probes:
       - {from: ns/worker, to: 10.132.2.46, tcp: {}, port: 7}
+      - {from: ns/worker, to: ns/podns, udp: {payload: peer-pods, expectEcho: true}, port: 5353}
       - {from: ns/worker, to: 10.132.2.46, http: {path: /hello}}
       - {from: ns/worker, to: 10.132.2.46, tcp: {}, port: 9, expect: refused}
   - linkDown: podns/vxlan0
