@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"net"
 	"os"
 	"time"
 
@@ -223,6 +224,53 @@ spec:
 		// By IP, HTTP to echo is allowed.
 		res = mustTrace(l, Options{From: "client", To: "echo-remote", Proto: "tcp", DPort: 80})
 		Expect(res.Anomaly).To(BeEmpty())
+	})
+
+	It("--live: a TCP probe is seen along the path, and a denied one vanishes where the datapath drops it", func() {
+		var ln net.Listener
+		Expect(topo.Do(remote.NS, func() error {
+			var err error
+			ln, err = net.Listen("tcp4", ":8080")
+			return err
+		})).To(Succeed())
+		DeferCleanup(ln.Close)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		res := mustTrace(l, Options{From: "client", To: "echo-remote", Proto: "tcp", DPort: 8080})
+		Expect(res.Anomaly).To(BeEmpty())
+		rep, err := Live(context.Background(), l, res, 2*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		GinkgoWriter.Print(rep.Format())
+		Expect(rep.Answered).To(BeTrue())
+		Expect(rep.Vanished).To(BeEmpty())
+		Expect(rep.Seen).To(ContainElement(DeviceSeen{Device: "kind-worker2/cilium_vxlan", Requests: 1, Replies: 1}))
+		Expect(rep.Seen).To(ContainElement(HaveField("Device", "default/echo-remote/eth0")))
+
+		ps, err := policy.Parse("deny.yaml", []byte(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: echo-80-only, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: echo}}
+  ingress:
+  - toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+`))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cp.ApplyPolicy(ps[0])).To(Succeed())
+		res = mustTrace(l, Options{From: "client", To: "echo-remote", Proto: "tcp", DPort: 8080})
+		Expect(res.Anomaly).To(ContainSubstring("from-overlay on cilium_vxlan ingress in kind-worker2 drops the packet: Policy denied"))
+		rep, err = Live(context.Background(), l, res, 300*time.Millisecond)
+		Expect(err).NotTo(HaveOccurred())
+		GinkgoWriter.Print(rep.Format())
+		Expect(rep.Answered).To(BeFalse())
+		Expect(rep.LastSeen).To(Equal("kind-worker2/cilium_vxlan"))
 	})
 
 	It("changes nothing: maps (conntrack, metrics), events, neighbours, links", func() {

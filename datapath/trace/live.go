@@ -69,7 +69,17 @@ func Live(ctx context.Context, l *Lab, res *Result, timeout time.Duration) (*Liv
 	if timeout <= 0 {
 		timeout = time.Second
 	}
-	devs := res.Devices
+	devs := append([]Device(nil), res.Devices...)
+	onRequestPath := len(devs)
+	for _, d := range res.ReplyDevices {
+		dup := false
+		for _, e := range devs {
+			dup = dup || e.NS.Name == d.NS.Name && e.Name == d.Name
+		}
+		if !dup {
+			devs = append(devs, d)
+		}
+	}
 	var caps []*pcap.Capture
 	defer func() {
 		for _, c := range caps {
@@ -138,6 +148,10 @@ func Live(ctx context.Context, l *Lab, res *Result, timeout time.Duration) (*Liv
 				s.Replies++
 			}
 		}
+		if i >= onRequestPath {
+			rep.Seen = append(rep.Seen, s)
+			continue
+		}
 		if s.Requests > 0 {
 			seenBefore = true
 			if rep.Vanished == "" {
@@ -172,8 +186,10 @@ func firstPort(res *Result) uint16 {
 	return 80
 }
 
-// matchProbe says whether a frame carries the probe (1: request src->dst,
-// 2: reply dst->src), directly or inside VXLAN.
+// matchProbe says whether a frame carries the probe (1: the request
+// src->dst, 2: its answer dst->src), directly or inside VXLAN. For TCP the
+// request is the SYN and the answer the SYN-ACK (or a RST); for ICMP the
+// echo request and reply; for UDP any datagram.
 func matchProbe(b []byte, src, dst netip.Addr, proto uint8) int {
 	for depth := 0; depth < 3; depth++ {
 		if len(b) < 34 || binary.BigEndian.Uint16(b[12:14]) != 0x0800 {
@@ -182,11 +198,12 @@ func matchProbe(b []byte, src, dst netip.Addr, proto uint8) int {
 		ip := b[14:]
 		ihl := int(ip[0]&0x0f) * 4
 		s, d := netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
-		if ip[9] == proto {
-			if s == src && d == dst {
+		if ip[9] == proto && len(ip) > ihl {
+			l4 := ip[ihl:]
+			switch {
+			case s == src && d == dst && isRequest(proto, l4):
 				return 1
-			}
-			if s == dst && d == src {
+			case s == dst && d == src && isAnswer(proto, l4):
 				return 2
 			}
 		}
@@ -197,4 +214,24 @@ func matchProbe(b []byte, src, dst netip.Addr, proto uint8) int {
 		b = ip[ihl+16:]
 	}
 	return 0
+}
+
+func isRequest(proto uint8, l4 []byte) bool {
+	switch proto {
+	case unix.IPPROTO_TCP:
+		return len(l4) > 13 && l4[13]&0x12 == 0x02 // SYN without ACK
+	case unix.IPPROTO_ICMP:
+		return len(l4) > 0 && l4[0] == 8
+	}
+	return true
+}
+
+func isAnswer(proto uint8, l4 []byte) bool {
+	switch proto {
+	case unix.IPPROTO_TCP:
+		return len(l4) > 13 && (l4[13]&0x12 == 0x12 || l4[13]&0x04 != 0) // SYN-ACK or RST
+	case unix.IPPROTO_ICMP:
+		return len(l4) > 0 && l4[0] == 0
+	}
+	return true
 }

@@ -79,10 +79,7 @@ func Run(l *Lab, opts Options) (*Result, error) {
 	rw.hops = append(rw.hops, Hop{NS: w.reachSp.label, Kind: "reply", Text: rep.describe()})
 	rw.localOut(w.reachSp, rep)
 	res.Hops = append(res.Hops, rw.hops...)
-	for _, d := range rw.devices {
-		w.device(&space{ns: d.NS, label: d.Label}, d.Name)
-	}
-	res.Devices = w.devices
+	res.ReplyDevices = rw.devices
 	switch {
 	case rw.anomaly != "":
 		res.Anomaly = fmt.Sprintf("the request reaches %s, but the reply is lost: %s", w.reached, rw.anomaly)

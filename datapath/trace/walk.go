@@ -67,8 +67,10 @@ type Result struct {
 	Anomaly string
 	// Reached names where the packet arrives (namespace and device).
 	Reached string
-	// Devices are the devices the request crosses, in path order.
-	Devices []Device
+	// Devices are the devices the request crosses, in path order, and
+	// ReplyDevices those the reply crosses.
+	Devices      []Device
+	ReplyDevices []Device
 	// Live is the outcome of a real probe (Live only).
 	Live *LiveReport
 }
