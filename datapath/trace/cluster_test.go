@@ -174,7 +174,7 @@ spec:
 		DeferCleanup(func() { Expect(cp.DeleteService("default", "echo")).To(Succeed()) })
 		owners, err := Whois(l, mustAddr("10.96.0.50"))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(owners).To(ContainElement(HaveField("String()", "service (ClusterIP frontend 10.96.0.50:80/TCP, 1 backends)")))
+		Expect(owners).To(ContainElement(HaveField("String()", "service: ClusterIP frontend 10.96.0.50:80/TCP, 1 backends")))
 		res := mustTrace(l, Options{From: "client", To: "10.96.0.50", Proto: "tcp", DPort: 80})
 		Expect(res.Format()).To(ContainSubstring("from-container translates 10.96.0.50:80 to " + remote.IP.String() + ":8080"))
 		Expect(res.Anomaly).To(BeEmpty())
@@ -186,7 +186,7 @@ spec:
 		Expect(err).NotTo(HaveOccurred())
 		Expect(owners).NotTo(BeEmpty())
 		Expect(owners[0].String()).To(Equal("pod default/echo-remote: " + remote.IP.String() + "/32 on eth0 (on node kind-worker2)"))
-		Expect(owners).To(ContainElement(HaveField("Detail", ContainSubstring("ipcache of kind-worker: "+remote.IP.String()+"/32 is identity"))))
+		Expect(owners).To(ContainElement(HaveField("Detail", ContainSubstring("kind-worker maps "+remote.IP.String()+"/32 to identity"))))
 		Expect(owners).To(ContainElement(HaveField("Detail", ContainSubstring("through the tunnel to 172.18.0.4"))))
 		owners, err = Whois(l, c.Node("kind-worker").IP)
 		Expect(err).NotTo(HaveOccurred())
@@ -196,7 +196,7 @@ spec:
 		Expect(owners[0].String()).To(Equal("world host world: 1.1.1.1/32 on lo (one.one.one.one)"))
 		owners, err = Whois(l, mustAddr("10.99.99.99"))
 		Expect(err).NotTo(HaveOccurred())
-		Expect(owners).To(ContainElement(HaveField("Detail", ContainSubstring("is identity 2"))), "the world identity for an unknown address")
+		Expect(owners).To(ContainElement(HaveField("Detail", ContainSubstring("maps 0.0.0.0/0 to identity 2"))), "the world identity for an unknown address")
 	})
 
 	It("bug-netpol-dns: names the egress policy that forgets DNS", func() {

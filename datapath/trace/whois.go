@@ -34,6 +34,9 @@ type Owner struct {
 
 // String renders the owner on one line.
 func (o Owner) String() string {
+	if o.NS == "" && o.Device == "" {
+		return o.What + ": " + o.Detail
+	}
 	var b strings.Builder
 	b.WriteString(o.What)
 	if o.NS != "" {
@@ -103,7 +106,7 @@ func Whois(l *Lab, ip netip.Addr) ([]Owner, error) {
 			return nil, fmt.Errorf("node %s: %w", node, err)
 		}
 		if ok {
-			d := fmt.Sprintf("ipcache of %s: %s is identity %d", node, e.Prefix, e.Identity)
+			d := fmt.Sprintf("%s maps %s to identity %d", node, e.Prefix, e.Identity)
 			if e.Tunnel.IsValid() {
 				d += ", through the tunnel to " + e.Tunnel.String()
 			}
