@@ -589,6 +589,10 @@ func (w *walker) accept(sp *space, ln netlink.Link, pkt *packet) {
 		return
 	}
 	w.accepted = true
+	if n := pkt.neigh; n != nil && !pkt.arp && !isGroupMAC(pkt.dstMAC) {
+		w.hop(sp, "dev", "%s in %s has %s, the MAC the neighbour entry for %s on %s gave: the frame is for it", a.Name, sp.label, a.HardwareAddr, n.ip, n.dev)
+		pkt.neigh = nil
+	}
 	if pkt.arp {
 		w.arpReceive(sp, ln, pkt)
 		return
