@@ -141,37 +141,12 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 
 // UpTopology claims the lab name and builds a raw topology from a spec
 // file (kind: Topology). On error everything created is removed.
-func UpTopology(ctx context.Context, name, path string, progress func(string), log *slog.Logger) (l *Lab, err error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	raw, err := topo.LoadRaw(name, path, log)
+func UpTopology(ctx context.Context, name, path string, progress func(string), log *slog.Logger) (*Lab, error) {
+	spec, err := topo.LoadSpec(path)
 	if err != nil {
 		return nil, err
 	}
-	claim, err := topo.ClaimLab(name)
-	if err != nil {
-		return nil, err
-	}
-	l = &Lab{Name: name, Log: log, claim: claim, Raw: raw}
-	l.state = topo.LabState{Kind: "topology", Source: path, Datapath: "none", Created: time.Now().UTC()}
-	defer func() {
-		if err != nil {
-			_ = l.Down()
-			l = nil
-		}
-	}()
-	if err := claim.WriteState(&l.state); err != nil {
-		return l, err
-	}
-	l.OnDown(raw.Down)
-	if progress != nil {
-		raw.OnStep(progress)
-	}
-	if err := raw.Up(ctx); err != nil {
-		return l, err
-	}
-	return l, l.SaveState()
+	return UpSpec(ctx, name, spec, path, progress, log)
 }
 
 // OnDown registers fn to run when the lab goes down (last registered runs
