@@ -99,7 +99,7 @@ func TestPolicyDecisionText(t *testing.T) {
 
 func TestResultFormat(t *testing.T) {
 	r := &Result{From: "a", To: "b", Src: mustAddr("10.0.0.1"), Dst: mustAddr("10.0.0.2"), Proto: "icmp",
-		Hops: []Hop{{NS: "a", Kind: "route", Text: "10.0.0.2 directly connected dev a0"}, {NS: "router", Kind: "neigh", Text: "x"}},
+		Hops:    []Hop{{NS: "a", Kind: "route", Text: "10.0.0.2 directly connected dev a0"}, {NS: "router", Kind: "neigh", Text: "x"}},
 		Anomaly: "b is down"}
 	want := "trace icmp a (10.0.0.1) -> b (10.0.0.2)\n" +
 		"  1  a       route   10.0.0.2 directly connected dev a0\n" +
