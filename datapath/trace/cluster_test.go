@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"time"
@@ -13,6 +14,27 @@ import (
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/topo"
 )
+
+// serveTCP accepts (and closes) TCP connections on port in ns until the
+// spec ends.
+func serveTCP(ns *topo.Namespace, port int) {
+	var ln net.Listener
+	Expect(topo.Do(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		return err
+	})).To(Succeed())
+	DeferCleanup(ln.Close)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}
 
 var _ = Describe("a 3-node BPF cluster", Ordered, func() {
 	const lab = "ttrbpf"
@@ -52,6 +74,10 @@ var _ = Describe("a 3-node BPF cluster", Ordered, func() {
 		coredns, err = c.AddPod(ctx, topo.PodSpec{Namespace: "kube-system", Name: "coredns", Node: "kind-worker2", Labels: map[string]string{"k8s-app": "kube-dns"}})
 		Expect(err).NotTo(HaveOccurred())
 		Expect(c.WaitLinksUp(ctx, c.Pods(), 5*time.Second)).To(Succeed())
+		for _, p := range []*topo.Pod{local, remote} {
+			serveTCP(p.NS, 80)
+			serveTCP(p.NS, 8080)
+		}
 		for _, p := range c.Pods() {
 			// Quiet pods: no background IPv6 (the datapath drops it).
 			Expect(topo.SetSysctl(p.NS, "net.ipv6.conf.all.disable_ipv6", "1")).To(Succeed())
@@ -121,6 +147,8 @@ var _ = Describe("a 3-node BPF cluster", Ordered, func() {
 		Expect(text).NotTo(ContainSubstring("differs"), "the attached programs are this build's")
 		Expect(text).To(MatchRegexp(`from-overlay \(tcx id \d+, dry run on a copy, \d+ conntrack entries seeded\): redirect to-endpoint`))
 		Expect(topo.Ping(client.NS, remote.IP, 2*time.Second)).To(Succeed())
+		res = mustTrace(l, Options{From: "default/client", To: "echo-remote", Proto: "tcp", DPort: 9090})
+		Expect(res.Anomaly).To(Equal("the packet reaches " + remote.IP.String() + " in default/echo-remote, but nothing listens on TCP/9090 there: the kernel answers with a reset (connection refused)"))
 	})
 
 	It("agrees with real pings on every path between pods, nodes and the world", func() {
@@ -227,22 +255,6 @@ spec:
 	})
 
 	It("--live: a TCP probe is seen along the path, and a denied one vanishes where the datapath drops it", func() {
-		var ln net.Listener
-		Expect(topo.Do(remote.NS, func() error {
-			var err error
-			ln, err = net.Listen("tcp4", ":8080")
-			return err
-		})).To(Succeed())
-		DeferCleanup(ln.Close)
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
 		res := mustTrace(l, Options{From: "client", To: "echo-remote", Proto: "tcp", DPort: 8080})
 		Expect(res.Anomaly).To(BeEmpty())
 		rep, err := Live(context.Background(), l, res, 2*time.Second)

@@ -122,3 +122,30 @@ func TestNeighStateNames(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestMatchSocket(t *testing.T) {
+	tcp := []byte(`  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0202F40A:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 100 0 0 10 0
+   2: 0202F40A:0051 0102F40A:9C40 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
+`)
+	for _, c := range []struct {
+		dst  string
+		port uint16
+		want bool
+	}{
+		{"10.244.2.2", 8080, true}, // wildcard listener
+		{"10.244.2.2", 80, true},   // bound to 10.244.2.2
+		{"10.244.2.3", 80, false},  // bound to another address
+		{"10.244.2.2", 81, false},  // established, not listening
+		{"10.244.2.2", 443, false},
+	} {
+		if got := matchSocket(tcp, mustAddr(c.dst), c.port, "0A"); got != c.want {
+			t.Errorf("%s:%d: %v, want %v", c.dst, c.port, got, c.want)
+		}
+	}
+	tcp6 := []byte("header\n   0: 00000000000000000000000000000000:0035 00000000000000000000000000000000:0000 0A 0 0 0 0 0 0\n")
+	if !matchSocket(tcp6, mustAddr("10.0.0.1"), 53, "0A") {
+		t.Error("IPv6 wildcard listener not matched")
+	}
+}

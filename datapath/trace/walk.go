@@ -916,6 +916,22 @@ func (w *walker) deliver(sp *space, ln netlink.Link, pkt *packet) {
 			return
 		}
 	}
+	if (pkt.proto == unix.IPPROTO_TCP || pkt.proto == unix.IPPROTO_UDP) && !pkt.reply {
+		ok, err := listening(sp, pkt.proto, pkt.dst, pkt.dport)
+		if err != nil {
+			w.fail("%v", err)
+			return
+		}
+		if !ok {
+			answer := "a reset (connection refused)"
+			if pkt.proto == unix.IPPROTO_UDP {
+				answer = "ICMP port unreachable"
+			}
+			w.hop(sp, "deliver", "%s is local in %s (received on %s), but no socket listens on %s", pkt.dst, sp.label, dev, l4Text(pkt))
+			w.fail("the packet reaches %s in %s, but nothing listens on %s there: the kernel answers with %s", pkt.dst, sp.label, l4Text(pkt), answer)
+			return
+		}
+	}
 	w.hop(sp, "deliver", "%s is local in %s: delivered (received on %s)", pkt.dst, sp.label, dev)
 	w.reached = fmt.Sprintf("%s in %s (%s)", pkt.dst, sp.label, dev)
 	w.reachSp, w.final = sp, pkt
