@@ -29,8 +29,11 @@
 //     anomaly then names the neighbour entry that chose that MAC.
 //
 // A VXLAN hop continues with the outer UDP packet from the socket's
-// namespace; on arrival the device whose socket listens on that port (and
-// VNI) decapsulates it. When the request arrives, the reply is walked back
+// namespace (with DF as the device's df policy sets it, so an oversized
+// outer packet is fragmented or dropped as the kernel would); on arrival
+// the device whose socket listens on that port (and VNI) decapsulates it.
+// A TCP or UDP packet that arrives needs a listening socket for its port
+// (read from /proc/thread-self/net inside the namespace). When the request arrives, the reply is walked back
 // from there. The walk ends at the first anomaly (Result.Anomaly, one
 // sentence) or where the packet arrives (Result.Reached).
 //
@@ -78,5 +81,7 @@
 // IPv4 only. Devices other than veth, bridge, VXLAN, dummy and loopback
 // are reported as "not supported yet". Policy routing rules are honoured by
 // the kernel's route lookups but marks set by tc or BPF are not. BPF
-// programs other than podlab's are listed without a verdict.
+// programs other than podlab's are listed without a verdict; netfilter
+// (iptables/nftables) rules are not evaluated. A bridge flood is followed
+// along the branch that gets furthest.
 package trace
