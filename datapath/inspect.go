@@ -418,10 +418,11 @@ type DryRunInput struct {
 	// Lab and Node, when set, name the node whose pinned maps stand in for
 	// maps the copy needs but the attached program does not use.
 	Lab, Node string
-	// Conntrack are entries to add to the scratch conntrack besides the
-	// live ones: those earlier dry runs on the same node created (a
-	// request's entry, so that its reply is judged as a reply).
-	Conntrack []MapRecord
+	// Carry are entries to add to scratch maps besides the live ones, by
+	// the ID of the live map they stand for: what earlier dry runs on the
+	// same node wrote (DryRunResult.Written), so that a request's reply is
+	// judged as a reply and gets its translations undone.
+	Carry map[ebpf.MapID][]MapRecord
 }
 
 // MapRecord is one raw key/value pair of a map.
@@ -451,10 +452,10 @@ type DryRunResult struct {
 	Empty []string
 	// Mark is the skb mark the program left.
 	Mark uint32
-	// ConntrackMap is the live conntrack map of the node (its kernel ID),
-	// and Conntrack the scratch conntrack's entries after the run.
-	ConntrackMap ebpf.MapID
-	Conntrack    []MapRecord
+	// Written holds, by the ID of the live map each stands for, the
+	// entries of the scratch maps seeded from live ones (conntrack,
+	// affinity, NodePort state) after the run.
+	Written map[ebpf.MapID][]MapRecord
 }
 
 // Maps the programs write to (every bpf_map_update_elem and
@@ -506,9 +507,9 @@ type dryCopy struct {
 	live     *LiveMaps
 	scratch  []*ebpf.Map
 	seeds    map[string][2]*ebpf.Map // scratch map, live map to seed it from
+	seedIDs  map[string]ebpf.MapID   // kernel ID of the live map
 	empty    []string
 	sameCode bool
-	ctMap    ebpf.MapID
 	events   *ringbuf.Reader
 	r        *EventReader
 }
@@ -546,7 +547,7 @@ func (r *DryRunner) load(in DryRunInput) (*dryCopy, error) {
 	if in.Lab != "" && in.Node != "" {
 		live.AddPinned(in.Lab, in.Node)
 	}
-	c := &dryCopy{role: in.Role, live: live, seeds: map[string][2]*ebpf.Map{}}
+	c := &dryCopy{role: in.Role, live: live, seeds: map[string][2]*ebpf.Map{}, seedIDs: map[string]ebpf.MapID{}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -603,10 +604,8 @@ func (r *DryRunner) load(in DryRunInput) (*dryCopy, error) {
 		}
 		if cp.Type == ebpf.LRUHash || cp.Type == ebpf.Hash {
 			c.seeds[name] = [2]*ebpf.Map{m, lm}
-		}
-		if name == mapConntrack {
 			if info, err := lm.Info(); err == nil {
-				c.ctMap, _ = info.ID()
+				c.seedIDs[name], _ = info.ID()
 			}
 		}
 	}
@@ -659,7 +658,7 @@ func (r *DryRunner) Run(in DryRunInput) (*DryRunResult, error) {
 }
 
 func (c *dryCopy) run(in DryRunInput) (*DryRunResult, error) {
-	res := &DryRunResult{SameCode: c.sameCode, Empty: c.empty, ConntrackMap: c.ctMap}
+	res := &DryRunResult{SameCode: c.sameCode, Empty: c.empty, Written: map[ebpf.MapID][]MapRecord{}}
 	// Scratch state of an earlier run goes; the live state is copied in.
 	if _, err := drainRing(c.events, c.r); err != nil {
 		return nil, err
@@ -674,10 +673,10 @@ func (c *dryCopy) run(in DryRunInput) (*DryRunResult, error) {
 			return nil, fmt.Errorf("seed %s: %w", name, err)
 		}
 		res.Seeded += n
-		if name == mapConntrack {
-			for _, rec := range in.Conntrack {
+		if id := c.seedIDs[name]; id != 0 {
+			for _, rec := range in.Carry[id] {
 				if err := pair[0].Put(rec.Key, rec.Value); err != nil {
-					return nil, fmt.Errorf("seed conntrack: %w", err)
+					return nil, fmt.Errorf("seed %s: %w", name, err)
 				}
 			}
 		}
@@ -720,16 +719,22 @@ func (c *dryCopy) run(in DryRunInput) (*DryRunResult, error) {
 	}
 	res.Packet = opts.DataOut
 	res.Mark = ctxOut[2]
-	if pair, ok := c.seeds[mapConntrack]; ok {
-		ct := pair[0]
-		k, v := make([]byte, ct.KeySize()), make([]byte, ct.ValueSize())
-		it := ct.Iterate()
+	for name, pair := range c.seeds {
+		id := c.seedIDs[name]
+		if id == 0 {
+			continue
+		}
+		m := pair[0]
+		k, v := make([]byte, m.KeySize()), make([]byte, m.ValueSize())
+		recs := []MapRecord{}
+		it := m.Iterate()
 		for it.Next(&k, &v) {
-			res.Conntrack = append(res.Conntrack, MapRecord{Key: append([]byte(nil), k...), Value: append([]byte(nil), v...)})
+			recs = append(recs, MapRecord{Key: append([]byte(nil), k...), Value: append([]byte(nil), v...)})
 		}
 		if err := it.Err(); err != nil {
-			return nil, fmt.Errorf("read scratch conntrack: %w", err)
+			return nil, fmt.Errorf("read scratch %s: %w", name, err)
 		}
+		res.Written[id] = recs
 	}
 	if in.Role == roleFromContainer {
 		var tr tunnelProbeTunnelProbeResult

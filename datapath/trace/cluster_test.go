@@ -197,7 +197,7 @@ spec:
 
 	It("shows the service translation to the (only) backend", func() {
 		svc := controlplane.Service{Namespace: "default", Name: "echo", Type: "ClusterIP", ClusterIP: mustAddr("10.96.0.50"),
-			Ports: []controlplane.ServicePort{{Proto: 6, Port: 80, Backends: []controlplane.Backend{{IP: remote.IP, Port: 8080, Node: "kind-worker2"}}}}}
+			Ports: []controlplane.ServicePort{{Proto: 6, Port: 80, NodePort: 30080, Backends: []controlplane.Backend{{IP: remote.IP, Port: 8080, Node: "kind-worker2"}}}}}
 		Expect(cp.UpsertService(svc)).To(Succeed())
 		DeferCleanup(func() { Expect(cp.DeleteService("default", "echo")).To(Succeed()) })
 		owners, err := Whois(l, mustAddr("10.96.0.50"))
@@ -207,6 +207,15 @@ spec:
 		Expect(res.Format()).To(ContainSubstring("from-container translates 10.96.0.50:80 to " + remote.IP.String() + ":8080"))
 		Expect(res.Anomaly).To(BeEmpty())
 		Expect(res.Reached).To(HavePrefix(remote.IP.String() + " in default/echo-remote"))
+		// From a node, through cilium_host (from-host).
+		res = mustTrace(l, Options{From: "kind-worker", To: "10.96.0.50", Proto: "tcp", DPort: 80})
+		Expect(res.Format()).To(ContainSubstring("from-host translates 10.96.0.50:80 to " + remote.IP.String() + ":8080"))
+		Expect(res.Anomaly).To(BeEmpty())
+		// From the world to a NodePort of a node without the backend.
+		w1 := c.Node("kind-worker").IP.String()
+		res = mustTrace(l, Options{From: "world", To: w1, Proto: "tcp", DPort: 30080})
+		Expect(res.Format()).To(ContainSubstring("from-netdev translates " + w1 + ":30080 to " + remote.IP.String() + ":8080"))
+		Expect(res.Anomaly).To(BeEmpty())
 	})
 
 	It("tells who owns a pod's, a node's and a world address", func() {

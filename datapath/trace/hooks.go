@@ -159,23 +159,21 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 		w.fail("%s on %s in %s: %v", role, name, sp.label, err)
 		return true
 	}
-	if ct := live.Map("conntrack"); ct != nil {
-		if info, err := ct.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				in.Conntrack = w.ct[id]
-			}
-		}
-	}
+	in.Carry = w.ct
 	res, err := w.lab.runner.Run(in)
 	if err != nil {
 		w.fail("%s on %s in %s: %v", role, name, sp.label, err)
 		return true
 	}
-	if res.ConntrackMap != 0 {
-		if w.ct == nil {
-			w.ct = map[ebpf.MapID][]datapath.MapRecord{}
+	if len(res.Written) > 0 {
+		carry := map[ebpf.MapID][]datapath.MapRecord{}
+		for id, recs := range w.ct {
+			carry[id] = recs
 		}
-		w.ct[res.ConntrackMap] = res.Conntrack
+		for id, recs := range res.Written {
+			carry[id] = recs
+		}
+		w.ct = carry
 	}
 	code := ""
 	if !res.SameCode {
@@ -218,6 +216,8 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 	switch {
 	case drop != nil:
 		detail = fmt.Sprintf(": %s (%s, %s)", drop.Reason.Text(), drop.Reason.Name(), drop.Direction)
+	case target != nil && target.ObsPoint == datapath.ObsToStack && res.Verdict == datapath.ActOK:
+		detail = fmt.Sprintf(" (%s, identity %d -> %d)", target.Direction, target.SrcIdentity, target.DstIdentity)
 	case target != nil:
 		detail = fmt.Sprintf(" %s (%s, identity %d -> %d)", target.ObsPoint, target.Direction, target.SrcIdentity, target.DstIdentity)
 	}
@@ -250,10 +250,6 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 		w.fail("%s on %s in %s returns TC action %d, which trace does not follow", role, name, sp.label, res.Verdict)
 		return true
 	}
-	if target == nil || target.TargetIfindex == 0 {
-		w.fail("%s on %s in %s redirects the packet but its trace event names no target", role, name, sp.label)
-		return true
-	}
 	out := xl
 	if len(res.Packet) >= 12 {
 		out.dstMAC = append(net.HardwareAddr(nil), res.Packet[0:6]...)
@@ -263,6 +259,16 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 		}
 	}
 	out.mark = res.Mark
+	if target != nil && target.ObsPoint == datapath.ObsToNetwork {
+		// bpf_redirect_neigh: the kernel routes the packet out of the
+		// device and fills in the MACs from its neighbour table.
+		w.redirectNeigh(sp, role, int(target.TargetIfindex), out)
+		return true
+	}
+	if target == nil || target.TargetIfindex == 0 {
+		w.fail("%s on %s in %s redirects the packet but its trace event names no target", role, name, sp.label)
+		return true
+	}
 	tl, err := sp.link(int(target.TargetIfindex))
 	if err != nil {
 		w.fail("%s on %s in %s redirects to ifindex %d, which does not exist", role, name, sp.label, target.TargetIfindex)
@@ -299,6 +305,21 @@ func (w *walker) bpf(sp *space, ln netlink.Link, hook string, p attachedProgram,
 		w.xmit(sp, tl, out)
 	}
 	return true
+}
+
+// redirectNeigh follows a bpf_redirect_neigh out of ifindex (0: where the
+// route says): a route lookup for the packet's new destination, then the
+// neighbour of its next hop, as the kernel does for the program.
+func (w *walker) redirectNeigh(sp *space, role string, ifindex int, pkt *packet) {
+	opts := &netlink.RouteGetOptions{OifIndex: ifindex}
+	rts, err := sp.h.RouteGetWithOptions(pkt.dst.AsSlice(), opts)
+	if err != nil || len(rts) == 0 {
+		w.fail("%s redirects the packet for %s out of ifindex %d in %s, but there is no route for it there (%s)", role, pkt.dst, ifindex, sp.label, errText(err))
+		return
+	}
+	pkt.neigh = nil
+	w.hop(sp, "bpf", "%s sends it with bpf_redirect_neigh: routed and resolved by the kernel", role)
+	w.output(sp, pkt, rts[0], false)
 }
 
 // policyLine explains a policy verdict event with the entry that decided

@@ -184,8 +184,8 @@ type walker struct {
 	depth     int
 	arpFor    netip.Addr
 	arpAns    *arpAnswer
-	// ct carries conntrack entries created by dry runs, per node
-	// conntrack map.
+	// ct carries what dry runs wrote to scratch maps (conntrack,
+	// affinity, NodePort state), by the live map they stand for.
 	ct map[ebpf.MapID][]datapath.MapRecord
 }
 
@@ -231,6 +231,7 @@ func (w *walker) adopt(b *walker) {
 	w.anomaly, w.reached, w.reachSp, w.arpAns, w.final = b.anomaly, b.reached, b.reachSp, b.arpAns, b.final
 	w.accepted = w.accepted || b.accepted
 	w.otherhost = b.otherhost
+	w.ct = b.ct
 	for _, d := range b.devices {
 		w.device(&space{ns: d.NS, label: d.Label}, d.Name)
 	}
