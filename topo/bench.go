@@ -34,8 +34,15 @@ func (r BenchResult) PodsPerSecond() float64 {
 // BenchCluster brings up a cluster of nodes × podsPerNode pods with plain
 // routing, tears it down, and reports both durations.
 func BenchCluster(ctx context.Context, lab string, nodes, podsPerNode int) BenchResult {
-	r := BenchResult{Tool: "podlab", Nodes: nodes, Pods: nodes * podsPerNode, Parallel: runtime.GOMAXPROCS(0) * 2}
-	c, err := NewCluster(ClusterConfig{Lab: lab, Nodes: DefaultNodes(nodes - 1)})
+	return BenchClusterWith(ctx, lab, nodes, podsPerNode, "podlab", nil, nil)
+}
+
+// BenchClusterWith is BenchCluster with datapath hooks (e.g. the BPF
+// control plane); closeHooks runs before the namespaces are removed and is
+// timed as part of the teardown.
+func BenchClusterWith(ctx context.Context, lab string, nodes, podsPerNode int, tool string, hooks []ClusterHook, closeHooks func() error) BenchResult {
+	r := BenchResult{Tool: tool, Nodes: nodes, Pods: nodes * podsPerNode, Parallel: runtime.GOMAXPROCS(0) * 2}
+	c, err := NewCluster(ClusterConfig{Lab: lab, Nodes: DefaultNodes(nodes - 1), Hooks: hooks})
 	if err != nil {
 		r.Err = err
 		return r
@@ -56,6 +63,11 @@ func BenchCluster(ctx context.Context, lab string, nodes, podsPerNode int) Bench
 	}
 	r.Up = time.Since(start)
 	start = time.Now()
+	if closeHooks != nil {
+		if err := closeHooks(); err != nil && r.Err == nil {
+			r.Err = err
+		}
+	}
 	if err := c.Down(); err != nil && r.Err == nil {
 		r.Err = err
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podlab/podlab/datapath/controlplane"
+	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -41,6 +43,18 @@ func newBenchCmd() *cobra.Command {
 			}
 			results = append(results, topo.BenchCluster(ctx, "bench", 4, 250))
 			settle()
+			// The same 3 × 100 shape with the BPF datapath: programs loaded
+			// and attached on every node and every pod, identities,
+			// ipcache and policy maps filled.
+			if err := preflight.EnsureBPFFS(); err == nil {
+				for _, mode := range controlplane.AttachModes {
+					for range rounds {
+						cp := controlplane.New("bench", controlplane.Options{AllowLocalhost: true, Attach: mode})
+						results = append(results, topo.BenchClusterWith(ctx, "bench", 3, 100, "podlab+bpf/"+mode, []topo.ClusterHook{cp}, cp.Close))
+						settle()
+					}
+				}
+			}
 			if !noCompare {
 				for _, n := range []int{300, 1000} {
 					results = append(results, topo.BenchIPBatch(ctx, "bench", n))

@@ -28,7 +28,15 @@ type Options struct {
 	// AllowLocalhost lets the host identity into policy-enforced endpoints
 	// (Cilium's default, and what kubelet probes need).
 	AllowLocalhost bool
+	// Attach is "tcx" (default: BPF links) or "netlink" (clsact qdisc and
+	// bpf filters). tcx costs a kernel RCU grace period per attachment
+	// (about 14 ms each, serialised by RTNL); netlink attaches in tens of
+	// microseconds, which makes big labs come up far faster.
+	Attach string
 }
+
+// AttachModes are the values Options.Attach accepts.
+var AttachModes = []string{"tcx", "netlink"}
 
 // ControlPlane drives the datapath of every node of one lab.
 type ControlPlane struct {
@@ -85,6 +93,7 @@ func (cp *ControlPlane) NodeAdded(ctx context.Context, c *topo.Cluster, n *topo.
 		NodeIP: n.IP, RouterIP: n.RouterIP,
 		VXLANIfindex: n.VXLANIfindex, Eth0Ifindex: n.Eth0Ifindex, HostIfindex: n.HostIfindex,
 		ConntrackSize: cp.opts.ConntrackSize, Logger: cp.log,
+		ForceNetlink: cp.opts.Attach == "netlink",
 	})
 	if err != nil {
 		return err
@@ -167,33 +176,66 @@ func (cp *ControlPlane) removePrefixLocked(p netip.Prefix) error {
 // PodAdded allocates the pod's identity, makes it an endpoint of its node,
 // announces it in every ipcache and recomputes policies.
 func (cp *ControlPlane) PodAdded(ctx context.Context, c *topo.Cluster, p *topo.Pod) error {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
 	if p.HostNetwork {
 		return nil // host identity, no endpoint of its own
 	}
+	cp.mu.Lock()
 	nd := cp.nodes[p.Node.Name]
 	if nd == nil {
+		cp.mu.Unlock()
 		return fmt.Errorf("pod %s: node %s has no datapath", p.Key(), p.Node.Name)
 	}
 	labels := identity.K8sLabels(p.Namespace, p.Labels, cp.nsLabelsLocked(p.Namespace), p.ServiceAccount)
 	id, err := cp.alloc.Allocate(labels)
 	if err != nil {
+		cp.mu.Unlock()
 		return fmt.Errorf("identity of %s: %w", p.Key(), err)
 	}
 	ep := &endpoint{pod: p, id: id, labels: labels}
-	// Policy first, so the endpoint is never reachable unjudged.
+	// Policy first, so the endpoint is never reachable unjudged. Only a
+	// new identity can change what other endpoints' rules select; a pod
+	// joining an existing identity needs its own policy computed only.
 	cp.eps[p.Key()] = ep
-	if err := cp.recomputeLocked(); err != nil {
-		return err
+	var perr error
+	if cp.alloc.References(id) == 1 && len(cp.repo.List()) > 0 {
+		perr = cp.recomputeLocked()
+	} else {
+		perr = cp.recomputeSomeLocked(map[string]bool{p.Key(): true})
 	}
+	cp.mu.Unlock()
+	if perr != nil {
+		return perr
+	}
+	// Attaching programs (the slow part) runs outside the lock, so pods of
+	// different nodes come up in parallel.
 	if err := nd.dp.AddEndpoint(datapath.Endpoint{ID: p.EndpointID, IP: p.IP, Ifindex: p.HostIfindex, MAC: p.MAC, HostMAC: p.HostMAC, Identity: id}); err != nil {
+		cp.mu.Lock()
 		delete(cp.eps, p.Key())
 		_, _ = cp.alloc.Release(id)
+		cp.mu.Unlock()
 		return fmt.Errorf("endpoint %s: %w", p.Key(), err)
 	}
-	cp.reindexLocked()
-	return errors.Join(cp.syncIPCacheLocked(), cp.hostPortsChangedLocked(p, true))
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.indexEndpointLocked(ep)
+	return errors.Join(cp.announcePodLocked(p, id), cp.hostPortsChangedLocked(p, true))
+}
+
+// announcePodLocked writes one pod's /32 into every node's ipcache: its
+// identity, and its node as tunnel endpoint on the other nodes.
+func (cp *ControlPlane) announcePodLocked(p *topo.Pod, id identity.ID) error {
+	var errs []error
+	prefix := netip.PrefixFrom(p.IP, 32)
+	for _, name := range cp.order {
+		tunnel := p.Node.IP
+		if name == p.Node.Name {
+			tunnel = netip.Addr{}
+		}
+		if err := cp.nodes[name].dp.UpsertIPCache(prefix, id, tunnel); err != nil {
+			errs = append(errs, fmt.Errorf("ipcache %s on %s: %w", prefix, name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // PodRemoved withdraws the pod from every ipcache, removes its endpoint
@@ -264,7 +306,11 @@ func (cp *ControlPlane) Policies() []*policy.Policy { return cp.repo.List() }
 
 // recomputeLocked pushes CIDR identities to the ipcaches and recompiles
 // every endpoint's policy; the datapath applies only the difference.
-func (cp *ControlPlane) recomputeLocked() error {
+func (cp *ControlPlane) recomputeLocked() error { return cp.recomputeSomeLocked(nil) }
+
+// recomputeSomeLocked is recomputeLocked limited to the endpoints in only
+// (nil: every endpoint).
+func (cp *ControlPlane) recomputeSomeLocked(only map[string]bool) error {
 	var errs []error
 	want := cp.repo.CIDRPrefixes()
 	for p := range cp.cidrs {
@@ -290,6 +336,9 @@ func (cp *ControlPlane) recomputeLocked() error {
 	}
 	comp := cp.repo.Compiler(table, policy.CompileOptions{PeerPorts: peerPorts, AllowLocalhost: cp.opts.AllowLocalhost})
 	for key, ep := range cp.eps {
+		if only != nil && !only[key] {
+			continue
+		}
 		pol := comp.Compile(policy.Endpoint{Namespace: ep.pod.Namespace, Name: ep.pod.Name, Labels: ep.labels, Identity: ep.id, NamedPorts: namedPorts(ep.pod)})
 		nd := cp.nodes[ep.pod.Node.Name]
 		if nd == nil {

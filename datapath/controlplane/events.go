@@ -206,6 +206,20 @@ func (cp *ControlPlane) reindexLocked() {
 	cp.index.mu.Unlock()
 }
 
+// indexEndpointLocked adds one endpoint to the resolver index.
+func (cp *ControlPlane) indexEndpointLocked(ep *endpoint) {
+	info := flow.EndpointInfo{ID: uint32(ep.pod.EndpointID), Identity: uint32(ep.id), Namespace: ep.pod.Namespace, PodName: ep.pod.Name, Labels: labelStrings(ep.labels), Node: ep.pod.Node.Name}
+	cp.index.mu.Lock()
+	defer cp.index.mu.Unlock()
+	if cp.index.byIP == nil {
+		cp.index.byIP = map[netip.Addr]flow.EndpointInfo{}
+	}
+	cp.index.byIP[ep.pod.IP] = info
+	if m := cp.index.ifNames[ep.pod.Node.Name]; m != nil {
+		m[ep.pod.HostIfindex] = ep.pod.HostVeth
+	}
+}
+
 // ifName names a device of a node's namespace by ifindex.
 func (cp *ControlPlane) ifName(node string, ifindex int) string {
 	cp.index.mu.RLock()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 
 	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/identity"
@@ -80,6 +81,21 @@ func attachments(n *topo.Node, c *topo.Cluster) []Attachment {
 	var out []Attachment
 	_ = topo.Do(n.NS, func() error {
 		for idx, dev := range devs {
+			// netlink clsact attachments (--attach netlink, or the fallback).
+			for _, parent := range []struct {
+				handle uint32
+				name   string
+			}{{netlink.HANDLE_MIN_INGRESS, "clsact-ingress"}, {netlink.HANDLE_MIN_EGRESS, "clsact-egress"}} {
+				fs, err := netlink.FilterList(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: idx}}, parent.handle)
+				if err != nil {
+					continue
+				}
+				for _, f := range fs {
+					if bf, ok := f.(*netlink.BpfFilter); ok {
+						out = append(out, Attachment{Device: dev, Hook: parent.name, Prog: bf.Name, ID: uint32(bf.Id)})
+					}
+				}
+			}
 			for _, at := range []struct {
 				t    ebpf.AttachType
 				name string

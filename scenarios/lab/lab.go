@@ -30,6 +30,9 @@ type Options struct {
 	DemoPods int
 	// Datapath is "none" (plain kernel routing) or "bpf".
 	Datapath string
+	// Attach is how BPF programs are attached: "tcx" (default) or
+	// "netlink" (clsact; much faster for labs with many pods).
+	Attach string
 	// Source names the file the lab came from, if any.
 	Source string
 	// Hooks plug a datapath into the cluster.
@@ -80,7 +83,10 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	switch o.Datapath {
 	case "none":
 	case "bpf":
-		cp = controlplane.New(o.Name, controlplane.Options{Log: o.Log, AllowLocalhost: true})
+		if o.Attach != "" && o.Attach != "tcx" && o.Attach != "netlink" {
+			return nil, fmt.Errorf("attach %q: use tcx or netlink", o.Attach)
+		}
+		cp = controlplane.New(o.Name, controlplane.Options{Log: o.Log, AllowLocalhost: true, Attach: o.Attach})
 		hooks = append([]topo.ClusterHook{cp}, hooks...)
 	default:
 		return nil, fmt.Errorf("datapath %q: use none or bpf", o.Datapath)
