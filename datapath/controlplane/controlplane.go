@@ -197,7 +197,9 @@ func (cp *ControlPlane) PodAdded(ctx context.Context, c *topo.Cluster, p *topo.P
 	// joining an existing identity needs its own policy computed only.
 	cp.eps[p.Key()] = ep
 	var perr error
-	if cp.alloc.References(id) == 1 && len(cp.repo.List()) > 0 {
+	// (Named ports are resolved per peer identity, so a pod that brings
+	// named ports also counts as a change for the others.)
+	if (cp.alloc.References(id) == 1 || len(namedPorts(p)) > 0) && len(cp.repo.List()) > 0 {
 		perr = cp.recomputeLocked()
 	} else {
 		perr = cp.recomputeSomeLocked(map[string]bool{p.Key(): true})
