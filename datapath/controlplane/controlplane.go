@@ -33,6 +33,11 @@ type Options struct {
 	// (about 14 ms each, serialised by RTNL); netlink attaches in tens of
 	// microseconds, which makes big labs come up far faster.
 	Attach string
+	// MonitorAggregation traces only the packets that open, answer or
+	// close a connection (Cilium's default "medium" aggregation) instead
+	// of every forwarded packet; drops and policy verdicts are always
+	// reported.
+	MonitorAggregation bool
 }
 
 // AttachModes are the values Options.Attach accepts.
@@ -93,7 +98,7 @@ func (cp *ControlPlane) NodeAdded(ctx context.Context, c *topo.Cluster, n *topo.
 		NodeIP: n.IP, RouterIP: n.RouterIP,
 		VXLANIfindex: n.VXLANIfindex, Eth0Ifindex: n.Eth0Ifindex, HostIfindex: n.HostIfindex,
 		ConntrackSize: cp.opts.ConntrackSize, Logger: cp.log,
-		ForceNetlink: cp.opts.Attach == "netlink",
+		ForceNetlink: cp.opts.Attach == "netlink", MonitorAggregation: cp.opts.MonitorAggregation,
 	})
 	if err != nil {
 		return err
