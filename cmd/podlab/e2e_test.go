@@ -92,7 +92,7 @@ var _ = Describe("lab lifecycle", func() {
 		DeferCleanup(func() { _, _ = podlab("down", "tinv") })
 		out, err := podlab("up", "--name", "tinv")
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(out).To(ContainSubstring("✓ Creating pods (4)"))
+		Expect(out).To(ContainSubstring("✓ Creating pods (5) and their workloads"))
 		Expect(out).To(ContainSubstring("podlab down tinv"))
 
 		during, err := rootSnapshot()
@@ -100,9 +100,18 @@ var _ = Describe("lab lifecycle", func() {
 		Expect(diffLines(before, during)).To(BeEmpty())
 
 		// The lab works: a pod reaches a pod on another node.
-		out, err = podlab("exec", "tinv", "demo-0", "--", "ip", "-o", "route", "get", "10.244.2.2")
+		// The lab works: a demo pod on kind-worker reaches one on
+		// kind-worker2, and the world's hosts by name.
+		a, b := demoPodOn("tinv", "kind-worker"), demoPodOn("tinv", "kind-worker2")
+		out, err = podlab("exec", "tinv", a.Name, "--", "ip", "-o", "route", "get", b.IP)
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(ContainSubstring("via 10.244.1.1"))
+		out, err = podlab("exec", "tinv", a.Name, "--", "curl", "-sS", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", "http://"+b.IP+"/")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(Equal("200"))
+		out, err = podlab("exec", "tinv", a.Name, "--", "curl", "-sS", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", "http://one.one.one.one/")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(Equal("200"))
 
 		out, err = podlab("down", "tinv")
 		Expect(err).NotTo(HaveOccurred(), out)
@@ -160,9 +169,10 @@ var _ = Describe("lab lifecycle", func() {
 		out, err = podlab("down", "tla")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(leftovers("tla")).To(BeEmpty())
-		out, err = podlab("exec", "tlb", "demo-1", "--", "ip", "-o", "addr", "show", "eth0")
+		p := demoPodOn("tlb", "kind-worker")
+		out, err = podlab("exec", "tlb", p.Name, "--", "ip", "-o", "addr", "show", "eth0")
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(out).To(ContainSubstring("10.244.1.3/32"))
+		Expect(out).To(ContainSubstring(p.IP + "/32"))
 		out, err = podlab("down", "tlb")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(leftovers("tlb")).To(BeEmpty())
@@ -209,6 +219,19 @@ var _ = DescribeTable("bad kind Cluster files are rejected before anything exist
 	Entry("unknown top-level field", "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodez: []\n", ":3: nodez: unknown field"),
 	Entry("not YAML", "kind: Cluster\n  nodes: [\n", "cluster.yaml"),
 )
+
+// demoPodOn returns a demo pod of lab running on node.
+func demoPodOn(lab, node string) topo.PodState {
+	s, err := topo.ReadState(lab)
+	Expect(err).NotTo(HaveOccurred())
+	for _, p := range s.Pods {
+		if p.Node == node && p.Labels["app"] == "demo" {
+			return p
+		}
+	}
+	Fail("no demo pod on " + node)
+	return topo.PodState{}
+}
 
 func atoi(s string) int {
 	n := 0

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,21 +38,20 @@ func loopbackAddr(s string) error {
 	return nil
 }
 
-// serveObservability wires the lab's flows into Hubble metrics, served by
-// the agent at /metrics and, when addr is set, on that loopback address.
-func serveObservability(ctx context.Context, l *lab.Lab, mux *http.ServeMux, addr string) error {
-	store, err := l.StartFlows(ctx)
-	if err != nil {
-		return err
-	}
+// keepMetrics serves the Hubble metrics of a kept lab at /metrics: the
+// flows so far, then each new flow as it is decoded, plus the datapath's
+// own per-reason counters of every node.
+func keepMetrics(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
 	m := reports.NewMetrics()
-	for _, node := range l.ControlPlane.Nodes() {
-		dp := l.ControlPlane.Datapath(node)
-		if err := m.RegisterDatapathCounters(node, reports.DatapathMetrics(dp.Metrics)); err != nil {
-			return err
+	if cp := l.ControlPlane; cp != nil {
+		for _, node := range cp.Nodes() {
+			_ = m.RegisterDatapathCounters(node, reports.DatapathMetrics(cp.Datapath(node).Metrics))
 		}
 	}
-	sub := store.Subscribe(65536, nil)
+	backlog, sub := store.Follow(-1, 65536, nil)
+	for _, f := range backlog {
+		m.Observe(f)
+	}
 	go func() {
 		for f := range sub.C {
 			m.Observe(f)
@@ -61,30 +59,20 @@ func serveObservability(ctx context.Context, l *lab.Lab, mux *http.ServeMux, add
 	}()
 	l.OnDown(func() error { sub.Close(); return nil })
 	mux.Handle("GET /metrics", m.Handler())
-	if addr == "" {
-		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics on %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	l.OnDown(srv.Close)
-	l.SetStateField(func(s *topo.LabState) { s.Metrics = addr })
-	return nil
 }
 
-// keepMetrics serves Hubble metrics of a kept `podlab run` lab, computed
-// from the run's flows at each scrape.
-func keepMetrics(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		m := reports.MetricsFromFlows(store.Last(0, nil))
-		for src, n := range store.Lost() {
-			m.AddLost(src, n)
-		}
-		m.Handler().ServeHTTP(w, r)
-	})
+// serveMetricsOn serves the /metrics route of mux on a loopback address
+// (`podlab up --metrics`); the returned func stops it.
+func serveMetricsOn(addr string, mux *http.ServeMux) (func() error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics on %s: %w", addr, err)
+	}
+	only := http.NewServeMux()
+	only.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { mux.ServeHTTP(w, r) })
+	srv := &http.Server{Handler: only, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv.Close, nil
 }
 
 // agentGet fetches a path from a lab's agent.

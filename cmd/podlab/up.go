@@ -3,11 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,8 +18,11 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/preflight"
+	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/lab"
+	"github.com/podlab/podlab/scenarios/run"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -290,12 +292,10 @@ func runAgent(ctx context.Context, f upFlags, file string, w io.Writer, foregrou
 		}
 	}
 	signal.Ignore(syscall.SIGPIPE)
-	var l *lab.Lab
-	if o.Nodes == nil && file != "" {
-		l, err = lab.UpTopology(ctx, o.Name, file, o.Progress, nil)
-	} else {
-		l, err = lab.Up(ctx, o)
+	if o.Nodes != nil {
+		return runClusterAgent(ctx, f, file, o, w, foreground)
 	}
+	l, err := lab.UpTopology(ctx, o.Name, file, o.Progress, nil)
 	if err != nil {
 		fmt.Fprintln(w, "ERROR", err)
 		return err
@@ -303,44 +303,153 @@ func runAgent(ctx context.Context, f upFlags, file string, w io.Writer, foregrou
 	if progressBroken {
 		return errors.Join(errors.New("podlab up went away during bring-up"), l.Down())
 	}
-	logPath := filepath.Join(topo.StateDir(l.Name), "agent.log")
-	if lf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
-		defer lf.Close()
-		l.Log = slog.New(slog.NewTextHandler(lf, nil))
-	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	mux := newMux()
 	l.ObserveHandlers(mux)
-	if l.ControlPlane != nil {
-		if err := serveObservability(sctx, l, mux, f.metrics); err != nil {
-			fmt.Fprintln(w, "ERROR", err)
-			return errors.Join(err, l.Down())
+	h := l.Handler(mux, cancel)
+	ready := func() {
+		if !announceReady(l, w, foreground) {
+			cancel()
 		}
 	}
-	h := l.Handler(mux, cancel)
+	serveErr := l.Serve(sctx, h, ready)
+	return errors.Join(serveErr, l.Down())
+}
+
+// announceReady tells `podlab up` (or the person, in foreground mode) that
+// the lab is ready, then stops writing to the pipe nobody reads any more.
+// It returns false when `up` went away.
+func announceReady(l *lab.Lab, w io.Writer, foreground bool) bool {
 	if foreground {
 		s := l.State()
 		for _, line := range lab.Summary(&s) {
 			fmt.Fprintln(w, line)
 		}
 		fmt.Fprintln(w, "Press Ctrl-C to tear the lab down.")
-	} else if _, err := fmt.Fprintln(w, "READY"); err != nil {
-		return errors.Join(err, l.Down())
+		return true
 	}
-	if !foreground {
-		// Nobody reads our output any more.
-		if devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
-			_ = syscall.Dup2(int(devnull.Fd()), 1)
-			_ = syscall.Dup2(int(devnull.Fd()), 2)
-		}
+	if _, err := fmt.Fprintln(w, "READY"); err != nil {
+		return false
 	}
-	serveErr := l.Serve(sctx, h)
-	l.Log.Info("tearing down", "lab", l.Name)
-	return errors.Join(serveErr, l.Down())
+	if devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0); err == nil {
+		_ = syscall.Dup2(int(devnull.Fd()), 1)
+		_ = syscall.Dup2(int(devnull.Fd()), 2)
+	}
+	return true
 }
 
-func stateJSON(s *topo.LabState) string {
-	b, _ := json.MarshalIndent(s, "", "  ")
-	return string(b)
+// upScenario is the scenario behind `podlab up`: the cluster (a kind
+// Cluster file, or --workers), the datapath, and a Deployment of demo pods
+// (the json-mock HTTP echo) spread over the workers. The lab then runs the
+// same workloads as `podlab run` (cluster DNS, world hosts) and accepts
+// `podlab apply`.
+func upScenario(f upFlags, file string, nodes []topo.NodeSpec) (*scenarios.Scenario, error) {
+	var b strings.Builder
+	workers := 0
+	for _, n := range nodes {
+		if n.Role == "worker" {
+			workers++
+		}
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(data)
+		b.WriteString("\n---\n")
+	}
+	fmt.Fprintf(&b, "apiVersion: podlab.io/v1alpha1\nkind: Scenario\nmetadata: {name: up}\nsettings: {datapath: %s", f.datapath)
+	if file == "" {
+		fmt.Fprintf(&b, ", workers: %d", f.workers)
+	}
+	b.WriteString("}\n")
+	if replicas := max(workers, 1) * f.demoPods; replicas > 0 {
+		fmt.Fprintf(&b, `---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: demo, namespace: default}
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: demo}}
+  template:
+    metadata: {labels: {app: demo}}
+    spec:
+      containers:
+      - {name: echo, image: docker.io/cilium/json-mock:1.0, ports: [{containerPort: 80}]}
+`, replicas)
+	}
+	name := "up.yaml"
+	if file != "" {
+		name = file
+	}
+	return scenarios.Parse("up", scenarios.File{Name: name, Data: []byte(b.String())})
+}
+
+// runClusterAgent keeps a cluster lab through the scenario runner: the lab
+// is built, the demo pods and the cluster's workloads start, and the
+// runner's agent API (observe, status, apply, down...) is served until
+// `podlab down` or a signal.
+func runClusterAgent(ctx context.Context, f upFlags, file string, o lab.Options, w io.Writer, foreground bool) error {
+	s, err := upScenario(f, file, o.Nodes)
+	if err != nil {
+		fmt.Fprintln(w, "ERROR", err)
+		return err
+	}
+	dir, err := os.MkdirTemp("", "podlab-up-"+f.name)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var metricsSrv []func() error
+	ro := run.Options{
+		Lab: f.name, ReportDir: dir, Keep: true, Attach: f.attach, Out: io.Discard, Progress: o.Progress,
+		KeepHandlers: func(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
+			keepMetrics(l, store, mux)
+			if f.metrics != "" {
+				if stop, err := serveMetricsOn(f.metrics, mux); err == nil {
+					metricsSrv = append(metricsSrv, stop)
+					l.SetStateField(func(s *topo.LabState) { s.Metrics = f.metrics })
+					_ = l.SaveState()
+				}
+			}
+		},
+		OnKept: func(l *lab.Lab) {
+			if !announceReady(l, w, foreground) {
+				cancel()
+			}
+		},
+	}
+	res, err := run.Run(rctx, s, ro)
+	for _, stop := range metricsSrv {
+		_ = stop()
+	}
+	if err == nil && res != nil && !res.Passed {
+		err = errors.New("bring-up failed: " + firstFailure(res))
+	}
+	if err != nil {
+		fmt.Fprintln(w, "ERROR", err)
+	}
+	return err
+}
+
+// firstFailure names the first failed step of a run.
+func firstFailure(res *run.Result) string {
+	for _, st := range res.Run.Steps {
+		if st.Verdict != "passed" {
+			if st.Message != "" {
+				return st.Name + ": " + st.Message
+			}
+			for _, e := range st.Expectations {
+				if e.Verdict != "passed" {
+					return e.Description + ": " + e.Message
+				}
+			}
+			return st.Name
+		}
+	}
+	return "unknown"
 }

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,8 +35,9 @@ func (l *Lab) Handler(mux *http.ServeMux, down func()) http.Handler {
 	return mux
 }
 
-// Serve runs the agent API on the lab's unix socket until ctx ends.
-func (l *Lab) Serve(ctx context.Context, h http.Handler) error {
+// Serve runs the agent API on the lab's unix socket until ctx ends. ready,
+// if set, is called once the socket accepts connections.
+func (l *Lab) Serve(ctx context.Context, h http.Handler, ready func()) error {
 	p := SocketPath(l.Name)
 	_ = os.Remove(p)
 	ln, err := net.Listen("unix", p)
@@ -52,6 +54,9 @@ func (l *Lab) Serve(ctx context.Context, h http.Handler) error {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
+	if ready != nil {
+		ready()
+	}
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -91,8 +96,11 @@ func (c *Client) Get(path string) ([]byte, error) {
 }
 
 // Post sends a POST to path on the agent.
-func (c *Client) Post(path string) ([]byte, error) {
-	resp, err := c.http.Post("http://agent"+path, "text/plain", nil)
+func (c *Client) Post(path string) ([]byte, error) { return c.PostBody(path, nil) }
+
+// PostBody sends a POST with body to path on the agent.
+func (c *Client) PostBody(path string, body []byte) ([]byte, error) {
+	resp, err := c.http.Post("http://agent"+path, "application/yaml", bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("agent of lab %s: %w", c.Name, err)
 	}

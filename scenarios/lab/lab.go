@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,8 +55,11 @@ type Lab struct {
 
 	claim *topo.Lab
 	flows *flow.Store
-	mu    sync.Mutex
-	state topo.LabState
+	// dnsServer is the resolver of `podlab exec` (default: the kube-dns
+	// ClusterIP).
+	dnsServer netip.Addr
+	mu        sync.Mutex
+	state     topo.LabState
 	// teardown runs in reverse order on Down.
 	teardown []func() error
 	down     bool
@@ -199,8 +203,24 @@ func (l *Lab) ResolvConfPath(ns string) string {
 	return filepath.Join(topo.StateDir(l.Name), "resolv-"+ns+".conf")
 }
 
+// SetDNSServer points the resolv.conf of `podlab exec` at ip (the cluster
+// DNS pod itself when no datapath translates the kube-dns ClusterIP).
+func (l *Lab) SetDNSServer(ip netip.Addr) error {
+	l.mu.Lock()
+	l.dnsServer = ip
+	l.state.DNS = ip.String()
+	l.mu.Unlock()
+	return l.writeResolvConf("default")
+}
+
 func (l *Lab) writeResolvConf(ns string) error {
-	body := fmt.Sprintf("nameserver %s\nsearch %s.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n", topo.DefaultDNSIP, ns)
+	l.mu.Lock()
+	server := l.dnsServer
+	l.mu.Unlock()
+	if !server.IsValid() {
+		server = topo.DefaultDNSIP
+	}
+	body := fmt.Sprintf("nameserver %s\nsearch %s.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n", server, ns)
 	if err := os.WriteFile(l.ResolvConfPath(ns), []byte(body), 0o644); err != nil {
 		return fmt.Errorf("write resolv.conf: %w", err)
 	}

@@ -45,6 +45,13 @@ type Options struct {
 	// when no series matches. The CLI passes the reports package's Hubble
 	// metrics.
 	MetricValue func(flows []*flow.Flow, name string, labels map[string]string) (v float64, found bool, err error)
+	// Progress receives the lab's bring-up stages (kind-style lines).
+	Progress func(string)
+	// Attach is how BPF programs attach: tcx (default) or netlink.
+	Attach string
+	// OnKept is called once a kept lab's agent API accepts connections
+	// (instead of printing the "lab kept" line).
+	OnKept func(l *lab.Lab)
 	// KeepHandlers adds routes (e.g. /metrics) to the API a kept lab
 	// serves.
 	KeepHandlers func(l *lab.Lab, store *flow.Store, mux *http.ServeMux)
@@ -85,6 +92,8 @@ type Runner struct {
 	run      *result.Run
 	failed   bool
 	svcWarn  bool
+	// applyMu serialises `podlab apply`/`delete` on a kept lab.
+	applyMu sync.Mutex
 	// downRoutes keeps the routes of devices a linkDown fault took down.
 	downRoutes map[string][]netlink.Route
 }
@@ -179,12 +188,70 @@ func (r *Runner) keep(ctx context.Context) {
 	if r.o.KeepHandlers != nil {
 		r.o.KeepHandlers(r.lab, r.store, mux)
 	}
+	mux.HandleFunc("POST /apply", r.serveObjects(false))
+	mux.HandleFunc("POST /delete", r.serveObjects(true))
 	kctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	fmt.Fprintf(r.o.Out, "lab %q kept: try `podlab observe %s --verdict DROPPED`; `podlab down %s` or Ctrl-C tears it down\n", r.o.Lab, r.o.Lab, r.o.Lab)
-	if err := r.lab.Serve(kctx, r.lab.Handler(mux, cancel)); err != nil {
+	ready := func() {
+		if r.o.OnKept != nil {
+			r.o.OnKept(r.lab)
+			return
+		}
+		fmt.Fprintf(r.o.Out, "lab %q kept: try `podlab observe %s --verdict DROPPED`; `podlab down %s` or Ctrl-C tears it down\n", r.o.Lab, r.o.Lab, r.o.Lab)
+	}
+	if err := r.lab.Serve(kctx, r.lab.Handler(mux, cancel), ready); err != nil {
 		fmt.Fprintf(r.o.Out, "! agent API: %v\n", err)
 		<-kctx.Done()
+	}
+}
+
+// serveObjects answers `podlab apply` and `podlab delete` on a kept lab:
+// the body is Kubernetes YAML (the objects a scenario may hold), parsed and
+// validated as a scenario would be, then created (or deleted) in the
+// running lab.
+func (r *Runner) serveObjects(del bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(req.Body, 8<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		name := req.URL.Query().Get("file")
+		if name == "" {
+			name = "stdin.yaml"
+		}
+		s, err := scenarios.Parse(name, scenarios.File{Name: name, Data: body})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if len(s.Steps) > 0 || s.Topology != nil {
+			http.Error(w, name+": `podlab apply` takes Kubernetes objects; scenario steps go to `podlab run`", http.StatusBadRequest)
+			return
+		}
+		r.applyMu.Lock()
+		defer r.applyMu.Unlock()
+		var refs []scenarios.ObjectRef
+		for _, o := range s.Objects {
+			refs = append(refs, o.Ref())
+		}
+		if del {
+			err = r.delete(req.Context(), refs)
+		} else {
+			err = r.apply(req.Context(), s.Objects)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		verb := "created"
+		if del {
+			verb = "deleted"
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		for _, ref := range refs {
+			fmt.Fprintf(w, "%s %s\n", ref, verb)
+		}
 	}
 }
 

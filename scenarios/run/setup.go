@@ -25,7 +25,7 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 	for _, n := range r.s.Cluster.Nodes {
 		nodes = append(nodes, topo.NodeSpec{Name: n.Name, Role: n.Role, Labels: n.Labels})
 	}
-	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, Datapath: datapath, Source: strings.Join(r.s.Files, ","), Log: r.o.Log})
+	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, Datapath: datapath, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
 	if err != nil {
 		return err
 	}
@@ -68,6 +68,9 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 	if err := r.createPods(ctx, placements); err != nil {
 		return err
 	}
+	if r.o.Progress != nil {
+		r.o.Progress(fmt.Sprintf("Creating pods (%d) and their workloads 🐳", len(placements)))
+	}
 	for _, o := range r.s.InitialObjects() {
 		if svc, ok := o.(*scenarios.Service); ok {
 			if err := r.applyService(svc); err != nil {
@@ -76,10 +79,19 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 		}
 	}
 	dnsDep, dnsSvc := scenarios.ClusterDNSObjects()
-	_ = dnsDep
 	if r.services[dnsSvc.Meta.Namespace+"/"+dnsSvc.Meta.Name] == nil {
 		if err := r.applyService(dnsSvc); err != nil {
 			return err
+		}
+	}
+	if r.cp == nil {
+		// Without a datapath nothing translates the kube-dns ClusterIP:
+		// pods and `podlab exec` ask the DNS pod itself.
+		if ps := r.podsOf(dnsSvc.Meta.Namespace, dnsDep.Meta.Name, "Deployment"); len(ps) > 0 {
+			r.dnsIP = ps[0].pod.IP
+			if err := l.SetDNSServer(r.dnsIP); err != nil {
+				return err
+			}
 		}
 	}
 	if err := l.SaveState(); err != nil {
