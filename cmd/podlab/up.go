@@ -47,7 +47,7 @@ func (f *upFlags) register(cmd *cobra.Command) {
 
 // options turns flags and an optional kind Cluster file into lab options.
 func (f *upFlags) options(file string) (lab.Options, error) {
-	o := lab.Options{Name: f.name, DemoPods: f.demoPods, Datapath: f.datapath, Attach: f.attach, Source: file}
+	o := lab.Options{Name: f.name, Datapath: f.datapath, Attach: f.attach, Source: file}
 	if f.attach != "tcx" && f.attach != "netlink" {
 		return o, fmt.Errorf("--attach: %q is not tcx or netlink", f.attach)
 	}

@@ -27,8 +27,6 @@ type Options struct {
 	Name string
 	// Nodes of the cluster (default: kind's control plane + 2 workers).
 	Nodes []topo.NodeSpec
-	// DemoPods is the number of demo pods created on each worker.
-	DemoPods int
 	// Datapath is "none" (plain kernel routing) or "bpf".
 	Datapath string
 	// Attach is how BPF programs are attached: "tcx" (default) or
@@ -127,21 +125,6 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	if err := l.writeResolvConf("default"); err != nil {
 		return l, err
-	}
-	if o.DemoPods > 0 {
-		n := 0
-		for _, node := range cl.Nodes {
-			if node.Role != "worker" && len(cl.Nodes) > 1 {
-				continue
-			}
-			for i := 0; i < o.DemoPods; i++ {
-				if _, err := cl.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: fmt.Sprintf("demo-%d", n), Node: node.Name, Labels: map[string]string{"app": "demo"}}); err != nil {
-					return l, err
-				}
-				n++
-			}
-		}
-		progress(fmt.Sprintf("Creating pods (%d) 🐳", n))
 	}
 	if err := l.SaveState(); err != nil {
 		return l, err
