@@ -11,17 +11,14 @@
 #include "lib/policy.h"
 #include "lib/deliver.h"
 #include "lib/lb.h"
+#include "lib/ingress.h"
 
 static __always_inline int handle_from_overlay(struct __sk_buff *skb)
 {
 	struct node_config *cfg = node_config();
 	struct bpf_tunnel_key tkey = {};
 	struct endpoint_info *dst;
-	struct ct_entry *ct;
-	struct ct_key key;
-	__u8 first;
 	struct flow f;
-	enum ct_status st;
 	__u32 src_id;
 	__u8 evf;
 	int ret;
@@ -56,24 +53,9 @@ static __always_inline int handle_from_overlay(struct __sk_buff *skb)
 		return drop_packet(skb, DROP_UNROUTABLE, DIR_INGRESS, src_id, 0, 0, &f);
 	}
 
-	st = ct_lookup(&f, &key, &first, &ct);
-	evf = st == CT_NEW ? EV_F_NEW : 0;
-	if (st == CT_REPLY || st == CT_RELATED) {
-		evf |= EV_F_REPLY;
-		ret = lb_reverse(skb, &f, ct);
-		if (ret)
-			return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity, dst->ep_id, &f);
-	} else {
-		ret = policy_enforce(skb, dst, POL_INGRESS, src_id, &f, st == CT_NEW);
-		if (ret)
-			return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity, dst->ep_id, &f);
-		if (st == CT_NEW) {
-			ret = ct_create(&key, first, &f, src_id, dst->identity, 0, 0);
-			if (ret)
-				return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity,
-						   dst->ep_id, &f);
-		}
-	}
+	ret = ingress_verdict(skb, &f, dst, src_id, 0, 1, &evf);
+	if (ret)
+		return ret;
 	trace_forward(skb, cfg, OBS_FROM_OVERLAY, OBS_TO_ENDPOINT, DIR_INGRESS, evf, src_id,
 		      dst->identity, dst->ep_id, &f, dst->ifindex);
 	ret = redirect_to_endpoint(skb, cfg, dst);

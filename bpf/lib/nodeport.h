@@ -23,6 +23,7 @@
 
 #include "lb.h"
 #include "deliver.h"
+#include "ingress.h"
 
 /* NAT ports for SNAT-ed NodePort connections: above Linux's default
  * ephemeral range (32768-60999), so the node's own sockets do not collide. */
@@ -139,28 +140,14 @@ static __always_inline int nodeport_local(struct __sk_buff *skb, const struct no
 					  struct flow *f, const struct endpoint_info *dst,
 					  const struct lb_nat *nat, __u32 src_id)
 {
-	struct ct_entry *ct;
-	struct ct_key key;
-	enum ct_status st;
-	__u8 first, evf;
+	__u8 evf;
 	int ret;
 
-	st = ct_lookup(f, &key, &first, &ct);
-	evf = st == CT_NEW ? EV_F_NEW : 0;
-	if (st == CT_REPLY || st == CT_RELATED) {
-		/* The client's tuple is a reply of a connection the backend
-		 * opened: not a NodePort connection. */
-		evf |= EV_F_REPLY;
-	} else {
-		ret = policy_enforce(skb, dst, POL_INGRESS, src_id, f, st == CT_NEW);
-		if (ret)
-			return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity, dst->ep_id, f);
-		if (st == CT_NEW) {
-			ret = ct_create(&key, first, f, src_id, dst->identity, nat->addr, nat->port);
-			if (ret)
-				return drop_packet(skb, ret, DIR_INGRESS, src_id, dst->identity, dst->ep_id, f);
-		}
-	}
+	/* A client tuple that is the reply of a connection the backend opened
+	 * is not a NodePort connection: no reverse translation. */
+	ret = ingress_verdict(skb, f, dst, src_id, nat, 0, &evf);
+	if (ret)
+		return ret;
 	trace_forward(skb, cfg, OBS_FROM_NETWORK, OBS_TO_ENDPOINT, DIR_INGRESS, evf, src_id,
 		      dst->identity, dst->ep_id, f, dst->ifindex);
 	ret = redirect_to_endpoint(skb, cfg, dst);
