@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/podlab/podlab/datapath/identity"
+	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -308,11 +309,11 @@ func (p PolicyDecision) String() string {
 	var l4 string
 	switch p.Level {
 	case 0:
-		l4 = fmt.Sprintf("%s/%d", protoName(p.Proto), p.Port)
+		l4 = fmt.Sprintf("%s/%d", policy.ProtoName(p.Proto), p.Port)
 	case 1:
-		l4 = fmt.Sprintf("%s/%d-%d", protoName(p.Proto), uint32(p.Port)<<8, uint32(p.Port)<<8|0xff)
+		l4 = fmt.Sprintf("%s/%d-%d", policy.ProtoName(p.Proto), uint32(p.Port)<<8, uint32(p.Port)<<8|0xff)
 	case 2:
-		l4 = protoName(p.Proto) + "/any"
+		l4 = policy.ProtoName(p.Proto) + "/any"
 	default:
 		l4 = "any protocol"
 	}
@@ -321,20 +322,6 @@ func (p PolicyDecision) String() string {
 		verdict = "deny"
 	}
 	return fmt.Sprintf("%s %s %s (match %s)", peer, l4, verdict, p.Match)
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case unix.IPPROTO_TCP:
-		return "TCP"
-	case unix.IPPROTO_UDP:
-		return "UDP"
-	case unix.IPPROTO_ICMP:
-		return "ICMP"
-	case 132:
-		return "SCTP"
-	}
-	return fmt.Sprintf("proto-%d", p)
 }
 
 // Policy finds the entry of endpoint ep's policy that decides a packet of

@@ -35,8 +35,6 @@ type ClusterConfig struct {
 	// datapath plugs in here. Without hooks pods are forwarded by plain
 	// kernel routing (--datapath=none).
 	Hooks []ClusterHook
-	// Progress, if set, receives one line per bring-up stage.
-	Progress func(stage string)
 }
 
 // ClusterHook is told about cluster changes. Hooks run after the kernel
@@ -224,15 +222,14 @@ func (c *Cluster) createNS(short string) (*Namespace, error) {
 	return ns, nil
 }
 
-func (c *Cluster) progress(cfgProgress func(string), s string) {
-	if cfgProgress != nil {
-		cfgProgress(s)
-	}
-}
-
 // Up creates the fabric, the world and the nodes. On error everything
 // already created is removed.
 func (c *Cluster) Up(ctx context.Context, progress func(string)) (err error) {
+	report := func(stage string) {
+		if progress != nil {
+			progress(stage)
+		}
+	}
 	defer func() {
 		if err != nil {
 			_ = c.Down()
@@ -250,8 +247,6 @@ func (c *Cluster) Up(ctx context.Context, progress func(string)) (err error) {
 	if err != nil {
 		return err
 	}
-	// The fabric namespace only switches frames; keep its bridge out of
-	// netfilter and ipv6 autoconf noise.
 	var g errgroup.Group
 	for _, n := range c.Nodes {
 		g.Go(func() error {
@@ -271,7 +266,7 @@ func (c *Cluster) Up(ctx context.Context, progress func(string)) (err error) {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	c.progress(progress, fmt.Sprintf("Creating nodes (%d) 📦", len(c.Nodes)))
+	report(fmt.Sprintf("Creating nodes (%d) 📦", len(c.Nodes)))
 
 	// Underlay: one veth per node (and the world) into the fabric bridge.
 	for _, n := range c.Nodes {
@@ -299,7 +294,7 @@ func (c *Cluster) Up(ctx context.Context, progress func(string)) (err error) {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	c.progress(progress, "Wiring underlay and overlay 🔌")
+	report("Wiring underlay and overlay 🔌")
 	for _, n := range c.Nodes {
 		for _, h := range c.hooks {
 			if err := h.NodeAdded(ctx, c, n); err != nil {

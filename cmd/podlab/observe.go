@@ -21,6 +21,7 @@ import (
 
 	"github.com/podlab/podlab/datapath/controlplane"
 	"github.com/podlab/podlab/datapath/flow"
+	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/reports"
 	"github.com/podlab/podlab/scenarios/lab"
 	"github.com/podlab/podlab/topo"
@@ -374,7 +375,7 @@ func newPolicyCmd() *cobra.Command {
 					if e.Deny {
 						action = "deny"
 					}
-					fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Direction, action, e.Identity, protoName(e.Proto), e.Ports, e.Rule, e.Labels)
+					fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Direction, action, e.Identity, policy.ProtoName(e.Proto), e.Ports, e.Rule, e.Labels)
 				}
 				_ = tw.Flush()
 			}
@@ -382,22 +383,6 @@ func newPolicyCmd() *cobra.Command {
 		},
 	})
 	return cmd
-}
-
-func protoName(p uint8) string {
-	switch p {
-	case 0:
-		return "ANY"
-	case 1:
-		return "ICMP"
-	case 6:
-		return "TCP"
-	case 17:
-		return "UDP"
-	case 132:
-		return "SCTP"
-	}
-	return strconv.Itoa(int(p))
 }
 
 func newBPFCmd() *cobra.Command {
@@ -437,7 +422,7 @@ func newBPFCmd() *cobra.Command {
 			for _, n := range nodes {
 				for _, c := range byNode[n] {
 					fmt.Printf("%s %s %s -> %s expires=%ds src_sec_id=%d dst_sec_id=%d tx_flags=0x%02x rx_flags=0x%02x seen_reply=%v closing=%v\n",
-						n, protoName(c.Proto), c.Src, c.Dst, int(time.Until(c.Expires).Seconds()), c.SrcIdentity, c.DstIdentity, c.TxFlags, c.RxFlags, c.SeenReply, c.Closing)
+						n, policy.ProtoName(c.Proto), c.Src, c.Dst, int(time.Until(c.Expires).Seconds()), c.SrcIdentity, c.DstIdentity, c.TxFlags, c.RxFlags, c.SeenReply, c.Closing)
 				}
 			}
 			return nil

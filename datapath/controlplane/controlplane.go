@@ -366,20 +366,9 @@ func namedPorts(p *topo.Pod) []policy.NamedPort {
 		if cport.Name == "" {
 			continue
 		}
-		out = append(out, policy.NamedPort{Name: cport.Name, Port: cport.Port, Proto: protoNumber(cport.Protocol)})
+		out = append(out, policy.NamedPort{Name: cport.Name, Port: cport.Port, Proto: policy.PortProto(cport.Protocol)})
 	}
 	return out
-}
-
-func protoNumber(s string) uint8 {
-	switch s {
-	case "UDP":
-		return 17
-	case "SCTP":
-		return 132
-	default:
-		return 6
-	}
 }
 
 // EndpointInfo describes one endpoint for status commands.

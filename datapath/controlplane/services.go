@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/podlab/podlab/datapath"
+	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -182,7 +183,7 @@ func (cp *ControlPlane) desiredFrontendsLocked(n *topo.Node) feSet {
 			if port.HostPort == 0 {
 				continue
 			}
-			proto := protoNumber(port.Protocol)
+			proto := policy.PortProto(port.Protocol)
 			if proto != 6 && proto != 17 {
 				continue
 			}
@@ -284,16 +285,9 @@ type ServiceRow struct {
 	Backends []string
 }
 
-func protoName(p uint8) string {
-	if p == 17 {
-		return "UDP"
-	}
-	return "TCP"
-}
-
 // rowLocked builds a row and gives its frontend a stable ID.
 func (cp *ControlPlane) rowLocked(fe netip.AddrPort, proto uint8, typ string, backends []netip.AddrPort) ServiceRow {
-	name := fmt.Sprintf("%s/%s", fe, protoName(proto))
+	name := fmt.Sprintf("%s/%s", fe, policy.ProtoName(proto))
 	id, ok := cp.lb.ids[name]
 	if !ok {
 		cp.lb.nextID++
@@ -351,7 +345,7 @@ func (cp *ControlPlane) ServiceTable() []ServiceRow {
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Key() < pods[j].Key() })
 	for _, p := range pods {
 		for _, port := range p.Ports {
-			proto := protoNumber(port.Protocol)
+			proto := policy.PortProto(port.Protocol)
 			if port.HostPort == 0 || (proto != 6 && proto != 17) {
 				continue
 			}

@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 )
 
 // Kind is the kind of a policy object.
@@ -138,6 +140,36 @@ const (
 	ProtoUDP  uint8 = 17
 	ProtoSCTP uint8 = 132
 )
+
+// ProtoName returns a protocol's name as Cilium prints it: TCP, UDP, SCTP,
+// ICMP, ANY for 0, else the number.
+func ProtoName(p uint8) string {
+	switch p {
+	case ProtoAny:
+		return "ANY"
+	case ProtoICMP:
+		return "ICMP"
+	case ProtoTCP:
+		return "TCP"
+	case ProtoUDP:
+		return "UDP"
+	case ProtoSCTP:
+		return "SCTP"
+	}
+	return strconv.Itoa(int(p))
+}
+
+// PortProto returns the number of a Kubernetes port protocol (UDP, SCTP,
+// any case); TCP, Kubernetes' default, otherwise.
+func PortProto(s string) uint8 {
+	switch strings.ToUpper(s) {
+	case "UDP":
+		return ProtoUDP
+	case "SCTP":
+		return ProtoSCTP
+	}
+	return ProtoTCP
+}
 
 // PortRule is a port, a port range or a named port on a protocol
 // (ProtoAny for any).

@@ -9,9 +9,8 @@ import (
 	"sort"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/podlab/podlab/datapath"
+	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -98,7 +97,7 @@ func Whois(l *Lab, ip netip.Addr) ([]Owner, error) {
 				continue
 			}
 			seen[key] = true
-			out = append(out, Owner{What: "service", Detail: fmt.Sprintf("%s frontend %s/%s, %d backends", f.Kind, f.Addr, protoText(f.Proto), f.Backends)})
+			out = append(out, Owner{What: "service", Detail: fmt.Sprintf("%s frontend %s/%s, %d backends", f.Kind, f.Addr, policy.ProtoName(f.Proto), f.Backends)})
 		}
 		e, ok, err := maps.IPCache(ip)
 		maps.Close()
@@ -135,16 +134,4 @@ func pinnedNodes(lab string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
-}
-
-func protoText(p uint8) string {
-	switch p {
-	case unix.IPPROTO_TCP:
-		return "TCP"
-	case unix.IPPROTO_UDP:
-		return "UDP"
-	case unix.IPPROTO_ICMP:
-		return "ICMP"
-	}
-	return fmt.Sprintf("proto %d", p)
 }

@@ -53,11 +53,8 @@ type Lab struct {
 
 	claim *topo.Lab
 	flows *flow.Store
-	// dnsServer is the resolver of `podlab exec` (default: the kube-dns
-	// ClusterIP).
-	dnsServer netip.Addr
-	mu        sync.Mutex
-	state     topo.LabState
+	mu    sync.Mutex
+	state topo.LabState
 	// teardown runs in reverse order on Down.
 	teardown []func() error
 	down     bool
@@ -97,21 +94,17 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	claim, err := topo.ClaimLab(o.Name)
+	l, err = claim(o.Name, o.Log, topo.LabState{Kind: "cluster", Source: o.Source, Datapath: o.Datapath, DNS: topo.DefaultDNSIP.String()})
 	if err != nil {
 		return nil, err
 	}
-	l = &Lab{Name: o.Name, Cluster: cl, Log: o.Log, claim: claim, ControlPlane: cp}
-	l.state = topo.LabState{Kind: "cluster", Source: o.Source, Datapath: o.Datapath, Created: time.Now().UTC(), DNS: topo.DefaultDNSIP.String()}
+	l.Cluster, l.ControlPlane = cl, cp
 	defer func() {
 		if err != nil {
 			_ = l.Down()
 			l = nil
 		}
 	}()
-	if err := claim.WriteState(&l.state); err != nil {
-		return l, err
-	}
 	l.OnDown(cl.Down)
 	if cp != nil {
 		if err := preflight.EnsureBPFFS(); err != nil {
@@ -140,6 +133,23 @@ func UpTopology(ctx context.Context, name, path string, progress func(string), l
 		return nil, err
 	}
 	return UpSpec(ctx, name, spec, path, progress, log)
+}
+
+// claim takes the lab's name and records its first state; the caller
+// fills in what the lab is made of.
+func claim(name string, log *slog.Logger, st topo.LabState) (*Lab, error) {
+	c, err := topo.ClaimLab(name)
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{Name: name, Log: log, claim: c}
+	st.Created = time.Now().UTC()
+	l.state = st
+	if err := c.WriteState(&l.state); err != nil {
+		c.Release()
+		return nil, err
+	}
+	return l, nil
 }
 
 // OnDown registers fn to run when the lab goes down (last registered runs
@@ -190,7 +200,6 @@ func (l *Lab) ResolvConfPath(ns string) string {
 // DNS pod itself when no datapath translates the kube-dns ClusterIP).
 func (l *Lab) SetDNSServer(ip netip.Addr) error {
 	l.mu.Lock()
-	l.dnsServer = ip
 	l.state.DNS = ip.String()
 	l.mu.Unlock()
 	return l.writeResolvConf("default")
@@ -198,10 +207,10 @@ func (l *Lab) SetDNSServer(ip netip.Addr) error {
 
 func (l *Lab) writeResolvConf(ns string) error {
 	l.mu.Lock()
-	server := l.dnsServer
+	server := l.state.DNS
 	l.mu.Unlock()
-	if !server.IsValid() {
-		server = topo.DefaultDNSIP
+	if server == "" {
+		server = topo.DefaultDNSIP.String()
 	}
 	body := fmt.Sprintf("nameserver %s\nsearch %s.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n", server, ns)
 	if err := os.WriteFile(l.ResolvConfPath(ns), []byte(body), 0o644); err != nil {

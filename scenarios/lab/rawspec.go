@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"github.com/podlab/podlab/topo"
 )
@@ -21,21 +20,17 @@ func UpSpec(ctx context.Context, name string, spec *topo.Spec, source string, pr
 	if err != nil {
 		return nil, err
 	}
-	claim, err := topo.ClaimLab(name)
+	l, err = claim(name, log, topo.LabState{Kind: "topology", Source: source, Datapath: "none"})
 	if err != nil {
 		return nil, err
 	}
-	l = &Lab{Name: name, Log: log, claim: claim, Raw: raw}
-	l.state = topo.LabState{Kind: "topology", Source: source, Datapath: "none", Created: time.Now().UTC()}
+	l.Raw = raw
 	defer func() {
 		if err != nil {
 			_ = l.Down()
 			l = nil
 		}
 	}()
-	if err := claim.WriteState(&l.state); err != nil {
-		return l, err
-	}
 	l.OnDown(raw.Down)
 	if progress != nil {
 		raw.OnStep(progress)

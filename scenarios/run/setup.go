@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/podlab/podlab/datapath/controlplane"
+	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/pcap"
 	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/lab"
@@ -277,7 +278,7 @@ func (r *Runner) syncService(rt *svcRT) error {
 	}
 	cs := controlplane.Service{Namespace: svc.Meta.Namespace, Name: svc.Meta.Name, Type: string(svc.Type), ClusterIP: rt.ip, ExternalTrafficPolicyLocal: svc.ExternalTrafficPolicy == "Local"}
 	for _, pe := range eps {
-		sp := controlplane.ServicePort{Name: pe.Port.Name, Proto: protoNum(pe.Port.Protocol), Port: uint16(pe.Port.Port), NodePort: uint16(rt.nodePorts[pe.Port.Port])}
+		sp := controlplane.ServicePort{Name: pe.Port.Name, Proto: policy.PortProto(pe.Port.Protocol), Port: uint16(pe.Port.Port), NodePort: uint16(rt.nodePorts[pe.Port.Port])}
 		for _, b := range pe.Backends {
 			if ip, ok := r.podIP(b.Namespace, b.Pod); ok {
 				sp.Backends = append(sp.Backends, controlplane.Backend{IP: ip, Port: uint16(b.Port), Node: b.Node})
@@ -311,16 +312,6 @@ func (r *Runner) resyncServices() error {
 		errs = append(errs, r.syncService(s))
 	}
 	return errors.Join(errs...)
-}
-
-func protoNum(p string) uint8 {
-	switch strings.ToUpper(p) {
-	case "UDP":
-		return 17
-	case "SCTP":
-		return 132
-	}
-	return 6
 }
 
 func (r *Runner) podIP(ns, name string) (netip.Addr, bool) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/podlab/podlab/datapath/controlplane"
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/identity"
 	"github.com/podlab/podlab/pcap"
@@ -292,7 +293,7 @@ func (r *Runner) delete(ctx context.Context, refs []scenarios.ObjectRef) error {
 			if rt != nil {
 				r.records.DeleteService(ref.Namespace, ref.Name)
 				if r.cp != nil {
-					if err := r.cp.DeleteService(ref.Namespace, ref.Name); err != nil && !errors.Is(err, errNotSupported(err)) {
+					if err := r.cp.DeleteService(ref.Namespace, ref.Name); err != nil && !errors.Is(err, controlplane.ErrServicesNotSupported) {
 						errs = append(errs, err)
 					}
 				}
@@ -312,8 +313,6 @@ func (r *Runner) delete(ctx context.Context, refs []scenarios.ObjectRef) error {
 	errs = append(errs, r.resyncServices(), r.lab.SaveState())
 	return errors.Join(errs...)
 }
-
-func errNotSupported(err error) error { return err }
 
 // scale changes a Deployment's replica count.
 func (r *Runner) scale(ctx context.Context, s *scenarios.ScaleStep) error {
@@ -1082,14 +1081,12 @@ func (r *Runner) Addresses(name string) ([]netip.Addr, error) {
 	if r.s.Topology != nil {
 		return r.rawAddresses(name)
 	}
-	kind, rest, hasKind := strings.Cut(name, "/")
+	kind, rest, _ := strings.Cut(name, "/")
 	switch kind {
 	case "pod", "deployment", "service", "svc", "node":
 	default:
 		kind, rest = "", name
-		hasKind = false
 	}
-	_ = hasKind
 	ns, short, nsGiven := strings.Cut(rest, "/")
 	if !nsGiven {
 		ns, short = "default", rest
