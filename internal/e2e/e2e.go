@@ -153,3 +153,14 @@ func Have(tb interface {
 	tb.Logf("not checked: needs %s", m)
 	return false
 }
+
+// Check is a need of the caller's own: met when probe returns nil, else
+// missing "what (error)".
+func Check(what string, probe func() error) Need {
+	return Need{check: func() string {
+		if err := probe(); err != nil {
+			return fmt.Sprintf("%s (%v)", what, err)
+		}
+		return ""
+	}}
+}
