@@ -188,6 +188,19 @@ var _ = Describe("lab lifecycle", func() {
 		Expect(out).To(ContainSubstring(`lab "tdup" is already running`))
 	})
 
+	It("refuses a scenario that checks nothing, before creating anything", func() {
+		empty := filepath.Join(GinkgoT().TempDir(), "empty.yaml")
+		Expect(os.WriteFile(empty, nil, 0o644)).To(Succeed())
+		out, err := podlab("run", "--lab", "enempty", empty)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("scenario empty checks nothing"))
+		Expect(out).NotTo(ContainSubstring("PASSED"))
+		Expect(leftovers("enempty")).To(BeEmpty())
+		out, err = podlab("validate", empty)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("warning: " + empty + ": this scenario checks nothing"))
+	})
+
 	It("refuses to run as non-root with one clear sentence", func() {
 		cmd := exec.Command(bin, "up", "--name", "tnr")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}

@@ -55,6 +55,11 @@ SCENARIO is a YAML file, a folder of YAML files, or a built-in name.`,
 				for _, w := range s.Warnings {
 					fmt.Fprintln(os.Stderr, "warning:", w)
 				}
+				if !o.Keep {
+					if err := s.NothingToCheck(); err != nil {
+						return err // nothing created yet
+					}
+				}
 				list = append(list, s)
 			}
 			if rep := preflight.Run(); !rep.OK() {

@@ -112,8 +112,13 @@ type svcRT struct {
 
 // Run executes s and writes its run folder. The error is for problems of
 // the run itself (the lab could not be built); failed expectations are in
-// the Result.
+// the Result. A scenario that checks nothing is refused (unless o.Keep).
 func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error) {
+	if !o.Keep {
+		if err := s.NothingToCheck(); err != nil {
+			return nil, err // nothing created yet
+		}
+	}
 	if o.Lab == "" {
 		o.Lab = "run"
 	}
