@@ -288,6 +288,9 @@ func (r *Runner) delete(ctx context.Context, refs []scenarios.ObjectRef) error {
 			delete(r.services, ref.Namespace+"/"+ref.Name)
 			if rt != nil {
 				r.addrs.Release(rt.svc.Ref())
+				if r.lbipam != nil {
+					r.lbipam.Release(rt.svc.Ref())
+				}
 			}
 			r.mu.Unlock()
 			if rt != nil {
@@ -504,7 +507,7 @@ func (r *Runner) target(p scenarios.Peer) (string, int, error) {
 			return "", 0, fmt.Errorf("no pod %s", p.Raw)
 		}
 		return ps[0].pod.IP.String(), 0, nil
-	case scenarios.PeerService, scenarios.PeerNodePort:
+	case scenarios.PeerService, scenarios.PeerNodePort, scenarios.PeerLoadBalancer, scenarios.PeerExternalIP:
 		ns := p.Namespace
 		if ns == "" {
 			ns = "default"
@@ -525,6 +528,18 @@ func (r *Runner) target(p scenarios.Peer) (string, int, error) {
 				return "", 0, fmt.Errorf("unknown node %s", p.Node)
 			}
 			return n.IP.String(), rt.nodePorts[port], nil
+		}
+		if p.Kind == scenarios.PeerLoadBalancer {
+			r.mu.Lock()
+			ips := rt.lbIPs
+			r.mu.Unlock()
+			if len(ips) == 0 {
+				return "", 0, fmt.Errorf("service %s has no LoadBalancer IP (<pending>: %s)", p.Raw, rt.lbPending)
+			}
+			return ips[0].String(), port, nil
+		}
+		if p.Kind == scenarios.PeerExternalIP {
+			return rt.svc.ExternalIPs[0].String(), port, nil
 		}
 		if rt.svc.Headless {
 			return rt.svc.Meta.Name + "." + ns + ".svc.cluster.local", port, nil
