@@ -75,7 +75,9 @@ type LBIPPool struct {
 }
 
 // Ref implements Object.
-func (p *LBIPPool) Ref() ObjectRef { return ObjectRef{Kind: KindCiliumLoadBalancerIPPool, Name: p.Meta.Name} }
+func (p *LBIPPool) Ref() ObjectRef {
+	return ObjectRef{Kind: KindCiliumLoadBalancerIPPool, Name: p.Meta.Name}
+}
 
 // Origin implements Object.
 func (p *LBIPPool) Origin() Source { return p.Source }
