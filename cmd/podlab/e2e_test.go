@@ -27,6 +27,9 @@ func TestCLI(t *testing.T) {
 var bin string
 
 var _ = BeforeSuite(func() {
+	// Every spec of this suite needs root (the non-root one starts the
+	// binary as nobody from root).
+	requireRoot()
 	// A world-readable folder, so the non-root test can execute the binary.
 	dir, err := os.MkdirTemp("", "podlab-cli")
 	Expect(err).NotTo(HaveOccurred())
