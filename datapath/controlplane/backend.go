@@ -174,3 +174,17 @@ func (cp *ControlPlane) CiliumNode(nodeName string) *cilium.Node {
 	}
 	return nil
 }
+
+// Prepare checks what the configured datapath needs before a lab is
+// built: for "cilium", the sources (version valid and available, or the
+// checkout) and clang-19. It changes nothing on failure.
+func (cp *ControlPlane) Prepare(ctx context.Context) error {
+	switch cp.opts.Datapath {
+	case "", "bpf":
+		return nil
+	case "cilium":
+		_, err := cp.ciliumBuilder(ctx)
+		return err
+	}
+	return fmt.Errorf("datapath %q: want one of %v", cp.opts.Datapath, Datapaths)
+}
