@@ -117,6 +117,7 @@ func Parse(name string, files ...File) (*Scenario, error) {
 	}
 	if len(ds.errs) == 0 {
 		validateObjects(s, ds)
+		validateLB(s, ds)
 	}
 	if sd != nil && len(ds.errs) == 0 {
 		sd.check()
@@ -210,7 +211,7 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 		d.errorf(doc, "apiVersion", "required field is missing (%s for %s)", want, kind)
 		return nil, ""
 	}
-	if apiVersion != want {
+	if apiVersion != want && !contains(otherAPIVersions[kind], apiVersion) {
 		d.errorf(apiNode, "apiVersion", "%s %s is not supported; use apiVersion: %s", apiVersion, kind, want)
 		return nil, ""
 	}
@@ -242,6 +243,10 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 		return d.decodeDeployment(m), kind
 	case KindService:
 		return d.decodeService(m), kind
+	case KindCiliumLoadBalancerIPPool:
+		return d.decodeLBIPPool(m, apiVersion), kind
+	case KindCiliumL2AnnouncementPolicy:
+		return d.decodeL2Policy(m), kind
 	default:
 		return d.decodePolicy(m, apiVersion, kind), kind
 	}
@@ -271,6 +276,10 @@ func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 		s.Services = append(s.Services, v)
 	case *Policy:
 		s.Policies = append(s.Policies, v)
+	case *LBIPPool:
+		s.LBIPPools = append(s.LBIPPools, v)
+	case *L2AnnouncementPolicy:
+		s.L2Policies = append(s.L2Policies, v)
 	}
 }
 

@@ -66,6 +66,7 @@ type ControlPlane struct {
 	cidrs    map[netip.Prefix]identity.ID // pushed to the ipcaches
 	policies map[string]policy.EndpointPolicy
 	lb       lbState // services and hostPorts (services.go)
+	l2       l2State // L2 announcement leases (l2announce.go)
 	closed   bool
 	index    resolverIndex // lock-free answers for the flow decoder (events.go)
 
@@ -473,6 +474,7 @@ func (cp *ControlPlane) ReloadNode(name string) error {
 
 // Close detaches and unpins every node's datapath.
 func (cp *ControlPlane) Close() error {
+	cp.stopLeaseWatch()
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if cp.closed {
