@@ -30,6 +30,10 @@ type NodeDatapath interface {
 	Services() ([]datapath.Service, error)
 	Metrics() ([]datapath.Metric, error)
 	Connections() ([]datapath.Connection, error)
+	// Announce answers ARP for addr on the node's device dev (L2
+	// announcements of LoadBalancer IPs); Withdraw stops it.
+	Announce(addr netip.Addr, dev string) error
+	Withdraw(addr netip.Addr) error
 	// Reload reloads the programs keeping the maps.
 	Reload() error
 	Close() error
@@ -156,6 +160,13 @@ func (b *ciliumBackend) Connections() ([]datapath.Connection, error) {
 	}
 	return out, nil
 }
+
+func (b *ciliumBackend) Announce(addr netip.Addr, dev string) error {
+	return fmt.Errorf("L2 announcement of %v: not supported yet on --datapath cilium", addr)
+}
+
+// Withdraw has nothing to withdraw: Announce never succeeds on Cilium.
+func (b *ciliumBackend) Withdraw(addr netip.Addr) error { return nil }
 
 func (b *ciliumBackend) Reload() error {
 	return fmt.Errorf("datapath reload is not supported yet on --datapath cilium")
