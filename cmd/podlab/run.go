@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podlab/podlab/datapath/cilium/source"
 	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/reports"
 	"github.com/podlab/podlab/scenarios"
@@ -122,7 +123,9 @@ scenario exactly once (podlab report merge joins their run folders).`,
 	}
 	cmd.Flags().StringVar(&o.Lab, "lab", "run", "name of the lab the run creates")
 	cmd.Flags().StringVar(&o.ReportDir, "report-dir", "", "run folder (default runs/<scenario>-<time>)")
-	cmd.Flags().StringVar(&o.Datapath, "datapath", "", "override the scenario's datapath (bpf or none)")
+	cmd.Flags().StringVar(&o.Datapath, "datapath", "", "override the scenario's datapath (bpf, cilium or none)")
+	cmd.Flags().StringVar(&o.CiliumVersion, "cilium-version", "", "--datapath cilium: Cilium release whose BPF sources are compiled (default "+source.DefaultVersion+")")
+	cmd.Flags().StringVar(&o.CiliumSrc, "cilium-src", "", "--datapath cilium: a local Cilium checkout (its bpf/ folder) instead of a release")
 	cmd.Flags().BoolVar(&o.Keep, "keep", false, "keep the lab up after the run until Ctrl-C")
 	cmd.Flags().StringVar(&shard, "shard", "", "run shard i of n (i/n) of the scenarios named or found in folders")
 	return cmd
