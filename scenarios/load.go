@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -252,7 +253,10 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 	}
 }
 
-// addObject records a document object, refusing duplicates.
+// addObject records a document object, refusing duplicates. A document
+// identical to an earlier one of the same object is skipped, as `kubectl
+// apply` leaves it unchanged (Cilium's upstream connectivity-check files
+// repeat some objects).
 func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 	ref := o.Ref()
 	if ref.Name == "" {
@@ -260,10 +264,17 @@ func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 	}
 	for _, prev := range s.Objects {
 		if prev.Ref() == ref {
+			if sameDocument(s.docs[ref], doc) {
+				return
+			}
 			d.errorf(doc, "metadata.name", "%s is defined twice (first at %s)", ref, prev.Origin())
 			return
 		}
 	}
+	if s.docs == nil {
+		s.docs = map[ObjectRef]*yaml.Node{}
+	}
+	s.docs[ref] = doc
 	s.Objects = append(s.Objects, o)
 	switch v := o.(type) {
 	case *Namespace:
@@ -281,6 +292,19 @@ func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 	case *L2AnnouncementPolicy:
 		s.L2Policies = append(s.L2Policies, v)
 	}
+}
+
+// sameDocument reports whether two YAML documents hold the same data
+// (formatting, comments and key order aside).
+func sameDocument(a, b *yaml.Node) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	var va, vb any
+	if a.Decode(&va) != nil || b.Decode(&vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
 }
 
 func keys[V any](m map[string]V) []string {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/podlab/podlab/topo"
 )
 
@@ -78,6 +80,9 @@ type Scenario struct {
 	Warnings []Diagnostic
 	// deferred holds the objects first created by an apply step.
 	deferred map[ObjectRef]bool
+	// docs holds each object's YAML document, to tell an identical repeat
+	// from a conflicting one.
+	docs map[ObjectRef]*yaml.Node
 }
 
 // InitialObjects returns the objects created before the first step: every

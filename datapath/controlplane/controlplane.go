@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/identity"
@@ -63,6 +64,7 @@ type ControlPlane struct {
 	l2       l2State // L2 announcement leases (l2announce.go)
 	closed   bool
 	index    resolverIndex // lock-free answers for the flow decoder (events.go)
+	dnsTimer *time.Timer   // next expiry of a DNS-learned address (fqdn.go)
 }
 
 type node struct {
@@ -462,6 +464,9 @@ func (cp *ControlPlane) Close() error {
 		return nil
 	}
 	cp.closed = true
+	if cp.dnsTimer != nil {
+		cp.dnsTimer.Stop()
+	}
 	var errs []error
 	for _, name := range cp.order {
 		if err := cp.nodes[name].dp.Close(); err != nil {
