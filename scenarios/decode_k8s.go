@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -106,8 +107,8 @@ var podSpecFields = fields{
 }
 
 var containerFields = fields{
-	Known: []string{"name", "image", "ports", "readinessProbe", "livenessProbe", "command", "args"},
-	Ignored: []string{"imagePullPolicy", "resources", "env", "envFrom", "securityContext", "workingDir",
+	Known: []string{"name", "image", "ports", "readinessProbe", "livenessProbe", "command", "args", "env"},
+	Ignored: []string{"imagePullPolicy", "resources", "envFrom", "securityContext", "workingDir",
 		"terminationMessagePath", "terminationMessagePolicy", "stdin", "stdinOnce", "tty"},
 }
 
@@ -326,9 +327,36 @@ func (d *decoder) decodeContainer(n *yaml.Node, path string, workload string) Co
 			c.Workload.Name = w
 		}
 	}
+	var portNode *yaml.Node
+	for i, e := range d.list(m.get("env"), m.sub("env")) {
+		ep := indexPath(m.sub("env"), i)
+		em := d.mapping(e, ep, fields{Known: []string{"name", "value", "valueFrom"}})
+		if em == nil || !em.require("name") {
+			continue
+		}
+		if em.has("valueFrom") {
+			continue // a value from a Secret, ConfigMap or field: not modelled
+		}
+		if c.Env == nil {
+			c.Env = map[string]string{}
+		}
+		c.Env[em.str("name")] = em.str("value")
+		if em.str("name") == "PORT" {
+			portNode = em.get("value")
+		}
+	}
 	c.Workload.Ports = nil
 	for _, p := range c.Ports {
 		c.Workload.Ports = append(c.Workload.Ports, p)
+	}
+	// The HTTP echo plays json-mock, which listens on $PORT when set.
+	if v, ok := c.Env["PORT"]; ok && c.Workload.Name == WorkloadHTTPEcho {
+		port, err := strconv.Atoi(v)
+		if err != nil || port < 1 || port > 65535 {
+			d.errorf(portNode, m.sub("env"), "PORT %q: the HTTP echo (json-mock) needs a port number 1-65535", v)
+		} else {
+			c.Workload.Ports = []ContainerPort{{Name: "http", ContainerPort: port, Protocol: "TCP"}}
+		}
 	}
 	if len(c.Workload.Ports) == 0 {
 		c.Workload.Ports = defaultWorkloadPorts(c.Workload.Name)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -129,6 +130,9 @@ func Parse(name string, files ...File) (*Scenario, error) {
 		return nil, err
 	}
 	s.Warnings = ds.warnings
+	if w, ok := nothingToCheckWarning(s); ok {
+		s.Warnings = append(s.Warnings, w)
+	}
 	return s, nil
 }
 
@@ -252,7 +256,10 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 	}
 }
 
-// addObject records a document object, refusing duplicates.
+// addObject records a document object, refusing duplicates. A document
+// identical to an earlier one of the same object is skipped, as `kubectl
+// apply` leaves it unchanged (Cilium's upstream connectivity-check files
+// repeat some objects).
 func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 	ref := o.Ref()
 	if ref.Name == "" {
@@ -260,10 +267,17 @@ func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 	}
 	for _, prev := range s.Objects {
 		if prev.Ref() == ref {
+			if sameDocument(s.docs[ref], doc) {
+				return
+			}
 			d.errorf(doc, "metadata.name", "%s is defined twice (first at %s)", ref, prev.Origin())
 			return
 		}
 	}
+	if s.docs == nil {
+		s.docs = map[ObjectRef]*yaml.Node{}
+	}
+	s.docs[ref] = doc
 	s.Objects = append(s.Objects, o)
 	switch v := o.(type) {
 	case *Namespace:
@@ -281,6 +295,19 @@ func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 	case *L2AnnouncementPolicy:
 		s.L2Policies = append(s.L2Policies, v)
 	}
+}
+
+// sameDocument reports whether two YAML documents hold the same data
+// (formatting, comments and key order aside).
+func sameDocument(a, b *yaml.Node) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	var va, vb any
+	if a.Decode(&va) != nil || b.Decode(&vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
 }
 
 func keys[V any](m map[string]V) []string {
@@ -304,4 +331,48 @@ func defaultCluster(workers int) *Cluster {
 		c.Nodes = append(c.Nodes, ClusterNode{Name: name, Role: "worker"})
 	}
 	return c
+}
+
+// scenarioDoc spots a Scenario document in a YAML file.
+var scenarioDoc = regexp.MustCompile(`(?m)^kind:[ \t]*["']?Scenario["']?[ \t]*$`)
+
+// ScenarioSet returns the members of a directory of scenarios, or nil when
+// path is one scenario (a file, or a folder whose files make up a single
+// scenario). A directory is a set when at least two of its entries are
+// scenarios of their own: YAML files that hold a Scenario document, or
+// sub-folders. Members are returned in name order.
+func ScenarioSet(path string) ([]string, error) {
+	info, err := os.Stat(path)
+	if err != nil || !info.IsDir() {
+		return nil, err
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var members []string
+	for _, e := range entries {
+		p := filepath.Join(path, e.Name())
+		if e.IsDir() {
+			if sub, _ := filepath.Glob(filepath.Join(p, "*.y*ml")); len(sub) > 0 {
+				members = append(members, p)
+			}
+			continue
+		}
+		if ext := filepath.Ext(e.Name()); ext != ".yaml" && ext != ".yml" {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		if scenarioDoc.Match(data) {
+			members = append(members, p)
+		}
+	}
+	if len(members) < 2 {
+		return nil, nil
+	}
+	sort.Strings(members)
+	return members, nil
 }

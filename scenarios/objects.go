@@ -266,6 +266,9 @@ type Container struct {
 	// Workload is the built-in workload that stands in for the image.
 	Workload Workload
 	Ports    []ContainerPort
+	// Env holds the container's literal environment variables (env[].value;
+	// valueFrom is not modelled).
+	Env map[string]string
 	// Probes are the container's readiness and liveness probes, translated.
 	Probes []ContainerProbe
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/podlab/podlab/topo"
 )
 
@@ -14,11 +16,14 @@ const (
 	DatapathBPF = "bpf"
 	// DatapathNone leaves the kernel's plain routing: no policy, no services.
 	DatapathNone = "none"
+	// DatapathCilium attaches Cilium's own production programs (bpf_lxc,
+	// bpf_overlay) compiled from a Cilium release or checkout.
+	DatapathCilium = "cilium"
 )
 
 // Settings are the scenario-wide knobs of the Scenario document.
 type Settings struct {
-	// Datapath is DatapathBPF or DatapathNone.
+	// Datapath is DatapathBPF, DatapathCilium or DatapathNone.
 	Datapath string
 	// Workers is the number of worker nodes when no kind Cluster document
 	// is given (default 2, plus kind-control-plane).
@@ -81,6 +86,9 @@ type Scenario struct {
 	Warnings []Diagnostic
 	// deferred holds the objects first created by an apply step.
 	deferred map[ObjectRef]bool
+	// docs holds each object's YAML document, to tell an identical repeat
+	// from a conflicting one.
+	docs map[ObjectRef]*yaml.Node
 }
 
 // Difference declares that the probes of one step may differ between

@@ -35,6 +35,8 @@ type Options struct {
 	ReportDir string
 	// Datapath overrides the scenario's datapath setting when not empty.
 	Datapath string
+	// CiliumVersion and CiliumSrc name the sources of --datapath cilium.
+	CiliumVersion, CiliumSrc string
 	// Keep leaves the lab up after the run, until ctx ends.
 	Keep bool
 	// Out receives one line per expectation as it completes.
@@ -126,8 +128,13 @@ type svcRT struct {
 
 // Run executes s and writes its run folder. The error is for problems of
 // the run itself (the lab could not be built); failed expectations are in
-// the Result.
+// the Result. A scenario that checks nothing is refused (unless o.Keep).
 func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error) {
+	if !o.Keep {
+		if err := s.NothingToCheck(); err != nil {
+			return nil, err // nothing created yet
+		}
+	}
 	if o.Lab == "" {
 		o.Lab = "run"
 	}
@@ -434,6 +441,15 @@ func (r *Runner) topology() result.Topology {
 		if !p.HostNetwork {
 			t.Devices = append(t.Devices, result.Device{Owner: p.Node.Name, Name: p.HostVeth, Kind: "veth"}, result.Device{Owner: p.Key(), Name: topo.PodEth0, Kind: "veth", Address: p.IP.String()})
 			t.Links = append(t.Links, result.Link{A: p.Node.Name + ":" + p.HostVeth, B: p.Key() + ":" + topo.PodEth0, Kind: "veth"})
+		}
+	}
+	if r.cp != nil {
+		for _, st := range r.cp.ServiceStatuses() {
+			if len(st.ExternalIPs) == 0 {
+				continue
+			}
+			t.Services = append(t.Services, result.Service{Namespace: st.Namespace, Name: st.Name, Type: st.Type, ClusterIP: st.ClusterIP,
+				ExternalIPs: st.ExternalIPs, Ports: st.Ports, Announcers: st.Announcers, Pending: st.Pending})
 		}
 	}
 	return t

@@ -33,7 +33,7 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 	for _, n := range r.s.Cluster.Nodes {
 		nodes = append(nodes, topo.NodeSpec{Name: n.Name, Role: n.Role, Labels: n.Labels})
 	}
-	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, Datapath: datapath, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
+	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, Datapath: datapath, CiliumVersion: r.o.CiliumVersion, CiliumSrc: r.o.CiliumSrc, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
 	if err != nil {
 		return err
 	}
@@ -45,16 +45,16 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 		}
 		r.pump = pump
 	}
-	// The emulated world: its hosts and their names.
-	hosts := workload.DefaultWorldHosts()
-	r.records.AddWorldHosts(hosts)
-	for _, h := range hosts {
-		w, err := workload.StartWorldHost(ctx, l.Cluster.World, h)
-		if err != nil {
-			return fmt.Errorf("world host %s: %w", h.Name, err)
-		}
-		r.closers = append(r.closers, w.Close)
+	// The emulated internet: well-known names at their real addresses,
+	// every other public name at a world address, one web server (HTTP
+	// and HTTPS with the lab CA) answering for all of them.
+	r.records.AddWorldHosts(workload.DefaultWorldHosts())
+	r.records.SetInternet(true)
+	w, err := workload.StartInternet(ctx, l.Cluster.World, workload.InternetConfig{CA: l.CA})
+	if err != nil {
+		return fmt.Errorf("emulated internet: %w", err)
 	}
+	r.closers = append(r.closers, w.Close)
 	// Namespaces first: their labels feed identities.
 	if r.cp != nil {
 		for _, ns := range r.s.Namespaces {
@@ -196,7 +196,10 @@ func (r *Runner) startWorkloads(ctx context.Context, rt *podRT) error {
 			spec.Records = r.records
 		}
 		if rt.pod.HostNetwork {
-			spec.Addrs = []netip.Addr{rt.pod.IP}
+			// A host-network process listens on the node's address and
+			// its loopback (probes ask localhost), not on every address of
+			// the node's namespace, which the lab's own services share.
+			spec.Addrs = []netip.Addr{rt.pod.IP, netip.AddrFrom4([4]byte{127, 0, 0, 1})}
 		}
 		w, err := workload.Start(ctx, rt.pod.NS, spec)
 		if err != nil {
@@ -308,9 +311,10 @@ func (r *Runner) externalAddrsOf(rt *svcRT, cs *controlplane.Service) {
 	r.mu.Lock()
 	cs.LoadBalancerIPs = slices.Clone(rt.lbIPs)
 	cs.PendingReason = rt.lbPending
+	policies := slices.Clone(r.s.L2Policies)
 	r.mu.Unlock()
 	cs.ExternalIPs = slices.Clone(rt.svc.ExternalIPs)
-	for _, an := range scenarios.L2Announcements(r.s.L2Policies, r.s.Nodes(), rt.svc, cs.LoadBalancerIPs) {
+	for _, an := range scenarios.L2Announcements(policies, r.s.Nodes(), rt.svc, cs.LoadBalancerIPs) {
 		cs.Announce = append(cs.Announce, controlplane.L2Announcement{IP: an.IP, Nodes: an.Nodes, Devices: an.Devices})
 	}
 }
@@ -318,16 +322,18 @@ func (r *Runner) externalAddrsOf(rt *svcRT, cs *controlplane.Service) {
 // syncService refreshes DNS and the load balancer from the current pods.
 func (r *Runner) syncService(rt *svcRT) error {
 	svc := rt.svc
-	eps := scenarios.Endpoints(svc, r.placements())
+	placements := r.placements()
+	eps := scenarios.Endpoints(svc, placements)
 	if svc.Headless {
+		// A headless Service's name resolves to every selected pod's
+		// address (the node's for hostNetwork pods), with or without
+		// ports, as CoreDNS answers from its EndpointSlices.
 		var ips []netip.Addr
 		seen := map[netip.Addr]bool{}
-		for _, pe := range eps {
-			for _, b := range pe.Backends {
-				if ip, ok := r.podIP(b.Namespace, b.Pod); ok && !seen[ip] {
-					seen[ip] = true
-					ips = append(ips, ip)
-				}
+		for _, pl := range scenarios.SelectedPods(svc, placements) {
+			if ip, ok := r.podIP(pl.Pod.Namespace, pl.Pod.Name); ok && !seen[ip] {
+				seen[ip] = true
+				ips = append(ips, ip)
 			}
 		}
 		r.records.SetHeadlessService(svc.Meta.Namespace, svc.Meta.Name, ips)
