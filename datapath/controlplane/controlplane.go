@@ -13,8 +13,10 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/podlab/podlab/datapath"
+	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/identity"
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/topo"
@@ -62,11 +64,14 @@ type ControlPlane struct {
 	lb       lbState // services and hostPorts (services.go)
 	closed   bool
 	index    resolverIndex // lock-free answers for the flow decoder (events.go)
+	// l7store receives the L7 proxies' flows while events run.
+	l7store atomic.Pointer[flow.Store]
 }
 
 type node struct {
-	n  *topo.Node
-	dp *datapath.Datapath
+	n     *topo.Node
+	dp    *datapath.Datapath
+	proxy *nodeProxy
 }
 
 type endpoint struct {
@@ -105,7 +110,7 @@ func (cp *ControlPlane) NodeAdded(ctx context.Context, c *topo.Cluster, n *topo.
 	}
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	cp.nodes[n.Name] = &node{n: n, dp: dp}
+	cp.nodes[n.Name] = &node{n: n, dp: dp, proxy: cp.newNodeProxy(n, dp)}
 	cp.order = append(cp.order, n.Name)
 	cp.reindexLocked()
 	return errors.Join(cp.syncIPCacheLocked(), cp.syncServicesLocked())
@@ -351,12 +356,18 @@ func (cp *ControlPlane) recomputeSomeLocked(only map[string]bool) error {
 		if nd == nil {
 			continue
 		}
+		pol, err := cp.withProxyPortsLocked(nd, pol)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policy of %s: %w", key, err))
+			continue
+		}
 		if err := nd.dp.SetPolicy(ep.pod.EndpointID, pol); err != nil {
 			errs = append(errs, fmt.Errorf("policy of %s: %w", key, err))
 			continue
 		}
 		cp.policies[key] = pol
 	}
+	cp.syncProxyEndpointsLocked()
 	return errors.Join(errs...)
 }
 
@@ -462,6 +473,9 @@ func (cp *ControlPlane) Close() error {
 	cp.closed = true
 	var errs []error
 	for _, name := range cp.order {
+		if err := cp.nodes[name].proxy.close(); err != nil {
+			errs = append(errs, err)
+		}
 		if err := cp.nodes[name].dp.Close(); err != nil {
 			errs = append(errs, err)
 		}
