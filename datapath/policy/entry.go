@@ -32,8 +32,13 @@
 //   - Deny wins: a matching Deny entry drops whatever allows it (see
 //     EndpointPolicy.Verdict, the reference the datapath implements).
 //
-// Not supported yet (rejected with a "not supported yet" error): L7 rules,
-// toFQDNs, toServices, toGroups, from/toNodes, from/toRequires, nodeSelector
+// L7 rules: toPorts[].rules.http (HTTP rules, TCP ports, no ranges) are
+// carried on the entries of their port (Entry.L7); the control plane
+// gives those entries the node proxy's port. rules.kafka is refused
+// (Cilium removed Kafka policy in 1.20).
+//
+// Not supported yet (rejected with a "not supported yet" error): DNS and
+// generic L7 rules, toFQDNs, toServices, toGroups, from/toNodes, from/toRequires, nodeSelector
 // (host policies), CIDR groups, authentication, IPv6.
 package policy
 
