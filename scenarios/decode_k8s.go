@@ -99,8 +99,8 @@ func (d *decoder) decodeNamespace(doc *mapping) *Namespace {
 }
 
 var podSpecFields = fields{
-	Known: []string{"containers", "nodeName", "nodeSelector", "hostNetwork", "affinity", "tolerations", "dnsPolicy"},
-	Ignored: []string{"restartPolicy", "terminationGracePeriodSeconds", "serviceAccountName", "serviceAccount",
+	Known: []string{"containers", "nodeName", "nodeSelector", "hostNetwork", "affinity", "tolerations", "dnsPolicy", "serviceAccountName", "serviceAccount"},
+	Ignored: []string{"restartPolicy", "terminationGracePeriodSeconds",
 		"automountServiceAccountToken", "securityContext", "priorityClassName", "priority", "imagePullSecrets",
 		"enableServiceLinks", "activeDeadlineSeconds", "runtimeClassName", "preemptionPolicy", "schedulerName"},
 }
@@ -125,6 +125,15 @@ func (d *decoder) decodePodSpec(n *yaml.Node, path string, annotations map[strin
 	spec.NodeName = m.str("nodeName")
 	spec.NodeSelector = m.stringMap("nodeSelector")
 	spec.HostNetwork = m.boolean("hostNetwork")
+	// serviceAccountName wins over the deprecated serviceAccount; pods
+	// without either run as "default", as in Kubernetes.
+	spec.ServiceAccount = m.str("serviceAccount")
+	if sa := m.str("serviceAccountName"); sa != "" {
+		spec.ServiceAccount = sa
+	}
+	if spec.ServiceAccount == "" {
+		spec.ServiceAccount = "default"
+	}
 	spec.DNSPolicy = m.str("dnsPolicy")
 	switch spec.DNSPolicy {
 	case "", "ClusterFirst", "ClusterFirstWithHostNet", "Default":

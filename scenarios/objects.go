@@ -268,6 +268,9 @@ type PodSpec struct {
 	NodeName     string
 	NodeSelector map[string]string
 	HostNetwork  bool
+	// ServiceAccount is serviceAccountName ("default" when not given);
+	// Cilium labels the pod's identity with it.
+	ServiceAccount string
 	// DNSPolicy as written (ClusterFirst when empty).
 	DNSPolicy   string
 	Affinity    []AffinityTerm

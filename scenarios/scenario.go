@@ -100,6 +100,10 @@ type Step struct {
 	// pod-to-a → service/echo-a").
 	Name   string
 	Source Source
+	// Test names the test of a suite the step belongs to (set when a suite
+	// such as `podlab connectivity test` composes several tests into one
+	// scenario; empty otherwise).
+	Test string
 
 	Apply  *ApplyStep
 	Delete *DeleteStep

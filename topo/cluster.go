@@ -83,9 +83,11 @@ type Cluster struct {
 // namespace (on its loopback), with the names the lab's DNS gives them.
 var WorldHosts = map[string]netip.Addr{
 	"one.one.one.one": netip.MustParseAddr("1.1.1.1"),
-	"dns.google":      netip.MustParseAddr("8.8.8.8"),
-	"example.com":     netip.MustParseAddr("93.184.216.34"),
-	"www.google.com":  netip.MustParseAddr("142.250.74.36"),
+	// Cloudflare's second resolver address (cilium-cli's --external-other-ip).
+	"1dot1dot1dot1.cloudflare-dns.com": netip.MustParseAddr("1.0.0.1"),
+	"dns.google":                       netip.MustParseAddr("8.8.8.8"),
+	"example.com":                      netip.MustParseAddr("93.184.216.34"),
+	"www.google.com":                   netip.MustParseAddr("142.250.74.36"),
 }
 
 // NewCluster validates cfg and returns an unbuilt cluster.

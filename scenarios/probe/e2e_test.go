@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +17,8 @@ import (
 	"github.com/podlab/podlab/scenarios/probe"
 	"github.com/podlab/podlab/scenarios/workload"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // Probes expected to time out get a short timeout so the suite stays fast
@@ -42,9 +43,7 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 	)
 
 	BeforeAll(func() {
-		if os.Geteuid() != 0 {
-			Skip("needs root (network namespaces)")
-		}
+		e2e.RequireSpec(e2e.Root)
 		before = rootSysctls()
 		n = buildNet()
 		ctx = context.Background()

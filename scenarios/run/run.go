@@ -55,6 +55,8 @@ type Options struct {
 	// KeepHandlers adds routes (e.g. /metrics) to the API a kept lab
 	// serves.
 	KeepHandlers func(l *lab.Lab, store *flow.Store, mux *http.ServeMux)
+	// OnStep is called before each scenario step runs, with its index.
+	OnStep func(i int, s *scenarios.Step)
 	// WriteRun writes the run folder's reports (index.html, junit.xml,
 	// flows.jsonl, metrics.prom, run.json) from the run model.
 	WriteRun func(dir string, run *result.Run) error
@@ -162,7 +164,15 @@ func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error)
 			if ctx.Err() != nil {
 				break
 			}
+			if o.OnStep != nil {
+				o.OnStep(i, &s.Steps[i])
+			}
 			r.runStep(ctx, &s.Steps[i])
+			if t := s.Steps[i].Test; t != "" {
+				r.mu.Lock()
+				r.run.Steps[len(r.run.Steps)-1].Test = t
+				r.mu.Unlock()
+			}
 		}
 	}
 	if o.Keep && err == nil {

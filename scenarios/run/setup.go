@@ -155,6 +155,7 @@ func podSpec(pl scenarios.Placement) topo.PodSpec {
 	s := topo.PodSpec{Namespace: pl.Pod.Namespace, Name: pl.Pod.Name, Node: pl.Node, Labels: pl.Pod.Labels}
 	if pl.Pod.Spec != nil {
 		s.HostNetwork = pl.Pod.Spec.HostNetwork
+		s.ServiceAccount = pl.Pod.Spec.ServiceAccount
 		for _, p := range pl.Pod.Spec.Ports() {
 			s.Ports = append(s.Ports, topo.ContainerPort{Name: p.Name, Port: uint16(p.ContainerPort), Protocol: p.Protocol, HostPort: uint16(p.HostPort)})
 		}
