@@ -14,6 +14,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/flow"
@@ -62,10 +63,12 @@ type ControlPlane struct {
 	cidrs    map[netip.Prefix]identity.ID // pushed to the ipcaches
 	policies map[string]policy.EndpointPolicy
 	lb       lbState // services and hostPorts (services.go)
+	l2       l2State // L2 announcement leases (l2announce.go)
 	closed   bool
 	index    resolverIndex // lock-free answers for the flow decoder (events.go)
 	// l7store receives the L7 proxies' flows while events run.
 	l7store atomic.Pointer[flow.Store]
+	dnsTimer *time.Timer   // next expiry of a DNS-learned address (fqdn.go)
 }
 
 type node struct {
@@ -465,12 +468,16 @@ func (cp *ControlPlane) ReloadNode(name string) error {
 
 // Close detaches and unpins every node's datapath.
 func (cp *ControlPlane) Close() error {
+	cp.stopLeaseWatch()
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if cp.closed {
 		return nil
 	}
 	cp.closed = true
+	if cp.dnsTimer != nil {
+		cp.dnsTimer.Stop()
+	}
 	var errs []error
 	for _, name := range cp.order {
 		if err := cp.nodes[name].proxy.close(); err != nil {

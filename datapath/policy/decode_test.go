@@ -85,10 +85,6 @@ sepc: {}
       rules:
         http: [{headerMatches: [{name: X-Token, value: a, mismatch: DROP}]}]
 `, `bad.yaml:13: spec.egress[0].toPorts[0].rules.http[0].headerMatches[0].mismatch: invalid mismatch action "DROP" (want LOG, ADD, DELETE or REPLACE)`},
-		{"toFQDNs", cnpHead + `  egress:
-  - toFQDNs:
-    - matchName: cilium.io
-`, `bad.yaml:10: spec.egress[0].toFQDNs: not supported yet: toFQDNs (DNS-based policy)`},
 		{"toServices", cnpHead + `  egress:
   - toServices: [{k8sService: {serviceName: a, namespace: b}}]
 `, `bad.yaml:10: spec.egress[0].toServices: not supported yet: toServices`},

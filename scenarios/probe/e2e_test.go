@@ -279,7 +279,8 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 			Expect(curl("-sS", "--fail", "-o", "/dev/null", "echo-a/status/404").ExitCode).To(Equal(22))
 			Expect(curl("-sS", "-o", "/dev/null", "echo-a/status/404").ExitCode).To(Equal(0))
 			Expect(curl("-sS", "-m", "1", "10.0.2.2:81").ExitCode).To(Equal(56))
-			Expect(curl("-sS", "https://echo-a").ExitCode).To(Equal(1))
+			Expect(curl("-sS", "https://echo-a").ExitCode).To(Equal(7)) // nothing listens on 443
+			Expect(curl("-sS", "ftp://echo-a").ExitCode).To(Equal(1))
 			Expect(curl("--bogus", "echo-a").ExitCode).To(Equal(2))
 		})
 		It("words errors like curl and prints what curl prints", func() {

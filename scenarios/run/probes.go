@@ -109,7 +109,7 @@ func (r *Runner) target(p scenarios.Peer) (string, int, error) {
 			return "", 0, fmt.Errorf("no pod %s", p.Raw)
 		}
 		return ps[0].pod.IP.String(), 0, nil
-	case scenarios.PeerService, scenarios.PeerNodePort:
+	case scenarios.PeerService, scenarios.PeerNodePort, scenarios.PeerLoadBalancer, scenarios.PeerExternalIP:
 		ns := p.Namespace
 		if ns == "" {
 			ns = "default"
@@ -130,6 +130,18 @@ func (r *Runner) target(p scenarios.Peer) (string, int, error) {
 				return "", 0, fmt.Errorf("unknown node %s", p.Node)
 			}
 			return n.IP.String(), rt.nodePorts[port], nil
+		}
+		if p.Kind == scenarios.PeerLoadBalancer {
+			r.mu.Lock()
+			ips, pending := rt.lbIPs, rt.lbPending
+			r.mu.Unlock()
+			if len(ips) == 0 {
+				return "", 0, fmt.Errorf("service %s has no LoadBalancer IP (<pending>: %s)", p.Raw, pending)
+			}
+			return ips[0].String(), port, nil
+		}
+		if p.Kind == scenarios.PeerExternalIP {
+			return rt.svc.ExternalIPs[0].String(), port, nil
 		}
 		if rt.svc.Headless {
 			return rt.svc.Meta.Name + "." + ns + ".svc.cluster.local", port, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/probe"
 	"github.com/podlab/podlab/scenarios/result"
+	"github.com/podlab/podlab/topo"
 )
 
 func sortPods(ps []*podRT) {
@@ -98,6 +99,9 @@ func (r *Runner) containerProbe(ctx context.Context, rt *podRT, cp scenarios.Con
 	url := fmt.Sprintf("http://%s:%d%s", host, port, cp.Check.Path)
 	dns := probe.PodDNSConfig(rt.pod.Namespace, r.dnsIP)
 	res := r.runProbe(ctx, rt.pod.IP, !cp.Check.ExpectSuccess, func(ctx context.Context) probe.Result {
+		if args := cp.Check.CurlArgs(); args != nil {
+			return r.curl(ctx, rt.pod.NS, args, timeout, dns)
+		}
 		if cp.Check.Protocol == "TCP" {
 			return probe.TCP{Addr: fmt.Sprintf("%s:%d", host, port), Timeout: timeout, DNS: dns}.Run(ctx, rt.pod.NS)
 		}
@@ -121,4 +125,22 @@ func (r *Runner) containerProbe(ctx context.Context, rt *podRT, cp scenarios.Con
 		e.Evidence = r.evidenceFor(rt.pod.IP, res)
 	}
 	return e
+}
+
+// curl runs a curl command line from ns as the container would: the lab
+// CA is the trusted CA bundle (unless --cacert names another) and timeout
+// (the probe's timeoutSeconds) bounds the whole command.
+func (r *Runner) curl(ctx context.Context, ns *topo.Namespace, args []string, timeout time.Duration, dns probe.DNSConfig) probe.Result {
+	cr, err := probe.ParseCurl(args)
+	if err != nil {
+		// ParseExecProbe accepted these arguments when the scenario loaded.
+		return probe.Curl(ctx, ns, args, dns)
+	}
+	if cr.HTTP.Timeout == 0 || (timeout > 0 && timeout < cr.HTTP.Timeout) {
+		cr.HTTP.Timeout = timeout
+	}
+	if r.lab != nil && r.lab.CA != nil {
+		cr.HTTP.RootCAs = r.lab.CA.Pool()
+	}
+	return cr.Run(ctx, ns, dns)
 }

@@ -86,6 +86,7 @@ type Runner struct {
 	pods     map[string]*podRT // by namespace/name
 	services map[string]*svcRT // by namespace/name
 	addrs    *scenarios.ServiceAddresses
+	lbipam   *scenarios.LBIPAM
 	records  *workload.Records
 	dnsIP    netip.Addr
 	closers  []func() error
@@ -110,6 +111,10 @@ type svcRT struct {
 	svc       *scenarios.Service
 	ip        netip.Addr
 	nodePorts map[int]int // service port -> node port
+	// lbIPs are the LoadBalancer ingress addresses LB IPAM gave the
+	// Service; lbPending says why it has none (type LoadBalancer only).
+	lbIPs     []netip.Addr
+	lbPending string
 }
 
 // Run executes s and writes its run folder. The error is for problems of

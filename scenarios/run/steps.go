@@ -135,6 +135,9 @@ func (r *Runner) delete(ctx context.Context, refs []scenarios.ObjectRef) error {
 			delete(r.services, ref.Namespace+"/"+ref.Name)
 			if rt != nil {
 				r.addrs.Release(rt.svc.Ref())
+				if r.lbipam != nil {
+					r.lbipam.Release(rt.svc.Ref())
+				}
 			}
 			r.mu.Unlock()
 			if rt != nil {
