@@ -67,8 +67,8 @@ type ControlPlane struct {
 	closed   bool
 	index    resolverIndex // lock-free answers for the flow decoder (events.go)
 	// l7store receives the L7 proxies' flows while events run.
-	l7store atomic.Pointer[flow.Store]
-	dnsTimer *time.Timer   // next expiry of a DNS-learned address (fqdn.go)
+	l7store  atomic.Pointer[flow.Store]
+	dnsTimer *time.Timer // next expiry of a DNS-learned address (fqdn.go)
 }
 
 type node struct {
