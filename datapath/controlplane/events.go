@@ -52,6 +52,15 @@ func (cp *ControlPlane) StartEvents(ctx context.Context, store *flow.Store) (*Ev
 	cp.l7store.Store(store)
 	for _, name := range cp.Nodes() {
 		dp := cp.Datapath(name)
+		if dp == nil {
+			if cn := cp.CiliumNode(name); cn != nil {
+				if err := p.startCilium(ctx, name, cn); err != nil {
+					p.Stop()
+					return nil, err
+				}
+			}
+			continue
+		}
 		rd, err := dp.Events()
 		if err != nil {
 			p.Stop()

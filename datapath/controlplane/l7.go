@@ -26,8 +26,21 @@ type nodeProxy struct {
 	local atomic.Pointer[map[netip.Addr]httpproxy.LocalEndpoint]
 }
 
-func (cp *ControlPlane) newNodeProxy(n *topo.Node, dp *datapath.Datapath) *nodeProxy {
-	np := &nodeProxy{reg: proxy.NewRegistry(proxy.Config{NS: n.NS, Identity: dp.IdentityOf})}
+// proxyCapable is a backend that implements the L7 redirect contract
+// (package proxy): podlab's own datapath.
+type proxyCapable interface {
+	// IdentityOf answers the proxy's ipcache lookups.
+	IdentityOf(netip.Addr) uint32
+}
+
+var _ proxyCapable = (*datapath.Datapath)(nil)
+
+func (cp *ControlPlane) newNodeProxy(n *topo.Node, dp NodeDatapath) *nodeProxy {
+	ident := func(netip.Addr) uint32 { return 0 }
+	if pc, ok := dp.(proxyCapable); ok {
+		ident = pc.IdentityOf
+	}
+	np := &nodeProxy{reg: proxy.NewRegistry(proxy.Config{NS: n.NS, Identity: ident})}
 	empty := map[netip.Addr]httpproxy.LocalEndpoint{}
 	np.local.Store(&empty)
 	np.http = cp.newHTTPProxy(n.Name, np)
@@ -67,6 +80,9 @@ func (cp *ControlPlane) withProxyPortsLocked(nd *node, pol policy.EndpointPolicy
 		e := &pol.Entries[i]
 		if e.L7 == nil || e.Deny {
 			continue
+		}
+		if _, ok := nd.dp.(proxyCapable); !ok {
+			return pol, fmt.Errorf("%s: not supported yet: L7 rules on the %s datapath (no proxy redirect)", e.Rule, cp.opts.Datapath)
 		}
 		if !copied {
 			pol.Entries = append([]policy.Entry(nil), pol.Entries...)
