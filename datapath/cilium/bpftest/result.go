@@ -33,8 +33,8 @@ type ObjectResult struct {
 	// Tests are the object's tests (sections <type>/test/<name>/...),
 	// in the order they ran (alphabetical, as Cilium runs them).
 	Tests []TestResult
-	// Log holds object-level lines: removed programs and the records the
-	// programs wrote to cilium_events.
+	// Log holds object-level notes, e.g. programs removed because
+	// BPF_PROG_TEST_RUN cannot run them.
 	Log []string
 	// Cached reports whether the object came from the compile cache.
 	Cached bool
@@ -57,6 +57,9 @@ type TestResult struct {
 	// Log holds the suite-level test_log lines (outside any TEST block)
 	// and packet assertion diffs.
 	Log []string
+	// Events are the cilium_events records (trace, drop, debug
+	// notifications) the test's programs emitted, rendered.
+	Events []string
 }
 
 // SubtestResult is one TEST("name", ...) block of a check program.

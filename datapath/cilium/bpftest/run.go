@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -110,43 +109,13 @@ func runObject(res *ObjectResult, path string, filter *regexp.Regexp, eventLog f
 		return fmt.Errorf("%s has no %s: not a Cilium BPF test object", path, resultMapName)
 	}
 
-	var (
-		events   *perf.Reader
-		eventsWG sync.WaitGroup
-		eventsMu sync.Mutex
-		eventBuf []string
-	)
+	var events *perf.Reader
 	if m := coll.Maps[eventsMapName]; m != nil && m.Type() == ebpf.PerfEventArray {
 		events, err = perf.NewReader(m, os.Getpagesize()*16)
 		if err != nil {
 			return fmt.Errorf("read %s of %s: %w", eventsMapName, path, err)
 		}
-		eventsWG.Go(func() {
-			for {
-				rec, err := events.Read()
-				if err != nil {
-					return
-				}
-				if rec.LostSamples > 0 {
-					eventsMu.Lock()
-					eventBuf = append(eventBuf, fmt.Sprintf("cpu %d: %d events lost", rec.CPU, rec.LostSamples))
-					eventsMu.Unlock()
-					continue
-				}
-				line := describeEvent(rec.RawSample, eventLog)
-				eventsMu.Lock()
-				eventBuf = append(eventBuf, fmt.Sprintf("cpu %d: %s", rec.CPU, line))
-				eventsMu.Unlock()
-			}
-		})
-		defer func() {
-			// Records are in the per-CPU buffers once a program run
-			// returns: drain them, then stop the reader.
-			events.SetDeadline(time.Now().Add(20 * time.Millisecond))
-			eventsWG.Wait()
-			events.Close()
-			res.Log = append(res.Log, eventBuf...)
-		}()
+		defer events.Close()
 	}
 
 	r := &objectRun{
@@ -154,6 +123,8 @@ func runObject(res *ObjectResult, path string, filter *regexp.Regexp, eventLog f
 		result:  result,
 		skbMeta: coll.Maps[skbMetaMapName],
 		asserts: coll.Maps[scapyAssertMapName],
+		events:  events,
+		text:    eventLog,
 	}
 	for _, n := range names {
 		res.Tests = append(res.Tests, r.runTest(n, tests[n]))
@@ -182,6 +153,8 @@ type objectRun struct {
 	result  *ebpf.Map
 	skbMeta *ebpf.Map
 	asserts *ebpf.Map
+	events  *perf.Reader
+	text    func([]byte) string
 	// assertsSeen counts the packet assertion records already reported:
 	// the BPF side appends to scapy_assert_map with a counter that lives
 	// as long as the object.
@@ -189,11 +162,14 @@ type objectRun struct {
 }
 
 // runTest runs one test's pktgen → setup → check chain.
-func (r *objectRun) runTest(name string, progs *testPrograms) TestResult {
+func (r *objectRun) runTest(name string, progs *testPrograms) (t TestResult) {
 	start := time.Now()
-	t := TestResult{Name: name}
-	defer func() { t.Duration = time.Since(start) }()
-	defer r.resetMaps()
+	t.Name = name
+	defer func() {
+		t.Duration = time.Since(start)
+		t.Events = r.drainEvents()
+		r.resetMaps()
+	}()
 
 	check := r.coll.Programs[progs.Check]
 	data := make([]byte, packetSize)
@@ -276,6 +252,31 @@ func (r *objectRun) collect(t *TestResult) {
 		}
 	}
 	t.Log = append(t.Log, r.newAssertions()...)
+}
+
+// drainEvents reads the cilium_events records the test's programs wrote.
+// They are in the per-CPU buffers once a program run returns, so a read
+// with an expired deadline gets them all without waiting.
+func (r *objectRun) drainEvents() []string {
+	if r.events == nil {
+		return nil
+	}
+	r.events.SetDeadline(time.Now())
+	var out []string
+	for {
+		rec, err := r.events.Read()
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				out = append(out, fmt.Sprintf("read %s: %v", eventsMapName, err))
+			}
+			return out
+		}
+		if rec.LostSamples > 0 {
+			out = append(out, fmt.Sprintf("cpu %d: %d events lost", rec.CPU, rec.LostSamples))
+			continue
+		}
+		out = append(out, describeEvent(rec.RawSample, r.text))
+	}
 }
 
 // resetMaps zeroes the per-test state the framework keeps: the result
