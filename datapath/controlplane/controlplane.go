@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/identity"
@@ -60,8 +61,10 @@ type ControlPlane struct {
 	cidrs    map[netip.Prefix]identity.ID // pushed to the ipcaches
 	policies map[string]policy.EndpointPolicy
 	lb       lbState // services and hostPorts (services.go)
+	l2       l2State // L2 announcement leases (l2announce.go)
 	closed   bool
 	index    resolverIndex // lock-free answers for the flow decoder (events.go)
+	dnsTimer *time.Timer   // next expiry of a DNS-learned address (fqdn.go)
 }
 
 type node struct {
@@ -454,12 +457,16 @@ func (cp *ControlPlane) ReloadNode(name string) error {
 
 // Close detaches and unpins every node's datapath.
 func (cp *ControlPlane) Close() error {
+	cp.stopLeaseWatch()
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if cp.closed {
 		return nil
 	}
 	cp.closed = true
+	if cp.dnsTimer != nil {
+		cp.dnsTimer.Stop()
+	}
 	var errs []error
 	for _, name := range cp.order {
 		if err := cp.nodes[name].dp.Close(); err != nil {

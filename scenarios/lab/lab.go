@@ -20,6 +20,7 @@ import (
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/topo"
+	"github.com/podlab/podlab/topo/labca"
 )
 
 // Options describe a lab to bring up.
@@ -50,6 +51,10 @@ type Lab struct {
 	ControlPlane *controlplane.ControlPlane
 	// Raw is set instead of Cluster for a lab built from a raw topology.
 	Raw *topo.Raw
+	// CA is the lab's certificate authority (cluster labs): the emulated
+	// internet's HTTPS hosts present certificates it signs, and probes and
+	// `podlab exec` trust it (CAPath).
+	CA *labca.CA
 
 	claim *topo.Lab
 	flows *flow.Store
@@ -119,10 +124,22 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.writeResolvConf("default"); err != nil {
 		return l, err
 	}
+	if l.CA, err = labca.New(o.Name); err != nil {
+		return l, err
+	}
+	if err := l.CA.WriteFile(CAPath(o.Name)); err != nil {
+		return l, err
+	}
 	if err := l.SaveState(); err != nil {
 		return l, err
 	}
 	return l, nil
+}
+
+// CAPath returns the file holding lab's CA certificate (PEM), which
+// `podlab exec` installs as the CA bundle of the programs it runs.
+func CAPath(lab string) string {
+	return filepath.Join(topo.StateDir(lab), labca.FileName)
 }
 
 // UpTopology claims the lab name and builds a raw topology from a spec

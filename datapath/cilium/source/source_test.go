@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 func TestValidateVersion(t *testing.T) {
@@ -57,12 +59,7 @@ func TestCacheRoot(t *testing.T) {
 // requireClang fails (PODLAB_E2E=1) or skips when clang-19 is missing.
 func requireClang(t *testing.T) {
 	t.Helper()
-	if _, err := FindClang(); err != nil {
-		if os.Getenv("PODLAB_E2E") == "1" {
-			t.Fatalf("PODLAB_E2E=1: %v", err)
-		}
-		t.Skip(err)
-	}
+	e2e.Require(t, e2e.Check("clang-19", func() error { _, err := FindClang(); return err }))
 }
 
 func TestCompileCachesObjects(t *testing.T) {
@@ -142,7 +139,7 @@ func TestCompileErrorShownNothingLeft(t *testing.T) {
 }
 
 func TestUnknownVersion(t *testing.T) {
-	if os.Getenv("PODLAB_E2E") != "1" && testing.Short() {
+	if !e2e.Enabled() && testing.Short() {
 		t.Skip("needs the Go module proxy")
 	}
 	requireClang(t)
