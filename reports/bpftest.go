@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/podlab/podlab/datapath/cilium/bpftest"
+	"github.com/podlab/podlab/datapath/cilium/monitor"
+	"github.com/podlab/podlab/datapath/flow"
 )
 
 // BPFTestJUnit converts a run of Cilium's BPF unit tests into JUnit test
@@ -91,4 +94,20 @@ func lastOr(ls []string, def string) string {
 		return ls[len(ls)-1]
 	}
 	return def
+}
+
+// CiliumEventLine renders one cilium_events record of a test object as a
+// `hubble observe -o compact` line (without time stamps' meaning: records
+// carry none). It returns "" for records that give no flow (debug
+// messages and captures), which the caller renders itself.
+func CiliumEventLine(raw []byte) string {
+	var ev flow.Event
+	if err := monitor.NewDecoder(monitor.Config{Now: func() time.Time { return time.Time{} }}).Decode(raw, &ev); err != nil {
+		return ""
+	}
+	f, err := flow.NewDecoder(nil).Decode(&ev)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(strings.TrimPrefix(CompactLine(f, false), formatTime(time.Time{})+":"))
 }

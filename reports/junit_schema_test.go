@@ -3,13 +3,13 @@ package reports
 import (
 	"bytes"
 	"encoding/xml"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/podlab/podlab/datapath/cilium/bpftest"
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // validateJUnit checks doc against testdata/junit.xsd with xmllint, and in
@@ -49,14 +49,10 @@ func validateJUnit(t *testing.T, doc []byte) {
 		t.Errorf("testsuites counts %d/%d/%d/%d, suites sum to %d/%d/%d/%d",
 			suites.Tests, suites.Failures, suites.Errors, suites.Skipped, total, failures, errs, skipped)
 	}
-	xl, err := exec.LookPath("xmllint")
-	if err != nil {
-		if os.Getenv("PODLAB_E2E") == "1" {
-			t.Fatal("PODLAB_E2E=1 but xmllint is missing (apt-get install libxml2-utils)")
-		}
-		t.Skip("xmllint missing: schema not checked")
+	if !e2e.Have(t, e2e.Tool("xmllint")) {
+		return
 	}
-	cmd := exec.Command(xl, "--noout", "--schema", "testdata/junit.xsd", "-")
+	cmd := exec.Command("xmllint", "--noout", "--schema", "testdata/junit.xsd", "-")
 	cmd.Stdin = bytes.NewReader(doc)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("xmllint --schema testdata/junit.xsd: %v\n%s", err, out)

@@ -62,7 +62,8 @@ reason). Exits non-zero when any test fails or errors.
 			}
 			res, err := bpftest.Run(ctx, bpftest.Options{
 				Tree: tree, Run: run, Parallel: parallel, Scapy: scapy,
-				OnObject: func(o bpftest.ObjectResult) { printObject(out, o, verbose) },
+				OnObject:  func(o bpftest.ObjectResult) { printObject(out, o, verbose) },
+				EventText: reports.CiliumEventLine,
 			})
 			if err != nil {
 				return err

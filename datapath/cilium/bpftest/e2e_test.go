@@ -8,25 +8,17 @@ import (
 	"testing"
 
 	"github.com/podlab/podlab/datapath/cilium/source"
+	"github.com/podlab/podlab/internal/e2e"
 )
 
-// requireE2E skips without root or clang-19, except under PODLAB_E2E=1 (CI),
-// where a missing prerequisite is a failure that names it.
+// requireE2E needs root (BPF_PROG_TEST_RUN, a private network namespace)
+// and clang 19: skipped without them, a failure under PODLAB_E2E=1.
 func requireE2E(t *testing.T) {
 	t.Helper()
-	var missing string
-	if os.Geteuid() != 0 {
-		missing = "root (BPF_PROG_TEST_RUN and a private network namespace)"
-	} else if _, err := source.FindClang(); err != nil {
-		missing = err.Error()
-	}
-	if missing == "" {
-		return
-	}
-	if os.Getenv("PODLAB_E2E") == "1" {
-		t.Fatalf("PODLAB_E2E=1 but missing: %s", missing)
-	}
-	t.Skip("needs " + missing)
+	e2e.Require(t, e2e.Root, e2e.Check("clang 19", func() error {
+		_, err := source.FindClang()
+		return err
+	}))
 }
 
 func findObject(t *testing.T, res *Result, name string) ObjectResult {

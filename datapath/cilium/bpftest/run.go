@@ -133,7 +133,9 @@ func runObject(res *ObjectResult, path string, filter *regexp.Regexp, eventLog f
 }
 
 // describeEvent renders one cilium_events record: through eventLog when
-// given, else its message type and bytes.
+// it knows the record, else a debug message (struct debug_msg of
+// bpf/lib/dbg.h: type, subtype, source, hash, three arguments) with its
+// numbers, else the record's type and leading bytes.
 func describeEvent(raw []byte, eventLog func([]byte) string) string {
 	if eventLog != nil {
 		if s := eventLog(raw); s != "" {
@@ -142,6 +144,12 @@ func describeEvent(raw []byte, eventLog func([]byte) string) string {
 	}
 	if len(raw) == 0 {
 		return "empty event"
+	}
+	const debugMsg, debugMsgLen = 2, 20
+	if raw[0] == debugMsg && len(raw) >= debugMsgLen {
+		le := binary.LittleEndian
+		return fmt.Sprintf("debug message %d from endpoint %d: arg1=%#x arg2=%#x arg3=%#x",
+			raw[1], le.Uint16(raw[2:]), le.Uint32(raw[8:]), le.Uint32(raw[12:]), le.Uint32(raw[16:]))
 	}
 	n := min(len(raw), 32)
 	return fmt.Sprintf("event type %d, %d bytes: %s", raw[0], len(raw), hex.EncodeToString(raw[:n]))
