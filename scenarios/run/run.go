@@ -35,6 +35,8 @@ type Options struct {
 	ReportDir string
 	// Datapath overrides the scenario's datapath setting when not empty.
 	Datapath string
+	// CiliumVersion and CiliumSrc name the sources of --datapath cilium.
+	CiliumVersion, CiliumSrc string
 	// Keep leaves the lab up after the run, until ctx ends.
 	Keep bool
 	// Out receives one line per expectation as it completes.
