@@ -104,7 +104,7 @@ func TestBrokenTestsAreReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	broken := strings.Replace(string(b), "hash != 2698615579", "hash != 2698615578", 1)
+	broken := strings.ReplaceAll(string(b), "2698615579", "2698615578")
 	if broken == string(b) {
 		t.Fatal("jhash_test.c changed upstream: the crafted failure no longer applies")
 	}
