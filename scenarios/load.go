@@ -130,6 +130,9 @@ func Parse(name string, files ...File) (*Scenario, error) {
 		return nil, err
 	}
 	s.Warnings = ds.warnings
+	if w, ok := nothingToCheckWarning(s); ok {
+		s.Warnings = append(s.Warnings, w)
+	}
 	return s, nil
 }
 

@@ -80,6 +80,11 @@ scenario exactly once (podlab report merge joins their run folders).`,
 				for _, w := range s.Warnings {
 					fmt.Fprintln(os.Stderr, "warning:", w)
 				}
+				if !o.Keep {
+					if err := s.NothingToCheck(); err != nil {
+						return err // nothing created yet
+					}
+				}
 				list = append(list, s)
 			}
 			if rep := preflight.Run(); !rep.OK() {

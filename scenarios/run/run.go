@@ -121,8 +121,13 @@ type svcRT struct {
 
 // Run executes s and writes its run folder. The error is for problems of
 // the run itself (the lab could not be built); failed expectations are in
-// the Result.
+// the Result. A scenario that checks nothing is refused (unless o.Keep).
 func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error) {
+	if !o.Keep {
+		if err := s.NothingToCheck(); err != nil {
+			return nil, err // nothing created yet
+		}
+	}
 	if o.Lab == "" {
 		o.Lab = "run"
 	}
@@ -429,6 +434,15 @@ func (r *Runner) topology() result.Topology {
 		if !p.HostNetwork {
 			t.Devices = append(t.Devices, result.Device{Owner: p.Node.Name, Name: p.HostVeth, Kind: "veth"}, result.Device{Owner: p.Key(), Name: topo.PodEth0, Kind: "veth", Address: p.IP.String()})
 			t.Links = append(t.Links, result.Link{A: p.Node.Name + ":" + p.HostVeth, B: p.Key() + ":" + topo.PodEth0, Kind: "veth"})
+		}
+	}
+	if r.cp != nil {
+		for _, st := range r.cp.ServiceStatuses() {
+			if len(st.ExternalIPs) == 0 {
+				continue
+			}
+			t.Services = append(t.Services, result.Service{Namespace: st.Namespace, Name: st.Name, Type: st.Type, ClusterIP: st.ClusterIP,
+				ExternalIPs: st.ExternalIPs, Ports: st.Ports, Announcers: st.Announcers, Pending: st.Pending})
 		}
 	}
 	return t
