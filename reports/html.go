@@ -135,6 +135,13 @@ svg .bar-value { font-weight: 600; }
 <h2>Topology</h2>
 {{with .Topology}}<svg id="topology-svg" xmlns="http://www.w3.org/2000/svg" width="{{printf "%.0f" .W}}" height="{{printf "%.0f" .H}}" viewBox="0 0 {{printf "%.0f" .W}} {{printf "%.0f" .H}}" role="img" aria-label="lab topology">
 {{template "svg" .}}</svg>{{else}}<p class="empty">no topology recorded</p>{{end}}
+{{if .Services}}<h3>Services from outside</h3>
+<table id="external-services">
+<thead><tr><th>Namespace</th><th>Name</th><th>Type</th><th>Cluster-IP</th><th>External-IP</th><th>Port(s)</th><th>L2 announcer</th></tr></thead>
+<tbody>
+{{range .Services}}<tr><td>{{.Namespace}}</td><td>{{.Name}}</td><td>{{.Type}}</td><td class="mono">{{.ClusterIP}}</td><td class="mono">{{range $i, $e := .ExternalIPs}}{{if $i}}, {{end}}{{$e}}{{end}}</td><td class="mono">{{.Ports}}</td><td class="mono">{{range $i, $e := .Announcers}}{{if $i}}, {{end}}{{$e}}{{end}}{{if .Pending}}<div class="meta">{{.Pending}}</div>{{end}}</td></tr>
+{{end}}</tbody>
+</table>{{end}}
 </section>
 
 <section id="service-map">

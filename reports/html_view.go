@@ -108,6 +108,7 @@ type htmlView struct {
 	Failed       int
 	Failures     []expView
 	Topology     *svgDrawing
+	Services     []ExternalService
 	ServiceMap   *svgDrawing
 	DropChart    *svgDrawing
 	Drops        []DropCount
@@ -173,6 +174,7 @@ func buildView(run *Run, now time.Time) *htmlView {
 		v.Steps = append(v.Steps, sv)
 	}
 	v.Topology = topologyDrawing(run.Topology)
+	v.Services = run.Topology.Services
 	v.ServiceMap = serviceMapDrawing(run.Flows)
 	v.Drops = run.DropCounts()
 	v.DropChart = dropChart(v.Drops)

@@ -94,6 +94,25 @@ type Topology struct {
 	Pods    []Pod    `json:"pods,omitempty"`
 	Devices []Device `json:"devices,omitempty"`
 	Links   []Link   `json:"links,omitempty"`
+	// Services are the Services with external addresses (LoadBalancer
+	// ingress IPs, externalIPs) as `kubectl get services` shows them.
+	Services []Service `json:"services,omitempty"`
+}
+
+// Service is a Service with external addresses.
+type Service struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	ClusterIP string `json:"cluster_ip,omitempty"`
+	// ExternalIPs holds "<pending>" for a LoadBalancer Service without an
+	// address.
+	ExternalIPs []string `json:"external_ips,omitempty"`
+	Ports       string   `json:"ports,omitempty"`
+	// Announcers are "IP node/device" (the L2 announcement lease holder at
+	// the end of the run) or "IP -".
+	Announcers []string `json:"announcers,omitempty"`
+	Pending    string   `json:"pending,omitempty"`
 }
 
 // Node is one cluster node.

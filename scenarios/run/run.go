@@ -436,6 +436,15 @@ func (r *Runner) topology() result.Topology {
 			t.Links = append(t.Links, result.Link{A: p.Node.Name + ":" + p.HostVeth, B: p.Key() + ":" + topo.PodEth0, Kind: "veth"})
 		}
 	}
+	if r.cp != nil {
+		for _, st := range r.cp.ServiceStatuses() {
+			if len(st.ExternalIPs) == 0 {
+				continue
+			}
+			t.Services = append(t.Services, result.Service{Namespace: st.Namespace, Name: st.Name, Type: st.Type, ClusterIP: st.ClusterIP,
+				ExternalIPs: st.ExternalIPs, Ports: st.Ports, Announcers: st.Announcers, Pending: st.Pending})
+		}
+	}
 	return t
 }
 
