@@ -69,6 +69,16 @@ func TestRunSubset(t *testing.T) {
 		t.Fatalf("second run compiled %d, cached %d: want everything from the cache", again.Compiled, again.Cached)
 	}
 
+	// Without a Python that has scapy, an object that needs the generated
+	// packet header is SKIPPED with the reason, never compiled or passed.
+	sk, err := Run(ctx, Options{Tree: tree, Run: "^tc_l2_announcement$"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := sk.Objects[0]; o.Status != Skip || !strings.Contains(o.Message, "scapy") || len(o.Tests) != 0 || sk.Failed() {
+		t.Fatalf("scapy test without scapy: %+v", o)
+	}
+
 	// OBJECT/TEST selects tests inside an object.
 	none, err := Run(ctx, Options{Tree: tree, Run: "^jhash_test$/^nosuchtest$"})
 	if err != nil {

@@ -216,3 +216,11 @@ func TestParseAssertion(t *testing.T) {
 		t.Error("an empty record parsed")
 	}
 }
+
+func TestFindScapyMissing(t *testing.T) {
+	t.Setenv("PODLAB_PYTHON", filepath.Join(t.TempDir(), "no-python"))
+	_, err := FindScapy(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "apt-get install python3-scapy") {
+		t.Fatalf("got %v", err)
+	}
+}
