@@ -16,11 +16,14 @@ const (
 	DatapathBPF = "bpf"
 	// DatapathNone leaves the kernel's plain routing: no policy, no services.
 	DatapathNone = "none"
+	// DatapathCilium attaches Cilium's own production programs (bpf_lxc,
+	// bpf_overlay) compiled from a Cilium release or checkout.
+	DatapathCilium = "cilium"
 )
 
 // Settings are the scenario-wide knobs of the Scenario document.
 type Settings struct {
-	// Datapath is DatapathBPF or DatapathNone.
+	// Datapath is DatapathBPF, DatapathCilium or DatapathNone.
 	Datapath string
 	// Workers is the number of worker nodes when no kind Cluster document
 	// is given (default 2, plus kind-control-plane).

@@ -27,6 +27,9 @@ func TestCLI(t *testing.T) {
 var bin string
 
 var _ = BeforeSuite(func() {
+	// Every spec of this suite needs root (the non-root one starts the
+	// binary as nobody from root).
+	requireRoot()
 	// A world-readable folder, so the non-root test can execute the binary.
 	dir, err := os.MkdirTemp("", "podlab-cli")
 	Expect(err).NotTo(HaveOccurred())
@@ -186,6 +189,19 @@ var _ = Describe("lab lifecycle", func() {
 		out, err = podlab("up", "--name", "tdup")
 		Expect(err).To(HaveOccurred())
 		Expect(out).To(ContainSubstring(`lab "tdup" is already running`))
+	})
+
+	It("refuses a scenario that checks nothing, before creating anything", func() {
+		empty := filepath.Join(GinkgoT().TempDir(), "empty.yaml")
+		Expect(os.WriteFile(empty, nil, 0o644)).To(Succeed())
+		out, err := podlab("run", "--lab", "enempty", empty)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("scenario empty checks nothing"))
+		Expect(out).NotTo(ContainSubstring("PASSED"))
+		Expect(leftovers("enempty")).To(BeEmpty())
+		out, err = podlab("validate", empty)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("warning: " + empty + ": this scenario checks nothing"))
 	})
 
 	It("refuses to run as non-root with one clear sentence", func() {

@@ -28,8 +28,12 @@ type Options struct {
 	Name string
 	// Nodes of the cluster (default: kind's control plane + 2 workers).
 	Nodes []topo.NodeSpec
-	// Datapath is "none" (plain kernel routing) or "bpf".
+	// Datapath is "none" (plain kernel routing), "bpf" (podlab's programs)
+	// or "cilium" (Cilium's production programs).
 	Datapath string
+	// CiliumVersion (a release, default source.DefaultVersion) or
+	// CiliumSrc (a local checkout) name the sources of --datapath cilium.
+	CiliumVersion, CiliumSrc string
 	// Attach is how BPF programs are attached: "tcx" (default) or
 	// "netlink" (clsact; much faster for labs with many pods).
 	Attach string
@@ -86,14 +90,20 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	hooks := o.Hooks
 	switch o.Datapath {
 	case "none":
-	case "bpf":
+	case "bpf", "cilium":
 		if o.Attach != "" && o.Attach != "tcx" && o.Attach != "netlink" {
 			return nil, fmt.Errorf("attach %q: use tcx or netlink", o.Attach)
 		}
-		cp = controlplane.New(o.Name, controlplane.Options{Log: o.Log, AllowLocalhost: true, Attach: o.Attach})
+		cp = controlplane.New(o.Name, controlplane.Options{Log: o.Log, AllowLocalhost: true, Attach: o.Attach,
+			Datapath: o.Datapath, CiliumVersion: o.CiliumVersion, CiliumSrc: o.CiliumSrc})
+		// Cilium's sources and compiler are checked before anything is
+		// created (a bad version or a missing clang-19 changes nothing).
+		if err := cp.Prepare(ctx); err != nil {
+			return nil, err
+		}
 		hooks = append([]topo.ClusterHook{cp}, hooks...)
 	default:
-		return nil, fmt.Errorf("datapath %q: use none or bpf", o.Datapath)
+		return nil, fmt.Errorf("datapath %q: use none, bpf or cilium", o.Datapath)
 	}
 	cl, err := topo.NewCluster(topo.ClusterConfig{Lab: o.Name, Nodes: o.Nodes, Hooks: hooks})
 	if err != nil {

@@ -35,6 +35,8 @@ type Options struct {
 	ReportDir string
 	// Datapath overrides the scenario's datapath setting when not empty.
 	Datapath string
+	// CiliumVersion and CiliumSrc name the sources of --datapath cilium.
+	CiliumVersion, CiliumSrc string
 	// Keep leaves the lab up after the run, until ctx ends.
 	Keep bool
 	// Out receives one line per expectation as it completes.
@@ -119,8 +121,13 @@ type svcRT struct {
 
 // Run executes s and writes its run folder. The error is for problems of
 // the run itself (the lab could not be built); failed expectations are in
-// the Result.
+// the Result. A scenario that checks nothing is refused (unless o.Keep).
 func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error) {
+	if !o.Keep {
+		if err := s.NothingToCheck(); err != nil {
+			return nil, err // nothing created yet
+		}
+	}
 	if o.Lab == "" {
 		o.Lab = "run"
 	}

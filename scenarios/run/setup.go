@@ -33,7 +33,7 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 	for _, n := range r.s.Cluster.Nodes {
 		nodes = append(nodes, topo.NodeSpec{Name: n.Name, Role: n.Role, Labels: n.Labels})
 	}
-	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, Datapath: datapath, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
+	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, Datapath: datapath, CiliumVersion: r.o.CiliumVersion, CiliumSrc: r.o.CiliumSrc, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
 	if err != nil {
 		return err
 	}
