@@ -45,6 +45,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newUpCmd(), newAgentCmd(), newDownCmd(), newListCmd(), newCleanCmd(),
 		newExecCmd(), newPreflightCmd(), newBenchCmd(), newRunCmd(), newValidateCmd(), newReportCmd(), newConnectivityCmd(),
 		newObserveCmd(), newStatusCmd(), newEndpointCmd(), newIdentityCmd(), newPolicyCmd(), newBPFCmd(), newMapCmd(), newMetricsCmd(), newServiceCmd(), newDatapathCmd(), newTraceCmd(), newWhoisCmd(), newObjectsCmd("apply"), newObjectsCmd("delete"))
+	root.AddCommand(newBPFTestCmd())
 	return root
 }
 
