@@ -319,6 +319,8 @@ type HTTPProbe struct {
 	// so the answer grows by as much: a way to ask for a large response
 	// (the MTU bug of the library) with a request that stays small enough.
 	Padding int
+	// Headers are extra request headers, "Name: value" as curl's -H.
+	Headers []string
 }
 
 // UDPProbe is a UDP request/response.
