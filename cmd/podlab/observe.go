@@ -222,7 +222,7 @@ func newObserveCmd() *cobra.Command {
 	fl.StringSliceVar(&ff.Protocol, "protocol", nil, "tcp, udp, icmp, ...")
 	fl.StringSliceVar(&ports, "port", nil, "source or destination port")
 	fl.StringSliceVar(&ff.Node, "node", nil, "node name (glob)")
-	fl.StringSliceVar(&ff.Type, "type", nil, "drop, trace, policy-verdict (optionally :sub-type)")
+	fl.StringSliceVar(&ff.Type, "type", nil, "drop, trace, policy-verdict, l7 (optionally :sub-type)")
 	return cmd
 }
 
