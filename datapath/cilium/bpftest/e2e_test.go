@@ -91,8 +91,8 @@ func TestRunSubset(t *testing.T) {
 
 // TestBrokenTestsAreReported runs a scratch copy of the release's bpf/ as
 // --cilium-src, with jhash_test.c's expected value changed (its check must
-// fail) and a test object that does not compile (an ERROR with the compiler
-// output).
+// fail), a test object that does not compile (an ERROR with the compiler
+// output) and one the verifier rejects (an ERROR with the log's end).
 func TestBrokenTestsAreReported(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
@@ -126,11 +126,27 @@ func TestBrokenTestsAreReported(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	unverifiable := filepath.Join(scratch, "bpf", "tests", "podlab_unverifiable_test.c")
+	if err := os.WriteFile(unverifiable, []byte(`#include <bpf/ctx/xdp.h>
+#include "common.h"
+
+CHECK("xdp", "unbounded")
+int unbounded_check(struct xdp_md *ctx)
+{
+	/* A packet read without a bounds check: the verifier refuses it. */
+	return *(__u32 *)(long)ctx->data;
+}
+
+BPF_LICENSE("Dual BSD/GPL");
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	tree, err := source.Resolve(ctx, "", scratch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Run(ctx, Options{Tree: tree, Run: "^(jhash_test|podlab_broken_test)$"})
+	res, err := Run(ctx, Options{Tree: tree, Run: "^(jhash_test|podlab_broken_test|podlab_unverifiable_test)$"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,5 +181,9 @@ func TestBrokenTestsAreReported(t *testing.T) {
 	br := findObject(t, res, "podlab_broken_test")
 	if br.Status != Error || !strings.Contains(br.Message, "compile failed") || !strings.Contains(br.Detail, "podlab_broken_test.c") {
 		t.Fatalf("podlab_broken_test: want a compile ERROR with the compiler output, got %+v", br)
+	}
+	uv := findObject(t, res, "podlab_unverifiable_test")
+	if uv.Status != Error || !strings.Contains(uv.Message, "verifier rejected") || !strings.Contains(uv.Detail, "invalid") {
+		t.Fatalf("podlab_unverifiable_test: want a verifier ERROR with the log's end, got %+v", uv)
 	}
 }

@@ -23,6 +23,9 @@ import (
 // packets, the largest data BPF_PROG_TEST_RUN accepts.
 const packetSize = 4096 - 256 - 320
 
+// verifierLogLines is how much of a verifier log an ERROR keeps.
+const verifierLogLines = 60
+
 // skbContextSize is the __sk_buff context handed to tc programs (the
 // struct is smaller; the kernel checks the tail is zero).
 const skbContextSize = 256
@@ -98,7 +101,13 @@ func runObject(res *ObjectResult, path string, filter *regexp.Regexp, eventLog f
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			return fmt.Errorf("load %s: verifier rejected a program: %w\n%+v", path, err, ve)
+			// The end of the log says why; whole logs run to megabytes.
+			log := ve.Log
+			if len(log) > verifierLogLines {
+				log = append([]string{fmt.Sprintf("... (last %d of %d verifier log lines)", verifierLogLines, len(log))},
+					log[len(log)-verifierLogLines:]...)
+			}
+			return fmt.Errorf("load %s: verifier rejected a program: %w\n%s", path, err, strings.Join(log, "\n"))
 		}
 		return fmt.Errorf("load %s: %w", path, err)
 	}
