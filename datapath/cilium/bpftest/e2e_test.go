@@ -21,6 +21,26 @@ func requireE2E(t *testing.T) {
 	}))
 }
 
+// scratchTree copies the pinned release's bpf/ into a temporary checkout
+// (for --cilium-src) and points the object cache at a temporary directory.
+func scratchTree(t *testing.T) string {
+	t.Helper()
+	t.Setenv("PODLAB_CACHE_DIR", t.TempDir())
+	mod := source.CachedModuleDir(source.DefaultVersion)
+	if mod == "" {
+		tree, err := source.Resolve(t.Context(), "", "") // downloads the release
+		if err != nil {
+			t.Fatal(err)
+		}
+		mod = tree.Origin
+	}
+	scratch := t.TempDir()
+	if err := os.CopyFS(filepath.Join(scratch, "bpf"), os.DirFS(filepath.Join(mod, "bpf"))); err != nil {
+		t.Fatal(err)
+	}
+	return scratch
+}
+
 func findObject(t *testing.T, res *Result, name string) ObjectResult {
 	t.Helper()
 	for _, o := range res.Objects {
@@ -96,19 +116,7 @@ func TestRunSubset(t *testing.T) {
 func TestBrokenTestsAreReported(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
-	t.Setenv("PODLAB_CACHE_DIR", t.TempDir())
-	mod := source.CachedModuleDir(source.DefaultVersion)
-	if mod == "" {
-		tree, err := source.Resolve(ctx, "", "") // downloads the release
-		if err != nil {
-			t.Fatal(err)
-		}
-		mod = tree.Origin
-	}
-	scratch := t.TempDir()
-	if err := os.CopyFS(filepath.Join(scratch, "bpf"), os.DirFS(filepath.Join(mod, "bpf"))); err != nil {
-		t.Fatal(err)
-	}
+	scratch := scratchTree(t)
 	jhash := filepath.Join(scratch, "bpf", "tests", "jhash_test.c")
 	b, err := os.ReadFile(jhash)
 	if err != nil {
@@ -185,5 +193,57 @@ BPF_LICENSE("Dual BSD/GPL");
 	uv := findObject(t, res, "podlab_unverifiable_test")
 	if uv.Status != Error || !strings.Contains(uv.Message, "verifier rejected") || !strings.Contains(uv.Detail, "invalid") {
 		t.Fatalf("podlab_unverifiable_test: want a verifier ERROR with the log's end, got %+v", uv)
+	}
+}
+
+// TestPacketAssertionDiff changes the ARP reply a scapy-based test expects
+// (tc_l2_announcement: "is-at" becomes "who-has" in the packet
+// definitions): the test fails, and its log carries the packet assertion
+// with both packets dissected and the differing field.
+func TestPacketAssertionDiff(t *testing.T) {
+	requireE2E(t)
+	var scapy *Scapy
+	e2e.Require(t, e2e.Check("python3 with scapy", func() error {
+		var err error
+		scapy, err = FindScapy(t.Context())
+		return err
+	}))
+	scratch := scratchTree(t)
+	defs := filepath.Join(scratch, "bpf", "tests", "scapy", "tc_l2_announce_pkt_defs.py")
+	b, err := os.ReadFile(defs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, reply, ok := strings.Cut(string(b), "l2_announce_arp_reply = (")
+	changed := strings.Replace(reply, `op="is-at"`, `op="who-has"`, 1)
+	if !ok || changed == reply {
+		t.Fatal("tc_l2_announce_pkt_defs.py changed upstream: the crafted mismatch no longer applies")
+	}
+	if err := os.WriteFile(defs, []byte(head+"l2_announce_arp_reply = ("+changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := source.Resolve(t.Context(), "", scratch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(t.Context(), Options{Tree: tree, Run: "^tc_l2_announcement$", Scapy: scapy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := res.Objects[0]
+	if o.Status != Fail {
+		t.Fatalf("tc_l2_announcement with a wrong expected reply: %s %s", o.Status, o.Message)
+	}
+	var log string
+	for _, tr := range o.Tests {
+		if tr.Status == Fail {
+			log += strings.Join(tr.Log, "\n")
+		}
+	}
+	for _, want := range []string{"packet assertion arp_rep_ok failed", "first difference at byte 21",
+		"- [ Ether ][ ARP ].op: 1", "+ [ Ether ][ ARP ].op: 2"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("failed test's log lacks %q:\n%s", want, log)
+		}
 	}
 }
