@@ -73,7 +73,9 @@ type Scenario struct {
 	Policies    []*Policy
 	// LBIPPools and L2Policies are the scenario's
 	// CiliumLoadBalancerIPPools and CiliumL2AnnouncementPolicies.
-	LBIPPools  []*LBIPPool
+	LBIPPools []*LBIPPool
+	// CIDRGroups are the scenario's CiliumCIDRGroups.
+	CIDRGroups []*CIDRGroup
 	L2Policies []*L2AnnouncementPolicy
 	// Captures run for the whole scenario.
 	Captures []Device
