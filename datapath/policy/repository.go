@@ -24,7 +24,7 @@ type Repository struct {
 	cidrIDs  map[netip.Prefix]identity.ID
 	// fqdn holds the addresses DNS answers gave names that toFQDNs rules
 	// select (canonical name -> address -> identity and expiry).
-	fqdn     map[string]map[netip.Addr]fqdnAddr
+	fqdn map[string]map[netip.Addr]fqdnAddr
 	// groups are the CiliumCIDRGroups by name; sources keep, for policies
 	// that name groups, the policy as written (policies holds it expanded).
 	groups   map[string]CIDRGroup
