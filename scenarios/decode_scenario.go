@@ -572,8 +572,14 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 				p.HTTP.Status, _ = hm.integer("status", 100, 599)
 			}
 		}
-	case ProbeTCP, ProbeICMP:
+	case ProbeTCP:
 		d.mapping(kn, kp, fields{})
+	case ProbeICMP:
+		p.ICMP = &ICMPProbe{}
+		if im := d.mapping(kn, kp, fields{Known: []string{"size", "dontFragment"}}); im != nil {
+			p.ICMP.Size, _ = im.integer("size", 0, 65507)
+			p.ICMP.DontFragment = im.boolean("dontFragment")
+		}
 	case ProbeUDP:
 		p.UDP = &UDPProbe{Payload: "podlab"}
 		if um := d.mapping(kn, kp, fields{Known: []string{"payload", "expectEcho"}}); um != nil {

@@ -298,6 +298,7 @@ type ProbeStep struct {
 	HTTP *HTTPProbe
 	UDP  *UDPProbe
 	DNS  *DNSProbe
+	ICMP *ICMPProbe
 	// Count attempts, at most Parallel at a time; every attempt must meet
 	// Expect.
 	Count    int
@@ -323,6 +324,15 @@ type HTTPProbe struct {
 	Padding int
 	// Headers are extra request headers, "Name: value" as curl's -H.
 	Headers []string
+}
+
+// ICMPProbe is an ICMP echo (ping).
+type ICMPProbe struct {
+	// Size is the echo payload in bytes (0: 56, as ping; ping -s).
+	Size int
+	// DontFragment sets DF on the request (ping -M do): a request larger
+	// than the path MTU fails instead of being fragmented.
+	DontFragment bool
 }
 
 // UDPProbe is a UDP request/response.

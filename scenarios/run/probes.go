@@ -214,6 +214,12 @@ func (r *Runner) probeStep(ctx context.Context, step *scenarios.Step, ps *scenar
 		}
 		wg.Wait()
 		what := string(ps.Protocol)
+		if i := ps.ICMP; i != nil && (i.Size > 0 || i.DontFragment) {
+			what = fmt.Sprintf("icmp size %d", i.Size)
+			if i.DontFragment {
+				what += " DF"
+			}
+		}
 		if h := ps.HTTP; h != nil && (h.Method != "GET" || h.Path != "/" || len(h.Headers) > 0) {
 			what = fmt.Sprintf("http %s %s", h.Method, h.Path)
 			for _, hv := range h.Headers {
@@ -363,7 +369,11 @@ func (r *Runner) oneProbe(ctx context.Context, ps *scenarios.ProbeStep, src sour
 		}
 		return u.Run(ctx, src.ns)
 	case scenarios.ProbeICMP:
-		return probe.ICMP{Host: host, Timeout: timeout, DNS: dns}.Run(ctx, src.ns)
+		pi := probe.ICMP{Host: host, Timeout: timeout, DNS: dns}
+		if ps.ICMP != nil {
+			pi.Size, pi.DontFragment = ps.ICMP.Size, ps.ICMP.DontFragment
+		}
+		return pi.Run(ctx, src.ns)
 	case scenarios.ProbeDNS:
 		d := probe.DNS{Config: dns, Timeout: timeout}
 		if ap, err := netip.ParseAddr(host); err == nil {
