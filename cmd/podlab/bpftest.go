@@ -183,7 +183,7 @@ func indent(s, pre string) string {
 func printSummary(w io.Writer, res *bpftest.Result, junit string) {
 	s := res.Summary()
 	c := func(x bpftest.Counts) string {
-		return fmt.Sprintf("%d passed, %d failed, %d skipped, %d errors", x.Pass, x.Fail, x.Skip, x.Error)
+		return fmt.Sprintf("%4d: %d passed, %d failed, %d skipped, %d errors", x.Total(), x.Pass, x.Fail, x.Skip, x.Error)
 	}
 	fmt.Fprintf(w, "\ntest objects: %s\ntests:        %s\nsubtests:     %s\n", c(s.Objects), c(s.Tests), c(s.Subtests))
 	fmt.Fprintf(w, "compiled %d, from cache %d (compile time %s summed over workers); wall time %s\n",
