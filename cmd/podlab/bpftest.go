@@ -42,6 +42,12 @@ reason). Exits non-zero when any test fails or errors.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The first signal stops feeding objects (running ones finish);
+			// a second one ends the process.
+			go func() {
+				<-ctx.Done()
+				stop()
+			}()
 			out := cmd.OutOrStdout()
 			if _, err := bpftest.ParseFilter(run); err != nil {
 				return err
