@@ -108,7 +108,7 @@ var _ = Describe("Cilium's datapath (--datapath cilium) on a 3-node cluster", Or
 
 	It("attaches cil_from_container/cil_to_container on lxc and cil_from_overlay/cil_to_overlay on cilium_vxlan", func() {
 		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_from_container"}))
-		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"cil_to_container"}))
+		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"podlab_host_mark", "cil_to_container"}))
 		w := c.Node("kind-worker")
 		Expect(tcxPrograms(w.NS, w.VXLANIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_from_overlay"}))
 		Expect(tcxPrograms(w.NS, w.VXLANIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"cil_to_overlay"}))
