@@ -121,7 +121,7 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 		}
 		st.attached = append(st.attached, at)
 	}
-	at, err := n.attach("podlab_host_mark", n.hostMark, ep.Ifindex, false, true)
+	at, err := n.attach("podlab_hostmark", n.hostMark, ep.Ifindex, false, true)
 	if err != nil {
 		return err
 	}

@@ -27,7 +27,7 @@ const (
 // sends.
 func hostMarkSpec() *ebpf.ProgramSpec {
 	return &ebpf.ProgramSpec{
-		Name:    "podlab_host_mark",
+		Name:    "podlab_hostmark",
 		Type:    ebpf.SchedCLS,
 		License: "Dual BSD/GPL",
 		Instructions: asm.Instructions{
@@ -47,7 +47,7 @@ func hostMarkSpec() *ebpf.ProgramSpec {
 func loadHostMark() (*ebpf.Program, error) {
 	p, err := ebpf.NewProgram(hostMarkSpec())
 	if err != nil {
-		return nil, fmt.Errorf("load podlab_host_mark: %w", err)
+		return nil, fmt.Errorf("load podlab_hostmark: %w", err)
 	}
 	return p, nil
 }
