@@ -23,6 +23,7 @@ type EventPump struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	readers []*datapath.EventReader
+	closers []func() error // readers of other backends
 	errs    []error
 	drops   []Drop
 	dropped uint64 // drops not kept (over maxDrops)
@@ -155,6 +156,12 @@ func (p *EventPump) Stop() error {
 	p.cancel()
 	for _, rd := range p.readers {
 		_ = rd.Close()
+	}
+	p.mu.Lock()
+	closers := p.closers
+	p.mu.Unlock()
+	for _, c := range closers {
+		_ = c()
 	}
 	p.wg.Wait()
 	p.mu.Lock()
