@@ -23,7 +23,8 @@ type EventPump struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	readers []*datapath.EventReader
-	closers []func() error // readers of other backends
+	// closers stop readers of other backends (Cilium's monitor readers).
+	closers []func() error
 	errs    []error
 	drops   []Drop
 	dropped uint64 // drops not kept (over maxDrops)

@@ -11,18 +11,21 @@ import (
 	"github.com/podlab/podlab/datapath/flow"
 )
 
-// startCilium starts the reader of a Cilium node's monitor records
-// (cilium_events): trace, drop and policy-verdict notifications become the
-// same flows podlab's own datapath produces.
+// maxPumpErrors bounds the read errors a pump keeps (a stream of records of
+// an unknown version would otherwise grow the list without end; the
+// decoder's counters keep the full count).
+const maxPumpErrors = 100
+
+// startCilium starts the reader of a Cilium node's monitor events
+// (cilium_events, one perf ring per CPU, read with a wakeup watermark).
 func (p *EventPump) startCilium(ctx context.Context, node string, n *cilium.Node) error {
 	dec := monitor.NewDecoder(monitor.Config{
-		Node:          node,
-		Resolver:      p.cp,
+		Node: node, Resolver: p.cp,
 		InterfaceName: func(ifindex uint32) string { return p.cp.ifName(node, int(ifindex)) },
 	})
 	rd, err := monitor.NewReader(n.EventsMap(), dec, monitor.ReaderOptions{})
 	if err != nil {
-		return fmt.Errorf("events of %s: %w", node, err)
+		return fmt.Errorf("cilium events of %s: %w", node, err)
 	}
 	p.mu.Lock()
 	p.closers = append(p.closers, rd.Close)
@@ -36,37 +39,38 @@ func (p *EventPump) readCilium(ctx context.Context, node string, rd *monitor.Rea
 	defer p.wg.Done()
 	dec := flow.NewDecoder(p.cp)
 	var lastLost uint64
-	n := 0
 	for ctx.Err() == nil {
-		fe := &flow.Event{}
-		if err := rd.Read(fe); err != nil {
+		var ev flow.Event
+		err := rd.Read(&ev)
+		if lost := rd.Lost(); lost > lastLost {
+			p.store.AddLost(flow.LostRingBuffer, lost-lastLost)
+			lastLost = lost
+		}
+		if err != nil {
 			if errors.Is(err, monitor.ErrClosed) || ctx.Err() != nil {
 				return
 			}
 			p.mu.Lock()
-			p.errs = append(p.errs, fmt.Errorf("events of %s: %w", node, err))
+			if len(p.errs) < maxPumpErrors {
+				p.errs = append(p.errs, fmt.Errorf("cilium events of %s: %w", node, err))
+			}
 			p.mu.Unlock()
 			continue
 		}
-		if n++; n%256 == 1 {
-			if lost := rd.Lost(); lost > lastLost {
-				p.store.AddLost(flow.LostRingBuffer, lost-lastLost)
-				lastLost = lost
-			}
+		if ev.Type == flow.EventDrop {
+			p.keepFlowDrop(&ev)
 		}
-		if fe.Type == flow.EventDrop {
-			p.keepFlowDrop(fe)
-		}
-		f, err := dec.Decode(fe)
+		f, err := dec.Decode(&ev)
 		if err != nil {
-			continue // no parsable packet: nothing to show
+			continue // an event without a parsable packet: nothing to show
 		}
 		p.store.Add(f)
 	}
 }
 
-// keepFlowDrop records a drop given as a flow event (Cilium's records).
-func (p *EventPump) keepFlowDrop(fe *flow.Event) {
+// keepFlowDrop keeps a drop for the report, as keepDrop does for podlab's
+// own datapath (Cilium's drop reason codes are the same).
+func (p *EventPump) keepFlowDrop(ev *flow.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.drops) >= maxDrops {
@@ -74,12 +78,11 @@ func (p *EventPump) keepFlowDrop(fe *flow.Event) {
 		return
 	}
 	dir := "unknown"
-	switch fe.Direction {
+	switch ev.Direction {
 	case flow.Ingress:
 		dir = "ingress"
 	case flow.Egress:
 		dir = "egress"
 	}
-	p.drops = append(p.drops, Drop{Time: fe.Time, Node: fe.Node, Interface: fe.Interface, Direction: dir,
-		Reason: datapath.DropReason(fe.DropReason), Data: append([]byte(nil), fe.Data...), OrigLen: fe.OrigLen})
+	p.drops = append(p.drops, Drop{Time: ev.Time, Node: ev.Node, Interface: ev.Interface, Direction: dir, Reason: datapath.DropReason(ev.DropReason), Data: ev.Data, OrigLen: ev.OrigLen})
 }
