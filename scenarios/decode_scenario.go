@@ -547,8 +547,9 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 	case ProbeHTTP:
 		if p.HTTP == nil {
 			p.HTTP = &HTTPProbe{Method: "GET", Path: "/"}
-			if hm := d.mapping(kn, kp, fields{Known: []string{"method", "path", "status", "padding", "headers"}}); hm != nil {
+			if hm := d.mapping(kn, kp, fields{Known: []string{"method", "path", "status", "padding", "headers", "https"}}); hm != nil {
 				p.HTTP.Padding, _ = hm.integer("padding", 1, 60000)
+				p.HTTP.HTTPS = hm.boolean("https")
 				p.HTTP.Headers = hm.stringList("headers")
 				for i, h := range p.HTTP.Headers {
 					if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(name, " \t") {
@@ -626,6 +627,9 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 		if p.Protocol == ProbeICMP {
 			d.errorf(m.get("port"), m.sub("port"), "ICMP has no ports")
 		}
+	}
+	if p.Port == 0 && p.HTTP != nil && p.HTTP.HTTPS {
+		p.Port = 443
 	}
 	if m.has("count") {
 		p.Count, _ = m.integer("count", 1, 100000)

@@ -324,6 +324,9 @@ type HTTPProbe struct {
 	Padding int
 	// Headers are extra request headers, "Name: value" as curl's -H.
 	Headers []string
+	// HTTPS speaks TLS (default port 443), verifying the server against the
+	// lab CA as podlab exec's curl does.
+	HTTPS bool
 }
 
 // ICMPProbe is an ICMP echo (ping).

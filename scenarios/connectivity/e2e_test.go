@@ -82,7 +82,7 @@ func TestE2ESuiteAndShards(t *testing.T) {
 	}
 }
 
-// A broken twin of one test per group fails, with the failed action as
+// A broken twin of one test per group (A-F) fails, with the failed action as
 // evidence: each twin expects the opposite of what the datapath does.
 func TestE2EBrokenTwinsFail(t *testing.T) {
 	e2e.Require(t, e2e.Root, e2e.BPFFS)
@@ -111,14 +111,19 @@ func TestE2EBrokenTwinsFail(t *testing.T) {
 	breakIt("north-south-loadbalancing", "echo-same-node, http: {status: 200}}", "echo-same-node, http: {}, timeout: 1s, expect: timeout}")
 	// D: the clusterwide policy now allows egress to another namespace only.
 	breakIt("egress-to-specific-namespace-ccnp", "- matchLabels: {io.kubernetes.pod.namespace: cilium-test-ccnp2}", "- matchLabels: {io.kubernetes.pod.namespace: kube-system}")
+	// E: /private without the secret header is expected to answer 200.
+	breakIt("echo-ingress-l7", "path: /private, status: 403}", "path: /private, status: 200}")
+	// F: the FQDN rule names another host, so one.one.one.one is dropped.
+	breakIt("to-fqdns", "- matchName: one.one.one.one.", "- matchName: example.org.")
 	s, err := Load(os.DirFS(dir), ".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, _ := ParseFilter([]string{"^no-policies$", "^echo-ingress$", "^north-south-loadbalancing$", "^egress-to-specific-namespace-ccnp$"})
+	twins := []string{"^no-policies$", "^echo-ingress$", "^north-south-loadbalancing$", "^egress-to-specific-namespace-ccnp$", "^echo-ingress-l7$", "^to-fqdns$"}
+	f, _ := ParseFilter(twins)
 	out := runSuite(t, s, s.Select(f, scenarios.Shard{Index: 1, Count: 1}), "tcttwin")
-	if len(out.Tests) != 4 {
-		t.Fatalf("ran %d tests, want the 4 twins", len(out.Tests))
+	if len(out.Tests) != len(twins) {
+		t.Fatalf("ran %d tests, want the %d twins", len(out.Tests), len(twins))
 	}
 	for _, tr := range out.Tests {
 		if tr.Verdict != result.Failed {

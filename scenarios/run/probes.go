@@ -220,8 +220,11 @@ func (r *Runner) probeStep(ctx context.Context, step *scenarios.Step, ps *scenar
 				what += " DF"
 			}
 		}
+		if h := ps.HTTP; h != nil && h.HTTPS {
+			what = "https"
+		}
 		if h := ps.HTTP; h != nil && (h.Method != "GET" || h.Path != "/" || len(h.Headers) > 0) {
-			what = fmt.Sprintf("http %s %s", h.Method, h.Path)
+			what = fmt.Sprintf("%s %s %s", what, h.Method, h.Path)
 			for _, hv := range h.Headers {
 				what += fmt.Sprintf(" -H %q", hv)
 			}
@@ -353,7 +356,14 @@ func (r *Runner) oneProbe(ctx context.Context, ps *scenarios.ProbeStep, src sour
 	case scenarios.ProbeHTTP:
 		h := probe.HTTP{URL: "http://" + hp, Timeout: timeout, DNS: dns}
 		if ps.HTTP != nil {
-			h.Method, h.URL = ps.HTTP.Method, "http://"+hp+ps.HTTP.Path
+			scheme := "http://"
+			if ps.HTTP.HTTPS {
+				scheme = "https://"
+				if r.lab != nil && r.lab.CA != nil {
+					h.RootCAs = r.lab.CA.Pool()
+				}
+			}
+			h.Method, h.URL = ps.HTTP.Method, scheme+hp+ps.HTTP.Path
 			h.ExpectStatus = ps.HTTP.Status
 			h.Header = http.Header{}
 			if ps.HTTP.Padding > 0 {
