@@ -43,10 +43,10 @@ func (f *upFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.name, "name", "lab", "lab name (1-16 lowercase letters and digits)")
 	cmd.Flags().IntVar(&f.workers, "workers", 2, "number of worker nodes when no kind Cluster file is given")
 	cmd.Flags().IntVar(&f.demoPods, "pods-per-node", 2, "demo pods created on each worker")
-	cmd.Flags().StringVar(&f.datapath, "datapath", "none", "datapath: none (plain kernel routing), bpf (podlab's programs) or cilium (Cilium's bpf_lxc/bpf_overlay)")
+	cmd.Flags().StringVar(&f.datapath, "datapath", "bpf", "datapath: bpf (podlab's programs), cilium (Cilium's bpf_lxc/bpf_overlay) or none (plain kernel routing)")
 	cmd.Flags().StringVar(&f.ciliumV, "cilium-version", "", "--datapath cilium: Cilium release whose BPF sources are compiled (default "+source.DefaultVersion+")")
 	cmd.Flags().StringVar(&f.ciliumS, "cilium-src", "", "--datapath cilium: a local Cilium checkout (its bpf/ folder) instead of a release")
-	cmd.Flags().StringVar(&f.attach, "attach", "tcx", "how BPF programs attach: tcx, or netlink (clsact; ~14 ms faster per device)")
+	cmd.Flags().StringVar(&f.attach, "attach", "netlink", "how BPF programs attach: netlink (clsact filters), or tcx (BPF links; ~14 ms slower per device)")
 	cmd.Flags().StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9965)")
 }
 
