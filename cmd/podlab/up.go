@@ -127,24 +127,14 @@ func fileKind(file string) (string, error) {
 	return head.Kind, nil
 }
 
-// nodesFromFile reads a kind Cluster config.
+// nodesFromFile reads a kind Cluster config with the scenario decoder, so
+// that `up` and `run` accept and refuse the same fields (file:line:field).
 func nodesFromFile(file string) ([]topo.NodeSpec, error) {
-	b, err := os.ReadFile(file)
+	s, err := scenarios.Load(file)
 	if err != nil {
 		return nil, err
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	if len(doc.Content) == 0 {
-		return nil, fmt.Errorf("%s: empty file", file)
-	}
-	kc, err := topo.ParseKindCluster(doc.Content[0], file)
-	if err != nil {
-		return nil, err
-	}
-	return kc.Nodes, nil
+	return s.Cluster.NodeSpecs(), nil
 }
 
 func newUpCmd() *cobra.Command {
