@@ -128,13 +128,16 @@ func stepLabel(i int, s Step) string {
 }
 
 // WriteJUnit writes the run as junit.xml.
-func WriteJUnit(w io.Writer, run *Run) error {
+func WriteJUnit(w io.Writer, run *Run) error { return WriteJUnitSuites(w, JUnit(run)) }
+
+// WriteJUnitSuites writes suites as an indented JUnit XML document.
+func WriteJUnitSuites(w io.Writer, suites JUnitTestSuites) error {
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return fmt.Errorf("write junit: %w", err)
 	}
 	enc := xml.NewEncoder(w)
 	enc.Indent("", "  ")
-	if err := enc.Encode(JUnit(run)); err != nil {
+	if err := enc.Encode(suites); err != nil {
 		return fmt.Errorf("write junit: %w", err)
 	}
 	if _, err := io.WriteString(w, "\n"); err != nil {
