@@ -878,7 +878,9 @@ func (d *decoder) decodeCluster(doc *mapping) *Cluster {
 		names[node.Name] = true
 		c.Nodes = append(c.Nodes, node)
 	}
-	if len(items) == 0 {
+	if len(items) == 0 && doc.get("nodes") != nil {
+		d.errorf(doc.get("nodes"), "nodes", "at least one node is needed (leave nodes out for kind's single control-plane node)")
+	} else if len(items) == 0 {
 		// kind's default: one control-plane node.
 		c.Nodes = []ClusterNode{{Name: c.Name + "-control-plane", Role: "control-plane"}}
 	} else if controlPlanes == 0 {
