@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -408,16 +409,24 @@ func runClusterAgent(ctx context.Context, f upFlags, file string, o lab.Options,
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var metricsSrv []func() error
+	// The metrics address is bound before the lab is built: a busy port
+	// fails `up` with nothing created.
+	var metricsLn net.Listener
+	if f.metrics != "" {
+		if metricsLn, err = listenMetrics(f.metrics); err != nil {
+			fmt.Fprintln(w, "ERROR", err)
+			return err
+		}
+		defer metricsLn.Close()
+	}
 	ro := run.Options{
 		Lab: f.name, ReportDir: dir, Keep: true, Attach: f.attach, Out: io.Discard, Progress: o.Progress,
 		KeepHandlers: func(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
 			keepMetrics(l, store, mux)
-			if f.metrics != "" {
-				if stop, err := serveMetricsOn(f.metrics, mux); err == nil {
-					metricsSrv = append(metricsSrv, stop)
-					l.SetStateField(func(s *topo.LabState) { s.Metrics = f.metrics })
-					_ = l.SaveState()
-				}
+			if metricsLn != nil {
+				metricsSrv = append(metricsSrv, serveMetrics(metricsLn, mux))
+				l.SetStateField(func(s *topo.LabState) { s.Metrics = f.metrics })
+				_ = l.SaveState()
 			}
 		},
 		OnKept: func(l *lab.Lab) {
