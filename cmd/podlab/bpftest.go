@@ -42,6 +42,12 @@ reason). Exits non-zero when any test fails or errors.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The first signal stops feeding objects (running ones finish);
+			// a second one ends the process.
+			go func() {
+				<-ctx.Done()
+				stop()
+			}()
 			out := cmd.OutOrStdout()
 			if _, err := bpftest.ParseFilter(run); err != nil {
 				return err
@@ -183,7 +189,7 @@ func indent(s, pre string) string {
 func printSummary(w io.Writer, res *bpftest.Result, junit string) {
 	s := res.Summary()
 	c := func(x bpftest.Counts) string {
-		return fmt.Sprintf("%d passed, %d failed, %d skipped, %d errors", x.Pass, x.Fail, x.Skip, x.Error)
+		return fmt.Sprintf("%4d: %d passed, %d failed, %d skipped, %d errors", x.Total(), x.Pass, x.Fail, x.Skip, x.Error)
 	}
 	fmt.Fprintf(w, "\ntest objects: %s\ntests:        %s\nsubtests:     %s\n", c(s.Objects), c(s.Tests), c(s.Subtests))
 	fmt.Fprintf(w, "compiled %d, from cache %d (compile time %s summed over workers); wall time %s\n",

@@ -322,6 +322,29 @@ func (cp *ControlPlane) DeletePolicy(k policy.Key) error {
 	return cp.recomputeLocked()
 }
 
+// SetCIDRGroup adds or replaces a CiliumCIDRGroup; policies that name it
+// (cidrGroupRef, cidrGroupSelector) are recompiled.
+func (cp *ControlPlane) SetCIDRGroup(g policy.CIDRGroup) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	changed, err := cp.repo.SetCIDRGroup(g)
+	if err != nil || !changed {
+		return err
+	}
+	return cp.recomputeLocked()
+}
+
+// DeleteCIDRGroup removes a CiliumCIDRGroup.
+func (cp *ControlPlane) DeleteCIDRGroup(name string) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	changed, err := cp.repo.DeleteCIDRGroup(name)
+	if err != nil || !changed {
+		return err
+	}
+	return cp.recomputeLocked()
+}
+
 // Policies lists the policies in force.
 func (cp *ControlPlane) Policies() []*policy.Policy { return cp.repo.List() }
 

@@ -58,7 +58,15 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 			r.cp.SetNamespaceLabels(ns.Meta.Name, ns.Meta.Labels)
 		}
 	}
-	// Policies before pods, so no pod is ever reachable unjudged.
+	// CIDR groups and policies before pods, so no pod is ever reachable
+	// unjudged.
+	for _, o := range r.s.InitialObjects() {
+		if g, ok := o.(*scenarios.CIDRGroup); ok && r.cp != nil {
+			if err := r.cp.SetCIDRGroup(g.Group()); err != nil {
+				return err
+			}
+		}
+	}
 	for _, o := range r.s.InitialObjects() {
 		if p, ok := o.(*scenarios.Policy); ok {
 			if err := r.applyPolicy(p); err != nil {
