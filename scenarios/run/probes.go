@@ -213,7 +213,20 @@ func (r *Runner) probeStep(ctx context.Context, step *scenarios.Step, ps *scenar
 			}()
 		}
 		wg.Wait()
-		desc := fmt.Sprintf("%s %s → %s (%s:%d) expect %s", ps.Protocol, src.name, ps.To.Raw, host, port, ps.Expect)
+		what := string(ps.Protocol)
+		if i := ps.ICMP; i != nil && (i.Size > 0 || i.DontFragment) {
+			what = fmt.Sprintf("icmp size %d", i.Size)
+			if i.DontFragment {
+				what += " DF"
+			}
+		}
+		if h := ps.HTTP; h != nil && (h.Method != "GET" || h.Path != "/" || len(h.Headers) > 0) {
+			what = fmt.Sprintf("http %s %s", h.Method, h.Path)
+			for _, hv := range h.Headers {
+				what += fmt.Sprintf(" -H %q", hv)
+			}
+		}
+		desc := fmt.Sprintf("%s %s → %s (%s:%d) expect %s", what, src.name, ps.To.Raw, host, port, ps.Expect)
 		if count > 1 {
 			desc += fmt.Sprintf(" ×%d", count)
 		}
@@ -365,8 +378,13 @@ func (r *Runner) oneProbe(ctx context.Context, ps *scenarios.ProbeStep, src sour
 		if ps.HTTP != nil {
 			h.Method, h.URL = ps.HTTP.Method, "http://"+hp+ps.HTTP.Path
 			h.ExpectStatus = ps.HTTP.Status
+			h.Header = http.Header{}
 			if ps.HTTP.Padding > 0 {
-				h.Header = http.Header{"X-Podlab-Padding": {strings.Repeat("x", ps.HTTP.Padding)}}
+				h.Header.Set("X-Podlab-Padding", strings.Repeat("x", ps.HTTP.Padding))
+			}
+			for _, hv := range ps.HTTP.Headers {
+				name, value, _ := strings.Cut(hv, ":")
+				h.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 			}
 		}
 		return h.Run(ctx, src.ns)
@@ -382,7 +400,11 @@ func (r *Runner) oneProbe(ctx context.Context, ps *scenarios.ProbeStep, src sour
 		}
 		return u.Run(ctx, src.ns)
 	case scenarios.ProbeICMP:
-		return probe.ICMP{Host: host, Timeout: timeout, DNS: dns}.Run(ctx, src.ns)
+		pi := probe.ICMP{Host: host, Timeout: timeout, DNS: dns}
+		if ps.ICMP != nil {
+			pi.Size, pi.DontFragment = ps.ICMP.Size, ps.ICMP.DontFragment
+		}
+		return pi.Run(ctx, src.ns)
 	case scenarios.ProbeDNS:
 		d := probe.DNS{Config: dns, Timeout: timeout}
 		if ap, err := netip.ParseAddr(host); err == nil {
