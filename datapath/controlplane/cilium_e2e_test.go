@@ -75,7 +75,7 @@ var _ = Describe("Cilium's datapath (--datapath cilium) on a 3-node cluster", Or
 			}
 			Skip(err.Error())
 		}
-		cp = New(lab, Options{AllowLocalhost: true, Datapath: "cilium"})
+		cp = New(lab, Options{AllowLocalhost: true, Datapath: "cilium", Attach: "tcx"})
 		var err error
 		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
 		Expect(err).NotTo(HaveOccurred())
