@@ -31,6 +31,9 @@ type Metrics struct {
 	dnsResponses     *prometheus.CounterVec
 	dnsResponseTypes *prometheus.CounterVec
 	lost             *prometheus.CounterVec
+	httpRequests     *prometheus.CounterVec
+	httpResponses    *prometheus.CounterVec
+	httpDuration     *prometheus.HistogramVec
 }
 
 // NewMetrics returns metrics registered in a new registry.
@@ -49,8 +52,14 @@ func NewMetrics() *Metrics {
 		dnsResponses:     c("dns_responses_total", "Number of DNS responses observed", "rcode", "qtypes", "ips_returned"),
 		dnsResponseTypes: c("dns_response_types_total", "Number of DNS response types observed", "type", "qtypes"),
 		lost:             c("lost_events_total", "Number of lost events", "source"),
+		// Hubble's http handler (v1 label set, no context labels).
+		httpRequests:  c("http_requests_total", "Count of HTTP requests", "method", "protocol", "reporter"),
+		httpResponses: c("http_responses_total", "Count of HTTP responses", "method", "protocol", "status", "reporter"),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "hubble", Name: "http_request_duration_seconds",
+			Help: "Quantiles of HTTP request duration in seconds"}, []string{"method", "reporter"}),
 	}
-	m.reg.MustRegister(m.flowsProcessed, m.drops, m.tcpFlags, m.ports, m.icmp, m.dnsQueries, m.dnsResponses, m.dnsResponseTypes, m.lost)
+	m.reg.MustRegister(m.flowsProcessed, m.drops, m.tcpFlags, m.ports, m.icmp, m.dnsQueries, m.dnsResponses, m.dnsResponseTypes, m.lost,
+		m.httpRequests, m.httpResponses, m.httpDuration)
 	return m
 }
 
@@ -83,6 +92,10 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 //   - hubble_dns_*: DNS messages parsed from packets, queries where they
 //     leave an endpoint (from-endpoint), responses where they reach one
 //     (to-endpoint), so that each message counts once.
+//   - hubble_http_requests_total{method,protocol,reporter},
+//     hubble_http_responses_total{method,protocol,status,reporter} and
+//     hubble_http_request_duration_seconds{method,reporter}: L7 HTTP flows
+//     of the proxies (reporter: client for egress, server for ingress).
 func (m *Metrics) Observe(f *flow.Flow) {
 	kind := f.EventKind()
 	var typ, sub string
@@ -96,10 +109,19 @@ func (m *Metrics) Observe(f *flow.Flow) {
 		typ = "PolicyVerdict"
 	case flow.EventCapture:
 		typ = "Capture"
+	case flow.EventL7:
+		typ = "L7"
+		if f.L7 != nil && f.L7.HTTP != nil {
+			sub = "HTTP"
+		}
 	default:
 		typ, sub = "Unknown", strconv.Itoa(int(kind))
 	}
 	m.flowsProcessed.WithLabelValues(typ, sub, f.Verdict.String()).Inc()
+	if kind == flow.EventL7 {
+		m.observeHTTP(f)
+		return
+	}
 	if kind == flow.EventPolicyVerdict {
 		return
 	}
@@ -145,6 +167,27 @@ func (m *Metrics) Observe(f *flow.Flow) {
 		if (!f.DNS.Response && obs == flow.ObsFromEndpoint) || (f.DNS.Response && obs == flow.ObsToEndpoint) {
 			m.ObserveDNS(DNSObservation{Response: f.DNS.Response, Rcode: f.DNS.Rcode, QTypes: f.DNS.QTypes, IPsReturned: len(f.DNS.IPs), RRTypes: f.DNS.RRTypes})
 		}
+	}
+}
+
+func (m *Metrics) observeHTTP(f *flow.Flow) {
+	if f.L7 == nil || f.L7.HTTP == nil {
+		return
+	}
+	reporter := "unknown"
+	switch f.TrafficDirection {
+	case flow.Egress:
+		reporter = "client"
+	case flow.Ingress:
+		reporter = "server"
+	}
+	h := f.L7.HTTP
+	switch f.L7.Type {
+	case flow.L7Request:
+		m.httpRequests.WithLabelValues(h.Method, h.Protocol, reporter).Inc()
+	case flow.L7Response:
+		m.httpResponses.WithLabelValues(h.Method, h.Protocol, strconv.Itoa(int(h.Code)), reporter).Inc()
+		m.httpDuration.WithLabelValues(h.Method, reporter).Observe(float64(f.L7.LatencyNs) / 1e9)
 	}
 }
 
