@@ -414,7 +414,6 @@ func (p HTTP) once(ctx context.Context, ns *topo.Namespace, rawURL string, dl, c
 	return "", r
 }
 
-
 // ioFailure classifies an error after the connection was established.
 func ioFailure(r Result, hr *httpRun, err error, gotBytes bool, t target, remote netip.AddrPort) Result {
 	o, why := classify(err, true)
