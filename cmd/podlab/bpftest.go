@@ -115,8 +115,8 @@ func printObject(w io.Writer, o bpftest.ObjectResult, verbose bool) {
 		line += "  " + o.Message
 	}
 	fmt.Fprintln(w, line)
-	if o.Detail != "" && (verbose || o.Status.Failed()) {
-		fmt.Fprintln(w, indent(o.Detail, "    "))
+	if d := strings.TrimPrefix(o.Detail, o.Message); strings.TrimSpace(d) != "" && (verbose || o.Status.Failed()) {
+		fmt.Fprintln(w, indent(strings.TrimLeft(d, "\n"), "    "))
 	}
 	for _, t := range o.Tests {
 		if !verbose && !t.Status.Failed() {

@@ -116,6 +116,11 @@ var _ = Describe("lab lifecycle", func() {
 		out, err = podlab("exec", "tinv", a.Name, "--", "curl", "-sS", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", "http://one.one.one.one/")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(Equal("200"))
+		// The emulated internet over HTTPS: the real curl verifies the
+		// world's certificates against the lab CA podlab exec installs.
+		out, err = podlab("exec", "tinv", a.Name, "--", "curl", "-sS", "-m", "3", "-o", "/dev/null", "-w", "%{http_code} %{remote_ip} ", "https://one.one.one.one/", "-o", "/dev/null", "https://www.wikipedia.org/")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(MatchRegexp(`^200 1\.1\.1\.1 200 198\.1[89]\.\d+\.\d+ $`))
 
 		out, err = podlab("down", "tinv")
 		Expect(err).NotTo(HaveOccurred(), out)

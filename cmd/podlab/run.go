@@ -42,6 +42,12 @@ steps and expectations, writes the run folder (index.html, junit.xml,
 flows.jsonl, metrics.prom, pcapng files) and tears the lab down. It exits 1
 when any expectation failed.
 
+With --datapath bpf,cilium (any comma list of bpf, cilium, none) the
+scenario runs once per datapath, one run folder each, and the probes are
+compared side by side: outcome, drop reasons seen, expectation met. It exits 1
+when a run fails or the datapaths disagree where the scenario declares no
+difference (differences: in the Scenario document).
+
 SCENARIO is a YAML file, a folder of YAML files, or a built-in name. A
 folder whose entries are scenarios of their own (YAML files each with a
 Scenario document, or sub-folders) runs each of them; --shard i/n then
@@ -51,6 +57,14 @@ scenario exactly once (podlab report merge joins their run folders).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{"connectivity-check"}
+			}
+			var datapaths []string
+			if strings.Contains(o.Datapath, ",") {
+				dps, err := run.ParseDatapaths(o.Datapath)
+				if err != nil {
+					return err
+				}
+				datapaths = dps
 			}
 			sh, err := scenarios.ParseShard(shard)
 			if err != nil {
@@ -100,14 +114,32 @@ scenario exactly once (podlab report merge joins their run folders).`,
 				ro.Out = os.Stdout
 				ro.MetricValue = reports.MetricValue
 				ro.WriteRun = reports.WriteRun
+				ro.WriteComparison = reports.WriteComparison
 				ro.KeepHandlers = keepMetrics
 				if base == "" {
 					ro.ReportDir = ""
 				} else if len(list) > 1 {
 					ro.ReportDir = fmt.Sprintf("%s/%02d-%s", base, i+1, s.Name)
 				}
-				fmt.Printf("Running %s (%s)\n", s.Name, strings.Join(s.Files, ", "))
 				start := time.Now()
+				if datapaths != nil {
+					fmt.Printf("Running %s (%s) on %s\n", s.Name, strings.Join(s.Files, ", "), strings.Join(datapaths, ", "))
+					dr, err := run.Differential(ctx, s, datapaths, ro, func(dp string) { fmt.Printf("— datapath %s\n", dp) })
+					if dr != nil {
+						fmt.Printf("\nDatapaths compared for %s:\n", s.Name)
+						_ = reports.WriteComparisonTable(os.Stdout, dr.Comparison)
+						verdict := "PASSED"
+						if !dr.Passed {
+							verdict, allPassed = "FAILED", false
+						}
+						fmt.Printf("%s %s on %s in %s — report: %s/index.html\n", verdict, s.Name, strings.Join(datapaths, ","), time.Since(start).Round(time.Millisecond), dr.Dir)
+					}
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Printf("Running %s (%s)\n", s.Name, strings.Join(s.Files, ", "))
 				res, err := run.Run(ctx, s, ro)
 				if res != nil {
 					verdict := "PASSED"
@@ -128,7 +160,7 @@ scenario exactly once (podlab report merge joins their run folders).`,
 	}
 	cmd.Flags().StringVar(&o.Lab, "lab", "run", "name of the lab the run creates")
 	cmd.Flags().StringVar(&o.ReportDir, "report-dir", "", "run folder (default runs/<scenario>-<time>)")
-	cmd.Flags().StringVar(&o.Datapath, "datapath", "", "override the scenario's datapath (bpf, cilium or none)")
+	cmd.Flags().StringVar(&o.Datapath, "datapath", "", "override the scenario's datapath (bpf, cilium or none); a comma list (bpf,cilium) runs the scenario on each and fails where their probe outcomes or drop reasons disagree")
 	cmd.Flags().StringVar(&o.CiliumVersion, "cilium-version", "", "--datapath cilium: Cilium release whose BPF sources are compiled (default "+source.DefaultVersion+")")
 	cmd.Flags().StringVar(&o.CiliumSrc, "cilium-src", "", "--datapath cilium: a local Cilium checkout (its bpf/ folder) instead of a release")
 	cmd.Flags().BoolVar(&o.Keep, "keep", false, "keep the lab up after the run until Ctrl-C")

@@ -59,9 +59,16 @@ type Options struct {
 	KeepHandlers func(l *lab.Lab, store *flow.Store, mux *http.ServeMux)
 	// OnStep is called before each scenario step runs, with its index.
 	OnStep func(i int, s *scenarios.Step)
+	// ProbeDrops records the drop reasons of each probe's traffic in its
+	// ProbeRecord (differential runs compare them; it costs a short wait
+	// for the event reader per probe).
+	ProbeDrops bool
 	// WriteRun writes the run folder's reports (index.html, junit.xml,
 	// flows.jsonl, metrics.prom, run.json) from the run model.
 	WriteRun func(dir string, run *result.Run) error
+	// WriteComparison writes the comparison of a differential run into
+	// its folder (and links it from each run's report).
+	WriteComparison func(dir string, c *result.Comparison) error
 }
 
 // Result is the outcome of a run.
@@ -154,7 +161,7 @@ func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error)
 		addrs:   scenarios.NewServiceAddresses(),
 		records: workload.NewRecords(workload.DefaultClusterDomain), dnsIP: topo.DefaultDNSIP,
 		store: flow.NewStore(200000),
-		run:   &result.Run{Scenario: s.Name, Lab: o.Lab, Description: s.Description, Started: time.Now()},
+		run:   &result.Run{Scenario: s.Name, Lab: o.Lab, Datapath: dp, Description: s.Description, Started: time.Now()},
 	}
 	res := &Result{Run: r.run, Dir: o.ReportDir}
 	setupStart := time.Now()

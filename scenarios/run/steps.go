@@ -59,7 +59,7 @@ func (r *Runner) doAction(ctx context.Context, s *scenarios.Step, st *result.Ste
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				exps[i] = r.probeStep(ctx, &s.Probes[i])
+				exps[i] = r.probeStep(ctx, s, &s.Probes[i])
 			}()
 		}
 		wg.Wait()

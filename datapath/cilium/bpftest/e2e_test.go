@@ -21,6 +21,26 @@ func requireE2E(t *testing.T) {
 	}))
 }
 
+// scratchTree copies the pinned release's bpf/ into a temporary checkout
+// (for --cilium-src) and points the object cache at a temporary directory.
+func scratchTree(t *testing.T) string {
+	t.Helper()
+	t.Setenv("PODLAB_CACHE_DIR", t.TempDir())
+	mod := source.CachedModuleDir(source.DefaultVersion)
+	if mod == "" {
+		tree, err := source.Resolve(t.Context(), "", "") // downloads the release
+		if err != nil {
+			t.Fatal(err)
+		}
+		mod = tree.Origin
+	}
+	scratch := t.TempDir()
+	if err := os.CopyFS(filepath.Join(scratch, "bpf"), os.DirFS(filepath.Join(mod, "bpf"))); err != nil {
+		t.Fatal(err)
+	}
+	return scratch
+}
+
 func findObject(t *testing.T, res *Result, name string) ObjectResult {
 	t.Helper()
 	for _, o := range res.Objects {
@@ -69,6 +89,16 @@ func TestRunSubset(t *testing.T) {
 		t.Fatalf("second run compiled %d, cached %d: want everything from the cache", again.Compiled, again.Cached)
 	}
 
+	// Without a Python that has scapy, an object that needs the generated
+	// packet header is SKIPPED with the reason, never compiled or passed.
+	sk, err := Run(ctx, Options{Tree: tree, Run: "^tc_l2_announcement$"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := sk.Objects[0]; o.Status != Skip || !strings.Contains(o.Message, "scapy") || len(o.Tests) != 0 || sk.Failed() {
+		t.Fatalf("scapy test without scapy: %+v", o)
+	}
+
 	// OBJECT/TEST selects tests inside an object.
 	none, err := Run(ctx, Options{Tree: tree, Run: "^jhash_test$/^nosuchtest$"})
 	if err != nil {
@@ -81,24 +111,12 @@ func TestRunSubset(t *testing.T) {
 
 // TestBrokenTestsAreReported runs a scratch copy of the release's bpf/ as
 // --cilium-src, with jhash_test.c's expected value changed (its check must
-// fail) and a test object that does not compile (an ERROR with the compiler
-// output).
+// fail), a test object that does not compile (an ERROR with the compiler
+// output) and one the verifier rejects (an ERROR with the log's end).
 func TestBrokenTestsAreReported(t *testing.T) {
 	requireE2E(t)
 	ctx := context.Background()
-	t.Setenv("PODLAB_CACHE_DIR", t.TempDir())
-	mod := source.CachedModuleDir(source.DefaultVersion)
-	if mod == "" {
-		tree, err := source.Resolve(ctx, "", "") // downloads the release
-		if err != nil {
-			t.Fatal(err)
-		}
-		mod = tree.Origin
-	}
-	scratch := t.TempDir()
-	if err := os.CopyFS(filepath.Join(scratch, "bpf"), os.DirFS(filepath.Join(mod, "bpf"))); err != nil {
-		t.Fatal(err)
-	}
+	scratch := scratchTree(t)
 	jhash := filepath.Join(scratch, "bpf", "tests", "jhash_test.c")
 	b, err := os.ReadFile(jhash)
 	if err != nil {
@@ -116,11 +134,27 @@ func TestBrokenTestsAreReported(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	unverifiable := filepath.Join(scratch, "bpf", "tests", "podlab_unverifiable_test.c")
+	if err := os.WriteFile(unverifiable, []byte(`#include <bpf/ctx/xdp.h>
+#include "common.h"
+
+CHECK("xdp", "unbounded")
+int unbounded_check(struct xdp_md *ctx)
+{
+	/* A packet read without a bounds check: the verifier refuses it. */
+	return *(__u32 *)(long)ctx->data;
+}
+
+BPF_LICENSE("Dual BSD/GPL");
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	tree, err := source.Resolve(ctx, "", scratch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Run(ctx, Options{Tree: tree, Run: "^(jhash_test|podlab_broken_test)$"})
+	res, err := Run(ctx, Options{Tree: tree, Run: "^(jhash_test|podlab_broken_test|podlab_unverifiable_test)$"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,5 +189,61 @@ func TestBrokenTestsAreReported(t *testing.T) {
 	br := findObject(t, res, "podlab_broken_test")
 	if br.Status != Error || !strings.Contains(br.Message, "compile failed") || !strings.Contains(br.Detail, "podlab_broken_test.c") {
 		t.Fatalf("podlab_broken_test: want a compile ERROR with the compiler output, got %+v", br)
+	}
+	uv := findObject(t, res, "podlab_unverifiable_test")
+	if uv.Status != Error || !strings.Contains(uv.Message, "verifier rejected") || !strings.Contains(uv.Detail, "invalid") {
+		t.Fatalf("podlab_unverifiable_test: want a verifier ERROR with the log's end, got %+v", uv)
+	}
+}
+
+// TestPacketAssertionDiff changes the ARP reply a scapy-based test expects
+// (tc_l2_announcement: "is-at" becomes "who-has" in the packet
+// definitions): the test fails, and its log carries the packet assertion
+// with both packets dissected and the differing field.
+func TestPacketAssertionDiff(t *testing.T) {
+	requireE2E(t)
+	var scapy *Scapy
+	e2e.Require(t, e2e.Check("python3 with scapy", func() error {
+		var err error
+		scapy, err = FindScapy(t.Context())
+		return err
+	}))
+	scratch := scratchTree(t)
+	defs := filepath.Join(scratch, "bpf", "tests", "scapy", "tc_l2_announce_pkt_defs.py")
+	b, err := os.ReadFile(defs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, reply, ok := strings.Cut(string(b), "l2_announce_arp_reply = (")
+	changed := strings.Replace(reply, `op="is-at"`, `op="who-has"`, 1)
+	if !ok || changed == reply {
+		t.Fatal("tc_l2_announce_pkt_defs.py changed upstream: the crafted mismatch no longer applies")
+	}
+	if err := os.WriteFile(defs, []byte(head+"l2_announce_arp_reply = ("+changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := source.Resolve(t.Context(), "", scratch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(t.Context(), Options{Tree: tree, Run: "^tc_l2_announcement$", Scapy: scapy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := res.Objects[0]
+	if o.Status != Fail {
+		t.Fatalf("tc_l2_announcement with a wrong expected reply: %s %s", o.Status, o.Message)
+	}
+	var log string
+	for _, tr := range o.Tests {
+		if tr.Status == Fail {
+			log += strings.Join(tr.Log, "\n")
+		}
+	}
+	for _, want := range []string{"packet assertion arp_rep_ok failed", "first difference at byte 21",
+		"- [ Ether ][ ARP ].op: 1", "+ [ Ether ][ ARP ].op: 2"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("failed test's log lacks %q:\n%s", want, log)
+		}
 	}
 }

@@ -9,8 +9,9 @@ type Result struct {
 	Source string
 	// Objects holds one entry per selected test object, sorted by name.
 	Objects []ObjectResult
-	// Compile is the wall time spent compiling (zero when every object
-	// came from the cache); Run the wall time of loading and running.
+	// Compile is the compile time of the objects built by this run, summed
+	// over the parallel workers (zero when every object came from the
+	// cache); Run is the wall time of the whole run, compiles included.
 	Compile, Run time.Duration
 	// Compiled and Cached count objects built by this run and objects
 	// taken from the compile cache.

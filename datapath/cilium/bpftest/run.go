@@ -23,17 +23,32 @@ import (
 // packets, the largest data BPF_PROG_TEST_RUN accepts.
 const packetSize = 4096 - 256 - 320
 
+// verifierLogLines is how much of a verifier log an ERROR keeps.
+const verifierLogLines = 60
+
 // skbContextSize is the __sk_buff context handed to tc programs (the
 // struct is smaller; the kernel checks the tail is zero).
 const skbContextSize = 256
 
-// RunObject loads the compiled test object at path and runs its tests whose
-// names match tests (nil runs all). It never returns an error: problems are
-// the object's ERROR status with a message.
-func RunObject(name, path string, tests *regexp.Regexp, eventLog func(raw []byte) string) ObjectResult {
+// ObjectOptions configure RunObject.
+type ObjectOptions struct {
+	// Tests selects the tests to run by name; nil runs all.
+	Tests *regexp.Regexp
+	// EventText renders one cilium_events record ("" when it cannot);
+	// nil prints debug messages and the type and bytes of other records.
+	EventText func(raw []byte) string
+	// PacketDiff, when set, explains failed packet assertions (e.g. a
+	// layer-by-layer diff); its lines join the test's log.
+	PacketDiff func([]Assertion) []string
+}
+
+// RunObject loads the compiled test object at path and runs its tests. It
+// never returns an error: problems are the object's ERROR status with a
+// message.
+func RunObject(name, path string, opts ObjectOptions) ObjectResult {
 	start := time.Now()
 	res := ObjectResult{Name: name}
-	err := topo.DoIsolated(func() error { return runObject(&res, path, tests, eventLog) })
+	err := topo.DoIsolated(func() error { return runObject(&res, path, opts) })
 	if err != nil {
 		res.Status = Error
 		res.Message = firstLine(err.Error())
@@ -71,7 +86,8 @@ func objectStatus(tests []TestResult) Status {
 	return st
 }
 
-func runObject(res *ObjectResult, path string, filter *regexp.Regexp, eventLog func([]byte) string) error {
+func runObject(res *ObjectResult, path string, opts ObjectOptions) error {
+	filter := opts.Tests
 	spec, err := ebpf.LoadCollectionSpec(path)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", path, err)
@@ -98,7 +114,13 @@ func runObject(res *ObjectResult, path string, filter *regexp.Regexp, eventLog f
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			return fmt.Errorf("load %s: verifier rejected a program: %w\n%+v", path, err, ve)
+			// The end of the log says why; whole logs run to megabytes.
+			log := ve.Log
+			if len(log) > verifierLogLines {
+				log = append([]string{fmt.Sprintf("... (last %d of %d verifier log lines)", verifierLogLines, len(log))},
+					log[len(log)-verifierLogLines:]...)
+			}
+			return fmt.Errorf("load %s: verifier rejected a program: %w\n%s", path, err, strings.Join(log, "\n"))
 		}
 		return fmt.Errorf("load %s: %w", path, err)
 	}
@@ -124,7 +146,7 @@ func runObject(res *ObjectResult, path string, filter *regexp.Regexp, eventLog f
 		skbMeta: coll.Maps[skbMetaMapName],
 		asserts: coll.Maps[scapyAssertMapName],
 		events:  events,
-		text:    eventLog,
+		opts:    opts,
 	}
 	for _, n := range names {
 		res.Tests = append(res.Tests, r.runTest(n, tests[n]))
@@ -162,7 +184,7 @@ type objectRun struct {
 	skbMeta *ebpf.Map
 	asserts *ebpf.Map
 	events  *perf.Reader
-	text    func([]byte) string
+	opts    ObjectOptions
 	// assertsSeen counts the packet assertion records already reported:
 	// the BPF side appends to scapy_assert_map with a counter that lives
 	// as long as the object.
@@ -259,7 +281,9 @@ func (r *objectRun) collect(t *TestResult) {
 			}
 		}
 	}
-	t.Log = append(t.Log, r.newAssertions()...)
+	if as := r.newAssertions(&t.Log); len(as) > 0 && r.opts.PacketDiff != nil {
+		t.Log = append(t.Log, r.opts.PacketDiff(as)...)
+	}
 }
 
 // drainEvents reads the cilium_events records the test's programs wrote.
@@ -283,7 +307,7 @@ func (r *objectRun) drainEvents() []string {
 			out = append(out, fmt.Sprintf("cpu %d: %d events lost", rec.CPU, rec.LostSamples))
 			continue
 		}
-		out = append(out, describeEvent(rec.RawSample, r.text))
+		out = append(out, describeEvent(rec.RawSample, r.opts.EventText))
 	}
 }
 
@@ -304,17 +328,43 @@ const (
 	scapyMaxBuf = 1518
 )
 
-// newAssertions renders the packet assertions recorded since the last call:
-// a failed ASSERT_CTX_BUF_* stores the expected and the actual bytes.
-func (r *objectRun) newAssertions() []string {
+// Assertion is one failed packet assertion (ASSERT_CTX_BUF_* of
+// bpf/tests/scapy.h, struct scapy_assert): where it is, the packet's first
+// layer as a scapy class name, the expected and the actual bytes.
+type Assertion struct {
+	Name, File, Line, FirstLayer string
+	Expected, Got                []byte
+}
+
+// String says where the assertion failed and the first byte at which the
+// packet differs from the expected one.
+func (a Assertion) String() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "packet assertion %s failed at %s:%s (first layer %s): expected %d bytes, packet has %d",
+		a.Name, a.File, a.Line, a.FirstLayer, len(a.Expected), len(a.Got))
+	n := min(len(a.Expected), len(a.Got))
+	for i := 0; i < n; i++ {
+		if a.Expected[i] != a.Got[i] {
+			lo, hi := i&^15, min(i&^15+16, n)
+			fmt.Fprintf(&sb, "; first difference at byte %d: expected %s, got %s",
+				i, hex.EncodeToString(a.Expected[lo:hi]), hex.EncodeToString(a.Got[lo:hi]))
+			break
+		}
+	}
+	return sb.String()
+}
+
+// newAssertions reads the packet assertions recorded since the last call
+// and appends their text to log.
+func (r *objectRun) newAssertions(log *[]string) []Assertion {
 	if r.asserts == nil {
 		return nil
 	}
-	var out []string
+	var out []Assertion
 	value := make([]byte, r.asserts.ValueSize())
 	for i := r.assertsSeen; i < r.asserts.MaxEntries(); i++ {
 		if err := r.asserts.Lookup(i, value); err != nil {
-			out = append(out, fmt.Sprintf("read %s[%d]: %v", scapyAssertMapName, i, err))
+			*log = append(*log, fmt.Sprintf("read %s[%d]: %v", scapyAssertMapName, i, err))
 			break
 		}
 		a, ok := parseAssertion(value)
@@ -322,6 +372,7 @@ func (r *objectRun) newAssertions() []string {
 			break
 		}
 		r.assertsSeen = i + 1
+		*log = append(*log, a.String())
 		out = append(out, a)
 	}
 	return out
@@ -334,15 +385,16 @@ func cString(b []byte) string {
 	return string(b)
 }
 
-// parseAssertion renders one struct scapy_assert: where it was, and the
-// first byte at which the packet differs from the expected one.
-func parseAssertion(v []byte) (string, bool) {
+// parseAssertion decodes one struct scapy_assert; false for an empty slot.
+func parseAssertion(v []byte) (Assertion, bool) {
 	const strs = 4 * scapyStrLen
 	if len(v) < strs+2*(2+scapyMaxBuf) {
-		return "", false
+		return Assertion{}, false
 	}
-	name, file, line, layer := cString(v[0:scapyStrLen]), cString(v[scapyStrLen:2*scapyStrLen]),
-		cString(v[2*scapyStrLen:3*scapyStrLen]), cString(v[3*scapyStrLen:strs])
+	a := Assertion{
+		Name: cString(v[0:scapyStrLen]), File: cString(v[scapyStrLen : 2*scapyStrLen]),
+		Line: cString(v[2*scapyStrLen : 3*scapyStrLen]), FirstLayer: cString(v[3*scapyStrLen : strs]),
+	}
 	off := strs
 	expLen := int(binary.NativeEndian.Uint16(v[off:]))
 	exp := v[off+2 : off+2+scapyMaxBuf]
@@ -350,22 +402,11 @@ func parseAssertion(v []byte) (string, bool) {
 	gotLen := int(binary.NativeEndian.Uint16(v[off:]))
 	got := v[off+2 : off+2+scapyMaxBuf]
 	if expLen == 0 || gotLen == 0 {
-		return "", false
+		return Assertion{}, false
 	}
-	expLen, gotLen = min(expLen, scapyMaxBuf), min(gotLen, scapyMaxBuf)
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "packet assertion %s failed at %s:%s (first layer %s): expected %d bytes, packet has %d",
-		name, file, line, layer, expLen, gotLen)
-	n := min(expLen, gotLen)
-	for i := 0; i < n; i++ {
-		if exp[i] != got[i] {
-			lo, hi := i&^15, min(i&^15+16, n)
-			fmt.Fprintf(&sb, "; first difference at byte %d: expected %s, got %s",
-				i, hex.EncodeToString(exp[lo:hi]), hex.EncodeToString(got[lo:hi]))
-			break
-		}
-	}
-	return sb.String(), true
+	a.Expected = bytes.Clone(exp[:min(expLen, scapyMaxBuf)])
+	a.Got = bytes.Clone(got[:min(gotLen, scapyMaxBuf)])
+	return a, true
 }
 
 // runProgram runs prog once under BPF_PROG_TEST_RUN.

@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -128,4 +130,51 @@ func hashPython(dir, version string) (string, error) {
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// firstLayerRE is what a scapy layer class name looks like; the diff script
+// evaluates it, so nothing else is passed.
+var firstLayerRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
+
+// Diff runs the tree's bpf/tests/scapy/trace_diff_pkts.py on failed packet
+// assertions: both packets dissected by scapy and a field-by-field diff,
+// as Cilium's own runner prints them. Problems running it are reported as
+// lines too, never as a test verdict.
+func (s *Scapy) Diff(ctx context.Context, tree *source.Tree, as []Assertion) []string {
+	type record struct {
+		Name       string `json:"name"`
+		File       string `json:"file"`
+		Line       string `json:"linenum"`
+		FirstLayer string `json:"first-layer"`
+		ExpLen     int    `json:"exp-len"`
+		ExpBuf     string `json:"exp-buf"`
+		GotLen     int    `json:"got-len"`
+		GotBuf     string `json:"got-buf"`
+	}
+	var recs []record
+	for _, a := range as {
+		if !firstLayerRE.MatchString(a.FirstLayer) || len(a.Got) < len(a.Expected) {
+			continue // the script cannot dissect these
+		}
+		recs = append(recs, record{a.Name, a.File, a.Line, a.FirstLayer,
+			len(a.Expected), hex.EncodeToString(a.Expected), len(a.Got), hex.EncodeToString(a.Got)})
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	in, err := json.Marshal(recs)
+	if err != nil {
+		return []string{"packet diff: " + err.Error()}
+	}
+	dir := filepath.Join(tree.BPFDir, TestsDir, "scapy")
+	cmd := exec.CommandContext(ctx, s.Python, "trace_diff_pkts.py")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
+	cmd.Stdin = bytes.NewReader(in)
+	out, err := cmd.CombinedOutput()
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	if err != nil {
+		lines = append(lines, fmt.Sprintf("packet diff (%s trace_diff_pkts.py): %v", s.Python, err))
+	}
+	return lines
 }

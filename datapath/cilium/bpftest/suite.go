@@ -254,7 +254,11 @@ func runOne(ctx context.Context, opts Options, name string, tests *regexp.Regexp
 		}
 		return o
 	}
-	o := RunObject(name, obj, tests, opts.EventText)
+	oo := ObjectOptions{Tests: tests, EventText: opts.EventText}
+	if opts.Scapy != nil {
+		oo.PacketDiff = func(as []Assertion) []string { return opts.Scapy.Diff(ctx, opts.Tree, as) }
+	}
+	o := RunObject(name, obj, oo)
 	o.Cached = cached
 	if !cached {
 		o.CompileTime = compile

@@ -203,10 +203,11 @@ func TestParseAssertion(t *testing.T) {
 		exp[i], got[i] = byte(i), byte(i)
 	}
 	got[17] = 0xee
-	s, ok := parseAssertion(v)
+	a, ok := parseAssertion(v)
 	if !ok {
 		t.Fatal("not parsed")
 	}
+	s := a.String()
 	for _, want := range []string{"arp reply", "tc_l2_announcement.c:123", "Ether", "first difference at byte 17", "expected 10111213", "got 10ee1213"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("%q lacks %q", s, want)
@@ -214,5 +215,13 @@ func TestParseAssertion(t *testing.T) {
 	}
 	if _, ok := parseAssertion(make([]byte, len(v))); ok {
 		t.Error("an empty record parsed")
+	}
+}
+
+func TestFindScapyMissing(t *testing.T) {
+	t.Setenv("PODLAB_PYTHON", filepath.Join(t.TempDir(), "no-python"))
+	_, err := FindScapy(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "apt-get install python3-scapy") {
+		t.Fatalf("got %v", err)
 	}
 }
