@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -343,6 +344,9 @@ var scenarioDoc = regexp.MustCompile(`(?m)^kind:[ \t]*["']?Scenario["']?[ \t]*$`
 // sub-folders. Members are returned in name order.
 func ScenarioSet(path string) ([]string, error) {
 	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // not a path: a built-in scenario name, or an error the loader reports
+	}
 	if err != nil || !info.IsDir() {
 		return nil, err
 	}
