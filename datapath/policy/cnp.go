@@ -211,7 +211,7 @@ func (d *decoder) ciliumPeerRule(n *yaml.Node, path string, dir Direction, deny 
 		"toPorts": func(v *yaml.Node, p string) error {
 			l4 = true
 			return d.list(v, p, func(it *yaml.Node, p string) error {
-				ports, err := d.ciliumPortRule(it, p, deny)
+				ports, err := d.ciliumPortRule(it, p, deny, dir)
 				pr.Ports = append(pr.Ports, ports...)
 				return err
 			})
@@ -369,7 +369,7 @@ func validPortName(s string) bool {
 var protoNames = map[string]uint8{"TCP": ProtoTCP, "UDP": ProtoUDP, "SCTP": ProtoSCTP, "ANY": ProtoAny, "": ProtoAny}
 
 // ciliumPortRule decodes a toPorts entry into its ports.
-func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool) ([]PortRule, error) {
+func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool, dir Direction) ([]PortRule, error) {
 	var out []PortRule
 	var portNodes []*yaml.Node
 	var l7 *L7Rules
@@ -401,6 +401,9 @@ func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool) ([]PortRu
 	}
 	if err := d.fields(n, path, h); err != nil {
 		return nil, err
+	}
+	if l7 != nil && len(l7.DNS) > 0 {
+		return d.dnsPorts(out, portNodes, l7, l7Node, path, dir)
 	}
 	if l7 != nil {
 		if len(out) == 0 {

@@ -261,10 +261,18 @@ func (r *Runner) probeRecord(step *scenarios.Step, ps *scenarios.ProbeStep, src 
 		return rec
 	}
 	r.pump.Drain(20 * time.Millisecond)
-	from, ip := start.Add(-50*time.Millisecond), src.ip.String()
+	// The window ends shortly after the last attempt: a retransmission of
+	// an earlier probe's connection must not count for this one.
+	end := start
+	for _, res := range results {
+		if e := res.Start.Add(res.Duration); e.After(end) {
+			end = e
+		}
+	}
+	from, to, ip := start.Add(-50*time.Millisecond), end.Add(100*time.Millisecond), src.ip.String()
 	reasons := map[string]bool{}
 	for _, f := range r.store.Last(0, func(f *flow.Flow) bool {
-		return f.Verdict == flow.VerdictDropped && f.IP != nil && !f.Time.Before(from) && (f.IP.Source == ip || f.IP.Destination == ip)
+		return f.Verdict == flow.VerdictDropped && f.IP != nil && !f.Time.Before(from) && !f.Time.After(to) && (f.IP.Source == ip || f.IP.Destination == ip)
 	}) {
 		reasons[f.DropReasonDesc.String()] = true
 	}

@@ -25,7 +25,7 @@ type ObjectResult struct {
 	// Status is PASS when every test passed or was skipped (and at least
 	// one passed), SKIP when the object was not run or all its tests
 	// skipped, FAIL when a test failed, ERROR when it could not be built,
-	// loaded or run.
+	// loaded or run; Unknown for an object only listed (Options.List).
 	Status Status
 	// Message says why an object was skipped or errored.
 	Message string

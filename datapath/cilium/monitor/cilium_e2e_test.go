@@ -39,7 +39,9 @@ var (
 // flavour and loads it for endpoint epID with the loader's steps: capped
 // maps, load-time constants, tail calls, .data.aux, and the policy
 // programs in the call-policy tables. Maps are not pinned.
-func loadLxc(t *testing.T) *ebpf.Collection {
+func loadLxc(t *testing.T) *ebpf.Collection { return loadLxcTB(t) }
+
+func loadLxcTB(t testing.TB) *ebpf.Collection {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -104,7 +106,9 @@ func loadLxc(t *testing.T) *ebpf.Collection {
 
 // syn is a TCP SYN from the endpoint to 1.1.1.1:80 (a world address), TTL
 // 255 as Cilium's benchmarks advise.
-func syn(t *testing.T) []byte {
+func syn(t *testing.T) []byte { return synTB(t) }
+
+func synTB(t testing.TB) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: epMAC, DstMAC: lxcMAC, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 255, Protocol: layers.IPProtocolTCP, SrcIP: epIP, DstIP: net.IP{1, 1, 1, 1}}
@@ -216,4 +220,95 @@ func TestCiliumLxcEvents(t *testing.T) {
 		t.Errorf("refused records: %+v, lost %d", s, rd.Lost())
 	}
 	t.Logf("stats %+v", s)
+}
+
+// BenchmarkCiliumFromContainer measures Cilium's cil_from_container on a
+// SYN its egress policy denies (trace, policy verdict, drop and the debug
+// records of podlab's Cilium flavour per packet), as the kernel times it
+// (BPF_PROG_TEST_RUN, 64 packets per call), while a Reader drains
+// cilium_events: with a wakeup per record and with the default watermark.
+func BenchmarkCiliumFromContainer(b *testing.B) {
+	for _, bc := range []struct {
+		name      string
+		watermark int
+	}{{"wakeup-per-record", 1}, {"watermark", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			e2e.Require(b, e2e.Root, e2e.Tool("clang-19"))
+			coll := loadLxcTB(b)
+			dec := monitor.NewDecoder(monitor.Config{Node: "kind-worker"})
+			rd, err := monitor.NewReader(coll.Maps["cilium_events"], dec, monitor.ReaderOptions{PerCPUBuffer: 1 << 20, Watermark: bc.watermark, FlushInterval: time.Millisecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				var ev flow.Event
+				for {
+					if err := rd.Read(&ev); errors.Is(err, monitor.ErrClosed) {
+						return
+					}
+				}
+			}()
+			pkt := synTB(b)
+			prog := coll.Programs["cil_from_container"]
+			// Records per packet, from one packet; then the producer waits
+			// for the reader after each batch, so nothing is lost and the
+			// kernel's time includes what the writes really cost.
+			if _, err := prog.Run(&ebpf.RunOptions{Data: pkt}); err != nil {
+				b.Fatal(err)
+			}
+			perPkt := waitRecords(b, rd, 1, 0)
+			var kernel time.Duration
+			produced := 1
+			b.ResetTimer()
+			for left := b.N; left > 0; left -= 64 {
+				n := min(64, left)
+				_, per, err := prog.Benchmark(pkt, n, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				kernel += per * time.Duration(n)
+				produced += n
+				waitRecords(b, rd, produced, perPkt)
+			}
+			b.StopTimer()
+			rd.Close()
+			<-done
+			s := rd.Stats().Snapshot()
+			if rd.Lost() > 0 {
+				b.Logf("lost %d records", rd.Lost())
+			}
+			b.ReportMetric(float64(kernel.Nanoseconds())/float64(b.N), "kernel-ns/pkt")
+			b.ReportMetric(float64(s.Trace+s.Drop+s.PolicyVerdict)/float64(produced), "flow-records/pkt")
+			b.ReportMetric(float64(s.Debug)/float64(produced), "debug-records/pkt")
+		})
+	}
+}
+
+// waitRecords waits until the reader has taken (or lost) the records of
+// produced packets at perPkt records each; with perPkt 0 it waits until the
+// count settles and returns it per packet.
+func waitRecords(b *testing.B, rd *monitor.Reader, produced, perPkt int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	last, stable := uint64(0), 0
+	for time.Now().Before(deadline) {
+		got := rd.Records() + rd.Lost()
+		if perPkt > 0 && got >= uint64(produced*perPkt) {
+			return perPkt
+		}
+		if perPkt == 0 {
+			if got > 0 && got == last {
+				if stable++; stable == 20 {
+					return int(got) / produced
+				}
+			} else {
+				stable = 0
+			}
+			last = got
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.Fatalf("reader took %d records of %d packets (lost %d)", rd.Records(), produced, rd.Lost())
+	return 0
 }
