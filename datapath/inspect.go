@@ -62,6 +62,20 @@ func ProgramRole(kernelName string) string {
 	return ""
 }
 
+// ProgramName returns the name of a loaded program, "" when it is gone.
+func ProgramName(id ebpf.ProgramID) string {
+	prog, err := ebpf.NewProgramFromID(id)
+	if err != nil {
+		return ""
+	}
+	defer prog.Close()
+	info, err := prog.Info()
+	if err != nil {
+		return ""
+	}
+	return info.Name
+}
+
 // LiveMaps are the maps of a live datapath, opened by name: either those an
 // attached program uses (OpenProgramMaps) or those pinned for a node
 // (OpenPinnedMaps). Nothing here writes to them.

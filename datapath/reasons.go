@@ -73,20 +73,21 @@ func DropReasons() []DropReason {
 // TRACE_* values.
 type ObsPoint uint8
 
-// Observation points.
+// Observation points: package flow's numbering (Cilium's TRACE_* values),
+// which bpf/lib/common.h's enum obs_point follows (checked by a test).
 const (
-	ObsToEndpoint   ObsPoint = 0
-	ObsToProxy      ObsPoint = 1
-	ObsToHost       ObsPoint = 2
-	ObsToStack      ObsPoint = 3
-	ObsToOverlay    ObsPoint = 4
-	ObsFromEndpoint ObsPoint = 5
-	ObsFromProxy    ObsPoint = 6
-	ObsFromHost     ObsPoint = 7
-	ObsFromStack    ObsPoint = 8
-	ObsFromOverlay  ObsPoint = 9
-	ObsFromNetwork  ObsPoint = 10
-	ObsToNetwork    ObsPoint = 11
+	ObsToEndpoint   = ObsPoint(flow.ObsToEndpoint)
+	ObsToProxy      = ObsPoint(flow.ObsToProxy)
+	ObsToHost       = ObsPoint(flow.ObsToHost)
+	ObsToStack      = ObsPoint(flow.ObsToStack)
+	ObsToOverlay    = ObsPoint(flow.ObsToOverlay)
+	ObsFromEndpoint = ObsPoint(flow.ObsFromEndpoint)
+	ObsFromProxy    = ObsPoint(flow.ObsFromProxy)
+	ObsFromHost     = ObsPoint(flow.ObsFromHost)
+	ObsFromStack    = ObsPoint(flow.ObsFromStack)
+	ObsFromOverlay  = ObsPoint(flow.ObsFromOverlay)
+	ObsFromNetwork  = ObsPoint(flow.ObsFromNetwork)
+	ObsToNetwork    = ObsPoint(flow.ObsToNetwork)
 )
 
 // String returns the observation point's Hubble name ("to-overlay"), from

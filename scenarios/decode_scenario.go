@@ -547,9 +547,15 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 	case ProbeHTTP:
 		if p.HTTP == nil {
 			p.HTTP = &HTTPProbe{Method: "GET", Path: "/"}
-			if hm := d.mapping(kn, kp, fields{Known: []string{"method", "path", "status", "padding", "body"}}); hm != nil {
+			if hm := d.mapping(kn, kp, fields{Known: []string{"method", "path", "status", "padding", "headers", "body"}}); hm != nil {
 				p.HTTP.Body = hm.str("body")
 				p.HTTP.Padding, _ = hm.integer("padding", 1, 60000)
+				p.HTTP.Headers = hm.stringList("headers")
+				for i, h := range p.HTTP.Headers {
+					if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(name, " \t") {
+						d.errorf(hm.get("headers"), indexPath(hm.sub("headers"), i), "expected a header as \"Name: value\", got %q", h)
+					}
+				}
 				if hm.has("method") {
 					p.HTTP.Method = strings.ToUpper(hm.str("method"))
 					switch p.HTTP.Method {
@@ -567,8 +573,14 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 				p.HTTP.Status, _ = hm.integer("status", 100, 599)
 			}
 		}
-	case ProbeTCP, ProbeICMP:
+	case ProbeTCP:
 		d.mapping(kn, kp, fields{})
+	case ProbeICMP:
+		p.ICMP = &ICMPProbe{}
+		if im := d.mapping(kn, kp, fields{Known: []string{"size", "dontFragment"}}); im != nil {
+			p.ICMP.Size, _ = im.integer("size", 0, 65507)
+			p.ICMP.DontFragment = im.boolean("dontFragment")
+		}
 	case ProbeUDP:
 		p.UDP = &UDPProbe{Payload: "podlab"}
 		if um := d.mapping(kn, kp, fields{Known: []string{"payload", "expectEcho"}}); um != nil {

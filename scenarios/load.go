@@ -252,6 +252,8 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 		return d.decodeLBIPPool(m, apiVersion), kind
 	case KindCiliumL2AnnouncementPolicy:
 		return d.decodeL2Policy(m), kind
+	case KindCiliumCIDRGroup:
+		return d.decodeCIDRGroup(m, apiVersion), kind
 	default:
 		return d.decodePolicy(m, apiVersion, kind), kind
 	}
@@ -295,6 +297,8 @@ func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 		s.LBIPPools = append(s.LBIPPools, v)
 	case *L2AnnouncementPolicy:
 		s.L2Policies = append(s.L2Policies, v)
+	case *CIDRGroup:
+		s.CIDRGroups = append(s.CIDRGroups, v)
 	}
 }
 

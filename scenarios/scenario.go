@@ -73,7 +73,9 @@ type Scenario struct {
 	Policies    []*Policy
 	// LBIPPools and L2Policies are the scenario's
 	// CiliumLoadBalancerIPPools and CiliumL2AnnouncementPolicies.
-	LBIPPools  []*LBIPPool
+	LBIPPools []*LBIPPool
+	// CIDRGroups are the scenario's CiliumCIDRGroups.
+	CIDRGroups []*CIDRGroup
 	L2Policies []*L2AnnouncementPolicy
 	// Captures run for the whole scenario.
 	Captures []Device
@@ -296,6 +298,7 @@ type ProbeStep struct {
 	HTTP *HTTPProbe
 	UDP  *UDPProbe
 	DNS  *DNSProbe
+	ICMP *ICMPProbe
 	// Count attempts, at most Parallel at a time; every attempt must meet
 	// Expect.
 	Count    int
@@ -322,6 +325,17 @@ type HTTPProbe struct {
 	// so the answer grows by as much: a way to ask for a large response
 	// (the MTU bug of the library) with a request that stays small enough.
 	Padding int
+	// Headers are extra request headers, "Name: value" as curl's -H.
+	Headers []string
+}
+
+// ICMPProbe is an ICMP echo (ping).
+type ICMPProbe struct {
+	// Size is the echo payload in bytes (0: 56, as ping; ping -s).
+	Size int
+	// DontFragment sets DF on the request (ping -M do): a request larger
+	// than the path MTU fails instead of being fragmented.
+	DontFragment bool
 }
 
 // UDPProbe is a UDP request/response.

@@ -63,18 +63,23 @@ func keepMetrics(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
 	mux.Handle("GET /metrics", m.Handler())
 }
 
-// serveMetricsOn serves the /metrics route of mux on a loopback address
-// (`podlab up --metrics`); the returned func stops it.
-func serveMetricsOn(addr string, mux *http.ServeMux) (func() error, error) {
+// listenMetrics binds the metrics address, so that a busy port fails
+// before a lab is built.
+func listenMetrics(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics on %s: %w", addr, err)
+		return nil, fmt.Errorf("--metrics: %w", err)
 	}
+	return ln, nil
+}
+
+// serveMetrics serves GET /metrics of mux on ln until the returned stop.
+func serveMetrics(ln net.Listener, mux *http.ServeMux) func() error {
 	only := http.NewServeMux()
 	only.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { mux.ServeHTTP(w, r) })
 	srv := &http.Server{Handler: only, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return srv.Close, nil
+	return srv.Close
 }
 
 // agentGet fetches a path from a lab's agent.

@@ -115,12 +115,17 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 		if p == nil {
 			return fmt.Errorf("bpf_lxc has no program %s", a.prog)
 		}
-		at, err := n.attach(a.prog, p, ep.Ifindex, a.ingress)
+		at, err := n.attach(a.prog, p, ep.Ifindex, a.ingress, false)
 		if err != nil {
 			return err
 		}
 		st.attached = append(st.attached, at)
 	}
+	at, err := n.attach("podlab_hostmark", n.hostMark, ep.Ifindex, false, true)
+	if err != nil {
+		return err
+	}
+	st.attached = append(st.attached, at)
 	for _, name := range manual {
 		p := filepath.Join(n.pinDir, spec.Maps[name].Name)
 		if err := pinMap(coll.Maps[name], p); err != nil {

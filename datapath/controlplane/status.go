@@ -100,7 +100,11 @@ func attachments(n *topo.Node, c *topo.Cluster) []Attachment {
 				}
 				for _, f := range fs {
 					if bf, ok := f.(*netlink.BpfFilter); ok {
-						out = append(out, Attachment{Device: dev, Hook: parent.name, Prog: bf.Name, ID: uint32(bf.Id)})
+						name := datapath.ProgramName(ebpf.ProgramID(bf.Id))
+						if name == "" {
+							name = bf.Name
+						}
+						out = append(out, Attachment{Device: dev, Hook: parent.name, Prog: name, ID: uint32(bf.Id)})
 					}
 				}
 			}
@@ -113,14 +117,7 @@ func attachments(n *topo.Node, c *topo.Cluster) []Attachment {
 					continue
 				}
 				for _, p := range res.Programs {
-					a := Attachment{Device: dev, Hook: at.name, ID: uint32(p.ID)}
-					if prog, err := ebpf.NewProgramFromID(p.ID); err == nil {
-						if info, err := prog.Info(); err == nil {
-							a.Prog = info.Name
-						}
-						prog.Close()
-					}
-					out = append(out, a)
+					out = append(out, Attachment{Device: dev, Hook: at.name, Prog: datapath.ProgramName(p.ID), ID: uint32(p.ID)})
 				}
 			}
 		}

@@ -335,14 +335,37 @@ func (d *decoder) cidrSet(n *yaml.Node, path, field string) (CIDRRule, error) {
 			return err
 		},
 	}
+	var groupNodes []*yaml.Node
 	if field == "cidr" {
-		h["cidrGroupRef"] = func(v *yaml.Node, p string) error { return d.errf(v, p, notSupported+"cidrGroupRef") }
-		h["cidrGroupSelector"] = func(v *yaml.Node, p string) error { return d.errf(v, p, notSupported+"cidrGroupSelector") }
+		h["cidrGroupRef"] = func(v *yaml.Node, p string) error {
+			groupNodes = append(groupNodes, v)
+			s, err := d.str(v, p)
+			if err != nil {
+				return err
+			}
+			if !dnsSubdomainRE.MatchString(s) {
+				return d.errf(v, p, "%q is not a CiliumCIDRGroup name", s)
+			}
+			c.GroupRef = s
+			return nil
+		}
+		h["cidrGroupSelector"] = func(v *yaml.Node, p string) error {
+			groupNodes = append(groupNodes, v)
+			sel, err := d.selector(v, p, identity.SourceAny)
+			if err != nil {
+				return err
+			}
+			c.GroupSelector = &sel
+			return nil
+		}
 	}
 	if err := d.fields(n, path, h); err != nil {
 		return c, err
 	}
-	if cidrNode == nil {
+	switch {
+	case len(groupNodes) > 1 || (len(groupNodes) == 1 && cidrNode != nil):
+		return c, d.errf(n, path, "give exactly one of cidr, cidrGroupRef and cidrGroupSelector")
+	case cidrNode == nil && len(groupNodes) == 0:
 		return c, d.errf(n, join(path, field), "missing field")
 	}
 	for i, e := range excepts {
@@ -350,6 +373,11 @@ func (d *decoder) cidrSet(n *yaml.Node, path, field string) (CIDRRule, error) {
 		ex, err := d.cidr(exceptNodes[i], p, e)
 		if err != nil {
 			return c, err
+		}
+		if c.IsGroup() {
+			// Exceptions of a group apply to whichever of its CIDRs hold them.
+			c.Except = append(c.Except, ex)
+			continue
 		}
 		if ex.Bits() < c.Prefix.Bits() || !c.Prefix.Contains(ex.Addr()) {
 			return c, d.errf(exceptNodes[i], p, "except %s is not inside %s", ex, c.Prefix)

@@ -7,6 +7,9 @@ type Result struct {
 	// Source names the Cilium sources the objects were compiled from
 	// (a version such as v1.20.2, or a local directory).
 	Source string
+	// Clang is the compiler's path; Scapy the scapy version that generated
+	// the packet header ("" when none was available).
+	Clang, Scapy string
 	// Objects holds one entry per selected test object, sorted by name.
 	Objects []ObjectResult
 	// Compile is the compile time of the objects built by this run, summed

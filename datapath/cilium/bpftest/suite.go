@@ -159,7 +159,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		par = runtime.NumCPU()
 	}
 
-	res := &Result{Source: opts.Tree.Version, Objects: make([]ObjectResult, len(names))}
+	res := &Result{Source: opts.Tree.Version, Clang: opts.Tree.Clang(), Objects: make([]ObjectResult, len(names))}
+	if opts.Scapy != nil {
+		res.Scapy = opts.Scapy.Version
+	}
 	if opts.Tree.Version == "local" {
 		res.Source = opts.Tree.Origin
 	}
