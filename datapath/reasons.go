@@ -29,6 +29,9 @@ const (
 	DropNoConfig          DropReason = 165
 	DropUnsupportedL2     DropReason = 166
 	DropInvalidIdentity   DropReason = 171
+	DropProxyLookup       DropReason = 178 // the L7 proxy's socket was not found
+	DropProxyAssign       DropReason = 179 // bpf_sk_assign to the proxy's socket failed
+	DropProxyProto        DropReason = 180 // proxy redirect of a protocol other than TCP/UDP
 	DropPolicyDenyRule    DropReason = 181
 	dropReasonTableLength            = 256
 )

@@ -119,13 +119,17 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 		if err != nil {
 			return err
 		}
-		st.attached = append(st.attached, at)
+		if at != nil {
+			st.attached = append(st.attached, at)
+		}
 	}
 	at, err := n.attach("podlab_hostmark", n.hostMark, ep.Ifindex, false, true)
 	if err != nil {
 		return err
 	}
-	st.attached = append(st.attached, at)
+	if at != nil {
+		st.attached = append(st.attached, at)
+	}
 	for _, name := range manual {
 		p := filepath.Join(n.pinDir, spec.Maps[name].Name)
 		if err := pinMap(coll.Maps[name], p); err != nil {
