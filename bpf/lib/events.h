@@ -16,8 +16,8 @@ static __always_inline void metrics_add(__u8 reason, __u8 dir, __u32 len)
 	}
 }
 
-/* event_fill copies the event header and the first EVENT_CAP_LEN bytes of
- * the packet into a reserved ring-buffer record. */
+/* event_emit reserves a ring-buffer record and fills it with the event
+ * header and the first EVENT_CAP_LEN bytes of the packet. */
 static __always_inline void event_emit(struct __sk_buff *skb, __u8 type, __u8 code,
 				       __u8 dir, __u8 flags, __u32 src_id, __u32 dst_id,
 				       __u16 ep_id, const struct flow *f, __u8 match,

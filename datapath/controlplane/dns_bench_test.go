@@ -151,6 +151,12 @@ func benchQuery(id uint16, name string) []byte {
 // serveBenchDNS answers every A query in pod with one address per name
 // (TTL 60) on UDP port 53.
 func serveBenchDNS(pod *topo.Pod) (func(), error) {
+	return serveDNS(pod, 60, func(name string) [4]byte { return [4]byte{198, 18, byte(len(name)), 7} })
+}
+
+// serveDNS answers every A query in pod on UDP port 53 with the address
+// addrOf gives the name, valid for ttl seconds.
+func serveDNS(pod *topo.Pod, ttl uint32, addrOf func(name string) [4]byte) (func(), error) {
 	var pc net.PacketConn
 	if err := topo.Do(pod.NS, func() error {
 		var err error
@@ -179,7 +185,7 @@ func serveBenchDNS(pod *topo.Pod) (func(), error) {
 			_ = bl.StartQuestions()
 			_ = bl.Question(q)
 			_ = bl.StartAnswers()
-			_ = bl.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: [4]byte{198, 18, byte(len(q.Name.String())), 7}})
+			_ = bl.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: ttl}, dnsmessage.AResource{A: addrOf(q.Name.String())})
 			out, _ := bl.Finish()
 			_, _ = pc.WriteTo(out, from)
 		}

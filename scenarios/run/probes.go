@@ -288,7 +288,8 @@ func (r *Runner) probeRecord(step *scenarios.Step, ps *scenarios.ProbeStep, src 
 	from, to, ip := start.Add(-50*time.Millisecond), end.Add(100*time.Millisecond), src.ip.String()
 	reasons := map[string]bool{}
 	for _, f := range r.store.Last(0, func(f *flow.Flow) bool {
-		return f.Verdict == flow.VerdictDropped && f.IP != nil && !f.Time.Before(from) && !f.Time.After(to) && (f.IP.Source == ip || f.IP.Destination == ip)
+		return f.Verdict == flow.VerdictDropped && f.IP != nil && !f.Time.Before(from) && !f.Time.After(to) &&
+			(f.IP.Source == ip || f.IP.Destination == ip) && probeTraffic(ps.Protocol, f)
 	}) {
 		reasons[f.DropReasonDesc.String()] = true
 	}
@@ -297,6 +298,28 @@ func (r *Runner) probeRecord(step *scenarios.Step, ps *scenarios.ProbeStep, src 
 	}
 	sort.Strings(rec.DropReasons)
 	return rec
+}
+
+// probeTraffic says whether a flow can belong to a probe of protocol p: its
+// own protocol, or a DNS lookup (TCP and HTTP probes resolve names). Other
+// traffic of the same pod (its exec readiness probes) does not count.
+func probeTraffic(p scenarios.ProbeProtocol, f *flow.Flow) bool {
+	if f.L4 == nil {
+		return false
+	}
+	sport, dport := f.Ports()
+	dns := (f.L4.UDP != nil || f.L4.TCP != nil) && (dport == 53 || sport == 53)
+	switch p {
+	case scenarios.ProbeHTTP, scenarios.ProbeTCP:
+		return f.L4.TCP != nil || dns
+	case scenarios.ProbeUDP:
+		return f.L4.UDP != nil
+	case scenarios.ProbeICMP:
+		return f.L4.ICMPv4 != nil || f.L4.ICMPv6 != nil || dns
+	case scenarios.ProbeDNS:
+		return dns
+	}
+	return true
 }
 
 // stepIndex returns the index of s in the scenario's steps.
@@ -365,6 +388,7 @@ func (r *Runner) oneProbe(ctx context.Context, ps *scenarios.ProbeStep, src sour
 			}
 			h.Method, h.URL = ps.HTTP.Method, scheme+hp+ps.HTTP.Path
 			h.ExpectStatus = ps.HTTP.Status
+			h.ExpectBody = ps.HTTP.Body
 			h.Header = http.Header{}
 			if ps.HTTP.Padding > 0 {
 				h.Header.Set("X-Podlab-Padding", strings.Repeat("x", ps.HTTP.Padding))
