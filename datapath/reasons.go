@@ -58,17 +58,6 @@ func (r DropReason) Text() string {
 // String returns the human description.
 func (r DropReason) String() string { return r.Text() }
 
-// DropReasons returns every known drop reason code.
-func DropReasons() []DropReason {
-	var out []DropReason
-	for _, c := range flow.DropReasonCodes() {
-		if c > 0 && c < dropReasonTableLength {
-			out = append(out, DropReason(c))
-		}
-	}
-	return out
-}
-
 // ObsPoint is the observation point of a trace event, numbered as Cilium's
 // TRACE_* values.
 type ObsPoint uint8

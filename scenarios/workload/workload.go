@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/netip"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -292,8 +291,6 @@ func unmapped(ap netip.AddrPort) netip.AddrPort {
 func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed)
 }
-
-func portString(p uint16) string { return strconv.Itoa(int(p)) }
 
 // Spec describes a workload to start, as the scenario runner derives it from
 // a container (image or podlab.io/workload annotation, ports, pod).
