@@ -29,6 +29,9 @@ const (
 	DropNoConfig          DropReason = 165
 	DropUnsupportedL2     DropReason = 166
 	DropInvalidIdentity   DropReason = 171
+	DropProxyLookup       DropReason = 178 // the L7 proxy's socket was not found
+	DropProxyAssign       DropReason = 179 // bpf_sk_assign to the proxy's socket failed
+	DropProxyProto        DropReason = 180 // proxy redirect of a protocol other than TCP/UDP
 	DropPolicyDenyRule    DropReason = 181
 	dropReasonTableLength            = 256
 )
@@ -54,17 +57,6 @@ func (r DropReason) Text() string {
 
 // String returns the human description.
 func (r DropReason) String() string { return r.Text() }
-
-// DropReasons returns every known drop reason code.
-func DropReasons() []DropReason {
-	var out []DropReason
-	for _, c := range flow.DropReasonCodes() {
-		if c > 0 && c < dropReasonTableLength {
-			out = append(out, DropReason(c))
-		}
-	}
-	return out
-}
 
 // ObsPoint is the observation point of a trace event, numbered as Cilium's
 // TRACE_* values.

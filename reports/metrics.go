@@ -32,6 +32,9 @@ type Metrics struct {
 	dnsResponses     *prometheus.CounterVec
 	dnsResponseTypes *prometheus.CounterVec
 	lost             *prometheus.CounterVec
+	httpRequests     *prometheus.CounterVec
+	httpResponses    *prometheus.CounterVec
+	httpDuration     *prometheus.HistogramVec
 
 	// dnsMu guards dnsAsked: the DNS queries counted from packets (client
 	// address and transaction ID), so that a response is counted from its
@@ -57,8 +60,14 @@ func NewMetrics() *Metrics {
 		dnsResponses:     c("dns_responses_total", "Number of DNS responses observed", "rcode", "qtypes", "ips_returned"),
 		dnsResponseTypes: c("dns_response_types_total", "Number of DNS response types observed", "type", "qtypes"),
 		lost:             c("lost_events_total", "Number of lost events", "source"),
+		// Hubble's http handler (v1 label set, no context labels).
+		httpRequests:  c("http_requests_total", "Count of HTTP requests", "method", "protocol", "reporter"),
+		httpResponses: c("http_responses_total", "Count of HTTP responses", "method", "protocol", "status", "reporter"),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "hubble", Name: "http_request_duration_seconds",
+			Help: "Quantiles of HTTP request duration in seconds"}, []string{"method", "reporter"}),
 	}
-	m.reg.MustRegister(m.flowsProcessed, m.drops, m.tcpFlags, m.ports, m.icmp, m.dnsQueries, m.dnsResponses, m.dnsResponseTypes, m.lost)
+	m.reg.MustRegister(m.flowsProcessed, m.drops, m.tcpFlags, m.ports, m.icmp, m.dnsQueries, m.dnsResponses, m.dnsResponseTypes, m.lost,
+		m.httpRequests, m.httpResponses, m.httpDuration)
 	return m
 }
 
@@ -92,6 +101,10 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 //     counts them; a query the proxy refused has rcode "Policy denied"),
 //     and exchanges parsed from packets that did not go through the proxy,
 //     counted when the response reaches the client (observePacketDNS).
+//   - hubble_http_requests_total{method,protocol,reporter},
+//     hubble_http_responses_total{method,protocol,status,reporter} and
+//     hubble_http_request_duration_seconds{method,reporter}: L7 HTTP flows
+//     of the proxies (reporter: client for egress, server for ingress).
 func (m *Metrics) Observe(f *flow.Flow) {
 	kind := f.EventKind()
 	var typ, sub string
@@ -120,6 +133,7 @@ func (m *Metrics) Observe(f *flow.Flow) {
 		return
 	}
 	if kind == flow.EventL7 {
+		m.observeHTTP(f)
 		if d := f.L7.DNS; d != nil {
 			o := DNSObservation{Response: f.L7.Type == flow.L7Response, Rcode: uint8(d.Rcode), QTypes: d.QTypes, IPsReturned: len(d.IPs), RRTypes: d.RRTypes,
 				Denied: f.Verdict == flow.VerdictDropped}
@@ -201,6 +215,27 @@ func (m *Metrics) observePacketDNS(f *flow.Flow, obs flow.ObsPoint) {
 		delete(m.dnsAsked, k)
 		m.ObserveDNS(q)
 		m.ObserveDNS(DNSObservation{Response: true, Rcode: d.Rcode, QTypes: d.QTypes, IPsReturned: len(d.IPs), RRTypes: d.RRTypes})
+	}
+}
+
+func (m *Metrics) observeHTTP(f *flow.Flow) {
+	if f.L7 == nil || f.L7.HTTP == nil {
+		return
+	}
+	reporter := "unknown"
+	switch f.TrafficDirection {
+	case flow.Egress:
+		reporter = "client"
+	case flow.Ingress:
+		reporter = "server"
+	}
+	h := f.L7.HTTP
+	switch f.L7.Type {
+	case flow.L7Request:
+		m.httpRequests.WithLabelValues(h.Method, h.Protocol, reporter).Inc()
+	case flow.L7Response:
+		m.httpResponses.WithLabelValues(h.Method, h.Protocol, strconv.Itoa(int(h.Code)), reporter).Inc()
+		m.httpDuration.WithLabelValues(h.Method, reporter).Observe(float64(f.L7.LatencyNs) / 1e9)
 	}
 }
 

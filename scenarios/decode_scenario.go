@@ -547,7 +547,8 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 	case ProbeHTTP:
 		if p.HTTP == nil {
 			p.HTTP = &HTTPProbe{Method: "GET", Path: "/"}
-			if hm := d.mapping(kn, kp, fields{Known: []string{"method", "path", "status", "padding", "headers"}}); hm != nil {
+			if hm := d.mapping(kn, kp, fields{Known: []string{"method", "path", "status", "padding", "headers", "body"}}); hm != nil {
+				p.HTTP.Body = hm.str("body")
 				p.HTTP.Padding, _ = hm.integer("padding", 1, 60000)
 				p.HTTP.Headers = hm.stringList("headers")
 				for i, h := range p.HTTP.Headers {
@@ -691,7 +692,7 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 func (sd *scenarioDecoder) decodeFlow(n *yaml.Node, path string) *FlowAssertion {
 	d := sd.d
 	f := &FlowAssertion{Source: srcOf(d, n)}
-	m := d.mapping(n, path, fields{Known: []string{"from", "to", "verdict", "dropReason", "protocol", "port", "expect"}})
+	m := d.mapping(n, path, fields{Known: []string{"from", "to", "verdict", "dropReason", "protocol", "port", "http", "expect"}})
 	if m == nil {
 		if n == nil {
 			d.errorf(nil, path, "expected {from, to, verdict, dropReason, expect: exists|absent}")
@@ -735,6 +736,18 @@ func (sd *scenarioDecoder) decodeFlow(n *yaml.Node, path string) *FlowAssertion 
 		}
 	}
 	f.Port, _ = m.integer("port", 1, 65535)
+	if m.has("http") {
+		f.HTTP = &FlowHTTP{}
+		if hm := d.mapping(m.get("http"), m.sub("http"), fields{Known: []string{"type", "method", "path", "code"}}); hm != nil {
+			f.HTTP.Type = strings.ToLower(hm.str("type"))
+			if f.HTTP.Type != "" && f.HTTP.Type != "request" && f.HTTP.Type != "response" {
+				d.errorf(hm.get("type"), hm.sub("type"), "type must be request or response; got %q", f.HTTP.Type)
+			}
+			f.HTTP.Method = strings.ToUpper(hm.str("method"))
+			f.HTTP.Path = hm.str("path")
+			f.HTTP.Code, _ = hm.integer("code", 100, 599)
+		}
+	}
 	switch e := m.str("expect"); e {
 	case "", "exists":
 	case "absent":

@@ -317,6 +317,9 @@ type HTTPProbe struct {
 	Path   string
 	// Status is the expected status code (0: any 2xx/3xx).
 	Status int
+	// Body, when set, must occur in the response body ("Ship landed",
+	// "Access denied").
+	Body string
 	// Padding adds an X-Podlab-Padding request header of this many bytes.
 	// The http-echo workload reflects request headers in its JSON answer,
 	// so the answer grows by as much: a way to ask for a large response
@@ -401,9 +404,21 @@ type FlowAssertion struct {
 	// Protocol (TCP, UDP, ICMP) and Port narrow the flows (empty/0: any).
 	Protocol string
 	Port     int
+	// HTTP, when set, asks for an L7 flow of the node proxies (Hubble
+	// Type L7) with these HTTP fields.
+	HTTP *FlowHTTP
 	// Absent inverts the assertion: no such flow.
 	Absent bool
 	Source Source
+}
+
+// FlowHTTP narrows a flow assertion to L7 HTTP flows: request or response,
+// method, a path the URL ends with, status code (empty/0: any).
+type FlowHTTP struct {
+	Type   string // request or response
+	Method string
+	Path   string
+	Code   int
 }
 
 // MetricAssertion compares a metric with a value.

@@ -279,6 +279,9 @@ func printStatus(w io.Writer, s *lab.StatusReport) error {
 		fmt.Fprintf(w, "\nNode %s (%s)\n", n.Node, n.NodeIP)
 		fmt.Fprintf(w, "  IPAM:                  IPv4: %d/%d allocated from %s\n", n.IPAM.Used, n.IPAM.Total, n.IPAM.CIDR)
 		fmt.Fprintf(w, "  Endpoints:             %d\n", n.Endpoints)
+		if len(n.Proxy) > 0 {
+			fmt.Fprintf(w, "  Proxy:                 %s\n", strings.Join(n.Proxy, ", "))
+		}
 		fmt.Fprintln(w, "  Programs:")
 		for _, p := range n.Programs {
 			fmt.Fprintf(w, "    %-16s %-12s %s (id %d)\n", p.Device, p.Hook, p.Prog, p.ID)

@@ -119,19 +119,38 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 		if err != nil {
 			return err
 		}
-		st.attached = append(st.attached, at)
+		if at != nil {
+			st.attached = append(st.attached, at)
+		}
 	}
 	at, err := n.attach("podlab_hostmark", n.hostMark, ep.Ifindex, false, true)
 	if err != nil {
 		return err
 	}
-	st.attached = append(st.attached, at)
+	if at != nil {
+		st.attached = append(st.attached, at)
+	}
 	for _, name := range manual {
 		p := filepath.Join(n.pinDir, spec.Maps[name].Name)
 		if err := pinMap(coll.Maps[name], p); err != nil {
 			return err
 		}
 		st.callsPin = p
+	}
+	if n.cfg.NS != nil {
+		// Attached programs are held by their hooks, tail calls by the
+		// pinned program arrays: keep only the policy map's descriptor
+		// (an endpoint's collection holds ~90, which would exhaust the
+		// process's descriptors at a few hundred endpoints).
+		for name, m := range coll.Maps {
+			if name != mapPolicy {
+				m.Close()
+			}
+		}
+		for _, p := range coll.Programs {
+			p.Close()
+		}
+		st.coll = nil
 	}
 	ok = true
 	n.mu.Lock()
@@ -162,7 +181,9 @@ func (n *Node) unloadEndpoint(st *endpointState) error {
 		_ = st.policy.Unpin()
 	}
 	if st.coll != nil {
-		st.coll.Close()
+		st.coll.Close() // closes st.policy too
+	} else if st.policy != nil {
+		st.policy.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -26,10 +26,12 @@ const VXLANPort = 8472
 // NodeConfig describes the node Cilium's programs are loaded into.
 type NodeConfig struct {
 	Lab, Node string
-	NS        *topo.Namespace
-	NodeIP    netip.Addr
-	RouterIP  netip.Addr
-	HostMAC   net.HardwareAddr // cilium_host
+	// NS is the node's network namespace. With a nil NS nothing is
+	// attached (maps and programs only, for BPF_PROG_TEST_RUN).
+	NS       *topo.Namespace
+	NodeIP   netip.Addr
+	RouterIP netip.Addr
+	HostMAC  net.HardwareAddr // cilium_host
 	// Ifindexes in the node namespace.
 	VXLANIfindex, HostIfindex, NetIfindex, Eth0Ifindex int
 	MTU                                                int
@@ -84,9 +86,6 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.NS == nil {
-		return nil, fmt.Errorf("cilium datapath on %s: no node namespace (podlab never attaches in the namespace it runs in)", cfg.Node)
-	}
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
@@ -105,9 +104,11 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 			_ = n.Close()
 		}
 	}()
-	vxMAC, err := n.linkMAC(cfg.VXLANIfindex)
-	if err != nil {
-		return nil, err
+	var vxMAC net.HardwareAddr
+	if cfg.NS != nil {
+		if vxMAC, err = n.linkMAC(cfg.VXLANIfindex); err != nil {
+			return nil, err
+		}
 	}
 	consts := n.nodeConstants()
 	consts["interface_ifindex"] = uint32(cfg.VXLANIfindex)
@@ -165,7 +166,9 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.attached = append(n.attached, at)
+		if at != nil {
+			n.attached = append(n.attached, at)
+		}
 	}
 	for _, name := range manual {
 		if err := pinMap(coll.Maps[name], filepath.Join(n.pinDir, spec.Maps[name].Name)); err != nil {
@@ -273,6 +276,9 @@ func hook(ingress bool) string {
 // attach puts prog on the ingress or egress hook of ifindex inside the node
 // namespace (tcx, or a clsact bpf filter with NodeConfig.Netlink).
 func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress, first bool) (*attachment, error) {
+	if n.cfg.NS == nil {
+		return nil, nil // maps and programs only (PROG_TEST_RUN)
+	}
 	a := &attachment{prog: name, ifindex: ifindex, ingress: ingress, first: first}
 	if !n.cfg.Netlink {
 		typ := ebpf.AttachTCXEgress
@@ -336,6 +342,18 @@ func (n *Node) detach(a *attachment) error {
 	f := filterOf(a.ifindex, a.ingress, a.prio(), 0, a.prog)
 	if err := h.FilterDel(f); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("delete %s filter of ifindex %d in %s: %w", a.prog, a.ifindex, n.cfg.NS.Name, err)
+	}
+	return nil
+}
+
+// EndpointProgram returns one of an endpoint's loaded programs (e.g.
+// "cil_from_container") on a node loaded without a namespace (programs are
+// only kept for PROG_TEST_RUN), nil otherwise.
+func (n *Node) EndpointProgram(id uint16, name string) *ebpf.Program {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if st := n.eps[id]; st != nil && st.coll != nil {
+		return st.coll.Programs[name]
 	}
 	return nil
 }

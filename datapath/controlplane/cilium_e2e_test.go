@@ -13,6 +13,7 @@ import (
 
 	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/cilium/source"
+	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -57,6 +58,8 @@ var _ = Describe("Cilium's datapath (--datapath cilium) on a 3-node cluster", Or
 	var (
 		c                           *topo.Cluster
 		cp                          *ControlPlane
+		store                       = flow.NewStore(10000)
+		pump                        *EventPump
 		ctx                         = context.Background()
 		echo, client, remote, other *topo.Pod
 	)
@@ -98,6 +101,9 @@ var _ = Describe("Cilium's datapath (--datapath cilium) on a 3-node cluster", Or
 		Expect(c.WaitLinksUp(ctx, c.Pods(), 5*time.Second)).To(Succeed())
 		listen(echo.NS, 80)
 		listen(echo.NS, 8080)
+		pump, err = cp.StartEvents(ctx, store)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() { Expect(pump.Stop()).To(Succeed()) })
 	})
 
 	AfterEach(func() {
@@ -141,6 +147,13 @@ spec:
 		Expect(tcpOK(other.NS, echo.IP, 80)).NotTo(Succeed())
 		Expect(ciliumDrops(cp, "kind-worker", datapath.DropPolicy)).To(BeNumerically(">", drops))
 		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXIngress)).To(Equal(before))
+		// The drop is a Hubble flow, decoded from Cilium's drop record.
+		Eventually(func() []*flow.Flow {
+			return store.Last(1, func(f *flow.Flow) bool {
+				return f.Verdict == flow.VerdictDropped && f.DropReason == uint32(datapath.DropPolicy) &&
+					f.IP != nil && f.IP.Source == other.IP.String() && f.IP.Destination == echo.IP.String()
+			})
+		}, 3*time.Second, 100*time.Millisecond).To(HaveLen(1))
 	})
 
 	It("lets a deny override an allow", func() {

@@ -25,6 +25,8 @@ type NodeStatus struct {
 	Maps      []MapFill    `json:"maps"`
 	Endpoints int          `json:"endpoints"`
 	IPAM      IPAMStatus   `json:"ipam"`
+	// Proxy lists the node's L7 proxy listeners ("http/ingress 10000").
+	Proxy []string `json:"proxy,omitempty"`
 }
 
 // Attachment is one BPF program attached to a device of a node.
@@ -65,6 +67,12 @@ func (cp *ControlPlane) Status(c *topo.Cluster) []NodeStatus {
 			st.Programs = attachments(n, c)
 		}
 		st.Maps = mapFills(datapath.PinDirFor(cp.lab, name))
+		if reg := cp.Registry(name); reg != nil {
+			ports := reg.Ports()
+			for _, l := range reg.SortedListeners() {
+				st.Proxy = append(st.Proxy, fmt.Sprintf("%s %d", l, ports[l]))
+			}
+		}
 		out = append(out, st)
 	}
 	return out

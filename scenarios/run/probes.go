@@ -378,6 +378,7 @@ func (r *Runner) oneProbe(ctx context.Context, ps *scenarios.ProbeStep, src sour
 		if ps.HTTP != nil {
 			h.Method, h.URL = ps.HTTP.Method, "http://"+hp+ps.HTTP.Path
 			h.ExpectStatus = ps.HTTP.Status
+			h.ExpectBody = ps.HTTP.Body
 			h.Header = http.Header{}
 			if ps.HTTP.Padding > 0 {
 				h.Header.Set("X-Podlab-Padding", strings.Repeat("x", ps.HTTP.Padding))

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -31,6 +32,16 @@ var (
 	}
 )
 
+// quarantineFailing are the checks of connectivity-check-quarantine.yaml
+// (run with the proxy file it builds on) that fail, as they do on Cilium,
+// which is why upstream quarantines them: an intra-node client reaching a
+// hostPort on its own node is translated to the backend port (8080) before
+// its egress policy, which names the hostPort (40001) only.
+var quarantineFailing = []string{
+	"pod-to-a-intra-node-hostport-proxy-egress-",
+	"pod-to-c-intra-node-hostport-proxy-to-proxy-",
+}
+
 var _ = Describe("Cilium's upstream connectivity-check files", func() {
 	BeforeEach(func() {
 		e2e.RequireSpec(e2e.Root, e2e.BPFFS)
@@ -45,6 +56,26 @@ var _ = Describe("Cilium's upstream connectivity-check files", func() {
 			keepJUnit(res, "upstream-"+strings.TrimSuffix(f, ".yaml"))
 		})
 	}
+	It("connectivity-check-quarantine.yaml with the proxy file passes but for the intra-node hostPort checks Cilium quarantines", func() {
+		dir := GinkgoT().TempDir()
+		for _, f := range []string{"connectivity-check-proxy.yaml", "connectivity-check-quarantine.yaml"} {
+			b, err := os.ReadFile(filepath.Join(upstreamDir, f))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(os.WriteFile(filepath.Join(dir, f), b, 0o644)).To(Succeed())
+		}
+		s, err := scenarios.Load(dir)
+		Expect(err).NotTo(HaveOccurred())
+		res := runScenario(s)
+		var failed []string
+		for _, e := range failures(res.Run) {
+			failed = append(failed, e.Description)
+		}
+		Expect(failed).To(HaveLen(len(quarantineFailing)), "failures: %v", failed)
+		for _, want := range quarantineFailing {
+			Expect(failed).To(ContainElement(And(ContainSubstring(want), ContainSubstring("/public succeeds"))))
+		}
+		keepJUnit(res, "upstream-connectivity-check-quarantine")
+	})
 	It("loads and schedules the files that do not pass yet", func() {
 		for f, needs := range upstreamPending {
 			_, err := scenarios.Load(filepath.Join(upstreamDir, f))
