@@ -232,9 +232,8 @@ func (e *UnschedulableError) Error() string {
 		e.Pod.Key(), owner, len(e.Reasons), strings.Join(e.Reasons, "; "))
 }
 
-// Place places pods, all or none: on error nothing is placed. Pods without
-// required pod affinity are placed first; pods whose affinity depends on
-// pods placed later are retried after them.
+// Place places pods, all or none: on error nothing is placed. Pods whose
+// affinity depends on pods later in the list are retried after them.
 func (s *Scheduler) Place(pods []PodInstance) ([]Placement, error) {
 	work := &Scheduler{nodes: s.nodes, placed: append([]Placement(nil), s.placed...)}
 	for _, p := range pods {
@@ -244,21 +243,7 @@ func (s *Scheduler) Place(pods []PodInstance) ([]Placement, error) {
 			}
 		}
 	}
-	// Pods without required pod (anti-)affinity go first: they are what
-	// the others' terms look for, and an anti-affinity pod placed before
-	// its target could otherwise leave the target no node (Kubernetes
-	// retries forever; a one-shot placement picks the order that works).
-	pending := make([]PodInstance, 0, len(pods))
-	for _, p := range pods {
-		if p.Spec == nil || len(p.Spec.Affinity) == 0 {
-			pending = append(pending, p)
-		}
-	}
-	for _, p := range pods {
-		if p.Spec != nil && len(p.Spec.Affinity) > 0 {
-			pending = append(pending, p)
-		}
-	}
+	pending := append([]PodInstance(nil), pods...)
 	var out []Placement
 	for len(pending) > 0 {
 		var retry []PodInstance
