@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -11,9 +12,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podlab/podlab/datapath/flow"
+
 	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/reports"
 	"github.com/podlab/podlab/scenarios"
+	"github.com/podlab/podlab/scenarios/lab"
 	"github.com/podlab/podlab/scenarios/run"
 )
 
@@ -32,6 +36,7 @@ func loadScenario(arg string) (*scenarios.Scenario, error) {
 
 func newRunCmd() *cobra.Command {
 	var o run.Options
+	var hubbleListen string
 	cmd := &cobra.Command{
 		Use:   "run [SCENARIO...]",
 		Short: "Run scenarios (default: the built-in connectivity-check) and write a report folder",
@@ -45,6 +50,17 @@ SCENARIO is a YAML file, a folder of YAML files, or a built-in name.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{"connectivity-check"}
+			}
+			hubbleAddr := ""
+			if hubbleListen != "" {
+				if !o.Keep {
+					return fmt.Errorf("--hubble-listen: only a kept lab (--keep) serves the Hubble API")
+				}
+				a, err := lab.CheckHubbleListen(hubbleListen)
+				if err != nil {
+					return err
+				}
+				hubbleAddr = a
 			}
 			var list []*scenarios.Scenario
 			for _, a := range args {
@@ -70,7 +86,10 @@ SCENARIO is a YAML file, a folder of YAML files, or a built-in name.`,
 				ro.Out = os.Stdout
 				ro.MetricValue = reports.MetricValue
 				ro.WriteRun = reports.WriteRun
-				ro.KeepHandlers = keepMetrics
+				ro.KeepHandlers = func(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
+					keepMetrics(l, store, mux)
+					l.SetHubbleListen(hubbleAddr)
+				}
 				if base == "" {
 					ro.ReportDir = ""
 				} else if len(list) > 1 {
@@ -100,6 +119,7 @@ SCENARIO is a YAML file, a folder of YAML files, or a built-in name.`,
 	cmd.Flags().StringVar(&o.ReportDir, "report-dir", "", "run folder (default runs/<scenario>-<time>)")
 	cmd.Flags().StringVar(&o.Datapath, "datapath", "", "override the scenario's datapath (bpf or none)")
 	cmd.Flags().BoolVar(&o.Keep, "keep", false, "keep the lab up after the run until Ctrl-C")
+	cmd.Flags().StringVar(&hubbleListen, "hubble-listen", "", "with --keep: also serve the Hubble Observer API on this loopback TCP address (e.g. :4245); it is always served on unix:///run/podlab/<lab>/hubble.sock")
 	return cmd
 }
 
