@@ -117,6 +117,7 @@ func (cp *ControlPlane) UpsertService(s Service) error {
 	defer cp.mu.Unlock()
 	cp.lb.init()
 	cp.lb.services[s.Namespace+"/"+s.Name] = s
+	cp.indexServicesLocked()
 	return cp.syncServicesLocked()
 }
 
@@ -131,6 +132,7 @@ func (cp *ControlPlane) DeleteService(namespace, name string) error {
 		return nil
 	}
 	delete(cp.lb.services, key)
+	cp.indexServicesLocked()
 	return cp.syncServicesLocked()
 }
 
