@@ -2,6 +2,8 @@
 GO      ?= go
 BIN     ?= ./podlab
 PKGS    ?= ./...
+# Extra `go test` flags; .ci/run passes -json to count skipped tests.
+TESTFLAGS ?=
 
 .PHONY: build generate generate-check test vet demo bench clean
 
@@ -28,7 +30,7 @@ vet:
 # library suites build labs without the CLI's ownership lock.
 test: vet build
 	@if [ "$(BPF_CHECK)" = 1 ]; then $(MAKE) --no-print-directory generate-check; fi
-	$(GO) test -p 1 -count=1 -timeout 20m $(PKGS)
+	$(GO) test -p 1 -count=1 -timeout 20m $(TESTFLAGS) $(PKGS)
 
 # The main job on the built-in default lab.
 demo: build
@@ -38,6 +40,8 @@ bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./topo/...
 	$(BIN) bench topo
 
-clean:
-	rm -f $(BIN)
-	$(BIN) clean 2>/dev/null || true
+# Remove leftovers of dead labs (as root, with the binary built from this
+# tree), then the build outputs.
+clean: build
+	@if [ "$$(id -u)" = 0 ]; then $(BIN) clean; else echo "not root: labs not cleaned (run make clean as root)"; fi
+	rm -f $(BIN) *.test

@@ -7,7 +7,11 @@
  * (from-host), which come back to the router address and get their frontend
  * back before the host stack sees them. Everything else (VXLAN, world and
  * node traffic routed to pods, ARP) goes to the stack untouched, as before
- * this program existed. */
+ * this program existed, except two things of LoadBalancer and external IP
+ * frontends: ARP requests for an address the node announces are answered
+ * here (lib/l2announce.h), and connections to such a frontend are
+ * load-balanced like a NodePort (the world reaches it through the node that
+ * answered its ARP request). */
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/events.h"
@@ -17,6 +21,7 @@
 #include "lib/deliver.h"
 #include "lib/lb.h"
 #include "lib/nodeport.h"
+#include "lib/l2announce.h"
 
 #define NODE_VXLAN_PORT 8472
 
@@ -30,13 +35,20 @@ static __always_inline int handle_from_netdev(struct __sk_buff *skb)
 	__u8 first;
 	int ret;
 
-	if (!cfg || parse_packet(skb, &f) != PARSE_OK)
+	ret = parse_packet(skb, &f);
+	if (ret == PARSE_PASS_NON_IP)
+		return l2_respond(skb, cfg);
+	if (!cfg || ret != PARSE_OK)
 		return TC_ACT_OK;
 	if (f.proto != IPPROTO_TCP && f.proto != IPPROTO_UDP)
 		return TC_ACT_OK;
 	if (f.daddr == cfg->node_ip) {
 		if (f.proto == IPPROTO_UDP && f.dport == bpf_htons(NODE_VXLAN_PORT))
 			return TC_ACT_OK;
+		ret = nodeport_handle(skb, cfg, &f);
+		return ret >= 0 ? ret : TC_ACT_OK;
+	}
+	if ((cfg->flags & CFG_HAS_EXTERNAL) && lb_external_frontend(&f)) {
 		ret = nodeport_handle(skb, cfg, &f);
 		return ret >= 0 ? ret : TC_ACT_OK;
 	}

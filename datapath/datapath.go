@@ -71,6 +71,8 @@ const (
 	cfgMonitorAggregation = 1 << 0
 	cfgNoRedirectPeer     = 1 << 1
 	cfgHasServices        = 1 << 2
+	cfgHasExternal        = 1 << 3
+	cfgHasL2Announce      = 1 << 4
 )
 
 // Map names (bpf/lib/maps.h).
@@ -87,7 +89,7 @@ const (
 	mapAffinity  = "lb_affinity"
 )
 
-var nodeMapNames = []string{mapConfig, mapEndpoints, mapIPCache, mapPolicy, mapConntrack, mapMetrics, mapEvents, mapServices, mapBackends, mapAffinity, mapNodePortFwd, mapNodePortRev}
+var nodeMapNames = []string{mapConfig, mapEndpoints, mapIPCache, mapPolicy, mapConntrack, mapMetrics, mapEvents, mapServices, mapBackends, mapAffinity, mapNodePortFwd, mapNodePortRev, mapL2Responder}
 
 // Program roles: one BPF object per attachment role.
 const (
@@ -140,6 +142,8 @@ type Datapath struct {
 	endpoints   map[uint16]Endpoint
 	policies    map[uint16]*endpointPolicyState
 	services    int // entries of lb_services
+	external    int // LoadBalancer and external IP entries of lb_services
+	announced   int // entries of l2_responder
 	closed      bool
 }
 
@@ -304,6 +308,12 @@ func (d *Datapath) writeConfig() error {
 	}
 	if d.services > 0 {
 		flags |= cfgHasServices
+	}
+	if d.external > 0 {
+		flags |= cfgHasExternal
+	}
+	if d.announced > 0 {
+		flags |= cfgHasL2Announce
 	}
 	v := fromContainerNodeConfig{
 		NodeIp:       ipv4BE(d.cfg.NodeIP),

@@ -15,12 +15,12 @@ import (
 
 	"github.com/podlab/podlab/datapath/identity"
 	"github.com/podlab/podlab/datapath/policy"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 func TestEndToEnd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: namespaces, veths, VXLAN and BPF")
-	}
+	e2e.Require(t, e2e.Root, e2e.BPFFS)
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "datapath end to end")
 }

@@ -245,9 +245,21 @@ func (d *Datapath) restoreState() error {
 	sit := d.maps[mapServices].Iterate()
 	for sit.Next(&sk, &sv) {
 		d.services++
+		if serviceTypeOf(sv.Flags).External() {
+			d.external++
+		}
 	}
 	if err := sit.Err(); err != nil {
 		return fmt.Errorf("read pinned service map: %w", err)
+	}
+	var lk l2ResponderKey
+	var lv l2ResponderValue
+	lit := d.maps[mapL2Responder].Iterate()
+	for lit.Next(&lk, &lv) {
+		d.announced++
+	}
+	if err := lit.Err(); err != nil {
+		return fmt.Errorf("read pinned announcement map: %w", err)
 	}
 	return nil
 }

@@ -63,6 +63,19 @@ type fromHostIpcacheValue struct {
 	TunnelEp uint32
 }
 
+type fromHostL2ResponderEntry struct {
+	_         structs.HostLayout
+	Mac       [6]uint8
+	Pad       uint16
+	Responses uint64
+}
+
+type fromHostL2ResponderKey struct {
+	_       structs.HostLayout
+	Addr    uint32
+	Ifindex uint32
+}
+
 type fromHostLbBackend struct {
 	_    structs.HostLayout
 	Addr uint32
@@ -152,6 +165,7 @@ const (
 	fromHostMapEndpoints    = "endpoints"
 	fromHostMapEvents       = "events"
 	fromHostMapIpcache      = "ipcache"
+	fromHostMapL2Responder  = "l2_responder"
 	fromHostMapLbAffinity   = "lb_affinity"
 	fromHostMapLbBackends   = "lb_backends"
 	fromHostMapLbServices   = "lb_services"
@@ -216,6 +230,7 @@ type fromHostMapSpecs struct {
 	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
+	L2Responder *ebpf.MapSpec `ebpf:"l2_responder"`
 	LbAffinity  *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackends  *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbServices  *ebpf.MapSpec `ebpf:"lb_services"`
@@ -256,6 +271,7 @@ type fromHostMaps struct {
 	Endpoints   *ebpf.Map `ebpf:"endpoints"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Ipcache     *ebpf.Map `ebpf:"ipcache"`
+	L2Responder *ebpf.Map `ebpf:"l2_responder"`
 	LbAffinity  *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackends  *ebpf.Map `ebpf:"lb_backends"`
 	LbServices  *ebpf.Map `ebpf:"lb_services"`
@@ -272,6 +288,7 @@ func (m *fromHostMaps) Close() error {
 		m.Endpoints,
 		m.Events,
 		m.Ipcache,
+		m.L2Responder,
 		m.LbAffinity,
 		m.LbBackends,
 		m.LbServices,

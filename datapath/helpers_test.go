@@ -16,6 +16,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/podlab/podlab/datapath/identity"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // TC verdicts returned by the programs.
@@ -50,9 +52,7 @@ type testNode struct {
 
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (BPF_PROG_TEST_RUN, bpffs)")
-	}
+	e2e.Require(t, e2e.Root, e2e.BPFFS)
 }
 
 // newTestNode loads a datapath with no attachment at all: only maps and

@@ -26,6 +26,13 @@ const (
 	ServiceNodePort
 	// ServiceHostPort is a pod's hostPort on its node's eth0 address.
 	ServiceHostPort
+	// ServiceLoadBalancer is a LoadBalancer ingress IP of a Service:
+	// served to the network on every node (from-netdev), and reached from
+	// outside through the node that announces it.
+	ServiceLoadBalancer
+	// ServiceExternalIP is one of a Service's spec.externalIPs, served
+	// like a LoadBalancer IP.
+	ServiceExternalIP
 )
 
 // String returns the type as `cilium service list` prints it.
@@ -35,9 +42,18 @@ func (t ServiceType) String() string {
 		return "NodePort"
 	case ServiceHostPort:
 		return "HostPort"
+	case ServiceLoadBalancer:
+		return "LoadBalancer"
+	case ServiceExternalIP:
+		return "ExternalIPs"
 	}
 	return "ClusterIP"
 }
+
+// External reports whether the frontend is served to traffic entering the
+// node from the network on an address of its own (LoadBalancer, external
+// IP).
+func (t ServiceType) External() bool { return t == ServiceLoadBalancer || t == ServiceExternalIP }
 
 // Flags of lb_service.flags (bpf/lib/common.h LB_F_*).
 const (
@@ -45,6 +61,8 @@ const (
 	lbFlagNodePort  = 1 << 1
 	lbFlagHostPort  = 1 << 2
 	lbFlagLocal     = 1 << 3
+	lbFlagLB        = 1 << 4
+	lbFlagExternal  = 1 << 5
 )
 
 func (s *Service) flags() uint16 {
@@ -54,6 +72,10 @@ func (s *Service) flags() uint16 {
 		f = lbFlagNodePort
 	case ServiceHostPort:
 		f = lbFlagHostPort
+	case ServiceLoadBalancer:
+		f = lbFlagLB
+	case ServiceExternalIP:
+		f = lbFlagExternal
 	default:
 		f = lbFlagClusterIP
 	}
@@ -69,6 +91,10 @@ func serviceTypeOf(flags uint16) ServiceType {
 		return ServiceNodePort
 	case flags&lbFlagHostPort != 0:
 		return ServiceHostPort
+	case flags&lbFlagLB != 0:
+		return ServiceLoadBalancer
+	case flags&lbFlagExternal != 0:
+		return ServiceExternalIP
 	}
 	return ServiceClusterIP
 }

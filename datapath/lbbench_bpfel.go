@@ -63,6 +63,19 @@ type lbBenchIpcacheValue struct {
 	TunnelEp uint32
 }
 
+type lbBenchL2ResponderEntry struct {
+	_         structs.HostLayout
+	Mac       [6]uint8
+	Pad       uint16
+	Responses uint64
+}
+
+type lbBenchL2ResponderKey struct {
+	_       structs.HostLayout
+	Addr    uint32
+	Ifindex uint32
+}
+
 type lbBenchLbBackend struct {
 	_    structs.HostLayout
 	Addr uint32
@@ -152,6 +165,7 @@ const (
 	lbBenchMapEndpoints     = "endpoints"
 	lbBenchMapEvents        = "events"
 	lbBenchMapIpcache       = "ipcache"
+	lbBenchMapL2Responder   = "l2_responder"
 	lbBenchMapLbAffinity    = "lb_affinity"
 	lbBenchMapLbBackends    = "lb_backends"
 	lbBenchMapLbBenchPort   = "lb_bench_port"
@@ -217,6 +231,7 @@ type lbBenchMapSpecs struct {
 	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
+	L2Responder *ebpf.MapSpec `ebpf:"l2_responder"`
 	LbAffinity  *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackends  *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbBenchPort *ebpf.MapSpec `ebpf:"lb_bench_port"`
@@ -258,6 +273,7 @@ type lbBenchMaps struct {
 	Endpoints   *ebpf.Map `ebpf:"endpoints"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Ipcache     *ebpf.Map `ebpf:"ipcache"`
+	L2Responder *ebpf.Map `ebpf:"l2_responder"`
 	LbAffinity  *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackends  *ebpf.Map `ebpf:"lb_backends"`
 	LbBenchPort *ebpf.Map `ebpf:"lb_bench_port"`
@@ -275,6 +291,7 @@ func (m *lbBenchMaps) Close() error {
 		m.Endpoints,
 		m.Events,
 		m.Ipcache,
+		m.L2Responder,
 		m.LbAffinity,
 		m.LbBackends,
 		m.LbBenchPort,

@@ -25,8 +25,9 @@ type Service struct {
 	// Type is the kind of frontend (the zero value is ClusterIP); it is
 	// recorded for listings, the datapath treats every kind alike.
 	Type ServiceType
-	// Local marks a NodePort frontend with externalTrafficPolicy: Local
-	// (the caller passes only the node's own backends).
+	// Local marks a NodePort, LoadBalancer or external IP frontend with
+	// externalTrafficPolicy: Local (the caller passes only the node's own
+	// backends).
 	Local bool
 }
 
@@ -88,10 +89,22 @@ func (d *Datapath) UpsertService(s Service) error {
 	}
 	if isNew {
 		d.services++
-		if d.services == 1 {
+		if s.Type.External() {
+			d.external++
+		}
+		if d.services == 1 || s.Type.External() && d.external == 1 {
 			if err := d.writeConfig(); err != nil {
 				return err
 			}
+		}
+	} else if was := serviceTypeOf(old.Flags).External(); was != s.Type.External() {
+		if was {
+			d.external--
+		} else {
+			d.external++
+		}
+		if err := d.writeConfig(); err != nil {
+			return err
 		}
 	}
 	for slot := len(s.Backends) + 1; slot <= int(old.Count); slot++ {
@@ -144,7 +157,11 @@ func (d *Datapath) DeleteService(frontend netip.AddrPort, proto uint8) error {
 	if err := d.maps[mapServices].Delete(&sk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete service %v: %w", frontend, err)
 	}
-	if d.services--; d.services == 0 {
+	d.services--
+	if serviceTypeOf(old.Flags).External() {
+		d.external--
+	}
+	if d.services == 0 || d.external == 0 && serviceTypeOf(old.Flags).External() {
 		if err := d.writeConfig(); err != nil {
 			return err
 		}

@@ -63,6 +63,19 @@ type toContainerIpcacheValue struct {
 	TunnelEp uint32
 }
 
+type toContainerL2ResponderEntry struct {
+	_         structs.HostLayout
+	Mac       [6]uint8
+	Pad       uint16
+	Responses uint64
+}
+
+type toContainerL2ResponderKey struct {
+	_       structs.HostLayout
+	Addr    uint32
+	Ifindex uint32
+}
+
 type toContainerLbBackend struct {
 	_    structs.HostLayout
 	Addr uint32
@@ -152,6 +165,7 @@ const (
 	toContainerMapEndpoints       = "endpoints"
 	toContainerMapEvents          = "events"
 	toContainerMapIpcache         = "ipcache"
+	toContainerMapL2Responder     = "l2_responder"
 	toContainerMapLbAffinity      = "lb_affinity"
 	toContainerMapLbBackends      = "lb_backends"
 	toContainerMapLbServices      = "lb_services"
@@ -216,6 +230,7 @@ type toContainerMapSpecs struct {
 	Endpoints   *ebpf.MapSpec `ebpf:"endpoints"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Ipcache     *ebpf.MapSpec `ebpf:"ipcache"`
+	L2Responder *ebpf.MapSpec `ebpf:"l2_responder"`
 	LbAffinity  *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackends  *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbServices  *ebpf.MapSpec `ebpf:"lb_services"`
@@ -256,6 +271,7 @@ type toContainerMaps struct {
 	Endpoints   *ebpf.Map `ebpf:"endpoints"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Ipcache     *ebpf.Map `ebpf:"ipcache"`
+	L2Responder *ebpf.Map `ebpf:"l2_responder"`
 	LbAffinity  *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackends  *ebpf.Map `ebpf:"lb_backends"`
 	LbServices  *ebpf.Map `ebpf:"lb_services"`
@@ -272,6 +288,7 @@ func (m *toContainerMaps) Close() error {
 		m.Endpoints,
 		m.Events,
 		m.Ipcache,
+		m.L2Responder,
 		m.LbAffinity,
 		m.LbBackends,
 		m.LbServices,

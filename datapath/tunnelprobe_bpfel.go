@@ -63,6 +63,19 @@ type tunnelProbeIpcacheValue struct {
 	TunnelEp uint32
 }
 
+type tunnelProbeL2ResponderEntry struct {
+	_         structs.HostLayout
+	Mac       [6]uint8
+	Pad       uint16
+	Responses uint64
+}
+
+type tunnelProbeL2ResponderKey struct {
+	_       structs.HostLayout
+	Addr    uint32
+	Ifindex uint32
+}
+
 type tunnelProbeLbBackend struct {
 	_    structs.HostLayout
 	Addr uint32
@@ -168,6 +181,7 @@ const (
 	tunnelProbeMapEndpoints         = "endpoints"
 	tunnelProbeMapEvents            = "events"
 	tunnelProbeMapIpcache           = "ipcache"
+	tunnelProbeMapL2Responder       = "l2_responder"
 	tunnelProbeMapLbAffinity        = "lb_affinity"
 	tunnelProbeMapLbBackends        = "lb_backends"
 	tunnelProbeMapLbServices        = "lb_services"
@@ -236,6 +250,7 @@ type tunnelProbeMapSpecs struct {
 	Endpoints    *ebpf.MapSpec `ebpf:"endpoints"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Ipcache      *ebpf.MapSpec `ebpf:"ipcache"`
+	L2Responder  *ebpf.MapSpec `ebpf:"l2_responder"`
 	LbAffinity   *ebpf.MapSpec `ebpf:"lb_affinity"`
 	LbBackends   *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbServices   *ebpf.MapSpec `ebpf:"lb_services"`
@@ -278,6 +293,7 @@ type tunnelProbeMaps struct {
 	Endpoints    *ebpf.Map `ebpf:"endpoints"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Ipcache      *ebpf.Map `ebpf:"ipcache"`
+	L2Responder  *ebpf.Map `ebpf:"l2_responder"`
 	LbAffinity   *ebpf.Map `ebpf:"lb_affinity"`
 	LbBackends   *ebpf.Map `ebpf:"lb_backends"`
 	LbServices   *ebpf.Map `ebpf:"lb_services"`
@@ -296,6 +312,7 @@ func (m *tunnelProbeMaps) Close() error {
 		m.Endpoints,
 		m.Events,
 		m.Ipcache,
+		m.L2Responder,
 		m.LbAffinity,
 		m.LbBackends,
 		m.LbServices,

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +17,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // testLab is the lab name of this package's root tests.
@@ -25,9 +26,7 @@ const testLab = "tpcap"
 
 func needRoot(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root (network namespaces, AF_PACKET)")
-	}
+	e2e.Require(tb, e2e.Root)
 }
 
 // pair is two namespaces joined by a veth: veth-a (10.99.0.1/24) in a,
@@ -361,7 +360,7 @@ func TestCaptureVethPair(t *testing.T) {
 		if len(f.Packets) != c.Count() || f.Stats[c.Interface()].Delivered != uint64(c.Count()) {
 			t.Errorf("%s: file has %d packets (stats %+v), capture %d", path, len(f.Packets), f.Stats, c.Count())
 		}
-		if haveTshark() {
+		if haveTshark(t) {
 			out := tsharkRead(t, path, "-T", "fields", "-e", "frame.number")
 			if got := strings.Count(out, "\n"); got != c.Count() {
 				t.Errorf("tshark sees %d packets in %s, want %d", got, path, c.Count())
@@ -373,13 +372,11 @@ func TestCaptureVethPair(t *testing.T) {
 	if err := WriteMerged(merged, []*Capture{capA, capB}, []Packet{drop}); err != nil {
 		t.Fatal(err)
 	}
-	if haveTshark() {
+	if haveTshark(t) {
 		out := tsharkRead(t, merged, "-Y", "frame.comment", "-T", "fields", "-e", "frame.interface_name", "-e", "frame.comment")
 		if out != "a/veth-a\tDROPPED: test comment\n" {
 			t.Errorf("merged comments: %q", out)
 		}
-	} else {
-		t.Log("tshark not installed: files not checked with tshark")
 	}
 	mf, err := ReadFile(merged)
 	if err != nil {

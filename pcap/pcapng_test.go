@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // mergedPackets is a two-interface run with comments, as reports write it.
@@ -178,19 +180,21 @@ func TestTsUnit(t *testing.T) {
 	}
 }
 
-// haveTshark reports whether tshark is installed.
-func haveTshark() bool {
-	_, err := exec.LookPath("tshark")
-	return err == nil
+// haveTshark reports whether tshark is installed; with PODLAB_E2E=1 its
+// absence fails the test (see internal/e2e).
+func haveTshark(t *testing.T) bool {
+	t.Helper()
+	return e2e.Have(t, e2e.Tool("tshark"))
 }
 
 // tsharkRead runs tshark on path and fails the test on any warning. It
-// skips the test when tshark is not installed.
+// stops the test when tshark is not installed (see internal/e2e).
 func tsharkRead(t *testing.T, path string, args ...string) string {
 	t.Helper()
+	e2e.Require(t, e2e.Tool("tshark"))
 	tshark, err := exec.LookPath("tshark")
 	if err != nil {
-		t.Skip("tshark not installed")
+		t.Fatal(err)
 	}
 	cmd := exec.Command(tshark, append([]string{"-n", "-r", path}, args...)...)
 	var stdout, stderr bytes.Buffer

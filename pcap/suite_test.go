@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -14,6 +13,8 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 func TestPcapSuite(t *testing.T) {
@@ -34,9 +35,7 @@ var _ = Describe("capturing an HTTP exchange between two namespaces", Ordered, f
 	)
 
 	BeforeAll(func() {
-		if os.Geteuid() != 0 {
-			Skip("needs root (network namespaces, AF_PACKET)")
-		}
+		e2e.RequireSpec(e2e.Root)
 		p = newPair(GinkgoT(), "http")
 		var err error
 		client, err = Start(context.Background(), p.a, "veth-a", "client/eth0", Options{Resolver: lab})

@@ -8,18 +8,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
-// chromium returns the path of a Chromium binary, or skips the test.
+// chromiumNames are the names a Chromium binary goes by.
+var chromiumNames = []string{"chromium", "chromium-browser", "google-chrome"}
+
+// chromium returns the path of a Chromium binary, or stops the test (see
+// internal/e2e).
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium not installed")
-	return ""
+	e2e.Require(t, e2e.Tool(chromiumNames...))
+	return e2e.LookTool(chromiumNames...)
 }
 
 // artifactsDir is $PODLAB_ARTIFACTS/<test> when set, else a temp dir.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 func TestJUnitValid(t *testing.T) {
@@ -52,9 +54,9 @@ func TestJUnitValid(t *testing.T) {
 	if strings.Contains(out, "<script>") {
 		t.Error("unescaped <script> in junit.xml")
 	}
-	// Optional schema-less well-formedness check with xmllint when present.
-	if xl, err := exec.LookPath("xmllint"); err == nil {
-		cmd := exec.Command(xl, "--noout", "-")
+	// Schema-less well-formedness check with xmllint (required in CI).
+	if e2e.Have(t, e2e.Tool("xmllint")) {
+		cmd := exec.Command("xmllint", "--noout", "-")
 		cmd.Stdin = bytes.NewReader(buf.Bytes())
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("xmllint: %v\n%s", err, out)

@@ -89,7 +89,7 @@ func (a *ServiceAddresses) Assign(svc *Service) (ServiceAddress, error) {
 	}
 	out.NodePorts = make([]int, len(svc.Ports))
 	var taken []string
-	if svc.Type == ServiceNodePort {
+	if svc.Type.HasNodePorts() {
 		for i, p := range svc.Ports {
 			port := p.NodePort
 			if port != 0 {

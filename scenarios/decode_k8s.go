@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -99,15 +100,15 @@ func (d *decoder) decodeNamespace(doc *mapping) *Namespace {
 }
 
 var podSpecFields = fields{
-	Known: []string{"containers", "nodeName", "nodeSelector", "hostNetwork", "affinity", "tolerations", "dnsPolicy"},
-	Ignored: []string{"restartPolicy", "terminationGracePeriodSeconds", "serviceAccountName", "serviceAccount",
+	Known: []string{"containers", "nodeName", "nodeSelector", "hostNetwork", "affinity", "tolerations", "dnsPolicy", "serviceAccountName", "serviceAccount"},
+	Ignored: []string{"restartPolicy", "terminationGracePeriodSeconds",
 		"automountServiceAccountToken", "securityContext", "priorityClassName", "priority", "imagePullSecrets",
 		"enableServiceLinks", "activeDeadlineSeconds", "runtimeClassName", "preemptionPolicy", "schedulerName"},
 }
 
 var containerFields = fields{
-	Known: []string{"name", "image", "ports", "readinessProbe", "livenessProbe", "command", "args"},
-	Ignored: []string{"imagePullPolicy", "resources", "env", "envFrom", "securityContext", "workingDir",
+	Known: []string{"name", "image", "ports", "readinessProbe", "livenessProbe", "command", "args", "env"},
+	Ignored: []string{"imagePullPolicy", "resources", "envFrom", "securityContext", "workingDir",
 		"terminationMessagePath", "terminationMessagePolicy", "stdin", "stdinOnce", "tty"},
 }
 
@@ -125,6 +126,15 @@ func (d *decoder) decodePodSpec(n *yaml.Node, path string, annotations map[strin
 	spec.NodeName = m.str("nodeName")
 	spec.NodeSelector = m.stringMap("nodeSelector")
 	spec.HostNetwork = m.boolean("hostNetwork")
+	// serviceAccountName wins over the deprecated serviceAccount; pods
+	// without either run as "default", as in Kubernetes.
+	spec.ServiceAccount = m.str("serviceAccount")
+	if sa := m.str("serviceAccountName"); sa != "" {
+		spec.ServiceAccount = sa
+	}
+	if spec.ServiceAccount == "" {
+		spec.ServiceAccount = "default"
+	}
 	spec.DNSPolicy = m.str("dnsPolicy")
 	switch spec.DNSPolicy {
 	case "", "ClusterFirst", "ClusterFirstWithHostNet", "Default":
@@ -317,9 +327,36 @@ func (d *decoder) decodeContainer(n *yaml.Node, path string, workload string) Co
 			c.Workload.Name = w
 		}
 	}
+	var portNode *yaml.Node
+	for i, e := range d.list(m.get("env"), m.sub("env")) {
+		ep := indexPath(m.sub("env"), i)
+		em := d.mapping(e, ep, fields{Known: []string{"name", "value", "valueFrom"}})
+		if em == nil || !em.require("name") {
+			continue
+		}
+		if em.has("valueFrom") {
+			continue // a value from a Secret, ConfigMap or field: not modelled
+		}
+		if c.Env == nil {
+			c.Env = map[string]string{}
+		}
+		c.Env[em.str("name")] = em.str("value")
+		if em.str("name") == "PORT" {
+			portNode = em.get("value")
+		}
+	}
 	c.Workload.Ports = nil
 	for _, p := range c.Ports {
 		c.Workload.Ports = append(c.Workload.Ports, p)
+	}
+	// The HTTP echo plays json-mock, which listens on $PORT when set.
+	if v, ok := c.Env["PORT"]; ok && c.Workload.Name == WorkloadHTTPEcho {
+		port, err := strconv.Atoi(v)
+		if err != nil || port < 1 || port > 65535 {
+			d.errorf(portNode, m.sub("env"), "PORT %q: the HTTP echo (json-mock) needs a port number 1-65535", v)
+		} else {
+			c.Workload.Ports = []ContainerPort{{Name: "http", ContainerPort: port, Protocol: "TCP"}}
+		}
 	}
 	if len(c.Workload.Ports) == 0 {
 		c.Workload.Ports = defaultWorkloadPorts(c.Workload.Name)
@@ -527,7 +564,9 @@ func (d *decoder) decodeDeployment(doc *mapping) *Deployment {
 
 var serviceSpecFields = fields{
 	Known: []string{"type", "ports", "selector", "clusterIP", "clusterIPs", "externalTrafficPolicy",
-		"sessionAffinity", "publishNotReadyAddresses", "internalTrafficPolicy", "ipFamilies", "ipFamilyPolicy"},
+		"sessionAffinity", "publishNotReadyAddresses", "internalTrafficPolicy", "ipFamilies", "ipFamilyPolicy",
+		"loadBalancerIP", "externalIPs", "loadBalancerClass", "allocateLoadBalancerNodePorts"},
+	Ignored: []string{"loadBalancerSourceRanges", "healthCheckNodePort"},
 }
 
 // DefaultServiceCIDR is where ClusterIPs come from (as topo's default).
@@ -547,9 +586,12 @@ func (d *decoder) decodeService(doc *mapping) *Service {
 	case "", "ClusterIP":
 	case "NodePort":
 		s.Type = ServiceNodePort
+	case "LoadBalancer":
+		s.Type = ServiceLoadBalancer
 	default:
-		d.errorf(m.get("type"), "spec.type", "not supported yet: Service type %s (ClusterIP, NodePort, headless)", t)
+		d.errorf(m.get("type"), "spec.type", "not supported yet: Service type %s (ClusterIP, NodePort, LoadBalancer, headless)", t)
 	}
+	d.decodeExternalAddrs(s, m)
 	if m.has("selector") {
 		s.Selector = d.labels(m.get("selector"), "spec.selector")
 	}
@@ -588,8 +630,8 @@ func (d *decoder) decodeService(doc *mapping) *Service {
 		switch p {
 		case "Cluster", "Local":
 			s.ExternalTrafficPolicy = p
-			if s.Type != ServiceNodePort {
-				d.errorf(m.get("externalTrafficPolicy"), "spec.externalTrafficPolicy", "only applies to NodePort services")
+			if !s.Type.HasNodePorts() && len(s.ExternalIPs) == 0 {
+				d.errorf(m.get("externalTrafficPolicy"), "spec.externalTrafficPolicy", "only applies to NodePort and LoadBalancer services and to services with externalIPs")
 			}
 		default:
 			d.errorf(m.get("externalTrafficPolicy"), "spec.externalTrafficPolicy", "must be Cluster or Local; got %q", p)
@@ -650,14 +692,74 @@ func (d *decoder) decodeService(doc *mapping) *Service {
 			sp.TargetPort = d.intOrString(tp, joinPath(pp, "targetPort"))
 		}
 		if pm.has("nodePort") {
-			if s.Type != ServiceNodePort {
-				d.errorf(pm.get("nodePort"), joinPath(pp, "nodePort"), "nodePort needs type: NodePort")
+			if !s.Type.HasNodePorts() {
+				d.errorf(pm.get("nodePort"), joinPath(pp, "nodePort"), "nodePort needs type: NodePort or LoadBalancer")
 			}
 			sp.NodePort, _ = pm.integer("nodePort", 30000, 32767)
 		}
 		s.Ports = append(s.Ports, sp)
 	}
 	return s
+}
+
+// decodeExternalAddrs reads what a Service asks for outside the cluster:
+// spec.loadBalancerIP, the lbipam.cilium.io annotations, spec.externalIPs
+// and spec.loadBalancerClass.
+func (d *decoder) decodeExternalAddrs(s *Service, m *mapping) {
+	ann := s.Meta.Annotations
+	if ips, ok := ann[AnnotationLBIPs]; ok {
+		s.LoadBalancerIPsPath = "metadata.annotations." + AnnotationLBIPs
+		for _, f := range strings.Split(ips, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(f))
+			if err != nil || !a.Is4() {
+				d.errorf(s.node, s.LoadBalancerIPsPath, "invalid IPv4 address %q", strings.TrimSpace(f))
+				continue
+			}
+			s.LoadBalancerIPs = append(s.LoadBalancerIPs, a)
+		}
+	}
+	if m.has("loadBalancerIP") {
+		a, err := netip.ParseAddr(m.str("loadBalancerIP"))
+		switch {
+		case err != nil || !a.Is4():
+			d.errorf(m.get("loadBalancerIP"), "spec.loadBalancerIP", "invalid IPv4 address %q", m.str("loadBalancerIP"))
+		case len(s.LoadBalancerIPs) > 0:
+			d.errorf(m.get("loadBalancerIP"), "spec.loadBalancerIP", "give the address either here or in the %s annotation, not both", AnnotationLBIPs)
+		default:
+			s.LoadBalancerIPs = []netip.Addr{a}
+			s.LoadBalancerIPsPath = "spec.loadBalancerIP"
+		}
+	}
+	if len(s.LoadBalancerIPs) > 0 && s.Type != ServiceLoadBalancer {
+		d.errorf(s.node, s.LoadBalancerIPsPath, "a LoadBalancer IP needs type: LoadBalancer")
+	}
+	s.SharingKey = ann[AnnotationLBSharingKey]
+	seen := map[netip.Addr]bool{}
+	for i, v := range m.stringList("externalIPs") {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			d.errorf(m.get("externalIPs"), indexPath("spec.externalIPs", i), "invalid IPv4 address %q", v)
+			continue
+		}
+		if seen[a] {
+			d.errorf(m.get("externalIPs"), indexPath("spec.externalIPs", i), "duplicate address %s", a)
+		}
+		seen[a] = true
+		s.ExternalIPs = append(s.ExternalIPs, a)
+	}
+	if c := m.str("loadBalancerClass"); c != "" {
+		switch c {
+		case "io.cilium/l2-announcer":
+		default:
+			d.errorf(m.get("loadBalancerClass"), "spec.loadBalancerClass", "not supported yet: loadBalancerClass %q (podlab's load balancer is io.cilium/l2-announcer, or no class)", c)
+		}
+		if s.Type != ServiceLoadBalancer {
+			d.errorf(m.get("loadBalancerClass"), "spec.loadBalancerClass", "only applies to type: LoadBalancer")
+		}
+	}
+	if m.has("allocateLoadBalancerNodePorts") && !m.boolean("allocateLoadBalancerNodePorts") {
+		d.errorf(m.get("allocateLoadBalancerNodePorts"), "spec.allocateLoadBalancerNodePorts", "not supported yet: LoadBalancer Services without node ports")
+	}
 }
 
 func (d *decoder) decodePolicy(doc *mapping, apiVersion, kind string) *Policy {

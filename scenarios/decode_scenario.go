@@ -52,10 +52,10 @@ func (sd *scenarioDecoder) decodeHeader(doc *yaml.Node) {
 		}
 		if st.has("datapath") {
 			switch v := st.str("datapath"); v {
-			case DatapathBPF, DatapathNone:
+			case DatapathBPF, DatapathCilium, DatapathNone:
 				sd.s.Settings.Datapath = v
 			default:
-				d.errorf(st.get("datapath"), "settings.datapath", "must be %s or %s; got %q", DatapathBPF, DatapathNone, v)
+				d.errorf(st.get("datapath"), "settings.datapath", "must be %s, %s or %s; got %q", DatapathBPF, DatapathCilium, DatapathNone, v)
 			}
 		}
 		if st.has("workers") {

@@ -20,6 +20,23 @@ type PortEndpoints struct {
 	Backends []Backend
 }
 
+// SelectedPods returns the placed pods a Service selects (same namespace,
+// labels matching its selector), sorted by name; none without selector.
+func SelectedPods(svc *Service, pods []Placement) []Placement {
+	if svc.Selector == nil {
+		return nil
+	}
+	sel := LabelSelector{MatchLabels: svc.Selector}
+	var out []Placement
+	for _, pl := range pods {
+		if pl.Pod.Namespace == svc.Meta.Namespace && sel.Matches(pl.Pod.Labels) {
+			out = append(out, pl)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Pod.Name < out[j].Pod.Name })
+	return out
+}
+
 // Endpoints resolves a Service to its backends among placed pods, per
 // Service port, as the endpoints controller does: pods of the Service's
 // namespace whose labels match its selector; a numeric targetPort is used
@@ -33,16 +50,7 @@ func Endpoints(svc *Service, pods []Placement) []PortEndpoints {
 	for i, sp := range svc.Ports {
 		out[i].Port = sp
 	}
-	if svc.Selector == nil {
-		return out
-	}
-	sel := LabelSelector{MatchLabels: svc.Selector}
-	sorted := append([]Placement(nil), pods...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Pod.Name < sorted[j].Pod.Name })
-	for _, pl := range sorted {
-		if pl.Pod.Namespace != svc.Meta.Namespace || !sel.Matches(pl.Pod.Labels) {
-			continue
-		}
+	for _, pl := range SelectedPods(svc, pods) {
 		for i, sp := range svc.Ports {
 			port := sp.TargetPort.Int
 			if sp.TargetPort.IsNamed() {

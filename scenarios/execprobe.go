@@ -3,11 +3,12 @@ package scenarios
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"path"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/podlab/podlab/scenarios/probe"
 )
 
 // Check is what a container probe tests from inside its pod: an HTTP
@@ -34,6 +35,12 @@ type Check struct {
 	// ConnectTimeout is --connect-timeout, MaxTime is -m/--max-time (0: none).
 	ConnectTimeout time.Duration
 	MaxTime        time.Duration
+	// TLS is an https:// URL.
+	TLS bool
+	// Curl holds an exec probe's curl arguments (without "curl"), joined
+	// with NUL bytes so Check stays comparable; the runner runs exactly
+	// that command, as curl would (see CurlArgs).
+	Curl string
 }
 
 // String renders the check as a short sentence ("GET echo-a:80/ succeeds").
@@ -45,15 +52,20 @@ func (c Check) String() string {
 	if c.Protocol == "TCP" {
 		return fmt.Sprintf("TCP connect to %s %s", net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), verb)
 	}
-	return fmt.Sprintf("%s http://%s%s %s", c.Method, net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), c.Path, verb)
+	scheme := "http"
+	if c.TLS {
+		scheme = "https"
+	}
+	return fmt.Sprintf("%s %s://%s%s %s", c.Method, scheme, net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), c.Path, verb)
 }
 
 // shells are the shells whose "-c SCRIPT" form podlab reads.
 var shells = map[string]bool{"sh": true, "ash": true, "bash": true, "dash": true}
 
 // ParseExecProbe translates an exec probe command into a Check. It accepts
-// curl commands (curl -sS --fail -o /dev/null [--connect-timeout N] [-I]
-// [-m N] [-X METHOD] [-L] TARGET), directly or through a shell
+// curl commands (every option probe.ParseCurl reads: -sS --fail -o
+// /dev/null --connect-timeout -m -I -X -H -L -k --resolve --cacert, http
+// and https URLs), directly or through a shell
 // (sh|ash|bash -c "curl ..."), and the negated shell form
 // (ash -c "! curl ..."), which expects the request to fail. Anything else
 // is an error saying what podlab understands.
@@ -88,151 +100,34 @@ func ParseExecProbe(command []string) (Check, error) {
 	return c, nil
 }
 
-// curlBool are curl's flags without argument that do not change what is
-// checked (output, verbosity, TLS, address family).
-var curlBool = map[string]bool{
-	"-s": true, "--silent": true, "-S": true, "--show-error": true,
-	"-v": true, "--verbose": true, "-k": true, "--insecure": true,
-	"-4": true, "--ipv4": true, "-q": true, "--disable": true, "-N": true, "--no-buffer": true,
-}
-
 func parseCurl(args []string) (Check, error) {
-	c := Check{Protocol: "HTTP", Method: "GET"}
-	var targets []string
-	seconds := func(flag, v string) (time.Duration, error) {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 || f > 3600 {
-			return 0, fmt.Errorf("curl %s %q: expected a number of seconds", flag, v)
-		}
-		return time.Duration(f * float64(time.Second)), nil
-	}
-	// option applies one option; value is its argument when it takes one.
-	takesArg := map[string]bool{"-o": true, "--output": true, "--connect-timeout": true, "-m": true, "--max-time": true, "-X": true, "--request": true}
-	option := func(flag, value string) error {
-		var err error
-		switch flag {
-		case "-f", "--fail", "--fail-with-body":
-			c.FailOnHTTPError = true
-		case "-I", "--head":
-			c.Method = "HEAD"
-		case "-L", "--location":
-			c.FollowRedirects = true
-		case "-o", "--output":
-			// The body goes wherever; it does not change the check.
-		case "--connect-timeout":
-			c.ConnectTimeout, err = seconds(flag, value)
-		case "-m", "--max-time":
-			c.MaxTime, err = seconds(flag, value)
-		case "-X", "--request":
-			m := strings.ToUpper(value)
-			switch m {
-			case "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS":
-				c.Method = m
-			default:
-				err = fmt.Errorf("curl %s %q: unknown HTTP method", flag, value)
-			}
-		default:
-			if !curlBool[flag] {
-				err = fmt.Errorf("not supported yet: curl option %s", flag)
-			}
-		}
-		return err
-	}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case strings.HasPrefix(a, "--"):
-			flag, value, hasValue := strings.Cut(a, "=")
-			if takesArg[flag] && !hasValue {
-				if i+1 >= len(args) {
-					return Check{}, fmt.Errorf("curl %s needs an argument", flag)
-				}
-				i++
-				value = args[i]
-			}
-			if err := option(flag, value); err != nil {
-				return Check{}, err
-			}
-		case strings.HasPrefix(a, "-") && len(a) > 1:
-			// Short options may be combined: -sSf, -so /dev/null, -m5.
-			for j := 1; j < len(a); j++ {
-				flag := "-" + string(a[j])
-				if takesArg[flag] {
-					value := a[j+1:]
-					if value == "" {
-						if i+1 >= len(args) {
-							return Check{}, fmt.Errorf("curl %s needs an argument", flag)
-						}
-						i++
-						value = args[i]
-					}
-					if err := option(flag, value); err != nil {
-						return Check{}, err
-					}
-					break
-				}
-				if err := option(flag, ""); err != nil {
-					return Check{}, err
-				}
-			}
-		default:
-			targets = append(targets, a)
-		}
-	}
-	switch len(targets) {
-	case 0:
-		return Check{}, fmt.Errorf("curl command has no URL")
-	case 1:
-	default:
-		return Check{}, fmt.Errorf("not supported yet: curl with several URLs (%s)", strings.Join(targets, " "))
-	}
-	host, port, p, err := parseTarget(targets[0])
+	cr, err := probe.ParseCurl(args)
 	if err != nil {
 		return Check{}, err
 	}
-	c.Host, c.Port, c.Path = host, port, p
+	host, port, p, tls, err := probe.SplitURL(cr.HTTP.URL)
+	if err != nil {
+		return Check{}, err
+	}
+	if strings.Contains(host, ":") {
+		return Check{}, fmt.Errorf("not supported yet: IPv6 address in URL %q", cr.HTTP.URL)
+	}
+	c := Check{
+		Protocol: "HTTP", Method: cr.HTTP.Method, Host: host, Port: int(port), Path: p, TLS: tls,
+		FailOnHTTPError: cr.Fail, FollowRedirects: cr.HTTP.FollowRedirects,
+		ConnectTimeout: cr.HTTP.ConnectTimeout, MaxTime: cr.HTTP.Timeout,
+		Curl: strings.Join(args, "\x00"),
+	}
 	return c, nil
 }
 
-// parseTarget splits a curl URL (echo-a, echo-a:8080/public,
-// http://10.0.0.1/x) into host, port and path.
-func parseTarget(target string) (host string, port int, p string, err error) {
-	raw := target
-	if !strings.Contains(raw, "://") {
-		raw = "http://" + raw
+// CurlArgs returns the curl arguments (without "curl") of a check read
+// from an exec probe, nil for httpGet and tcpSocket probes.
+func (c Check) CurlArgs() []string {
+	if c.Curl == "" {
+		return nil
 	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", 0, "", fmt.Errorf("curl URL %q: %w", target, err)
-	}
-	if u.Scheme != "http" {
-		return "", 0, "", fmt.Errorf("not supported yet: %s URLs (%q); podlab's workloads speak plain HTTP", u.Scheme, target)
-	}
-	if u.User != nil {
-		return "", 0, "", fmt.Errorf("not supported yet: credentials in URL %q", target)
-	}
-	host = u.Hostname()
-	if host == "" {
-		return "", 0, "", fmt.Errorf("curl URL %q has no host", target)
-	}
-	if strings.Contains(host, ":") {
-		return "", 0, "", fmt.Errorf("not supported yet: IPv6 address in URL %q", target)
-	}
-	port = 80
-	if ps := u.Port(); ps != "" {
-		port, err = strconv.Atoi(ps)
-		if err != nil || port < 1 || port > 65535 {
-			return "", 0, "", fmt.Errorf("curl URL %q: bad port %q", target, ps)
-		}
-	}
-	p = u.EscapedPath()
-	if p == "" {
-		p = "/"
-	}
-	if u.RawQuery != "" {
-		p += "?" + u.RawQuery
-	}
-	return host, port, p, nil
+	return strings.Split(c.Curl, "\x00")
 }
 
 // shellWords splits a simple shell script into words, honouring single and

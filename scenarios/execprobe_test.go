@@ -42,6 +42,10 @@ func TestParseExecProbe(t *testing.T) {
 			Check{Protocol: "HTTP", Method: "POST", Host: "web", Port: 80, Path: "/", ExpectSuccess: true},
 		},
 		{
+			[]string{"curl", "-sSk", "--fail", "--connect-timeout", "5", "-o", "/dev/null", "-H", "X-A: b", "https://1.1.1.1"},
+			Check{Protocol: "HTTP", Method: "GET", Host: "1.1.1.1", Port: 443, Path: "/", TLS: true, FailOnHTTPError: true, ExpectSuccess: true, ConnectTimeout: 5 * time.Second},
+		},
+		{
 			[]string{"bash", "-c", "curl -sS --fail 'echo-a:8080/with space'"},
 			Check{Protocol: "HTTP", Method: "GET", Host: "echo-a", Port: 8080, Path: "/with%20space", FailOnHTTPError: true, ExpectSuccess: true},
 		},
@@ -52,6 +56,10 @@ func TestParseExecProbe(t *testing.T) {
 			t.Errorf("%q: %v", c.cmd, err)
 			continue
 		}
+		if got.Curl == "" || len(got.CurlArgs()) == 0 {
+			t.Errorf("%q: curl arguments not kept", c.cmd)
+		}
+		got.Curl = ""
 		if got != c.want {
 			t.Errorf("%q:\n got %+v\nwant %+v", c.cmd, got, c.want)
 		}
@@ -71,12 +79,13 @@ func TestParseExecProbeErrors(t *testing.T) {
 		{[]string{"sh", "-x", "curl echo-a"}, "not supported yet: shell command"},
 		{[]string{"curl", "-sS", "--fail"}, "no URL"},
 		{[]string{"curl", "a", "b"}, "several URLs"},
-		{[]string{"curl", "-H", "X: y", "echo-a"}, "not supported yet: curl option -H"},
-		{[]string{"curl", "https://echo-a"}, "not supported yet: https URLs"},
-		{[]string{"curl", "--connect-timeout", "soon", "echo-a"}, "expected a number of seconds"},
-		{[]string{"curl", "-o"}, "needs an argument"},
+		{[]string{"curl", "-H", "nocolon", "echo-a"}, "bad header"},
+		{[]string{"curl", "ftp://echo-a"}, "not supported"},
+		{[]string{"curl", "--resolve", "echo-a:80", "echo-a"}, "not HOST:PORT:ADDRESS"},
+		{[]string{"curl", "--bogus", "echo-a"}, "option --bogus: is unknown"},
+		{[]string{"curl", "--connect-timeout", "soon", "echo-a"}, "expected a proper numerical parameter"},
+		{[]string{"curl", "-o"}, "requires parameter"},
 		{[]string{"curl", "echo-a:99999"}, "bad port"},
-		{[]string{"curl", "-X", "BREW", "pot"}, "unknown HTTP method"},
 		{[]string{"sh", "-c", "! curl 'unterminated"}, "unterminated single quote"},
 	}
 	for _, c := range cases {

@@ -18,6 +18,20 @@ var library embed.FS
 // DefaultScenario is what `podlab run` runs without argument.
 const DefaultScenario = "connectivity-check"
 
+// SuiteFile marks a library folder that holds a suite of tests (a
+// fixture and one scenario per test) rather than one scenario.
+const SuiteFile = "suite.yaml"
+
+// Library returns the embedded scenario library, rooted at its folder
+// (paths like "connectivity-test/suite.yaml").
+func Library() fs.FS {
+	sub, err := fs.Sub(library, "library")
+	if err != nil {
+		panic(err) // the embedded folder always exists
+	}
+	return sub
+}
+
 // BuiltinNames lists the scenarios of the embedded library, sorted.
 func BuiltinNames() []string {
 	entries, err := fs.ReadDir(library, "library")
@@ -28,6 +42,9 @@ func BuiltinNames() []string {
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() {
+			if _, err := fs.Stat(library, path.Join("library", name, SuiteFile)); err == nil {
+				continue // a suite of tests (podlab connectivity test), not one scenario
+			}
 			names = append(names, name)
 		} else if ext := path.Ext(name); ext == ".yaml" || ext == ".yml" {
 			names = append(names, strings.TrimSuffix(name, ext))

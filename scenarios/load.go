@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -117,6 +118,7 @@ func Parse(name string, files ...File) (*Scenario, error) {
 	}
 	if len(ds.errs) == 0 {
 		validateObjects(s, ds)
+		validateLB(s, ds)
 	}
 	if sd != nil && len(ds.errs) == 0 {
 		sd.check()
@@ -210,7 +212,7 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 		d.errorf(doc, "apiVersion", "required field is missing (%s for %s)", want, kind)
 		return nil, ""
 	}
-	if apiVersion != want {
+	if apiVersion != want && !contains(otherAPIVersions[kind], apiVersion) {
 		d.errorf(apiNode, "apiVersion", "%s %s is not supported; use apiVersion: %s", apiVersion, kind, want)
 		return nil, ""
 	}
@@ -242,12 +244,19 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 		return d.decodeDeployment(m), kind
 	case KindService:
 		return d.decodeService(m), kind
+	case KindCiliumLoadBalancerIPPool:
+		return d.decodeLBIPPool(m, apiVersion), kind
+	case KindCiliumL2AnnouncementPolicy:
+		return d.decodeL2Policy(m), kind
 	default:
 		return d.decodePolicy(m, apiVersion, kind), kind
 	}
 }
 
-// addObject records a document object, refusing duplicates.
+// addObject records a document object, refusing duplicates. A document
+// identical to an earlier one of the same object is skipped, as `kubectl
+// apply` leaves it unchanged (Cilium's upstream connectivity-check files
+// repeat some objects).
 func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 	ref := o.Ref()
 	if ref.Name == "" {
@@ -255,10 +264,17 @@ func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 	}
 	for _, prev := range s.Objects {
 		if prev.Ref() == ref {
+			if sameDocument(s.docs[ref], doc) {
+				return
+			}
 			d.errorf(doc, "metadata.name", "%s is defined twice (first at %s)", ref, prev.Origin())
 			return
 		}
 	}
+	if s.docs == nil {
+		s.docs = map[ObjectRef]*yaml.Node{}
+	}
+	s.docs[ref] = doc
 	s.Objects = append(s.Objects, o)
 	switch v := o.(type) {
 	case *Namespace:
@@ -271,7 +287,24 @@ func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 		s.Services = append(s.Services, v)
 	case *Policy:
 		s.Policies = append(s.Policies, v)
+	case *LBIPPool:
+		s.LBIPPools = append(s.LBIPPools, v)
+	case *L2AnnouncementPolicy:
+		s.L2Policies = append(s.L2Policies, v)
 	}
+}
+
+// sameDocument reports whether two YAML documents hold the same data
+// (formatting, comments and key order aside).
+func sameDocument(a, b *yaml.Node) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	var va, vb any
+	if a.Decode(&va) != nil || b.Decode(&vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
 }
 
 func keys[V any](m map[string]V) []string {

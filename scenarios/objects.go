@@ -41,6 +41,13 @@ var apiVersions = map[string]string{
 	KindCluster:                        "kind.x-k8s.io/v1alpha4",
 	KindScenario:                       "podlab.io/v1alpha1",
 	KindTopology:                       topo.SpecAPIVersion,
+	KindCiliumLoadBalancerIPPool:       "cilium.io/v2",
+	KindCiliumL2AnnouncementPolicy:     "cilium.io/v2alpha1",
+}
+
+// otherAPIVersions are further apiVersions a kind may carry.
+var otherAPIVersions = map[string][]string{
+	KindCiliumLoadBalancerIPPool: {"cilium.io/v2alpha1"},
 }
 
 func supportedKinds() []string {
@@ -259,6 +266,9 @@ type Container struct {
 	// Workload is the built-in workload that stands in for the image.
 	Workload Workload
 	Ports    []ContainerPort
+	// Env holds the container's literal environment variables (env[].value;
+	// valueFrom is not modelled).
+	Env map[string]string
 	// Probes are the container's readiness and liveness probes, translated.
 	Probes []ContainerProbe
 }
@@ -268,6 +278,9 @@ type PodSpec struct {
 	NodeName     string
 	NodeSelector map[string]string
 	HostNetwork  bool
+	// ServiceAccount is serviceAccountName ("default" when not given);
+	// Cilium labels the pod's identity with it.
+	ServiceAccount string
 	// DNSPolicy as written (ClusterFirst when empty).
 	DNSPolicy   string
 	Affinity    []AffinityTerm
@@ -345,14 +358,19 @@ func (d *Deployment) document() *yaml.Node { return d.node }
 // the Deployment as passed when every one of them holds.
 func (d *Deployment) Probes() []ContainerProbe { return d.Template.Spec.Probes() }
 
-// ServiceType is ClusterIP or NodePort.
+// ServiceType is ClusterIP, NodePort or LoadBalancer.
 type ServiceType string
 
 // Service types podlab models.
 const (
-	ServiceClusterIP ServiceType = "ClusterIP"
-	ServiceNodePort  ServiceType = "NodePort"
+	ServiceClusterIP    ServiceType = "ClusterIP"
+	ServiceNodePort     ServiceType = "NodePort"
+	ServiceLoadBalancer ServiceType = "LoadBalancer"
 )
+
+// HasNodePorts reports whether the type allocates node ports (NodePort,
+// and LoadBalancer as Kubernetes does by default).
+func (t ServiceType) HasNodePorts() bool { return t == ServiceNodePort || t == ServiceLoadBalancer }
 
 // IntOrString is a port given by number or by name.
 type IntOrString struct {
@@ -397,7 +415,17 @@ type Service struct {
 	ExternalTrafficPolicy string
 	// PublishNotReadyAddresses includes pods that are not ready.
 	PublishNotReadyAddresses bool
-	Source                   Source
+	// LoadBalancerIPs are the addresses a LoadBalancer Service asks LB
+	// IPAM for (spec.loadBalancerIP or the lbipam.cilium.io/ips
+	// annotation); empty means any address of a pool that selects it.
+	LoadBalancerIPs []netip.Addr
+	// LoadBalancerIPsPath is the field they come from, for diagnostics.
+	LoadBalancerIPsPath string
+	// SharingKey is the lbipam.cilium.io/sharing-key annotation.
+	SharingKey string
+	// ExternalIPs are spec.externalIPs.
+	ExternalIPs []netip.Addr
+	Source      Source
 	// node is the document, for locating fields in later checks.
 	node *yaml.Node
 }

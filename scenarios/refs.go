@@ -17,6 +17,8 @@ import (
 //	deployment/[NS/]NAME           the pods of a Deployment
 //	service/[NS/]NAME              a Service's ClusterIP
 //	nodeport/NODE/[NS/]NAME        a NodePort Service on a node's address
+//	loadbalancer/[NS/]NAME         a Service's (first) LoadBalancer IP
+//	externalip/[NS/]NAME           a Service's first spec.externalIPs address
 //	ip/ADDR or ADDR                an IPv4 address
 //	dns/NAME or NAME.WITH.DOTS     a DNS name, resolved by the source
 //	NAME                           a Deployment/Pod (or node) as source; as
@@ -73,6 +75,12 @@ func parsePeer(s string) (Peer, error) {
 	case "service", "svc":
 		p.Kind = PeerService
 		return p, nsName()
+	case "loadbalancer", "lb":
+		p.Kind = PeerLoadBalancer
+		return p, nsName()
+	case "externalip":
+		p.Kind = PeerExternalIP
+		return p, nsName()
 	case "node":
 		if len(parts) != 1 {
 			return p, fmt.Errorf("expected node/NAME, got %q", s)
@@ -103,7 +111,7 @@ func parsePeer(s string) (Peer, error) {
 		p.Kind, p.Name = PeerNetns, parts[0]
 		return p, nil
 	}
-	return p, fmt.Errorf("unknown peer %q; write world, node/NODE, pod/NAME, deployment/NAME, service/NAME, nodeport/NODE/SERVICE, ip/ADDR, dns/NAME or (with a Topology) ns/NAME", s)
+	return p, fmt.Errorf("unknown peer %q; write world, node/NODE, pod/NAME, deployment/NAME, service/NAME, nodeport/NODE/SERVICE, loadbalancer/SERVICE, externalip/SERVICE, ip/ADDR, dns/NAME or (with a Topology) ns/NAME", s)
 }
 
 func checkDNSName(s string) error {
@@ -453,8 +461,21 @@ func (st *state) resolveTarget(d *decoder, pr *ProbeStep, n *yaml.Node, path str
 			d.errorf(n, path, "no Service %s/%s at this step%s", p.Namespace, p.Name, st.hint(KindService, p.Name))
 			return
 		}
-		if svc := o.(*Service); svc.Type != ServiceNodePort {
-			d.errorf(n, path, "Service %s/%s is of type %s, not NodePort", p.Namespace, p.Name, svc.Type)
+		if svc := o.(*Service); !svc.Type.HasNodePorts() {
+			d.errorf(n, path, "Service %s/%s is of type %s, not NodePort or LoadBalancer", p.Namespace, p.Name, svc.Type)
+		}
+	case PeerLoadBalancer, PeerExternalIP:
+		o, ok := st.objects[ObjectRef{Kind: KindService, Namespace: p.Namespace, Name: p.Name}]
+		if !ok {
+			d.errorf(n, path, "no Service %s/%s at this step%s", p.Namespace, p.Name, st.hint(KindService, p.Name))
+			return
+		}
+		svc := o.(*Service)
+		if p.Kind == PeerLoadBalancer && svc.Type != ServiceLoadBalancer {
+			d.errorf(n, path, "Service %s/%s is of type %s, not LoadBalancer", p.Namespace, p.Name, svc.Type)
+		}
+		if p.Kind == PeerExternalIP && len(svc.ExternalIPs) == 0 {
+			d.errorf(n, path, "Service %s/%s has no spec.externalIPs", p.Namespace, p.Name)
 		}
 	case PeerIP:
 	case "", PeerDNSName:
@@ -496,7 +517,7 @@ func (st *state) resolveFlowPeer(d *decoder, p *Peer, n *yaml.Node, path string)
 	case PeerWorld, PeerIP, PeerDNSName:
 	case PeerNode:
 		st.checkNode(d, p.Node, n, path)
-	case PeerNodePort:
+	case PeerNodePort, PeerLoadBalancer, PeerExternalIP:
 		d.errorf(n, path, "flows are between endpoints; name the Service (service/NAME) or its pods")
 	case "":
 		if st.s.hasNode(p.Name) {

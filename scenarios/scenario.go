@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/podlab/podlab/topo"
 )
 
@@ -14,11 +16,14 @@ const (
 	DatapathBPF = "bpf"
 	// DatapathNone leaves the kernel's plain routing: no policy, no services.
 	DatapathNone = "none"
+	// DatapathCilium attaches Cilium's own production programs (bpf_lxc,
+	// bpf_overlay) compiled from a Cilium release or checkout.
+	DatapathCilium = "cilium"
 )
 
 // Settings are the scenario-wide knobs of the Scenario document.
 type Settings struct {
-	// Datapath is DatapathBPF or DatapathNone.
+	// Datapath is DatapathBPF, DatapathCilium or DatapathNone.
 	Datapath string
 	// Workers is the number of worker nodes when no kind Cluster document
 	// is given (default 2, plus kind-control-plane).
@@ -66,6 +71,10 @@ type Scenario struct {
 	Deployments []*Deployment
 	Services    []*Service
 	Policies    []*Policy
+	// LBIPPools and L2Policies are the scenario's
+	// CiliumLoadBalancerIPPools and CiliumL2AnnouncementPolicies.
+	LBIPPools  []*LBIPPool
+	L2Policies []*L2AnnouncementPolicy
 	// Captures run for the whole scenario.
 	Captures []Device
 	Steps    []Step
@@ -74,6 +83,9 @@ type Scenario struct {
 	Warnings []Diagnostic
 	// deferred holds the objects first created by an apply step.
 	deferred map[ObjectRef]bool
+	// docs holds each object's YAML document, to tell an identical repeat
+	// from a conflicting one.
+	docs map[ObjectRef]*yaml.Node
 }
 
 // InitialObjects returns the objects created before the first step: every
@@ -100,6 +112,10 @@ type Step struct {
 	// pod-to-a → service/echo-a").
 	Name   string
 	Source Source
+	// Test names the test of a suite the step belongs to (set when a suite
+	// such as `podlab connectivity test` composes several tests into one
+	// scenario; empty otherwise).
+	Test string
 
 	Apply  *ApplyStep
 	Delete *DeleteStep
@@ -187,10 +203,14 @@ const (
 	PeerDeployment PeerKind = "deployment" // every pod of it (from) / any pod of it (to)
 	PeerService    PeerKind = "service"    // its ClusterIP
 	PeerNodePort   PeerKind = "nodeport"   // a node's address and the service's node port
-	PeerNode       PeerKind = "node"       // the node's namespace / address
-	PeerWorld      PeerKind = "world"      // the world namespace
-	PeerIP         PeerKind = "ip"         // a literal address (pod, node, or an emulated world host)
-	PeerDNSName    PeerKind = "dns"        // a name resolved by the source's resolver
+	// PeerLoadBalancer is a Service's LoadBalancer IP and first port.
+	PeerLoadBalancer PeerKind = "loadbalancer"
+	// PeerExternalIP is a Service's first external IP and first port.
+	PeerExternalIP PeerKind = "externalip"
+	PeerNode       PeerKind = "node"  // the node's namespace / address
+	PeerWorld      PeerKind = "world" // the world namespace
+	PeerIP         PeerKind = "ip"    // a literal address (pod, node, or an emulated world host)
+	PeerDNSName    PeerKind = "dns"   // a name resolved by the source's resolver
 	// PeerNetns is a namespace of a raw topology (ns/NAME): as a source
 	// the probe runs inside it, as a target it stands for the first IPv4
 	// address the topology gives a device of it.

@@ -3,16 +3,15 @@ package topo
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // BenchmarkClusterUpDown measures bring-up and teardown of whole clusters
 // with plain routing: go test -run '^$' -bench ClusterUpDown -benchtime 3x ./topo
 func BenchmarkClusterUpDown(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	e2e.Require(b, e2e.Root)
 	for _, shape := range []struct{ nodes, pods int }{{3, 100}, {10, 100}} {
 		b.Run(fmt.Sprintf("%dnodes-x%dpods", shape.nodes, shape.pods), func(b *testing.B) {
 			var up, down float64

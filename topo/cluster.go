@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,9 +85,40 @@ type Cluster struct {
 // namespace (on its loopback), with the names the lab's DNS gives them.
 var WorldHosts = map[string]netip.Addr{
 	"one.one.one.one": netip.MustParseAddr("1.1.1.1"),
-	"dns.google":      netip.MustParseAddr("8.8.8.8"),
-	"example.com":     netip.MustParseAddr("93.184.216.34"),
-	"www.google.com":  netip.MustParseAddr("142.250.74.36"),
+	// Cloudflare's second resolver address (cilium-cli's --external-other-ip).
+	"1dot1dot1dot1.cloudflare-dns.com": netip.MustParseAddr("1.0.0.1"),
+	"dns.google":                       netip.MustParseAddr("8.8.8.8"),
+	"example.com":                      netip.MustParseAddr("93.184.216.34"),
+	"www.google.com":                   netip.MustParseAddr("142.250.74.36"),
+}
+
+// WorldRange holds the world's addresses for every other public name: the
+// lab's DNS answers such a name with WorldAddr(name), and the whole range
+// is local to the world namespace, so a server there listening on the
+// wildcard address answers for any of them. It is the benchmarking range
+// (RFC 2544), which is never routed on the internet.
+var WorldRange = netip.MustParsePrefix("198.18.0.0/15")
+
+// WorldAddr returns the emulated address of a public name without a fixed
+// one in WorldHosts: a stable hash of the lower-cased name into WorldRange,
+// avoiding the range's first and last address of each /24.
+func WorldAddr(name string) netip.Addr {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if a, ok := WorldHosts[name]; ok {
+		return a
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	v := h.Sum32()
+	base := WorldRange.Addr().As4()
+	hostBits := 32 - WorldRange.Bits()
+	off := v & (1<<hostBits - 1)
+	if b := off & 0xff; b == 0 || b == 0xff {
+		off ^= 0x80
+	}
+	n := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	n += off
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 }
 
 // NewCluster validates cfg and returns an unbuilt cluster.
@@ -330,6 +363,12 @@ func (c *Cluster) setupWorld() error {
 		if err := AddAddr(h, 1, netip.PrefixFrom(a, 32)); err != nil {
 			return fmt.Errorf("world: %w", err)
 		}
+	}
+	// Every address of WorldRange is the world's own (ip route add local
+	// 198.18.0.0/15 dev lo table local).
+	local := &netlink.Route{LinkIndex: 1, Dst: PrefixNet(WorldRange), Type: unix.RTN_LOCAL, Scope: netlink.SCOPE_HOST, Table: unix.RT_TABLE_LOCAL}
+	if err := h.RouteAdd(local); err != nil {
+		return fmt.Errorf("world: local route %s: %w", WorldRange, err)
 	}
 	// Replies to pods go back to the node that owns the pod CIDR.
 	for _, n := range c.Nodes {

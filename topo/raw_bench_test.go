@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"testing"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // starSpec is a raw topology of n host namespaces, each with a veth into a
@@ -37,9 +38,7 @@ func starSpec(n int) *Spec {
 // BenchmarkRawUpDown brings a star of N namespaces up and down through the
 // raw topology path (validation included) and reports namespaces/s.
 func BenchmarkRawUpDown(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	e2e.Require(b, e2e.Root)
 	for _, n := range []int{10, 100} {
 		b.Run(fmt.Sprintf("ns=%d", n), func(b *testing.B) {
 			spec := starSpec(n)

@@ -1,11 +1,12 @@
 package topo
 
 import (
-	"os"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // TestTopo runs the package's ginkgo specs (one RunSpecs per package: add
@@ -15,9 +16,7 @@ func TestTopo(t *testing.T) {
 	RunSpecs(t, "topo")
 }
 
-// requireRoot skips a spec that needs root.
+// requireRoot stops a spec that needs root (see internal/e2e).
 func requireRoot() {
-	if os.Geteuid() != 0 {
-		Skip("needs root")
-	}
+	e2e.RequireSpec(e2e.Root)
 }

@@ -105,6 +105,8 @@ enum policy_dir {
 #define CFG_MONITOR_AGGREGATION (1 << 0) /* trace only connection-relevant packets */
 #define CFG_NO_REDIRECT_PEER    (1 << 1) /* use bpf_redirect to the lxc instead of redirect_peer */
 #define CFG_HAS_SERVICES        (1 << 2) /* the lb_services map is not empty */
+#define CFG_HAS_EXTERNAL        (1 << 3) /* LoadBalancer or external IP frontends exist */
+#define CFG_HAS_L2_ANNOUNCE     (1 << 4) /* the l2_responder map is not empty */
 
 /* Node configuration, one entry in the config map. */
 struct node_config {
@@ -238,6 +240,22 @@ struct lb_service {
 #define LB_F_NODEPORT  (1 << 1)
 #define LB_F_HOSTPORT  (1 << 2)
 #define LB_F_LOCAL     (1 << 3) /* externalTrafficPolicy: Local */
+#define LB_F_LOADBALANCER (1 << 4) /* a LoadBalancer ingress IP */
+#define LB_F_EXTERNALIP   (1 << 5) /* one of spec.externalIPs */
+#define LB_F_EXTERNAL     (LB_F_LOADBALANCER | LB_F_EXTERNALIP)
+
+/* L2 announcements: an address this node answers ARP requests for on one
+ * device (the node holds the address's lease). */
+struct l2_responder_key {
+	__be32 addr;
+	__u32 ifindex;
+};
+
+struct l2_responder_entry {
+	__u8 mac[6];      /* the device's MAC, the answer's sender address */
+	__u16 pad;
+	__u64 responses;  /* ARP replies sent */
+};
 
 /* NodePort connections forwarded to a backend on another node: the source
  * becomes the node's address and a NAT port, so replies come back here. */

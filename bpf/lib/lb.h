@@ -132,6 +132,21 @@ static __always_inline int lb_translate(struct __sk_buff *skb, const struct node
 	return 0;
 }
 
+/* lb_external_frontend reports whether the packet's destination is a
+ * LoadBalancer or external IP frontend: those (and not ClusterIPs) are
+ * served to traffic that enters the node from the network. */
+static __always_inline int lb_external_frontend(const struct flow *f)
+{
+	struct lb_service_key sk = {};
+	struct lb_service *svc;
+
+	sk.addr = f->daddr;
+	sk.port = f->dport;
+	sk.proto = f->proto;
+	svc = bpf_map_lookup_elem(&lb_services, &sk);
+	return svc && (svc->flags & LB_F_EXTERNAL);
+}
+
 /* lb_ct_flag records nat flags on a connection ct_create just made. */
 static __always_inline void lb_ct_flag(const struct ct_key *key, const struct lb_nat *nat)
 {

@@ -81,6 +81,15 @@ struct {
 	__type(value, struct nodeport_nat);
 } nodeport_rev SEC(".maps");
 
+/* Addresses the node announces on the underlay (LoadBalancer and external
+ * IPs whose lease it holds): from-netdev answers ARP requests for them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct l2_responder_key);
+	__type(value, struct l2_responder_entry);
+} l2_responder SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, METRICS_ENTRIES);

@@ -15,6 +15,8 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 func TestCLI(t *testing.T) {
@@ -77,10 +79,9 @@ func agentPIDs(lab string) []string {
 	return pids
 }
 
+// requireRoot stops a spec that needs root and bpffs (see internal/e2e).
 func requireRoot() {
-	if os.Geteuid() != 0 {
-		Skip("needs root")
-	}
+	e2e.RequireSpec(e2e.Root, e2e.BPFFS)
 }
 
 var _ = Describe("lab lifecycle", func() {

@@ -43,7 +43,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newUpCmd(), newAgentCmd(), newDownCmd(), newListCmd(), newCleanCmd(),
-		newExecCmd(), newPreflightCmd(), newBenchCmd(), newRunCmd(), newValidateCmd(), newReportCmd(),
+		newExecCmd(), newPreflightCmd(), newBenchCmd(), newRunCmd(), newValidateCmd(), newReportCmd(), newConnectivityCmd(),
 		newObserveCmd(), newStatusCmd(), newEndpointCmd(), newIdentityCmd(), newPolicyCmd(), newBPFCmd(), newMapCmd(), newMetricsCmd(), newServiceCmd(), newDatapathCmd(), newTraceCmd(), newWhoisCmd(), newObjectsCmd("apply"), newObjectsCmd("delete"))
 	return root
 }

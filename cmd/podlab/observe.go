@@ -46,7 +46,7 @@ func keepMetrics(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
 	m := reports.NewMetrics()
 	if cp := l.ControlPlane; cp != nil {
 		for _, node := range cp.Nodes() {
-			_ = m.RegisterDatapathCounters(node, reports.DatapathMetrics(cp.Datapath(node).Metrics))
+			_ = m.RegisterDatapathCounters(node, reports.DatapathMetrics(cp.NodeDatapath(node).Metrics))
 		}
 	}
 	backlog, sub := store.Follow(-1, 65536, nil)

@@ -12,6 +12,8 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 var _ = Describe("observability after the connectivity-check", Ordered, func() {
@@ -138,9 +140,7 @@ var _ = Describe("observability after the connectivity-check", Ordered, func() {
 	})
 
 	It("wrote a merged pcapng whose dropped SYN carries its comment", func() {
-		if _, err := exec.LookPath("tshark"); err != nil {
-			Skip("tshark not installed")
-		}
+		e2e.RequireSpec(e2e.Tool("tshark"))
 		_, _ = podlab("down", "tobs")
 		Eventually(func() string { return filepath.Join(runDir, "capture.pcapng") }, 10*time.Second).Should(BeAnExistingFile())
 		out, err := exec.Command("tshark", "-r", filepath.Join(runDir, "capture.pcapng"), "-Y", "frame.comment", "-T", "fields", "-e", "frame.comment").CombinedOutput()

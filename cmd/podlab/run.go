@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podlab/podlab/datapath/cilium/source"
 	"github.com/podlab/podlab/datapath/flow"
-
 	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/reports"
 	"github.com/podlab/podlab/scenarios"
@@ -117,7 +117,9 @@ SCENARIO is a YAML file, a folder of YAML files, or a built-in name.`,
 	}
 	cmd.Flags().StringVar(&o.Lab, "lab", "run", "name of the lab the run creates")
 	cmd.Flags().StringVar(&o.ReportDir, "report-dir", "", "run folder (default runs/<scenario>-<time>)")
-	cmd.Flags().StringVar(&o.Datapath, "datapath", "", "override the scenario's datapath (bpf or none)")
+	cmd.Flags().StringVar(&o.Datapath, "datapath", "", "override the scenario's datapath (bpf, cilium or none)")
+	cmd.Flags().StringVar(&o.CiliumVersion, "cilium-version", "", "--datapath cilium: Cilium release whose BPF sources are compiled (default "+source.DefaultVersion+")")
+	cmd.Flags().StringVar(&o.CiliumSrc, "cilium-src", "", "--datapath cilium: a local Cilium checkout (its bpf/ folder) instead of a release")
 	cmd.Flags().BoolVar(&o.Keep, "keep", false, "keep the lab up after the run until Ctrl-C")
 	cmd.Flags().StringVar(&hubbleListen, "hubble-listen", "", "with --keep: also serve the Hubble Observer API on this loopback TCP address (e.g. :4245); it is always served on unix:///run/podlab/<lab>/hubble.sock")
 	return cmd

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/podlab/podlab/datapath/cilium/source"
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/scenarios"
@@ -33,6 +34,8 @@ type upFlags struct {
 	demoPods int
 	datapath string
 	attach   string
+	ciliumV  string
+	ciliumS  string
 	metrics  string
 	// hubbleListen is the extra TCP address of the Hubble Observer API.
 	hubbleListen string
@@ -42,7 +45,9 @@ func (f *upFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.name, "name", "lab", "lab name (1-16 lowercase letters and digits)")
 	cmd.Flags().IntVar(&f.workers, "workers", 2, "number of worker nodes when no kind Cluster file is given")
 	cmd.Flags().IntVar(&f.demoPods, "pods-per-node", 2, "demo pods created on each worker")
-	cmd.Flags().StringVar(&f.datapath, "datapath", "none", "datapath: none (plain kernel routing) or bpf")
+	cmd.Flags().StringVar(&f.datapath, "datapath", "none", "datapath: none (plain kernel routing), bpf (podlab's programs) or cilium (Cilium's bpf_lxc/bpf_overlay)")
+	cmd.Flags().StringVar(&f.ciliumV, "cilium-version", "", "--datapath cilium: Cilium release whose BPF sources are compiled (default "+source.DefaultVersion+")")
+	cmd.Flags().StringVar(&f.ciliumS, "cilium-src", "", "--datapath cilium: a local Cilium checkout (its bpf/ folder) instead of a release")
 	cmd.Flags().StringVar(&f.attach, "attach", "tcx", "how BPF programs attach: tcx, or netlink (clsact; ~14 ms faster per device)")
 	cmd.Flags().StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9965)")
 	cmd.Flags().StringVar(&f.hubbleListen, "hubble-listen", "", "also serve the Hubble Observer API on this loopback TCP address (e.g. :4245); it is always served on unix:///run/podlab/<lab>/hubble.sock")
@@ -50,7 +55,7 @@ func (f *upFlags) register(cmd *cobra.Command) {
 
 // options turns flags and an optional kind Cluster file into lab options.
 func (f *upFlags) options(file string) (lab.Options, error) {
-	o := lab.Options{Name: f.name, Datapath: f.datapath, Attach: f.attach, Source: file}
+	o := lab.Options{Name: f.name, Datapath: f.datapath, CiliumVersion: f.ciliumV, CiliumSrc: f.ciliumS, Attach: f.attach, Source: file}
 	if f.attach != "tcx" && f.attach != "netlink" {
 		return o, fmt.Errorf("--attach: %q is not tcx or netlink", f.attach)
 	}
@@ -64,9 +69,17 @@ func (f *upFlags) options(file string) (lab.Options, error) {
 		return o, fmt.Errorf("--pods-per-node: %d is out of range 0..250", f.demoPods)
 	}
 	switch f.datapath {
-	case "none", "bpf":
+	case "none", "bpf", "cilium":
 	default:
-		return o, fmt.Errorf("--datapath: %q is not none or bpf", f.datapath)
+		return o, fmt.Errorf("--datapath: %q is not none, bpf or cilium", f.datapath)
+	}
+	if (f.ciliumV != "" || f.ciliumS != "") && f.datapath != "cilium" {
+		return o, errors.New("--cilium-version/--cilium-src: add --datapath cilium")
+	}
+	if f.ciliumV != "" {
+		if err := source.ValidateVersion(f.ciliumV); err != nil {
+			return o, fmt.Errorf("--cilium-version: %w", err)
+		}
 	}
 	if f.hubbleListen != "" {
 		if _, err := lab.CheckHubbleListen(f.hubbleListen); err != nil {
@@ -80,7 +93,7 @@ func (f *upFlags) options(file string) (lab.Options, error) {
 		if err := loopbackAddr(f.metrics); err != nil {
 			return o, fmt.Errorf("--metrics: %w", err)
 		}
-		if f.datapath != "bpf" {
+		if f.datapath != "bpf" && f.datapath != "cilium" {
 			return o, errors.New("--metrics: metrics come from the BPF datapath; add --datapath=bpf")
 		}
 	}

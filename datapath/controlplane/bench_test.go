@@ -4,12 +4,13 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // BenchmarkEventThroughput pushes UDP at a fixed rate from a pod to a pod
@@ -19,9 +20,7 @@ import (
 //
 //	go test ./datapath/controlplane -run '^$' -bench EventThroughput -benchtime 1x
 func BenchmarkEventThroughput(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	e2e.Require(b, e2e.Root, e2e.BPFFS)
 	ctx := context.Background()
 	cp := New("tbev", Options{})
 	c, err := topo.NewCluster(topo.ClusterConfig{Lab: "tbev", Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})

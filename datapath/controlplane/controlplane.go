@@ -13,8 +13,10 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/podlab/podlab/datapath"
+	"github.com/podlab/podlab/datapath/cilium"
 	"github.com/podlab/podlab/datapath/identity"
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/topo"
@@ -38,6 +40,11 @@ type Options struct {
 	// of every forwarded packet; drops and policy verdicts are always
 	// reported.
 	MonitorAggregation bool
+	// Datapath is "bpf" (podlab's own programs, the default) or "cilium"
+	// (Cilium's production programs, compiled from CiliumVersion or the
+	// checkout CiliumSrc).
+	Datapath                 string
+	CiliumVersion, CiliumSrc string
 }
 
 // AttachModes are the values Options.Attach accepts.
@@ -60,13 +67,18 @@ type ControlPlane struct {
 	cidrs    map[netip.Prefix]identity.ID // pushed to the ipcaches
 	policies map[string]policy.EndpointPolicy
 	lb       lbState // services and hostPorts (services.go)
+	l2       l2State // L2 announcement leases (l2announce.go)
 	closed   bool
 	index    resolverIndex // lock-free answers for the flow decoder (events.go)
+	dnsTimer *time.Timer   // next expiry of a DNS-learned address (fqdn.go)
+
+	builderMu sync.Mutex
+	builder   *cilium.Builder // --datapath cilium: compiled objects
 }
 
 type node struct {
 	n  *topo.Node
-	dp *datapath.Datapath
+	dp NodeDatapath
 }
 
 type endpoint struct {
@@ -93,13 +105,7 @@ var _ topo.ClusterHook = (*ControlPlane)(nil)
 // NodeAdded loads the datapath into a node and fills its ipcache with what
 // is already known.
 func (cp *ControlPlane) NodeAdded(ctx context.Context, c *topo.Cluster, n *topo.Node) error {
-	dp, err := datapath.Load(datapath.NodeConfig{
-		Lab: cp.lab, Node: n.Name, NS: n.NS,
-		NodeIP: n.IP, RouterIP: n.RouterIP,
-		VXLANIfindex: n.VXLANIfindex, Eth0Ifindex: n.Eth0Ifindex, HostIfindex: n.HostIfindex,
-		ConntrackSize: cp.opts.ConntrackSize, Logger: cp.log,
-		ForceNetlink: cp.opts.Attach == "netlink", MonitorAggregation: cp.opts.MonitorAggregation,
-	})
+	dp, err := cp.loadBackend(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -405,14 +411,30 @@ func (cp *ControlPlane) IdentityOf(podKey string) (identity.ID, bool) {
 // Identities returns a snapshot of the identity table.
 func (cp *ControlPlane) Identities() *identity.Table { return cp.alloc.Snapshot() }
 
-// Datapath returns a node's datapath (nil if unknown).
+// Datapath returns a node's podlab datapath (nil if unknown or when the
+// node runs another backend).
 func (cp *ControlPlane) Datapath(nodeName string) *datapath.Datapath {
+	dp, _ := cp.NodeDatapath(nodeName).(*datapath.Datapath)
+	return dp
+}
+
+// NodeDatapath returns a node's datapath backend (nil if unknown).
+func (cp *ControlPlane) NodeDatapath(nodeName string) NodeDatapath {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if nd := cp.nodes[nodeName]; nd != nil {
 		return nd.dp
 	}
 	return nil
+}
+
+// DatapathName returns the backend the control plane loads ("bpf" or
+// "cilium").
+func (cp *ControlPlane) DatapathName() string {
+	if cp.opts.Datapath == "" {
+		return "bpf"
+	}
+	return cp.opts.Datapath
 }
 
 // Nodes returns the node names in creation order.
@@ -442,7 +464,7 @@ func (cp *ControlPlane) ReloadNode(name string) error {
 	if name == "" {
 		return cp.Reload()
 	}
-	dp := cp.Datapath(name)
+	dp := cp.NodeDatapath(name)
 	if dp == nil {
 		return fmt.Errorf("no node %q", name)
 	}
@@ -454,12 +476,16 @@ func (cp *ControlPlane) ReloadNode(name string) error {
 
 // Close detaches and unpins every node's datapath.
 func (cp *ControlPlane) Close() error {
+	cp.stopLeaseWatch()
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if cp.closed {
 		return nil
 	}
 	cp.closed = true
+	if cp.dnsTimer != nil {
+		cp.dnsTimer.Stop()
+	}
 	var errs []error
 	for _, name := range cp.order {
 		if err := cp.nodes[name].dp.Close(); err != nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/podlab/podlab/datapath/identity"
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 func TestControlPlane(t *testing.T) {
@@ -109,9 +111,7 @@ var _ = Describe("BPF datapath on a 3-node cluster", Ordered, func() {
 	)
 
 	BeforeAll(func() {
-		if os.Geteuid() != 0 {
-			Skip("needs root")
-		}
+		e2e.RequireSpec(e2e.Root, e2e.BPFFS)
 		cp = New("tcp", Options{AllowLocalhost: true})
 		var err error
 		c, err = topo.NewCluster(topo.ClusterConfig{Lab: "tcp", Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})

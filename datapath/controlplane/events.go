@@ -51,6 +51,15 @@ func (cp *ControlPlane) StartEvents(ctx context.Context, store *flow.Store) (*Ev
 	p := &EventPump{cp: cp, store: store, cancel: cancel}
 	for _, name := range cp.Nodes() {
 		dp := cp.Datapath(name)
+		if dp == nil {
+			if cn := cp.CiliumNode(name); cn != nil {
+				if err := p.startCilium(ctx, name, cn); err != nil {
+					p.Stop()
+					return nil, err
+				}
+			}
+			continue
+		}
 		rd, err := dp.Events()
 		if err != nil {
 			p.Stop()

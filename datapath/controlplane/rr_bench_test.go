@@ -5,11 +5,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // BenchmarkRequestResponse measures TCP request/response round trips (one
@@ -20,9 +21,7 @@ import (
 //
 //	go test ./datapath/controlplane -run '^$' -bench RequestResponse -benchtime 20000x
 func BenchmarkRequestResponse(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	e2e.Require(b, e2e.Root, e2e.BPFFS)
 	for _, mode := range []string{"bpf", "bpf-aggregated", "none"} {
 		b.Run(mode, func(b *testing.B) {
 			ctx := context.Background()

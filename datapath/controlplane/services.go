@@ -24,9 +24,22 @@ type Service struct {
 	Type      string
 	ClusterIP netip.Addr
 	Ports     []ServicePort
-	// ExternalTrafficPolicyLocal sends NodePort traffic only to backends
-	// on the node that received it.
+	// ExternalTrafficPolicyLocal sends NodePort, LoadBalancer and external
+	// IP traffic only to backends on the node that received it (and lets
+	// only nodes with such a backend announce the service's addresses).
 	ExternalTrafficPolicyLocal bool
+	// LoadBalancerIPs are the ingress addresses LB IPAM gave the Service
+	// (status.loadBalancer.ingress); ExternalIPs are its spec.externalIPs.
+	// Both are frontends on every node for every port, reached from the
+	// network through the node that announces them.
+	LoadBalancerIPs []netip.Addr
+	ExternalIPs     []netip.Addr
+	// Announce lists the addresses announced on the underlay (ARP), each
+	// with the nodes an L2 announcement policy lets hold its lease.
+	Announce []L2Announcement
+	// PendingReason says why a LoadBalancer Service has no address
+	// (EXTERNAL-IP <pending>).
+	PendingReason string
 }
 
 // ServicePort is one frontend port of a Service and its backends.
@@ -98,7 +111,37 @@ func (s *Service) validate() error {
 			}
 		}
 	}
+	for _, a := range append(slices.Clone(s.LoadBalancerIPs), s.ExternalIPs...) {
+		if !a.Is4() {
+			return fmt.Errorf("service %s/%s: external address %v: %w (IPv4 only)", s.Namespace, s.Name, a, ErrServicesNotSupported)
+		}
+	}
+	for _, an := range s.Announce {
+		if !slices.Contains(s.LoadBalancerIPs, an.IP) && !slices.Contains(s.ExternalIPs, an.IP) {
+			return fmt.Errorf("service %s/%s: announced address %v is neither a LoadBalancer nor an external IP of the service", s.Namespace, s.Name, an.IP)
+		}
+	}
 	return nil
+}
+
+// externalFrontends returns the service's LoadBalancer and external IPs
+// with their frontend kind.
+func (s *Service) externalFrontends() []externalAddr {
+	var out []externalAddr
+	for _, a := range s.LoadBalancerIPs {
+		out = append(out, externalAddr{a, datapath.ServiceLoadBalancer})
+	}
+	for _, a := range s.ExternalIPs {
+		if !slices.Contains(s.LoadBalancerIPs, a) {
+			out = append(out, externalAddr{a, datapath.ServiceExternalIP})
+		}
+	}
+	return out
+}
+
+type externalAddr struct {
+	addr netip.Addr
+	typ  datapath.ServiceType
 }
 
 // UpsertService programs a service's frontends and backends on every node:
@@ -113,12 +156,15 @@ func (cp *ControlPlane) UpsertService(s Service) error {
 	for i := range s.Ports {
 		s.Ports[i].Backends = slices.Clone(s.Ports[i].Backends)
 	}
+	s.LoadBalancerIPs = slices.Clone(s.LoadBalancerIPs)
+	s.ExternalIPs = slices.Clone(s.ExternalIPs)
+	s.Announce = slices.Clone(s.Announce)
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.lb.init()
 	cp.lb.services[s.Namespace+"/"+s.Name] = s
 	cp.indexServicesLocked()
-	return cp.syncServicesLocked()
+	return errors.Join(cp.syncServicesLocked(), cp.syncAnnouncementsLocked())
 }
 
 // DeleteService removes a service from every node. Deleting an unknown
@@ -133,7 +179,7 @@ func (cp *ControlPlane) DeleteService(namespace, name string) error {
 	}
 	delete(cp.lb.services, key)
 	cp.indexServicesLocked()
-	return cp.syncServicesLocked()
+	return errors.Join(cp.syncServicesLocked(), cp.syncAnnouncementsLocked())
 }
 
 // hostPortsChangedLocked records a pod's hostPorts (added or removed) and
@@ -174,6 +220,14 @@ func (cp *ControlPlane) desiredFrontendsLocked(n *topo.Node) feSet {
 				}
 				fe := netip.AddrPortFrom(n.IP, p.NodePort)
 				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: datapath.ServiceNodePort, Local: s.ExternalTrafficPolicyLocal}
+			}
+			for _, ea := range s.externalFrontends() {
+				bs := all
+				if s.ExternalTrafficPolicyLocal {
+					bs = backendAddrs(p.Backends, n.Name)
+				}
+				fe := netip.AddrPortFrom(ea.addr, p.Port)
+				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: ea.typ, Local: s.ExternalTrafficPolicyLocal}
 			}
 		}
 	}
@@ -282,7 +336,7 @@ func (cp *ControlPlane) Services() []Service {
 type ServiceRow struct {
 	ID       int
 	Frontend string // address:port/PROTO
-	Type     string // ClusterIP, NodePort, HostPort
+	Type     string // ClusterIP, NodePort, HostPort, LoadBalancer, ExternalIPs
 	// Backends are rendered "address:port (active)" in slot order.
 	Backends []string
 }
@@ -304,7 +358,8 @@ func (cp *ControlPlane) rowLocked(fe netip.AddrPort, proto uint8, typ string, ba
 }
 
 // ServiceTable lists every frontend of the lab as `cilium service list`
-// does: the ClusterIP of each service port, its NodePort on each node's
+// does: the ClusterIP of each service port, its LoadBalancer and external
+// IPs (types LoadBalancer and ExternalIPs), its NodePort on each node's
 // address and on 0.0.0.0, and every pod's hostPort (node address and
 // 0.0.0.0). Rows are sorted by ID; IDs stay stable for the control plane's
 // life.
@@ -325,6 +380,16 @@ func (cp *ControlPlane) ServiceTable() []ServiceRow {
 			all := backendAddrs(p.Backends, "")
 			if s.ClusterIP.IsValid() {
 				rows = append(rows, cp.rowLocked(netip.AddrPortFrom(s.ClusterIP, p.Port), p.Proto, "ClusterIP", all))
+			}
+			for _, ea := range s.externalFrontends() {
+				// Under externalTrafficPolicy Local the backends of the
+				// node that serves the address from outside (its
+				// announcer) are listed.
+				bs := all
+				if s.ExternalTrafficPolicyLocal {
+					bs = backendAddrs(p.Backends, cp.l2.holders[ea.addr])
+				}
+				rows = append(rows, cp.rowLocked(netip.AddrPortFrom(ea.addr, p.Port), p.Proto, ea.typ.String(), bs))
 			}
 			if p.NodePort == 0 {
 				continue

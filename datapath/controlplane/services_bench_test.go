@@ -5,11 +5,12 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // BenchmarkServiceConnections measures TCP connections per second from a
@@ -17,9 +18,7 @@ import (
 // a ClusterIP and straight to the pod IP, interleaved in the same run, and
 // reports both rates and their ratio.
 func BenchmarkServiceConnections(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	e2e.Require(b, e2e.Root, e2e.BPFFS)
 	const lab = "tsvcbench"
 	ctx := context.Background()
 	cp := New(lab, Options{AllowLocalhost: true})

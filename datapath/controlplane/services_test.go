@@ -21,6 +21,8 @@ import (
 
 	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // Unit tests of the service bookkeeping (no root, no datapath).
@@ -259,9 +261,7 @@ var _ = Describe("services on a 3-node cluster", Ordered, func() {
 	}
 
 	BeforeAll(func() {
-		if os.Geteuid() != 0 {
-			Skip("needs root")
-		}
+		e2e.RequireSpec(e2e.Root, e2e.BPFFS)
 		cp = New(lab, Options{AllowLocalhost: true})
 		var err error
 		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})

@@ -55,7 +55,7 @@ type IPAMStatus struct {
 func (cp *ControlPlane) Status(c *topo.Cluster) []NodeStatus {
 	var out []NodeStatus
 	for _, name := range cp.Nodes() {
-		dp := cp.Datapath(name)
+		dp := cp.NodeDatapath(name)
 		n := c.Node(name)
 		st := NodeStatus{Node: name, Endpoints: len(dp.Endpoints())}
 		if n != nil {
@@ -231,7 +231,7 @@ func (cp *ControlPlane) ConnectionsOf(node string) (map[string][]datapath.Connec
 		if node != "" && n != node {
 			continue
 		}
-		conns, err := cp.Datapath(n).Connections()
+		conns, err := cp.NodeDatapath(n).Connections()
 		if err != nil {
 			return nil, err
 		}

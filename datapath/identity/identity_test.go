@@ -42,6 +42,7 @@ func TestK8sLabels(t *testing.T) {
 	ls := K8sLabels("default", map[string]string{"name": "echo-a"}, map[string]string{"team": "a"}, "echo")
 	want := "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=default," +
 		"k8s:io.cilium.k8s.namespace.labels.team=a," +
+		"k8s:io.cilium.k8s.policy.cluster=default," +
 		"k8s:io.cilium.k8s.policy.serviceaccount=echo," +
 		"k8s:io.kubernetes.pod.namespace=default," +
 		"k8s:name=echo-a"

@@ -26,6 +26,11 @@ const (
 	NamespaceLabelsPrefix = "io.cilium.k8s.namespace.labels."
 	// ServiceAccountKey holds the pod's service account.
 	ServiceAccountKey = "io.cilium.k8s.policy.serviceaccount"
+	// ClusterKey holds the name of the cluster the endpoint belongs to;
+	// Cilium labels every pod with it.
+	ClusterKey = "io.cilium.k8s.policy.cluster"
+	// DefaultClusterName is Cilium's cluster name when none is configured.
+	DefaultClusterName = "default"
 	// NamespaceNameKey is the label Kubernetes puts on every namespace
 	// (kubernetes.io/metadata.name=<name>).
 	NamespaceNameKey = "kubernetes.io/metadata.name"
@@ -161,7 +166,8 @@ func (ls Labels) HasSource(source string) bool {
 // (k8s:io.kubernetes.pod.namespace), each label of the namespace
 // (k8s:io.cilium.k8s.namespace.labels.<key>, including
 // kubernetes.io/metadata.name=<namespace>, which Kubernetes sets on every
-// namespace) and, when serviceAccount is not empty, the service account
+// namespace), the cluster (k8s:io.cilium.k8s.policy.cluster=default) and,
+// when serviceAccount is not empty, the service account
 // (k8s:io.cilium.k8s.policy.serviceaccount).
 func K8sLabels(namespace string, podLabels, namespaceLabels map[string]string, serviceAccount string) Labels {
 	ls := make([]Label, 0, len(podLabels)+len(namespaceLabels)+3)
@@ -169,6 +175,7 @@ func K8sLabels(namespace string, podLabels, namespaceLabels map[string]string, s
 		ls = append(ls, Label{Source: SourceK8s, Key: k, Value: podLabels[k]})
 	}
 	ls = append(ls, Label{Source: SourceK8s, Key: PodNamespaceKey, Value: namespace})
+	ls = append(ls, Label{Source: SourceK8s, Key: ClusterKey, Value: DefaultClusterName})
 	nsl := maps.Clone(namespaceLabels)
 	if nsl == nil {
 		nsl = map[string]string{}

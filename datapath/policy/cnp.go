@@ -236,10 +236,27 @@ func (d *decoder) ciliumPeerRule(n *yaml.Node, path string, dir Direction, deny 
 	}
 	if dir == Egress {
 		h["toServices"] = nsy("toServices")
-		h["toFQDNs"] = nsy("toFQDNs (DNS-based policy)")
+		if !deny {
+			h["toFQDNs"] = func(v *yaml.Node, p string) error {
+				l3 = true
+				return d.list(v, p, func(it *yaml.Node, p string) error {
+					s, err := d.fqdnSelector(it, p)
+					pr.FQDNs = append(pr.FQDNs, s)
+					return err
+				})
+			}
+		}
 	}
 	if err := d.fields(n, path, h); err != nil {
 		return pr, err
+	}
+	// Cilium refuses a rule that combines toFQDNs with another L3 selector.
+	if present := keys(n); present["toFQDNs"] != nil {
+		for _, other := range []string{"toEndpoints", "toEntities", "toCIDR", "toCIDRSet", "toServices", "toGroups", "toNodes", "toRequires"} {
+			if k := present[other]; k != nil {
+				return pr, d.errf(k, join(path, other), "combining toFQDNs and %s in one rule is not supported (Cilium refuses it); write two egress rules", other)
+			}
+		}
 	}
 	// A rule without any L3 field but with ports applies to every peer
 	// (Cilium's L4-only rule). A rule with neither allows nothing.

@@ -33,6 +33,9 @@ type CompileOptions struct {
 	// (allow-localhost) and Kubernetes NetworkPolicy requires (kubelet
 	// probes). A deny rule for host still wins.
 	AllowLocalhost bool
+	// FQDNs are the DNS answers toFQDNs rules select (Repository.Compiler
+	// fills it from Repository.DNSNames when nil).
+	FQDNs FQDNNames
 }
 
 // RuleAllowLocalhost names entries added by CompileOptions.AllowLocalhost.
@@ -66,6 +69,9 @@ type resolvedPeers struct {
 func (r *Repository) Compiler(t *identity.Table, opts CompileOptions) *Compiler {
 	r.mu.RLock()
 	policies := r.sortedLocked()
+	if opts.FQDNs == nil {
+		opts.FQDNs = r.dnsNamesLocked()
+	}
 	r.mu.RUnlock()
 	return NewCompiler(policies, t, opts)
 }
@@ -352,6 +358,17 @@ func (c *Compiler) resolvePeers(pr *PeerRule) []identity.ID {
 			set[identity.Init] = true
 		case EntityUnmanaged:
 			set[identity.Unmanaged] = true
+		}
+	}
+	if len(pr.FQDNs) > 0 {
+		want := map[netip.Prefix]bool{}
+		for _, a := range c.opts.FQDNs.match(pr.FQDNs) {
+			want[netip.PrefixFrom(a, 32)] = true
+		}
+		for _, id := range c.table.All() {
+			if id.IsCIDR() && want[id.Prefix] {
+				set[id.ID] = true
+			}
 		}
 	}
 	for _, cr := range pr.CIDRs {

@@ -61,10 +61,6 @@ sepc: {}
       rules:
         http: [{method: GET}]
 `, `bad.yaml:12: spec.ingress[0].toPorts[0].rules: not supported yet: L7 rules (toPorts[].rules)`},
-		{"toFQDNs", cnpHead + `  egress:
-  - toFQDNs:
-    - matchName: cilium.io
-`, `bad.yaml:10: spec.egress[0].toFQDNs: not supported yet: toFQDNs (DNS-based policy)`},
 		{"toServices", cnpHead + `  egress:
   - toServices: [{k8sService: {serviceName: a, namespace: b}}]
 `, `bad.yaml:10: spec.egress[0].toServices: not supported yet: toServices`},

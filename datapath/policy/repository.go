@@ -22,6 +22,9 @@ type Repository struct {
 	// holds one allocator reference per distinct prefix it names.
 	prefixes map[netip.Prefix]int
 	cidrIDs  map[netip.Prefix]identity.ID
+	// fqdn holds the addresses DNS answers gave names that toFQDNs rules
+	// select (canonical name -> address -> identity and expiry).
+	fqdn     map[string]map[netip.Addr]fqdnAddr
 	revision uint64
 }
 
@@ -161,9 +164,16 @@ func (r *Repository) Revision() uint64 {
 }
 
 // CIDRPrefixes returns the prefixes the policies name with their CIDR
-// identity: what must be in every node's ipcache.
+// identity, and the /32 of every address learned from DNS for a toFQDNs
+// rule: what must be in every node's ipcache.
 func (r *Repository) CIDRPrefixes() map[netip.Prefix]identity.ID {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return maps.Clone(r.cidrIDs)
+	out := maps.Clone(r.cidrIDs)
+	for _, known := range r.fqdn {
+		for a, e := range known {
+			out[netip.PrefixFrom(a, 32)] = e.id
+		}
+	}
+	return out
 }

@@ -104,6 +104,9 @@ type PeerRule struct {
 	Entities []Entity
 	// CIDRs match CIDR identities (and world for /0).
 	CIDRs []CIDRRule
+	// FQDNs (toFQDNs) match the CIDR identities of the addresses that DNS
+	// answers for matching names carried (see Repository.ObserveDNS).
+	FQDNs []FQDNSelector
 	// Ports and ICMPs restrict the traffic; both empty means any protocol
 	// and port.
 	Ports []PortRule

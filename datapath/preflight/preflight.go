@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
+	"github.com/podlab/podlab/datapath/cilium/source"
 	"golang.org/x/sys/unix"
 )
 
@@ -157,7 +158,35 @@ func Run() Report {
 	probe("helper redirect_peer", false, func() error { return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnRedirectPeer) }, "kernel >= 5.10 (falls back to bpf_redirect)")
 	probe("helper ringbuf_output", true, func() error { return features.HaveProgramHelper(ebpf.SchedCLS, asm.FnRingbufOutput) }, "kernel >= 5.8")
 	probe("bounded loops", false, features.HaveBoundedLoops, "kernel >= 5.3")
+	add(clangCheck())
+	add(ciliumSourcesCheck())
 	return r
+}
+
+// clangCheck reports the compiler --datapath cilium needs (not required for
+// the other datapaths).
+func clangCheck() Check {
+	c := Check{Name: "clang-19 (--datapath cilium)", Fix: source.InstallHint}
+	p, err := source.FindClang()
+	if err != nil {
+		c.Detail = "not found"
+		return c
+	}
+	c.OK, c.Detail = true, p
+	return c
+}
+
+// ciliumSourcesCheck reports whether the default Cilium release is in the Go
+// module cache (--datapath cilium downloads it on first use otherwise).
+func ciliumSourcesCheck() Check {
+	c := Check{Name: "cilium " + source.DefaultVersion + " sources (--datapath cilium)",
+		Fix: "go mod download " + source.Module + "@" + source.DefaultVersion + " (done automatically on first use when the Go module proxy is reachable), or --cilium-src DIR"}
+	if d := source.CachedModuleDir(source.DefaultVersion); d != "" {
+		c.OK, c.Detail = true, d
+		return c
+	}
+	c.Detail = "not in the Go module cache"
+	return c
 }
 
 func valueOr(v, def string) string {

@@ -2,18 +2,17 @@ package trace
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/podlab/podlab/datapath/controlplane"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 func benchRoot(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	e2e.Require(b, e2e.Root, e2e.BPFFS)
 }
 
 // BenchmarkTracePeerPods traces worker -> 10.132.2.46 on the peer-pods lab

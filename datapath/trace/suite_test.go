@@ -1,11 +1,12 @@
 package trace
 
 import (
-	"os"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 func TestTrace(t *testing.T) {
@@ -13,8 +14,7 @@ func TestTrace(t *testing.T) {
 	RunSpecs(t, "trace")
 }
 
+// needRoot stops a spec that needs root and bpffs (see internal/e2e).
 func needRoot() {
-	if os.Geteuid() != 0 {
-		Skip("needs root")
-	}
+	e2e.RequireSpec(e2e.Root, e2e.BPFFS)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/topo"
+	"github.com/podlab/podlab/topo/labca"
 )
 
 // Options describe a lab to bring up.
@@ -27,8 +28,12 @@ type Options struct {
 	Name string
 	// Nodes of the cluster (default: kind's control plane + 2 workers).
 	Nodes []topo.NodeSpec
-	// Datapath is "none" (plain kernel routing) or "bpf".
+	// Datapath is "none" (plain kernel routing), "bpf" (podlab's programs)
+	// or "cilium" (Cilium's production programs).
 	Datapath string
+	// CiliumVersion (a release, default source.DefaultVersion) or
+	// CiliumSrc (a local checkout) name the sources of --datapath cilium.
+	CiliumVersion, CiliumSrc string
 	// Attach is how BPF programs are attached: "tcx" (default) or
 	// "netlink" (clsact; much faster for labs with many pods).
 	Attach string
@@ -50,6 +55,10 @@ type Lab struct {
 	ControlPlane *controlplane.ControlPlane
 	// Raw is set instead of Cluster for a lab built from a raw topology.
 	Raw *topo.Raw
+	// CA is the lab's certificate authority (cluster labs): the emulated
+	// internet's HTTPS hosts present certificates it signs, and probes and
+	// `podlab exec` trust it (CAPath).
+	CA *labca.CA
 
 	claim *topo.Lab
 	flows *flow.Store
@@ -83,14 +92,20 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	hooks := o.Hooks
 	switch o.Datapath {
 	case "none":
-	case "bpf":
+	case "bpf", "cilium":
 		if o.Attach != "" && o.Attach != "tcx" && o.Attach != "netlink" {
 			return nil, fmt.Errorf("attach %q: use tcx or netlink", o.Attach)
 		}
-		cp = controlplane.New(o.Name, controlplane.Options{Log: o.Log, AllowLocalhost: true, Attach: o.Attach})
+		cp = controlplane.New(o.Name, controlplane.Options{Log: o.Log, AllowLocalhost: true, Attach: o.Attach,
+			Datapath: o.Datapath, CiliumVersion: o.CiliumVersion, CiliumSrc: o.CiliumSrc})
+		// Cilium's sources and compiler are checked before anything is
+		// created (a bad version or a missing clang-19 changes nothing).
+		if err := cp.Prepare(ctx); err != nil {
+			return nil, err
+		}
 		hooks = append([]topo.ClusterHook{cp}, hooks...)
 	default:
-		return nil, fmt.Errorf("datapath %q: use none or bpf", o.Datapath)
+		return nil, fmt.Errorf("datapath %q: use none, bpf or cilium", o.Datapath)
 	}
 	cl, err := topo.NewCluster(topo.ClusterConfig{Lab: o.Name, Nodes: o.Nodes, Hooks: hooks})
 	if err != nil {
@@ -121,10 +136,22 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.writeResolvConf("default"); err != nil {
 		return l, err
 	}
+	if l.CA, err = labca.New(o.Name); err != nil {
+		return l, err
+	}
+	if err := l.CA.WriteFile(CAPath(o.Name)); err != nil {
+		return l, err
+	}
 	if err := l.SaveState(); err != nil {
 		return l, err
 	}
 	return l, nil
+}
+
+// CAPath returns the file holding lab's CA certificate (PEM), which
+// `podlab exec` installs as the CA bundle of the programs it runs.
+func CAPath(lab string) string {
+	return filepath.Join(topo.StateDir(lab), labca.FileName)
 }
 
 // UpTopology claims the lab name and builds a raw topology from a spec

@@ -2,8 +2,12 @@ package probe
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -15,7 +19,7 @@ import (
 // Curl exit codes that Curl returns (curl's own numbering).
 const (
 	CurlOK            = 0
-	CurlUnsupported   = 1  // protocol not supported (https)
+	CurlUnsupported   = 1  // protocol not supported (ftp://...)
 	CurlBadOption     = 2  // unknown or malformed option
 	CurlBadURL        = 3  // malformed URL
 	CurlResolve       = 6  // could not resolve host
@@ -25,6 +29,9 @@ const (
 	CurlTooManyRedirs = 47 // -L followed too many redirects
 	CurlEmptyReply    = 52 // server closed without answering
 	CurlRecvFailure   = 56 // connection reset while receiving
+	CurlTLSConnect    = 35 // TLS handshake failed
+	CurlBadCert       = 60 // server certificate did not verify
+	CurlCACertFile    = 77 // --cacert file unreadable
 )
 
 // curlDefaultMaxTime bounds a curl command without -m when ctx has no
@@ -46,14 +53,17 @@ type CurlRequest struct {
 	Output string
 	// WriteOut is -w's format, printed after the transfer.
 	WriteOut string
+	// CACert is --cacert's file (PEM); it replaces the trusted roots.
+	CACert string
 }
 
 // ParseCurl reads the curl flags used by Kubernetes exec probes and by
 // people poking at a lab: -s -S -f/--fail --fail-with-body -o FILE
 // (/dev/null or -) -I/--head -X/--request M -H/--header H -d/--data D
 // -w/--write-out FORMAT --connect-timeout N -m/--max-time N -L/--location,
-// plus flags that do not
-// change the request (-v -k -4 -q -N --http1.1). Short flags combine (-sSf).
+// -k/--insecure, --cacert FILE, --resolve HOST:PORT:ADDR[,ADDR], plus flags
+// that do not change the request (-v -4 -q -N --http1.1). Short flags
+// combine (-sSf). http:// and https:// URLs are understood.
 // args may start with "curl". Exactly one URL is required.
 func ParseCurl(args []string) (CurlRequest, error) {
 	if len(args) > 0 && path.Base(args[0]) == "curl" {
@@ -72,7 +82,8 @@ func ParseCurl(args []string) (CurlRequest, error) {
 	takesArg := func(flag string) bool {
 		switch flag {
 		case "-o", "--output", "--connect-timeout", "-m", "--max-time", "-X", "--request",
-			"-H", "--header", "-d", "--data", "--data-raw", "--data-binary", "-w", "--write-out":
+			"-H", "--header", "-d", "--data", "--data-raw", "--data-binary", "-w", "--write-out",
+			"--cacert", "--resolve":
 			return true
 		}
 		return false
@@ -89,7 +100,15 @@ func ParseCurl(args []string) (CurlRequest, error) {
 			cr.Head = true
 		case "-L", "--location":
 			cr.HTTP.FollowRedirects = true
-		case "-v", "--verbose", "-k", "--insecure", "-4", "--ipv4", "-q", "--disable",
+		case "-k", "--insecure":
+			cr.HTTP.Insecure = true
+		case "--cacert":
+			cr.CACert = value
+		case "--resolve":
+			if err := addResolve(&cr.HTTP, value); err != nil {
+				return err
+			}
+		case "-v", "--verbose", "-4", "--ipv4", "-q", "--disable",
 			"-N", "--no-buffer", "--http1.1", "--compressed", "-#", "--progress-bar":
 		case "-o", "--output":
 			if value != "/dev/null" && value != "-" {
@@ -245,6 +264,16 @@ func (cr CurlRequest) Run(ctx context.Context, ns *topo.Namespace, dns DNSConfig
 	if p.Timeout == 0 {
 		p.Timeout = curlDefaultMaxTime
 	}
+	if cr.CACert != "" {
+		pool, err := loadPEMPool(cr.CACert)
+		if err != nil {
+			r := Result{Kind: KindHTTP, Target: p.URL, Start: time.Now(), BodySize: -1, ExitCode: CurlCACertFile}
+			r = r.failed(Error, err.Error(), err)
+			r.Reason = fmt.Sprintf("curl: (77) error setting certificate file: %s", cr.CACert)
+			return r
+		}
+		p.RootCAs = pool
+	}
 	hr := httpRun{keepHeaders: cr.Head && (cr.Output == "" || cr.Output == "-")}
 	r := p.run(ctx, ns, &hr)
 	if hr.curlMsg != "" {
@@ -254,6 +283,42 @@ func (cr CurlRequest) Run(ctx context.Context, ns *topo.Namespace, dns DNSConfig
 		r.Output = append(r.Output, writeOut(cr.WriteOut, r)...)
 	}
 	return r
+}
+
+// addResolve reads one --resolve HOST:PORT:ADDR[,ADDR...] entry.
+func addResolve(h *HTTP, v string) error {
+	host, rest, ok1 := strings.Cut(v, ":")
+	port, addrs, ok2 := strings.Cut(rest, ":")
+	p, perr := strconv.ParseUint(port, 10, 16)
+	if !ok1 || !ok2 || host == "" || perr != nil || p == 0 {
+		return fmt.Errorf("curl: option --resolve: %q is not HOST:PORT:ADDRESS", v)
+	}
+	var list []netip.Addr
+	for _, a := range strings.Split(addrs, ",") {
+		ip, err := netip.ParseAddr(strings.Trim(a, "[]"))
+		if err != nil {
+			return fmt.Errorf("curl: option --resolve: bad address %q in %q", a, v)
+		}
+		list = append(list, ip.Unmap())
+	}
+	if h.Resolve == nil {
+		h.Resolve = map[string][]netip.Addr{}
+	}
+	h.Resolve[net.JoinHostPort(strings.ToLower(host), port)] = list
+	return nil
+}
+
+// loadPEMPool reads a PEM bundle into a certificate pool.
+func loadPEMPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }
 
 // writeOut expands curl's -w variables that a lab probe can know.

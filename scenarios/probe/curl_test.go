@@ -1,7 +1,9 @@
 package probe
 
 import (
+	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -31,7 +33,11 @@ func TestParseCurl(t *testing.T) {
 		},
 		{
 			args: []string{"-m5", "-H", "Host: echo-a.example", "-H", "X-Test: 1", "-v", "-k", "localhost"},
-			want: CurlRequest{HTTP: HTTP{Method: "GET", URL: "localhost", Timeout: 5 * time.Second, Host: "echo-a.example", Header: http.Header{"X-Test": {"1"}}, ExpectStatus: AnyStatus, KeepBody: true}},
+			want: CurlRequest{HTTP: HTTP{Method: "GET", URL: "localhost", Timeout: 5 * time.Second, Host: "echo-a.example", Header: http.Header{"X-Test": {"1"}}, ExpectStatus: AnyStatus, KeepBody: true, Insecure: true}},
+		},
+		{
+			args: []string{"-sS", "--cacert", "/run/podlab/l/ca.crt", "--resolve", "www.example.com:443:198.18.0.7", "https://www.example.com/"},
+			want: CurlRequest{HTTP: HTTP{Method: "GET", URL: "https://www.example.com/", Resolve: map[string][]netip.Addr{"www.example.com:443": {netip.MustParseAddr("198.18.0.7")}}}, Silent: true, ShowError: true, CACert: "/run/podlab/l/ca.crt"},
 		},
 		{
 			args: []string{"-d", "a=1", "--data", "b=2", "echo-a"},
@@ -72,6 +78,9 @@ func sameCurl(a, b CurlRequest) bool {
 		return false
 	}
 	ah.Body, bh.Body = nil, nil
+	if fmt.Sprint(ah.Resolve) != fmt.Sprint(bh.Resolve) || ah.Insecure != bh.Insecure || a.CACert != b.CACert {
+		return false
+	}
 	return a.Fail == b.Fail && a.Silent == b.Silent && a.ShowError == b.ShowError && a.Head == b.Head && a.Output == b.Output && ah.Method == bh.Method && ah.URL == bh.URL && ah.Host == bh.Host &&
 		ah.ExpectStatus == bh.ExpectStatus && ah.Timeout == bh.Timeout && ah.ConnectTimeout == bh.ConnectTimeout &&
 		ah.FollowRedirects == bh.FollowRedirects && ah.KeepBody == bh.KeepBody
@@ -120,7 +129,9 @@ func TestParseURL(t *testing.T) {
 		{in: "echo-a:8080/public?x=1", host: "echo-a", port: 8080, path: "/public?x=1", hdr: "echo-a:8080"},
 		{in: "http://10.0.0.1/private", host: "10.0.0.1", port: 80, path: "/private", hdr: "10.0.0.1"},
 		{in: "HTTP://[fd00::1]:81/", host: "fd00::1", port: 81, path: "/", hdr: "[fd00::1]:81"},
-		{in: "https://echo-a", code: 1, wantErrSub: "not supported yet"},
+		{in: "https://echo-a", host: "echo-a", port: 443, path: "/", hdr: "echo-a"},
+		{in: "https://1.1.1.1:8443/x", host: "1.1.1.1", port: 8443, path: "/x", hdr: "1.1.1.1:8443"},
+		{in: "ftp://echo-a", code: 1, wantErrSub: "not supported"},
 		{in: "", code: 3, wantErrSub: "no URL"},
 		{in: "http://echo-a:99999/", code: 3, wantErrSub: "bad port"},
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +17,8 @@ import (
 	"github.com/podlab/podlab/scenarios/probe"
 	"github.com/podlab/podlab/scenarios/workload"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // Probes expected to time out get a short timeout so the suite stays fast
@@ -42,9 +43,7 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 	)
 
 	BeforeAll(func() {
-		if os.Geteuid() != 0 {
-			Skip("needs root (network namespaces)")
-		}
+		e2e.RequireSpec(e2e.Root)
 		before = rootSysctls()
 		n = buildNet()
 		ctx = context.Background()
@@ -280,7 +279,8 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 			Expect(curl("-sS", "--fail", "-o", "/dev/null", "echo-a/status/404").ExitCode).To(Equal(22))
 			Expect(curl("-sS", "-o", "/dev/null", "echo-a/status/404").ExitCode).To(Equal(0))
 			Expect(curl("-sS", "-m", "1", "10.0.2.2:81").ExitCode).To(Equal(56))
-			Expect(curl("-sS", "https://echo-a").ExitCode).To(Equal(1))
+			Expect(curl("-sS", "https://echo-a").ExitCode).To(Equal(7)) // nothing listens on 443
+			Expect(curl("-sS", "ftp://echo-a").ExitCode).To(Equal(1))
 			Expect(curl("--bogus", "echo-a").ExitCode).To(Equal(2))
 		})
 		It("words errors like curl and prints what curl prints", func() {

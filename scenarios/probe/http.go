@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -36,8 +38,8 @@ const curlUserAgent = "curl/8.5.0 (podlab)"
 type HTTP struct {
 	// Method defaults to GET. HEAD reads no body.
 	Method string
-	// URL is [http://]host[:port][/path]; host may be an IP, localhost or a
-	// name resolved through DNS. https is not supported.
+	// URL is [http[s]://]host[:port][/path]; host may be an IP, localhost
+	// or a name resolved through DNS.
 	URL string
 	// Host overrides the Host header.
 	Host string
@@ -61,6 +63,14 @@ type HTTP struct {
 	FollowRedirects bool
 	// KeepBody stores the body (capped at 64 KiB) in Result.Output.
 	KeepBody bool
+	// RootCAs verifies https servers (the lab CA; nil: the system's roots,
+	// which no lab host has a certificate from).
+	RootCAs *x509.CertPool
+	// Insecure skips certificate verification (curl -k).
+	Insecure bool
+	// Resolve pins "host:port" to addresses without asking DNS (curl
+	// --resolve host:port:addr[,addr]).
+	Resolve map[string][]netip.Addr
 }
 
 // target is a parsed HTTP URL.
@@ -68,9 +78,11 @@ type target struct {
 	host string // without brackets
 	port uint16
 	path string // request URI, starts with /
+	tls  bool   // https
 }
 
-// parseURL reads curl-style URLs: the scheme is optional and must be http.
+// parseURL reads curl-style URLs: the scheme is optional and must be http
+// or https.
 // code is curl's exit code for the error (1 unsupported protocol, 3 bad
 // URL).
 func parseURL(raw string) (target, int, error) {
@@ -78,10 +90,15 @@ func parseURL(raw string) (target, int, error) {
 	if s == "" {
 		return target{}, 3, errors.New("no URL given")
 	}
+	isTLS := false
 	if i := strings.Index(s, "://"); i >= 0 {
 		scheme := strings.ToLower(s[:i])
-		if scheme != "http" {
-			return target{}, 1, fmt.Errorf("not supported yet: protocol %q (podlab probes speak plain http)", scheme)
+		switch scheme {
+		case "http":
+		case "https":
+			isTLS = true
+		default:
+			return target{}, 1, fmt.Errorf("protocol %q not supported (podlab probes speak http and https)", scheme)
 		}
 	} else {
 		s = "http://" + s
@@ -90,7 +107,10 @@ func parseURL(raw string) (target, int, error) {
 	if err != nil || u.Host == "" {
 		return target{}, 3, fmt.Errorf("malformed URL %q", raw)
 	}
-	t := target{host: u.Hostname(), port: 80, path: u.RequestURI()}
+	t := target{host: u.Hostname(), port: 80, path: u.RequestURI(), tls: isTLS}
+	if isTLS {
+		t.port = 443
+	}
 	if t.host == "" {
 		return target{}, 3, fmt.Errorf("malformed URL %q: no host", raw)
 	}
@@ -107,13 +127,24 @@ func parseURL(raw string) (target, int, error) {
 	return t, 0, nil
 }
 
+// SplitURL reads a curl-style URL ([http[s]://]host[:port][/path]) into
+// its host (without brackets), port (80 or 443 by default), request URI
+// and whether it is https.
+func SplitURL(raw string) (host string, port uint16, requestURI string, isTLS bool, err error) {
+	t, _, err := parseURL(raw)
+	if err != nil {
+		return "", 0, "", false, err
+	}
+	return t.host, t.port, t.path, t.tls, nil
+}
+
 // hostHeader is the Host header curl sends for t.
 func (t target) hostHeader() string {
 	h := t.host
 	if strings.Contains(h, ":") {
 		h = "[" + h + "]"
 	}
-	if t.port != 80 {
+	if (t.tls && t.port != 443) || (!t.tls && t.port != 80) {
 		h += ":" + strconv.Itoa(int(t.port))
 	}
 	return h
@@ -197,7 +228,13 @@ func (p HTTP) once(ctx context.Context, ns *topo.Namespace, rawURL string, dl, c
 	cctx, ccancel := context.WithDeadline(ctx, connDL)
 	defer ccancel()
 	rs := time.Now()
-	ip, res, err := resolveHost(cctx, ns, p.DNS, t.host, connDL)
+	var ip netip.Addr
+	var res *Resolution
+	if pinned := p.Resolve[net.JoinHostPort(strings.ToLower(t.host), strconv.Itoa(int(t.port)))]; len(pinned) > 0 {
+		ip, res = pinned[0], &Resolution{Name: t.host, Addrs: pinned}
+	} else {
+		ip, res, err = resolveHost(cctx, ns, p.DNS, t.host, connDL)
+	}
 	r.Resolution = res
 	if res != nil {
 		r.ResolveDuration = time.Since(rs)
@@ -258,6 +295,15 @@ func (p HTTP) once(ctx context.Context, ns *topo.Namespace, rawURL string, dl, c
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	_ = c.SetDeadline(dl)
+	if t.tls {
+		tc := tls.Client(c, &tls.Config{ServerName: t.host, RootCAs: p.RootCAs, InsecureSkipVerify: p.Insecure, NextProtos: []string{"http/1.1"}})
+		_ = c.SetDeadline(connDL)
+		if err := tc.HandshakeContext(cctx); err != nil {
+			return "", tlsFailure(r, hr, err, t)
+		}
+		_ = c.SetDeadline(dl)
+		c = tc
+	}
 
 	// Request.
 	var req bytes.Buffer
@@ -378,6 +424,33 @@ func ioFailure(r Result, hr *httpRun, err error, gotBytes bool, t target, remote
 	r.ExitCode = 56
 	hr.curlMsg = "curl: (56) Recv failure: " + why
 	return r.failed(o, fmt.Sprintf("talking to %s: %s", remote, why), err)
+}
+
+// tlsFailure classifies a failed TLS handshake with curl's exit codes: 60
+// for a certificate that does not verify, 28 for a timeout, 35 otherwise.
+func tlsFailure(r Result, hr *httpRun, err error, t target) Result {
+	var unknown x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verr *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &hostErr):
+		r.ExitCode = 60
+		hr.curlMsg = fmt.Sprintf("curl: (60) SSL: no alternative certificate subject name matches target host name '%s'", t.host)
+		return r.failed(Error, fmt.Sprintf("TLS: certificate of %s does not match: %v", t.host, err), err)
+	case errors.As(err, &unknown), errors.As(err, &invalid), errors.As(err, &verr):
+		r.ExitCode = 60
+		hr.curlMsg = "curl: (60) SSL certificate problem: unable to get local issuer certificate"
+		return r.failed(Error, fmt.Sprintf("TLS: certificate of %s does not verify: %v", t.host, err), err)
+	}
+	if o, _ := classify(err, true); o == Timeout {
+		r.ExitCode = 28
+		hr.curlMsg = fmt.Sprintf("curl: (28) SSL connection timeout after %d milliseconds", time.Since(r.Start).Milliseconds())
+		return r.failed(Timeout, fmt.Sprintf("TLS handshake with %s timed out", t.host), err)
+	}
+	r.ExitCode = 35
+	hr.curlMsg = "curl: (35) TLS connect error: " + err.Error()
+	return r.failed(Error, fmt.Sprintf("TLS handshake with %s: %v", t.host, err), err)
 }
 
 // curlErrText renders a connect failure the way curl words it.

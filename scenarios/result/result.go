@@ -59,6 +59,8 @@ type Run struct {
 // Step is one scenario step.
 type Step struct {
 	Name string `json:"name"`
+	// Test is the suite test the step belongs to (empty outside suites).
+	Test string `json:"test,omitempty"`
 	// Kind is the step kind (apply, probe, wait, capture...).
 	Kind     string        `json:"kind,omitempty"`
 	Verdict  Verdict       `json:"verdict"`

@@ -3,6 +3,7 @@ package run
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/result"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 func TestRun(t *testing.T) {
@@ -35,6 +38,19 @@ func runScenario(s *scenarios.Scenario) *Result {
 	Expect(os.IsNotExist(statErr)).To(BeTrue(), "BPF pins left")
 	GinkgoWriter.Println(out.String())
 	return res
+}
+
+// keepJUnit copies a run's junit.xml to $PODLAB_ARTIFACTS/junit/<as>.xml
+// when PODLAB_ARTIFACTS is set; CI checks those files with xmllint.
+func keepJUnit(res *Result, as string) {
+	base := os.Getenv("PODLAB_ARTIFACTS")
+	if base == "" {
+		return
+	}
+	data, err := os.ReadFile(filepath.Join(res.Dir, "junit.xml"))
+	Expect(err).NotTo(HaveOccurred())
+	Expect(os.MkdirAll(filepath.Join(base, "junit"), 0o755)).To(Succeed())
+	Expect(os.WriteFile(filepath.Join(base, "junit", as+".xml"), data, 0o644)).To(Succeed())
 }
 
 // failures lists the failed expectations of a run.
@@ -73,9 +89,7 @@ func breakScenario(s *scenarios.Scenario) string {
 
 var _ = Describe("the scenario library", func() {
 	BeforeEach(func() {
-		if os.Geteuid() != 0 {
-			Skip("needs root")
-		}
+		e2e.RequireSpec(e2e.Root, e2e.BPFFS)
 	})
 	for _, name := range scenarios.BuiltinNames() {
 		It(name+" passes", func() {
@@ -88,6 +102,7 @@ var _ = Describe("the scenario library", func() {
 			for _, f := range []string{"index.html", "junit.xml", "flows.jsonl", "metrics.prom", "run.json"} {
 				Expect(res.Dir + "/" + f).To(BeAnExistingFile())
 			}
+			keepJUnit(res, name)
 		})
 		It(name+"'s broken twin fails with a useful message", func() {
 			s, err := scenarios.Builtin(name)
@@ -99,6 +114,7 @@ var _ = Describe("the scenario library", func() {
 			fs := failures(res.Run)
 			Expect(fs).NotTo(BeEmpty())
 			Expect(fs[0].Message).To(ContainSubstring("did not meet"), "failure: %+v", fs[0])
+			keepJUnit(res, name+"-broken")
 		})
 	}
 })

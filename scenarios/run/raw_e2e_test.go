@@ -2,7 +2,6 @@ package run
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -13,6 +12,8 @@ import (
 	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/result"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // peerPodsTopology returns the Topology document of the library's
@@ -27,9 +28,7 @@ func peerPodsTopology() string {
 
 var _ = Describe("raw topology scenarios", func() {
 	BeforeEach(func() {
-		if os.Geteuid() != 0 {
-			Skip("needs root")
-		}
+		e2e.RequireSpec(e2e.Root, e2e.BPFFS)
 	})
 
 	// Recreating both cross-namespace tunnel ends on another port keeps

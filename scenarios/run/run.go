@@ -35,6 +35,8 @@ type Options struct {
 	ReportDir string
 	// Datapath overrides the scenario's datapath setting when not empty.
 	Datapath string
+	// CiliumVersion and CiliumSrc name the sources of --datapath cilium.
+	CiliumVersion, CiliumSrc string
 	// Keep leaves the lab up after the run, until ctx ends.
 	Keep bool
 	// Out receives one line per expectation as it completes.
@@ -55,6 +57,8 @@ type Options struct {
 	// KeepHandlers adds routes (e.g. /metrics) to the API a kept lab
 	// serves.
 	KeepHandlers func(l *lab.Lab, store *flow.Store, mux *http.ServeMux)
+	// OnStep is called before each scenario step runs, with its index.
+	OnStep func(i int, s *scenarios.Step)
 	// WriteRun writes the run folder's reports (index.html, junit.xml,
 	// flows.jsonl, metrics.prom, run.json) from the run model.
 	WriteRun func(dir string, run *result.Run) error
@@ -84,6 +88,7 @@ type Runner struct {
 	pods     map[string]*podRT // by namespace/name
 	services map[string]*svcRT // by namespace/name
 	addrs    *scenarios.ServiceAddresses
+	lbipam   *scenarios.LBIPAM
 	records  *workload.Records
 	dnsIP    netip.Addr
 	closers  []func() error
@@ -108,6 +113,10 @@ type svcRT struct {
 	svc       *scenarios.Service
 	ip        netip.Addr
 	nodePorts map[int]int // service port -> node port
+	// lbIPs are the LoadBalancer ingress addresses LB IPAM gave the
+	// Service; lbPending says why it has none (type LoadBalancer only).
+	lbIPs     []netip.Addr
+	lbPending string
 }
 
 // Run executes s and writes its run folder. The error is for problems of
@@ -162,7 +171,15 @@ func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error)
 			if ctx.Err() != nil {
 				break
 			}
+			if o.OnStep != nil {
+				o.OnStep(i, &s.Steps[i])
+			}
 			r.runStep(ctx, &s.Steps[i])
+			if t := s.Steps[i].Test; t != "" {
+				r.mu.Lock()
+				r.run.Steps[len(r.run.Steps)-1].Test = t
+				r.mu.Unlock()
+			}
 		}
 	}
 	if o.Keep && err == nil {

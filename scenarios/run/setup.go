@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,12 @@ import (
 
 // setup builds the lab and creates the scenario's initial objects.
 func (r *Runner) setup(ctx context.Context, datapath string) error {
+	if svc := externalService(r.s); svc != nil && datapath != "bpf" {
+		if datapath == "cilium" {
+			return fmt.Errorf("%s: Service %s/%s: not supported yet on --datapath cilium: LoadBalancer IPs and externalIPs (L2 announcements); use --datapath bpf", svc.Source, svc.Meta.Namespace, svc.Meta.Name)
+		}
+		return fmt.Errorf("%s: Service %s/%s: LoadBalancer IPs and externalIPs need a datapath that serves them; --datapath %s has none (use --datapath bpf)", svc.Source, svc.Meta.Namespace, svc.Meta.Name, datapath)
+	}
 	if r.s.Topology != nil {
 		return r.setupRaw(ctx)
 	}
@@ -26,7 +33,7 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 	for _, n := range r.s.Cluster.Nodes {
 		nodes = append(nodes, topo.NodeSpec{Name: n.Name, Role: n.Role, Labels: n.Labels})
 	}
-	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, Datapath: datapath, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
+	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, Datapath: datapath, CiliumVersion: r.o.CiliumVersion, CiliumSrc: r.o.CiliumSrc, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
 	if err != nil {
 		return err
 	}
@@ -38,16 +45,16 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 		}
 		r.pump = pump
 	}
-	// The emulated world: its hosts and their names.
-	hosts := workload.DefaultWorldHosts()
-	r.records.AddWorldHosts(hosts)
-	for _, h := range hosts {
-		w, err := workload.StartWorldHost(ctx, l.Cluster.World, h)
-		if err != nil {
-			return fmt.Errorf("world host %s: %w", h.Name, err)
-		}
-		r.closers = append(r.closers, w.Close)
+	// The emulated internet: well-known names at their real addresses,
+	// every other public name at a world address, one web server (HTTP
+	// and HTTPS with the lab CA) answering for all of them.
+	r.records.AddWorldHosts(workload.DefaultWorldHosts())
+	r.records.SetInternet(true)
+	w, err := workload.StartInternet(ctx, l.Cluster.World, workload.InternetConfig{CA: l.CA})
+	if err != nil {
+		return fmt.Errorf("emulated internet: %w", err)
 	}
+	r.closers = append(r.closers, w.Close)
 	// Namespaces first: their labels feed identities.
 	if r.cp != nil {
 		for _, ns := range r.s.Namespaces {
@@ -155,6 +162,7 @@ func podSpec(pl scenarios.Placement) topo.PodSpec {
 	s := topo.PodSpec{Namespace: pl.Pod.Namespace, Name: pl.Pod.Name, Node: pl.Node, Labels: pl.Pod.Labels}
 	if pl.Pod.Spec != nil {
 		s.HostNetwork = pl.Pod.Spec.HostNetwork
+		s.ServiceAccount = pl.Pod.Spec.ServiceAccount
 		for _, p := range pl.Pod.Spec.Ports() {
 			s.Ports = append(s.Ports, topo.ContainerPort{Name: p.Name, Port: uint16(p.ContainerPort), Protocol: p.Protocol, HostPort: uint16(p.HostPort)})
 		}
@@ -188,7 +196,10 @@ func (r *Runner) startWorkloads(ctx context.Context, rt *podRT) error {
 			spec.Records = r.records
 		}
 		if rt.pod.HostNetwork {
-			spec.Addrs = []netip.Addr{rt.pod.IP}
+			// A host-network process listens on the node's address and
+			// its loopback (probes ask localhost), not on every address of
+			// the node's namespace, which the lab's own services share.
+			spec.Addrs = []netip.Addr{rt.pod.IP, netip.AddrFrom4([4]byte{127, 0, 0, 1})}
 		}
 		w, err := workload.Start(ctx, rt.pod.NS, spec)
 		if err != nil {
@@ -250,23 +261,78 @@ func (r *Runner) applyService(svc *scenarios.Service) error {
 		r.services[key] = rt
 	}
 	rt.svc = svc
+	// LB IPAM: a Service it cannot serve is still programmed (ClusterIP,
+	// node ports) and stays <pending>, as Kubernetes shows it; the error
+	// says why.
+	var lbErr error
+	if svc.Type == scenarios.ServiceLoadBalancer && len(rt.lbIPs) == 0 {
+		if r.lbipam == nil {
+			ipam, err := scenarios.NewLBIPAM(r.s.LBIPPools)
+			if err != nil {
+				r.mu.Unlock()
+				return err
+			}
+			r.lbipam = ipam
+		}
+		rt.lbIPs, lbErr = r.lbipam.Assign(svc)
+		rt.lbPending = ""
+		if lbErr != nil {
+			rt.lbPending = lbErr.Error()
+		}
+	}
 	r.mu.Unlock()
-	return r.syncService(rt)
+	return errors.Join(r.syncService(rt), lbErr)
+}
+
+// externalService returns the first Service of s of type LoadBalancer or
+// with externalIPs, or nil.
+func externalService(s *scenarios.Scenario) *scenarios.Service {
+	for _, o := range s.Objects {
+		if svc, ok := o.(*scenarios.Service); ok && (svc.Type == scenarios.ServiceLoadBalancer || len(svc.ExternalIPs) > 0) {
+			return svc
+		}
+	}
+	for _, st := range s.Steps {
+		if st.Apply == nil {
+			continue
+		}
+		for _, o := range st.Apply.Objects {
+			if svc, ok := o.(*scenarios.Service); ok && (svc.Type == scenarios.ServiceLoadBalancer || len(svc.ExternalIPs) > 0) {
+				return svc
+			}
+		}
+	}
+	return nil
+}
+
+// externalAddrsOf fills a control-plane service's LoadBalancer and external
+// IPs and what the L2 announcement policies announce of them.
+func (r *Runner) externalAddrsOf(rt *svcRT, cs *controlplane.Service) {
+	r.mu.Lock()
+	cs.LoadBalancerIPs = slices.Clone(rt.lbIPs)
+	cs.PendingReason = rt.lbPending
+	r.mu.Unlock()
+	cs.ExternalIPs = slices.Clone(rt.svc.ExternalIPs)
+	for _, an := range scenarios.L2Announcements(r.s.L2Policies, r.s.Nodes(), rt.svc, cs.LoadBalancerIPs) {
+		cs.Announce = append(cs.Announce, controlplane.L2Announcement{IP: an.IP, Nodes: an.Nodes, Devices: an.Devices})
+	}
 }
 
 // syncService refreshes DNS and the load balancer from the current pods.
 func (r *Runner) syncService(rt *svcRT) error {
 	svc := rt.svc
-	eps := scenarios.Endpoints(svc, r.placements())
+	placements := r.placements()
+	eps := scenarios.Endpoints(svc, placements)
 	if svc.Headless {
+		// A headless Service's name resolves to every selected pod's
+		// address (the node's for hostNetwork pods), with or without
+		// ports, as CoreDNS answers from its EndpointSlices.
 		var ips []netip.Addr
 		seen := map[netip.Addr]bool{}
-		for _, pe := range eps {
-			for _, b := range pe.Backends {
-				if ip, ok := r.podIP(b.Namespace, b.Pod); ok && !seen[ip] {
-					seen[ip] = true
-					ips = append(ips, ip)
-				}
+		for _, pl := range scenarios.SelectedPods(svc, placements) {
+			if ip, ok := r.podIP(pl.Pod.Namespace, pl.Pod.Name); ok && !seen[ip] {
+				seen[ip] = true
+				ips = append(ips, ip)
 			}
 		}
 		r.records.SetHeadlessService(svc.Meta.Namespace, svc.Meta.Name, ips)
@@ -277,6 +343,7 @@ func (r *Runner) syncService(rt *svcRT) error {
 		return nil
 	}
 	cs := controlplane.Service{Namespace: svc.Meta.Namespace, Name: svc.Meta.Name, Type: string(svc.Type), ClusterIP: rt.ip, ExternalTrafficPolicyLocal: svc.ExternalTrafficPolicy == "Local"}
+	r.externalAddrsOf(rt, &cs)
 	for _, pe := range eps {
 		sp := controlplane.ServicePort{Name: pe.Port.Name, Proto: policy.PortProto(pe.Port.Protocol), Port: uint16(pe.Port.Port), NodePort: uint16(rt.nodePorts[pe.Port.Port])}
 		for _, b := range pe.Backends {

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -14,15 +13,15 @@ import (
 
 	"github.com/podlab/podlab/scenarios/workload"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // benchNS creates a namespace for a benchmark; client and server talk over
 // its loopback. Run with -cpu 1 for "served on one core" figures.
 func benchNS(b *testing.B, short string) *topo.Namespace {
 	b.Helper()
-	if os.Geteuid() != 0 {
-		b.Skip("needs root (network namespaces)")
-	}
+	e2e.Require(b, e2e.Root)
 	name := topo.NSName(lab, short)
 	b.Cleanup(func() {
 		if err := topo.DeleteNamespace(name); err != nil {

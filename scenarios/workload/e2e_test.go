@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +21,8 @@ import (
 
 	"github.com/podlab/podlab/scenarios/workload"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 const lab = "twl"
@@ -123,9 +124,7 @@ var _ = Describe("built-in workloads", Ordered, func() {
 	ctx := context.Background()
 
 	BeforeAll(func() {
-		if os.Geteuid() != 0 {
-			Skip("needs root (network namespaces)")
-		}
+		e2e.RequireSpec(e2e.Root)
 		server, client = pair("wl-server", "wl-client")
 	})
 

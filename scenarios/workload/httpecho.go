@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,8 +27,13 @@ type HTTPEchoConfig struct {
 	Ports []uint16
 	// Pod is reported in every answer.
 	Pod PodInfo
-	// HostName is reported as server.host (world hosts set their DNS name).
+	// HostName is reported as server.host (world hosts set their DNS name;
+	// the internet server reports the name the client asked for).
 	HostName string
+	// TLSPorts are served with TLS (HTTPS) using TLS, on the same
+	// addresses; TLS must be set when there are any.
+	TLSPorts []uint16
+	TLS      *tls.Config
 	// Logger receives server errors at debug level; nil discards them.
 	Logger *slog.Logger
 }
@@ -88,6 +94,23 @@ func startHTTPEcho(ctx context.Context, ns *topo.Namespace, cfg HTTPEchoConfig, 
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", kind, err)
 	}
+	if len(cfg.TLSPorts) > 0 {
+		var tlsLs []net.Listener
+		if cfg.TLS == nil {
+			err = fmt.Errorf("TLS ports %v without a TLS configuration", cfg.TLSPorts)
+		} else {
+			tlsLs, err = listenTCP(ns, endpoints(cfg.Addrs, cfg.TLSPorts, 443))
+		}
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, fmt.Errorf("start %s: %w", kind, err)
+		}
+		for _, l := range tlsLs {
+			ls = append(ls, tls.NewListener(l, cfg.TLS))
+		}
+	}
 	s := &HTTPEchoServer{kind: kind, cfg: cfg, ls: ls}
 	logger := cfg.Logger
 	if logger == nil {
@@ -134,6 +157,18 @@ func (s *HTTPEchoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Headers: make(map[string]string, len(r.Header)),
 		Client:  unmapped(client).String(),
 		Server:  EchoServer{Pod: s.cfg.Pod, Host: s.cfg.HostName, Local: local},
+	}
+	if s.kind == KindInternet {
+		if r.TLS != nil {
+			resp.Server.Host = r.TLS.ServerName
+		}
+		if resp.Server.Host == "" {
+			h, _, err := net.SplitHostPort(r.Host)
+			if err != nil {
+				h = r.Host
+			}
+			resp.Server.Host = strings.ToLower(h)
+		}
 	}
 	for k, v := range r.Header {
 		resp.Headers[k] = strings.Join(v, ", ")

@@ -7,6 +7,9 @@ import (
 	"sync"
 
 	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/net/publicsuffix"
+
+	"github.com/podlab/podlab/topo"
 )
 
 // DefaultClusterDomain is the cluster's DNS domain, as in kind.
@@ -52,6 +55,7 @@ type Records struct {
 	namespaces map[string]int           // namespace -> number of services
 	world      map[string][]netip.Addr  // canonical name -> addresses
 	podRecords bool
+	internet   bool
 }
 
 // NewRecords returns an empty table for the cluster domain (empty means
@@ -150,6 +154,29 @@ func (r *Records) SetPodRecords(on bool) {
 	r.mu.Unlock()
 }
 
+// SetInternet turns the emulated internet on or off: with it on, every
+// public name (one under a top-level domain the public suffix list knows,
+// e.g. anything.example.org, but not names under .example, .test,
+// .invalid or .local) that the world table does not hold resolves to
+// topo.WorldAddr(name), an address the world namespace answers on.
+func (r *Records) SetInternet(on bool) {
+	r.mu.Lock()
+	r.internet = on
+	r.mu.Unlock()
+}
+
+// IsPublicName reports whether name (canonical) is a name the public
+// internet could resolve: it lies under an ICANN public suffix and is
+// longer than that suffix.
+func IsPublicName(name string) bool {
+	name = canonicalName(name)
+	if name == "" || strings.HasPrefix(name, ".") || strings.Contains(name, "..") {
+		return false
+	}
+	suffix, icann := publicsuffix.PublicSuffix(name)
+	return icann && len(name) > len(suffix)
+}
+
 // Lookup answers one question. Names are case-insensitive and may end with
 // a dot. Names inside the cluster domain are answered authoritatively
 // (NXDOMAIN when unknown); other names come from the world table.
@@ -165,6 +192,9 @@ func (r *Records) Lookup(name string, qtype dnsmessage.Type) Answer {
 	}
 	if addrs, ok := r.world[n]; ok {
 		return filterType(Answer{RCode: dnsmessage.RCodeSuccess, Addrs: slices.Clone(addrs), TTL: DefaultWorldTTL}, qtype)
+	}
+	if r.internet && IsPublicName(n) {
+		return filterType(Answer{RCode: dnsmessage.RCodeSuccess, Addrs: []netip.Addr{topo.WorldAddr(n)}, TTL: DefaultWorldTTL}, qtype)
 	}
 	return Answer{RCode: dnsmessage.RCodeNameError, TTL: DefaultWorldTTL}
 }

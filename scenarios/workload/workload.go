@@ -40,6 +40,10 @@ const (
 	KindWorldHost Kind = "world-host"
 	// KindClient serves nothing: a pod that only runs probes (curl images).
 	KindClient Kind = "client"
+	// KindInternet is the emulated internet's web server in the world
+	// namespace (every world address, HTTP and HTTPS); the lab starts it,
+	// never a container.
+	KindInternet Kind = "internet"
 )
 
 // Kinds returns every built-in workload kind, for error messages and help.

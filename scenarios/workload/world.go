@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/podlab/podlab/topo"
+	"github.com/podlab/podlab/topo/labca"
 )
 
 // WorldHostConfig is one emulated external host: a DNS name and the
@@ -74,6 +75,47 @@ func StartWorldHost(ctx context.Context, ns *topo.Namespace, cfg WorldHostConfig
 	}
 	s.onClose = release
 	return s, nil
+}
+
+// Default ports of the emulated internet's web server.
+var (
+	DefaultInternetHTTPPorts = []uint16{80, 8080}
+	DefaultInternetTLSPorts  = []uint16{443, 8443}
+)
+
+// InternetConfig configures the emulated internet's web server.
+type InternetConfig struct {
+	// CA signs the HTTPS certificates (one per name asked for with SNI,
+	// or per address); nil serves no HTTPS.
+	CA *labca.CA
+	// HTTPPorts and TLSPorts default to DefaultInternetHTTPPorts and
+	// DefaultInternetTLSPorts.
+	HTTPPorts []uint16
+	TLSPorts  []uint16
+}
+
+// StartInternet starts the web server of the emulated internet inside ns
+// (the lab's world namespace): it listens on the wildcard address, so it
+// answers for every address the world owns (the well-known hosts and all
+// of topo.WorldRange), over HTTP and, with a CA, HTTPS with a certificate
+// for the name the client asked for. Answers are EchoResponses whose
+// server.host is that name.
+func StartInternet(ctx context.Context, ns *topo.Namespace, cfg InternetConfig) (*HTTPEchoServer, error) {
+	if err := checkNS(ns, KindInternet); err != nil {
+		return nil, err
+	}
+	hc := HTTPEchoConfig{Ports: cfg.HTTPPorts}
+	if len(hc.Ports) == 0 {
+		hc.Ports = DefaultInternetHTTPPorts
+	}
+	if cfg.CA != nil {
+		hc.TLS = cfg.CA.ServerConfig()
+		hc.TLSPorts = cfg.TLSPorts
+		if len(hc.TLSPorts) == 0 {
+			hc.TLSPorts = DefaultInternetTLSPorts
+		}
+	}
+	return startHTTPEcho(ctx, ns, hc, KindInternet)
 }
 
 // ensureLocal adds the addresses missing from ns to its loopback and

@@ -1,0 +1,353 @@
+package cilium
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/podlab/podlab/topo"
+)
+
+// VXLANPort is the UDP port of the lab's VXLAN devices (Cilium's default).
+const VXLANPort = 8472
+
+// NodeConfig describes the node Cilium's programs are loaded into.
+type NodeConfig struct {
+	Lab, Node string
+	NS        *topo.Namespace
+	NodeIP    netip.Addr
+	RouterIP  netip.Addr
+	HostMAC   net.HardwareAddr // cilium_host
+	// Ifindexes in the node namespace.
+	VXLANIfindex, HostIfindex, NetIfindex, Eth0Ifindex int
+	MTU                                                int
+	// Netlink attaches with clsact + bpf filters instead of tcx links.
+	Netlink bool
+	// MonitorAggregation compiles Cilium's "medium" monitor aggregation in.
+	MonitorAggregation bool
+	Log                *slog.Logger
+}
+
+// PinDir returns where a node's Cilium maps are pinned:
+// /sys/fs/bpf/podlab/<lab>/<node>.
+func PinDir(lab, node string) string { return filepath.Join(topo.BPFDir(lab), node) }
+
+// Node is Cilium's datapath on one lab node: bpf_overlay on cilium_vxlan and
+// one bpf_lxc per endpoint, sharing the node's pinned maps.
+type Node struct {
+	cfg    NodeConfig
+	objs   *Objects
+	pinDir string
+	log    *slog.Logger
+
+	overlay  *ebpf.Collection
+	attached []*attachment
+
+	// Shared maps, opened from the overlay's collection.
+	lxc, ipcache, callPolicy, egressCall, services, backends, revNat, metrics, events, ct4, ctAny4 *ebpf.Map
+
+	mu  sync.Mutex
+	eps map[uint16]*endpointState
+	// pending holds policies of endpoints not loaded yet.
+	pending map[uint16]map[policyKey]policyEntry
+	lb      lbTables
+	// LoadTimes are the durations of endpoint loads (verifier included).
+	loadTimes []time.Duration
+}
+
+type endpointState struct {
+	ep       Endpoint
+	coll     *ebpf.Collection
+	policy   *ebpf.Map
+	attached []*attachment
+	keys     map[policyKey]policyEntry
+	callsPin string
+}
+
+// LoadNode compiles (or takes from the cache) Cilium's objects for the node,
+// loads bpf_overlay, pins the node's shared maps and attaches
+// cil_from_overlay/cil_to_overlay to cilium_vxlan.
+func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NS == nil {
+		return nil, fmt.Errorf("cilium datapath on %s: no node namespace (podlab never attaches in the namespace it runs in)", cfg.Node)
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = 1500
+	}
+	objs, err := b.Objects(ctx, cfg.VXLANIfindex, cfg.MonitorAggregation)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, objs: objs, pinDir: PinDir(cfg.Lab, cfg.Node), log: cfg.Log, eps: map[uint16]*endpointState{}, pending: map[uint16]map[policyKey]policyEntry{}}
+	n.lb.init()
+	if err := os.MkdirAll(n.pinDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cilium pin dir of %s: %w", cfg.Node, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = n.Close()
+		}
+	}()
+	vxMAC, err := n.linkMAC(cfg.VXLANIfindex)
+	if err != nil {
+		return nil, err
+	}
+	consts := n.nodeConstants()
+	consts["interface_ifindex"] = uint32(cfg.VXLANIfindex)
+	consts["interface_mac"] = mac8(vxMAC)
+	spec, manual, err := prepare(loadRequest{
+		spec: objs.overlay, constants: consts, pinDir: n.pinDir,
+		renames: map[string]string{mapCalls: "cilium_calls_overlay"},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bpf_overlay for %s: %w", cfg.Node, err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: n.pinDir}})
+	if err != nil {
+		return nil, verifierError(fmt.Sprintf("load bpf_overlay on %s", cfg.Node), err)
+	}
+	n.overlay = coll
+	// The node's shared maps, pinned by the overlay's load or created now
+	// from bpf_lxc's specs (maps only bpf_lxc declares).
+	for _, m := range []struct {
+		dst  **ebpf.Map
+		name string
+	}{
+		{&n.lxc, mapLxc}, {&n.ipcache, mapIPCache}, {&n.services, mapServices}, {&n.backends, mapBackends},
+		{&n.revNat, mapRevNat}, {&n.metrics, mapMetrics}, {&n.events, mapEvents}, {&n.ct4, mapCT4}, {&n.ctAny4, mapCTAny4},
+		{&n.callPolicy, mapCallPolicy}, {&n.egressCall, mapEgressCall},
+	} {
+		if *m.dst, err = n.sharedMap(objs.lxc, m.name); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range []struct {
+		prog    string
+		ingress bool
+	}{{"cil_from_overlay", true}, {"cil_to_overlay", false}} {
+		p := coll.Programs[a.prog]
+		if p == nil {
+			return nil, fmt.Errorf("bpf_overlay has no program %s", a.prog)
+		}
+		at, err := n.attach(a.prog, p, cfg.VXLANIfindex, a.ingress)
+		if err != nil {
+			return nil, err
+		}
+		n.attached = append(n.attached, at)
+	}
+	for _, name := range manual {
+		if err := pinMap(coll.Maps[name], filepath.Join(n.pinDir, spec.Maps[name].Name)); err != nil {
+			return nil, err
+		}
+	}
+	ok = true
+	return n, nil
+}
+
+// sharedMap creates (or opens) one pinned map of spec by itself.
+func (n *Node) sharedMap(spec *ebpf.CollectionSpec, name string) (*ebpf.Map, error) {
+	ms := spec.Maps[name]
+	if ms == nil {
+		return nil, fmt.Errorf("cilium object has no map %s", name)
+	}
+	ms = ms.Copy()
+	if ms.MaxEntries > capEntries && ms.Type != ebpf.ProgramArray && ms.Type != ebpf.PerfEventArray {
+		ms.MaxEntries = capEntries
+	}
+	m, err := ebpf.NewMapWithOptions(ms, ebpf.MapOptions{PinPath: n.pinDir})
+	if err != nil {
+		return nil, fmt.Errorf("map %s on %s: %w", name, n.cfg.Node, err)
+	}
+	return m, nil
+}
+
+func pinMap(m *ebpf.Map, path string) error {
+	if m == nil {
+		return fmt.Errorf("pin %s: no such map", path)
+	}
+	_ = os.Remove(path)
+	if err := m.Pin(path); err != nil {
+		return fmt.Errorf("pin %s: %w", path, err)
+	}
+	return nil
+}
+
+// nodeConstants are the load-time constants every object of the node gets.
+func (n *Node) nodeConstants() map[string]any {
+	c := map[string]any{
+		"cilium_host_ifindex": uint32(n.cfg.HostIfindex),
+		"cilium_net_ifindex":  uint32(n.cfg.NetIfindex),
+		"device_mtu":          uint16(n.cfg.MTU),
+		"tunnel_port":         uint16(VXLANPort),
+		"tunnel_protocol":     uint8(1), // TUNNEL_PROTOCOL_VXLAN
+		"trace_payload_len":   uint32(128),
+		"nodeport_port_min":   uint16(30000),
+		"nodeport_port_max":   uint16(32767),
+	}
+	if len(n.cfg.HostMAC) == 6 {
+		c["cilium_host_mac"] = mac8(n.cfg.HostMAC)
+	}
+	return c
+}
+
+func mac8(m net.HardwareAddr) [8]byte {
+	var b [8]byte
+	copy(b[:], m)
+	return b
+}
+
+func (n *Node) linkMAC(ifindex int) (net.HardwareAddr, error) {
+	h, err := n.cfg.NS.Handle()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	l, err := h.LinkByIndex(ifindex)
+	if err != nil {
+		return nil, fmt.Errorf("ifindex %d in %s: %w", ifindex, n.cfg.NS.Name, err)
+	}
+	return l.Attrs().HardwareAddr, nil
+}
+
+// attachment is one program on one hook of one device.
+type attachment struct {
+	prog    string
+	ifindex int
+	ingress bool
+	tcx     link.Link
+}
+
+func hook(ingress bool) string {
+	if ingress {
+		return "ingress"
+	}
+	return "egress"
+}
+
+// attach puts prog on the ingress or egress hook of ifindex inside the node
+// namespace (tcx, or a clsact bpf filter with NodeConfig.Netlink).
+func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress bool) (*attachment, error) {
+	a := &attachment{prog: name, ifindex: ifindex, ingress: ingress}
+	if !n.cfg.Netlink {
+		typ := ebpf.AttachTCXEgress
+		if ingress {
+			typ = ebpf.AttachTCXIngress
+		}
+		err := topo.Do(n.cfg.NS, func() error {
+			l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: typ})
+			a.tcx = l
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("attach %s to %s of ifindex %d in %s: %w", name, hook(ingress), ifindex, n.cfg.NS.Name, err)
+		}
+		return a, nil
+	}
+	h, err := n.cfg.NS.Handle()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	qdisc := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
+	if err := h.QdiscAdd(qdisc); err != nil && !errors.Is(err, os.ErrExist) && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("add clsact on ifindex %d in %s: %w", ifindex, n.cfg.NS.Name, err)
+	}
+	if err := h.FilterReplace(filterOf(ifindex, ingress, prog.FD(), name)); err != nil {
+		return nil, fmt.Errorf("attach %s filter to %s of ifindex %d in %s: %w", name, hook(ingress), ifindex, n.cfg.NS.Name, err)
+	}
+	return a, nil
+}
+
+func filterOf(ifindex int, ingress bool, fd int, name string) *netlink.BpfFilter {
+	parent := uint32(netlink.HANDLE_MIN_EGRESS)
+	if ingress {
+		parent = netlink.HANDLE_MIN_INGRESS
+	}
+	return &netlink.BpfFilter{
+		FilterAttrs:  netlink.FilterAttrs{LinkIndex: ifindex, Parent: parent, Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 1},
+		Fd:           fd,
+		Name:         name,
+		DirectAction: true,
+	}
+}
+
+func (n *Node) detach(a *attachment) error {
+	if a.tcx != nil {
+		if err := a.tcx.Close(); err != nil {
+			return fmt.Errorf("detach %s from ifindex %d: %w", a.prog, a.ifindex, err)
+		}
+		return nil
+	}
+	h, err := n.cfg.NS.Handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	f := filterOf(a.ifindex, a.ingress, 0, a.prog)
+	if err := h.FilterDel(f); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("delete %s filter of ifindex %d in %s: %w", a.prog, a.ifindex, n.cfg.NS.Name, err)
+	}
+	return nil
+}
+
+// Config returns the node's configuration.
+func (n *Node) Config() NodeConfig { return n.cfg }
+
+// PinDir returns where the node's maps are pinned.
+func (n *Node) PinDir() string { return n.pinDir }
+
+// Objects returns the compiled objects the node runs.
+func (n *Node) Objects() *Objects { return n.objs }
+
+// LoadTimes returns how long each endpoint load took so far.
+func (n *Node) LoadTimes() []time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]time.Duration(nil), n.loadTimes...)
+}
+
+// Close detaches everything, closes the programs and removes the node's
+// pins.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var errs []error
+	for id, st := range n.eps {
+		errs = append(errs, n.removeEndpointLocked(id, st))
+	}
+	for _, a := range n.attached {
+		errs = append(errs, n.detach(a))
+	}
+	n.attached = nil
+	if n.overlay != nil {
+		n.overlay.Close()
+		n.overlay = nil
+	}
+	for _, m := range []*ebpf.Map{n.lxc, n.ipcache, n.services, n.backends, n.revNat, n.metrics, n.events, n.ct4, n.ctAny4, n.callPolicy, n.egressCall} {
+		if m != nil {
+			m.Close()
+		}
+	}
+	if err := os.RemoveAll(n.pinDir); err != nil {
+		errs = append(errs, fmt.Errorf("remove pins of %s: %w", n.cfg.Node, err))
+	}
+	// The lab's directory goes with its last node.
+	_ = os.Remove(filepath.Dir(n.pinDir))
+	return errors.Join(errs...)
+}

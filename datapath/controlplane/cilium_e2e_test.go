@@ -1,0 +1,170 @@
+package controlplane
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/podlab/podlab/datapath"
+	"github.com/podlab/podlab/datapath/cilium/source"
+	"github.com/podlab/podlab/topo"
+)
+
+// tcxPrograms returns the names of the programs on a device's tcx hook.
+func tcxPrograms(ns *topo.Namespace, ifindex int, at ebpf.AttachType) []string {
+	var names []string
+	Expect(topo.Do(ns, func() error {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: at})
+		if err != nil {
+			return err
+		}
+		for _, p := range res.Programs {
+			prog, err := ebpf.NewProgramFromID(p.ID)
+			if err != nil {
+				return err
+			}
+			info, err := prog.Info()
+			prog.Close()
+			if err != nil {
+				return err
+			}
+			names = append(names, info.Name)
+		}
+		return nil
+	})).To(Succeed())
+	return names
+}
+
+func ciliumDrops(cp *ControlPlane, node string, reason datapath.DropReason) uint64 {
+	ms, err := cp.NodeDatapath(node).Metrics()
+	Expect(err).NotTo(HaveOccurred())
+	var n uint64
+	for _, m := range ms {
+		if m.Reason == reason {
+			n += m.Packets
+		}
+	}
+	return n
+}
+
+var _ = Describe("Cilium's datapath (--datapath cilium) on a 3-node cluster", Ordered, func() {
+	var (
+		c                           *topo.Cluster
+		cp                          *ControlPlane
+		ctx                         = context.Background()
+		echo, client, remote, other *topo.Pod
+	)
+	const lab = "cce"
+
+	BeforeAll(func() {
+		if os.Geteuid() != 0 {
+			Skip("needs root")
+		}
+		if _, err := source.FindClang(); err != nil {
+			if os.Getenv("PODLAB_E2E") == "1" {
+				Fail(err.Error())
+			}
+			Skip(err.Error())
+		}
+		cp = New(lab, Options{AllowLocalhost: true, Datapath: "cilium"})
+		var err error
+		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() {
+			Expect(cp.Close()).To(Succeed())
+			Expect(c.Down()).To(Succeed())
+			left, _ := topo.ListNamespaces(lab)
+			Expect(left).To(BeEmpty())
+			_, err := os.Stat(topo.BPFDir(lab))
+			Expect(os.IsNotExist(err)).To(BeTrue(), "BPF pins left in %s", topo.BPFDir(lab))
+		})
+		Expect(c.Up(ctx, nil)).To(Succeed())
+		cp.SetNamespaceLabels("team-b", map[string]string{"team": "b"})
+		add := func(ns, name, node string, labels map[string]string) *topo.Pod {
+			p, err := c.AddPod(ctx, topo.PodSpec{Namespace: ns, Name: name, Node: node, Labels: labels})
+			Expect(err).NotTo(HaveOccurred())
+			return p
+		}
+		echo = add("default", "echo", "kind-worker", map[string]string{"app": "echo"})
+		client = add("default", "client", "kind-worker", map[string]string{"app": "client"})
+		remote = add("default", "remote", "kind-worker2", map[string]string{"app": "client"})
+		other = add("team-b", "other", "kind-worker2", map[string]string{"app": "other"})
+		Expect(c.WaitLinksUp(ctx, c.Pods(), 5*time.Second)).To(Succeed())
+		listen(echo.NS, 80)
+		listen(echo.NS, 8080)
+	})
+
+	AfterEach(func() {
+		for _, p := range cp.Policies() {
+			Expect(cp.DeletePolicy(p.Key)).To(Succeed())
+		}
+	})
+
+	It("attaches cil_from_container/cil_to_container on lxc and cil_from_overlay/cil_to_overlay on cilium_vxlan", func() {
+		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_from_container"}))
+		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"cil_to_container"}))
+		w := c.Node("kind-worker")
+		Expect(tcxPrograms(w.NS, w.VXLANIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_from_overlay"}))
+		Expect(tcxPrograms(w.NS, w.VXLANIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"cil_to_overlay"}))
+	})
+
+	It("forwards pod to pod on one node and across nodes", func() {
+		Expect(tcpOK(client.NS, echo.IP, 80)).To(Succeed())
+		Expect(tcpOK(remote.NS, echo.IP, 80)).To(Succeed())
+		Expect(tcpOK(other.NS, echo.IP, 8080)).To(Succeed())
+		Expect(topo.Ping(remote.NS, echo.IP, time.Second)).To(Succeed())
+		Expect(topo.Ping(client.NS, echo.IP, time.Second)).To(Succeed())
+	})
+
+	It("enforces a CNP with Policy denied (133) counted, updating maps without reloading programs", func() {
+		before := tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXIngress)
+		drops := ciliumDrops(cp, "kind-worker", datapath.DropPolicy)
+		Expect(cp.ApplyPolicy(mustPolicy(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: echo-80, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: echo}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+`))).To(Succeed())
+		Expect(tcpOK(client.NS, echo.IP, 80)).To(Succeed())
+		Expect(tcpOK(remote.NS, echo.IP, 80)).To(Succeed())
+		Expect(tcpOK(client.NS, echo.IP, 8080)).NotTo(Succeed())
+		Expect(tcpOK(other.NS, echo.IP, 80)).NotTo(Succeed())
+		Expect(ciliumDrops(cp, "kind-worker", datapath.DropPolicy)).To(BeNumerically(">", drops))
+		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXIngress)).To(Equal(before))
+	})
+
+	It("lets a deny override an allow", func() {
+		Expect(cp.ApplyPolicy(mustPolicy(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: allow-all, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: echo}}
+  ingress: [{fromEntities: [all]}]
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+`))).To(Succeed())
+		Expect(tcpOK(client.NS, echo.IP, 80)).To(Succeed())
+		Expect(tcpOK(client.NS, echo.IP, 8080)).NotTo(Succeed())
+		Expect(tcpOK(other.NS, echo.IP, 8080)).To(Succeed())
+	})
+
+	It("load-balances a ClusterIP service to its backends", func() {
+		Expect(cp.UpsertService(Service{Namespace: "default", Name: "echo", ClusterIP: netip.MustParseAddr("10.96.0.42"),
+			Ports: []ServicePort{{Port: 8000, Proto: 6, Backends: []Backend{{IP: echo.IP, Port: 80, Node: "kind-worker"}}}}})).To(Succeed())
+		DeferCleanup(func() { Expect(cp.DeleteService("default", "echo")).To(Succeed()) })
+		Expect(tcpOK(client.NS, netip.MustParseAddr("10.96.0.42"), 8000)).To(Succeed())
+		Expect(tcpOK(remote.NS, netip.MustParseAddr("10.96.0.42"), 8000)).To(Succeed())
+	})
+})
