@@ -137,7 +137,7 @@ func serve(t *testing.T, store *flow.Store) observerpb.ObserverClient {
 			t.Error(err)
 		}
 	})
-	hc, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: "observer.Observer"})
+	hc, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: HealthServiceName})
 	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health: %v %v", hc, err)
 	}

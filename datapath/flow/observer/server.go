@@ -61,11 +61,16 @@ func NewServer(store *flow.Store, opts Options) *Server {
 	return &Server{store: store, opts: opts, start: opts.Now()}
 }
 
+// HealthServiceName is the service name Hubble's health check asks about
+// (`hubble status`).
+const HealthServiceName = "hubble.server.Observer"
+
 // Register adds the Observer service and the gRPC health service (which
 // `hubble status` checks first) to g.
 func (s *Server) Register(g *grpc.Server) {
 	observerpb.RegisterObserverServer(g, s)
 	hs := health.NewServer()
+	hs.SetServingStatus(HealthServiceName, healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(observerpb.Observer_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)
