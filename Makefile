@@ -5,7 +5,7 @@ PKGS    ?= ./...
 # Extra `go test` flags; .ci/run passes -json to count skipped tests.
 TESTFLAGS ?=
 
-.PHONY: build generate generate-check test vet demo bench clean hubble-cli
+.PHONY: build generate generate-check test vet demo bench bpftest clean hubble-cli
 
 # The real hubble CLI, built once from the cilium Go module at the pinned
 # release and cached; the e2e suite runs it against a lab's Hubble socket.
@@ -42,6 +42,13 @@ vet:
 test: vet build hubble-cli
 	@if [ "$(BPF_CHECK)" = 1 ]; then $(MAKE) --no-print-directory generate-check; fi
 	$(GO) test -p 1 -count=1 -timeout 20m $(TESTFLAGS) $(PKGS)
+
+# Cilium's own BPF unit tests (bpf/tests of the pinned release) with
+# podlab's runner: objects compiled with clang-19 into ~/.cache/podlab/cilium
+# (a second run compiles nothing), JUnit next to the other artifacts.
+BPFTEST_JUNIT ?= $(if $(PODLAB_ARTIFACTS),$(PODLAB_ARTIFACTS)/bpftest-junit.xml,bpftest-junit.xml)
+bpftest: build
+	$(BIN) bpftest --parallel 2 --junit $(BPFTEST_JUNIT)
 
 # The main job on the built-in default lab.
 demo: build

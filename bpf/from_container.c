@@ -11,6 +11,7 @@
 #include "lib/policy.h"
 #include "lib/deliver.h"
 #include "lib/lb.h"
+#include "lib/proxy.h"
 
 static __always_inline int handle_from_container(struct __sk_buff *skb)
 {
@@ -23,6 +24,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	struct flow f;
 	struct lb_nat nat;
 	enum ct_status st;
+	__be16 proxy_port = 0, pp;
 	__u32 dst_id;
 	__u8 evf;
 	int ret;
@@ -60,27 +62,51 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	evf = st == CT_NEW ? EV_F_NEW : 0;
 	if (st == CT_REPLY || st == CT_RELATED) {
 		evf |= EV_F_REPLY;
+		if (ct && (ct->ct_flags & CT_F_PROXY_UPSTREAM)) {
+			/* The answer to a connection the node's proxy opened. */
+			trace_forward(skb, cfg, OBS_FROM_ENDPOINT, OBS_TO_STACK, DIR_EGRESS, evf,
+				      src->identity, dst_id, src->ep_id, &f, 0);
+			return proxy_reply(skb, &f);
+		}
 		ret = lb_reverse(skb, &f, ct);
 		if (ret)
 			return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id, src->ep_id, &f);
 		if (ct && (ct->nat_flags & CT_NAT_F_LOOPBACK)) /* hairpin reply: back to the pod */
 			dst = endpoint_lookup(f.daddr);
 	} else {
-		ret = policy_enforce(skb, src, POL_EGRESS, dst_id, &f, st == CT_NEW);
+		ret = policy_enforce(skb, src, POL_EGRESS, dst_id, &f, st == CT_NEW, &proxy_port);
 		if (ret)
 			return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id, src->ep_id, &f);
 		if (dst) {
-			ret = policy_enforce(skb, dst, POL_INGRESS, src->identity, &f, st == CT_NEW);
+			ret = policy_enforce(skb, dst, POL_INGRESS, src->identity, &f, st == CT_NEW,
+					     &pp);
 			if (ret)
 				return drop_packet(skb, ret, DIR_INGRESS, src->identity, dst_id,
 						   dst->ep_id, &f);
+			/* One proxy per node: it applies the L7 rules of both
+			 * sides of a local connection. */
+			if (!proxy_port)
+				proxy_port = pp;
 		}
 		if (st == CT_NEW) {
-			ret = ct_create(&key, first, &f, src->identity, dst_id, nat.addr, nat.port);
+			ret = ct_create(&key, first, &f, src->identity, dst_id, nat.addr, nat.port,
+					proxy_port ? CT_F_PROXY_REDIRECT : 0, proxy_port);
 			if (ret)
 				return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id,
 						   src->ep_id, &f);
 			lb_ct_flag(&key, &nat);
+		} else {
+			/* An established connection keeps the path it started on. */
+			proxy_port = ct && (ct->ct_flags & CT_F_PROXY_REDIRECT) ? ct->proxy_port : 0;
+		}
+		if (proxy_port) {
+			ret = proxy_redirect(skb, &f, proxy_port);
+			if (ret < 0)
+				return drop_packet(skb, -ret, DIR_EGRESS, src->identity, dst_id,
+						   src->ep_id, &f);
+			trace_forward(skb, cfg, OBS_FROM_ENDPOINT, OBS_TO_PROXY, DIR_EGRESS, evf,
+				      src->identity, dst_id, src->ep_id, &f, 0);
+			return ret;
 		}
 	}
 

@@ -21,6 +21,81 @@
 #include "lib/policy.h"
 #include "lib/deliver.h"
 #include "lib/lb.h"
+#include "lib/proxy.h"
+
+/* from_proxy_deliver takes what the node's L7 proxy sends (marked by the
+ * proxy, routed here by the node's proxy rule): its answers to redirected
+ * clients (replies of their conntrack entries, frontend restored for
+ * service connections) and its upstream connections, which the source's
+ * egress policy already allowed (the proxy enforced it) and the
+ * destination's ingress policy still judges when the destination is local
+ * (an ingress proxy port counts as allowed: the proxy applied those L7
+ * rules too). Upstream connections get CT_F_PROXY_UPSTREAM, so that their
+ * replies reach the proxy's socket. */
+static __always_inline int from_proxy_deliver(struct __sk_buff *skb, const struct node_config *cfg,
+					      struct flow *f)
+{
+	struct ipcache_value *remote;
+	struct endpoint_info *src, *dst;
+	struct ct_entry *ct;
+	struct ct_key key;
+	enum ct_status st;
+	__u32 src_id, dst_id;
+	__be16 pp;
+	__u8 first, evf;
+	int ret;
+
+	src_id = proxy_mark_identity(skb->mark);
+	if (!src_id) {
+		src = endpoint_lookup(f->saddr);
+		src_id = src ? src->identity : identity_of_remote(cfg, f->saddr, &remote);
+	}
+	skb->mark = 0;
+	dst = endpoint_lookup(f->daddr);
+	if (dst)
+		dst_id = dst->identity;
+	else
+		dst_id = identity_of_remote(cfg, f->daddr, &remote);
+	st = ct_lookup(f, &key, &first, &ct);
+	evf = st == CT_NEW ? EV_F_NEW : 0;
+	if (st == CT_REPLY || st == CT_RELATED) {
+		evf |= EV_F_REPLY;
+		ret = lb_reverse(skb, f, ct);
+		if (ret)
+			return drop_packet(skb, ret, DIR_EGRESS, src_id, dst_id, 0, f);
+	} else {
+		if (dst) {
+			ret = policy_enforce(skb, dst, POL_INGRESS, src_id, f, st == CT_NEW, &pp);
+			if (ret)
+				return drop_packet(skb, ret, DIR_INGRESS, src_id, dst_id, dst->ep_id, f);
+		}
+		if (st == CT_NEW) {
+			ret = ct_create(&key, first, f, src_id, dst_id, 0, 0, CT_F_PROXY_UPSTREAM, 0);
+			if (ret)
+				return drop_packet(skb, ret, DIR_EGRESS, src_id, dst_id, 0, f);
+		}
+	}
+	if (dst) {
+		trace_forward(skb, cfg, OBS_FROM_PROXY, OBS_TO_ENDPOINT, DIR_EGRESS, evf, src_id,
+			      dst_id, dst->ep_id, f, dst->ifindex);
+		if (bpf_skb_store_bytes(skb, 0, dst->pod_mac, 6, 0) < 0 ||
+		    bpf_skb_store_bytes(skb, 6, dst->lxc_mac, 6, 0) < 0)
+			return drop_packet(skb, DROP_WRITE_ERROR, DIR_EGRESS, src_id, dst_id, 0, 0);
+		skb->mark = MARK_JUDGED;
+		return bpf_redirect(dst->ifindex, 0);
+	}
+	if (remote && remote->tunnel_ep) {
+		trace_forward(skb, cfg, OBS_FROM_PROXY, OBS_TO_OVERLAY, DIR_EGRESS, evf, src_id,
+			      dst_id, 0, f, cfg->vxlan_ifindex);
+		ret = redirect_to_overlay(skb, cfg, remote->tunnel_ep, src_id);
+		if (ret < 0)
+			return drop_packet(skb, -ret, DIR_EGRESS, src_id, dst_id, 0, 0);
+		return ret;
+	}
+	trace_forward(skb, cfg, OBS_FROM_PROXY, OBS_TO_NETWORK, DIR_EGRESS, evf, src_id, dst_id, 0,
+		      f, cfg->eth0_ifindex);
+	return bpf_redirect_neigh(cfg->eth0_ifindex, 0, 0, 0);
+}
 
 static __always_inline int handle_from_host(struct __sk_buff *skb)
 {
@@ -38,6 +113,8 @@ static __always_inline int handle_from_host(struct __sk_buff *skb)
 
 	if (!cfg || parse_packet(skb, &f) != PARSE_OK)
 		return TC_ACT_OK;
+	if (from_proxy(skb))
+		return from_proxy_deliver(skb, cfg, &f);
 	host_id = cfg->host_identity ? cfg->host_identity : ID_HOST;
 	ret = lb_translate(skb, cfg, &f, &nat);
 	if (ret == DROP_NO_SERVICE)
@@ -56,12 +133,14 @@ static __always_inline int handle_from_host(struct __sk_buff *skb)
 	evf = st == CT_NEW ? EV_F_NEW : 0;
 	if (st == CT_NEW || st == CT_ESTABLISHED) {
 		if (dst) {
-			ret = policy_enforce(skb, dst, POL_INGRESS, host_id, &f, st == CT_NEW);
+			__be16 pp;
+
+			ret = policy_enforce(skb, dst, POL_INGRESS, host_id, &f, st == CT_NEW, &pp);
 			if (ret)
 				return drop_packet(skb, ret, DIR_INGRESS, host_id, dst_id, dst->ep_id, &f);
 		}
 		if (st == CT_NEW) {
-			ret = ct_create(&key, first, &f, host_id, dst_id, nat.addr, nat.port);
+			ret = ct_create(&key, first, &f, host_id, dst_id, nat.addr, nat.port, 0, 0);
 			if (ret)
 				return drop_packet(skb, ret, DIR_EGRESS, host_id, dst_id, 0, &f);
 		}

@@ -21,6 +21,7 @@
 #include "lib/deliver.h"
 #include "lib/lb.h"
 #include "lib/nodeport.h"
+#include "lib/proxy.h"
 #include "lib/l2announce.h"
 
 #define NODE_VXLAN_PORT 8472
@@ -51,6 +52,17 @@ static __always_inline int handle_from_netdev(struct __sk_buff *skb)
 	if ((cfg->flags & CFG_HAS_EXTERNAL) && lb_external_frontend(&f)) {
 		ret = nodeport_handle(skb, cfg, &f);
 		return ret >= 0 ? ret : TC_ACT_OK;
+	}
+	if (endpoint_lookup(f.daddr)) {
+		/* The answer of a world host to a connection the node's proxy
+		 * opened from a local pod's address goes to the proxy. */
+		st = ct_lookup(&f, &key, &first, &ct);
+		if (st == CT_REPLY && ct && (ct->ct_flags & CT_F_PROXY_UPSTREAM)) {
+			trace_forward(skb, cfg, OBS_FROM_NETWORK, OBS_TO_STACK, DIR_INGRESS,
+				      EV_F_REPLY, ct->dst_identity, ct->src_identity, 0, &f, 0);
+			return proxy_reply(skb, &f);
+		}
+		return TC_ACT_OK;
 	}
 	if (f.daddr == cfg->router_ip && (cfg->flags & CFG_HAS_SERVICES)) {
 		st = ct_lookup(&f, &key, &first, &ct);

@@ -18,9 +18,9 @@ static __always_inline int handle_from_overlay(struct __sk_buff *skb)
 	struct node_config *cfg = node_config();
 	struct bpf_tunnel_key tkey = {};
 	struct endpoint_info *dst;
+	struct ingress_out out;
 	struct flow f;
 	__u32 src_id;
-	__u8 evf;
 	int ret;
 
 	if (bpf_skb_get_tunnel_key(skb, &tkey, sizeof(tkey), 0) < 0)
@@ -53,10 +53,12 @@ static __always_inline int handle_from_overlay(struct __sk_buff *skb)
 		return drop_packet(skb, DROP_UNROUTABLE, DIR_INGRESS, src_id, 0, 0, &f);
 	}
 
-	ret = ingress_verdict(skb, &f, dst, src_id, 0, 1, &evf);
+	ret = ingress_verdict(skb, &f, dst, src_id, 0, 1, &out);
 	if (ret)
 		return ret;
-	trace_forward(skb, cfg, OBS_FROM_OVERLAY, OBS_TO_ENDPOINT, DIR_INGRESS, evf, src_id,
+	if (out.to_proxy)
+		return ingress_to_proxy(skb, cfg, &f, dst, src_id, &out, OBS_FROM_OVERLAY);
+	trace_forward(skb, cfg, OBS_FROM_OVERLAY, OBS_TO_ENDPOINT, DIR_INGRESS, out.evf, src_id,
 		      dst->identity, dst->ep_id, &f, dst->ifindex);
 	ret = redirect_to_endpoint(skb, cfg, dst);
 	if (ret < 0)

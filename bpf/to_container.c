@@ -19,9 +19,9 @@ static __always_inline int handle_to_container(struct __sk_buff *skb)
 	struct node_config *cfg = node_config();
 	struct ipcache_value *remote;
 	struct endpoint_info *dst;
+	struct ingress_out out;
 	struct flow f;
 	__u32 src_id;
-	__u8 evf;
 	int ret;
 
 	if (skb->mark == MARK_JUDGED) {
@@ -45,10 +45,16 @@ static __always_inline int handle_to_container(struct __sk_buff *skb)
 		return drop_packet(skb, DROP_UNROUTABLE, DIR_INGRESS, 0, 0, 0, &f);
 	src_id = identity_of_remote(cfg, f.saddr, &remote);
 
-	ret = ingress_verdict(skb, &f, dst, src_id, 0, 1, &evf);
+	ret = ingress_verdict(skb, &f, dst, src_id, 0, 1, &out);
 	if (ret)
 		return ret;
-	trace_forward(skb, cfg, OBS_FROM_STACK, OBS_TO_ENDPOINT, DIR_INGRESS, evf, src_id,
+	/* The proxy is reached with bpf_sk_assign, which only works at tc
+	 * ingress: traffic the node's stack routes to a pod (host, world
+	 * through the stack) cannot be proxied here. */
+	if (out.to_proxy == INGRESS_PROXY_REDIRECT)
+		return drop_packet(skb, DROP_PROXY_LOOKUP_FAILED, DIR_INGRESS, src_id,
+				   dst->identity, dst->ep_id, &f);
+	trace_forward(skb, cfg, OBS_FROM_STACK, OBS_TO_ENDPOINT, DIR_INGRESS, out.evf, src_id,
 		      dst->identity, dst->ep_id, &f, skb->ifindex);
 	return TC_ACT_OK;
 }

@@ -263,3 +263,32 @@ func (d *Datapath) restoreState() error {
 	}
 	return nil
 }
+
+// IdentityOf returns the security identity the node's datapath gives addr,
+// as its programs look it up: a local endpoint's identity, the node's own
+// addresses as host, else the ipcache's longest prefix (world when none).
+// The L7 proxies use it for the source of redirected connections.
+func (d *Datapath) IdentityOf(addr netip.Addr) uint32 {
+	if !addr.Is4() {
+		return uint32(identity.World)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return 0
+	}
+	for _, ep := range d.endpoints {
+		if ep.IP == addr {
+			return uint32(ep.Identity)
+		}
+	}
+	if addr == d.cfg.NodeIP || addr == d.cfg.RouterIP {
+		return uint32(identity.Host)
+	}
+	k := ipcacheKey{Prefixlen: 32, Addr: ipv4BE(addr)}
+	var v ipcacheValue
+	if err := d.maps[mapIPCache].Lookup(&k, &v); err == nil {
+		return v.Identity
+	}
+	return uint32(identity.World)
+}

@@ -23,7 +23,8 @@ type fromContainerCtEntry struct {
 	Closing     uint8
 	SeenReply   uint8
 	OrigFirst   uint8
-	Pad         [3]uint8
+	CtFlags     uint8
+	ProxyPort   uint16
 	NatAddr     uint32
 	NatPort     uint16
 	NatFlags    uint16
@@ -153,7 +154,7 @@ type fromContainerPolicyValue struct {
 	_         structs.HostLayout
 	Deny      uint8
 	MatchType uint8
-	Pad       uint16
+	ProxyPort uint16
 }
 
 // Names of all BPF objects in the ELF.

@@ -131,6 +131,9 @@ func (d *Datapath) attachServices() error {
 		if err := d.routeServices(); err != nil {
 			return err
 		}
+		if err := d.routeProxy(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ type rule struct {
 	anyPort  bool
 	lo, hi   uint16
 	deny     bool
+	proxy    uint16 // L7 proxy port of an allow rule (0: none)
 }
 
 func normaliseEntries(entries []policy.Entry) ([]rule, error) {
@@ -65,6 +66,9 @@ func normaliseEntries(entries []policy.Entry) ([]rule, error) {
 			return nil, fmt.Errorf("policy entry %d (%s): port range %d-%d is reversed", i, e.Rule, e.PortLo, e.PortHi)
 		}
 		r := rule{dir: uint8(e.Direction), id: e.Identity, deny: e.Deny, lo: lo, hi: hi}
+		if !e.Deny {
+			r.proxy = e.ProxyPort
+		}
 		r.anyPort = lo == 0 && hi == 0 || lo == 0 && hi == 0xffff
 		if e.Proto == protoICMP && hi > 0xff {
 			return nil, fmt.Errorf("policy entry %d (%s): ICMP type %d-%d out of range", i, e.Rule, lo, hi)
@@ -274,10 +278,19 @@ func compilePolicy(epID uint16, p policy.EndpointPolicy) (map[policyKey]policyVa
 	out := map[policyKey]policyValue{}
 	for _, r := range rules {
 		for _, k := range r.keys(epID) {
-			if v, ok := out[k]; ok && v.Deny == 1 {
+			old, seen := out[k]
+			if seen && old.Deny == 1 {
 				continue
 			}
 			v := policyValue{MatchType: matchType(k)}
+			// An allowed port with L7 rules goes through the proxy even
+			// when another rule allows it at L4 (the proxy then lets
+			// that rule's peers do anything).
+			if r.proxy != 0 {
+				v.ProxyPort = be16(r.proxy)
+			} else if seen {
+				v.ProxyPort = old.ProxyPort
+			}
 			if r.deny {
 				v.Deny = 1
 			} else {

@@ -23,7 +23,8 @@ type tunnelProbeCtEntry struct {
 	Closing     uint8
 	SeenReply   uint8
 	OrigFirst   uint8
-	Pad         [3]uint8
+	CtFlags     uint8
+	ProxyPort   uint16
 	NatAddr     uint32
 	NatPort     uint16
 	NatFlags    uint16
@@ -159,7 +160,7 @@ type tunnelProbePolicyValue struct {
 	_         structs.HostLayout
 	Deny      uint8
 	MatchType uint8
-	Pad       uint16
+	ProxyPort uint16
 }
 
 type tunnelProbeTunnelProbeResult struct {

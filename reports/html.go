@@ -23,7 +23,7 @@ func writeHTMLAt(w io.Writer, run *Run, now time.Time) error {
 	return nil
 }
 
-var htmlTemplate = template.Must(template.New("report").Parse(`{{define "lines"}}
+var htmlTemplate = template.Must(template.New("report").Parse(comparisonSection + `{{define "lines"}}
 {{- range .Lines}}<line x1="{{printf "%.1f" .X1}}" y1="{{printf "%.1f" .Y1}}" x2="{{printf "%.1f" .X2}}" y2="{{printf "%.1f" .Y2}}" class="{{.Class}}"{{if .Marker}} marker-end="{{.Marker}}"{{end}}><title>{{.Title}}</title></line>
 {{end -}}
 {{end}}{{define "svg"}}
@@ -89,6 +89,7 @@ svg .peer-external { fill: #fff8c5; stroke: #bf8700; }
 svg .bar { fill: var(--bad); }
 svg .bar-value { font-weight: 600; }
 .empty { color: var(--muted); font-style: italic; }
+` + comparisonCSS + `
 </style>
 </head>
 <body>
@@ -99,6 +100,14 @@ svg .bar-value { font-weight: 600; }
 </header>
 <main>
 {{if .Run.Description}}<p>{{.Run.Description}}</p>{{end}}
+
+{{with .Comparison}}
+<section id="comparison">
+<h2>Differential run: {{range $i, $d := .Datapaths}}{{if $i}} vs {{end}}{{$d}}{{end}} <span class="badge v-{{.Verdict}}">{{.Verdict}}</span></h2>
+{{template "comparison" .}}
+{{if $.ComparisonPage}}<p><a href="{{$.ComparisonPage}}">comparison page</a></p>{{end}}
+</section>
+{{end}}
 
 {{if .Failures}}
 <section id="failures">
@@ -135,6 +144,13 @@ svg .bar-value { font-weight: 600; }
 <h2>Topology</h2>
 {{with .Topology}}<svg id="topology-svg" xmlns="http://www.w3.org/2000/svg" width="{{printf "%.0f" .W}}" height="{{printf "%.0f" .H}}" viewBox="0 0 {{printf "%.0f" .W}} {{printf "%.0f" .H}}" role="img" aria-label="lab topology">
 {{template "svg" .}}</svg>{{else}}<p class="empty">no topology recorded</p>{{end}}
+{{if .Services}}<h3>Services from outside</h3>
+<table id="external-services">
+<thead><tr><th>Namespace</th><th>Name</th><th>Type</th><th>Cluster-IP</th><th>External-IP</th><th>Port(s)</th><th>L2 announcer</th></tr></thead>
+<tbody>
+{{range .Services}}<tr><td>{{.Namespace}}</td><td>{{.Name}}</td><td>{{.Type}}</td><td class="mono">{{.ClusterIP}}</td><td class="mono">{{range $i, $e := .ExternalIPs}}{{if $i}}, {{end}}{{$e}}{{end}}</td><td class="mono">{{.Ports}}</td><td class="mono">{{range $i, $e := .Announcers}}{{if $i}}, {{end}}{{$e}}{{end}}{{if .Pending}}<div class="meta">{{.Pending}}</div>{{end}}</td></tr>
+{{end}}</tbody>
+</table>{{end}}
 </section>
 
 <section id="service-map">

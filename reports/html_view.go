@@ -108,6 +108,7 @@ type htmlView struct {
 	Failed       int
 	Failures     []expView
 	Topology     *svgDrawing
+	Services     []ExternalService
 	ServiceMap   *svgDrawing
 	DropChart    *svgDrawing
 	Drops        []DropCount
@@ -118,6 +119,10 @@ type htmlView struct {
 	Lost         []countView
 	Metrics      string
 	GeneratedUTC string
+	// Comparison is set for a run of a differential run; ComparisonPage
+	// links the comparison's own page.
+	Comparison     *comparisonView
+	ComparisonPage string
 }
 
 func fmtDuration(d time.Duration) string {
@@ -173,6 +178,7 @@ func buildView(run *Run, now time.Time) *htmlView {
 		v.Steps = append(v.Steps, sv)
 	}
 	v.Topology = topologyDrawing(run.Topology)
+	v.Services = run.Topology.Services
 	v.ServiceMap = serviceMapDrawing(run.Flows)
 	v.Drops = run.DropCounts()
 	v.DropChart = dropChart(v.Drops)
@@ -197,6 +203,18 @@ func buildView(run *Run, now time.Time) *htmlView {
 		v.Lost = append(v.Lost, countView{src, n})
 	}
 	sort.Slice(v.Lost, func(i, j int) bool { return v.Lost[i].Name < v.Lost[j].Name })
+	if c := run.Comparison; c != nil {
+		self := ""
+		for _, r := range c.Runs {
+			if r.Datapath == run.Datapath {
+				self = r.Dir
+			}
+		}
+		v.Comparison = comparisonViewOf(c, self, self, now)
+		if self != "" {
+			v.ComparisonPage = "../" + HTMLFile
+		}
+	}
 	return v
 }
 

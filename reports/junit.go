@@ -65,6 +65,9 @@ func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), '
 // their message as failure and their evidence and capture paths as
 // system-out.
 func JUnit(run *Run) JUnitTestSuites {
+	if hasTests(run) {
+		return junitByTest(run)
+	}
 	suite := JUnitTestSuite{Name: run.Scenario, Time: seconds(run.Duration), Hostname: run.Lab}
 	if !run.Started.IsZero() {
 		suite.Timestamp = run.Started.UTC().Format("2006-01-02T15:04:05")
@@ -125,17 +128,134 @@ func stepLabel(i int, s Step) string {
 }
 
 // WriteJUnit writes the run as junit.xml.
-func WriteJUnit(w io.Writer, run *Run) error {
+func WriteJUnit(w io.Writer, run *Run) error { return WriteJUnitSuites(w, JUnit(run)) }
+
+// WriteJUnitSuites writes suites as an indented JUnit XML document.
+func WriteJUnitSuites(w io.Writer, suites JUnitTestSuites) error {
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return fmt.Errorf("write junit: %w", err)
 	}
 	enc := xml.NewEncoder(w)
 	enc.Indent("", "  ")
-	if err := enc.Encode(JUnit(run)); err != nil {
+	if err := enc.Encode(suites); err != nil {
 		return fmt.Errorf("write junit: %w", err)
 	}
 	if _, err := io.WriteString(w, "\n"); err != nil {
 		return fmt.Errorf("write junit: %w", err)
 	}
 	return nil
+}
+
+// hasTests reports whether the run's steps belong to suite tests
+// (`podlab connectivity test`).
+func hasTests(run *Run) bool {
+	for _, s := range run.Steps {
+		if s.Test != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// junitByTest converts a suite run the way cilium-cli reports it: one test
+// case per test (class name the suite), failed when any of its steps
+// failed, with every failed action in the failure text; steps outside any
+// test appear only when they failed (e.g. the lab could not come up).
+func junitByTest(run *Run) JUnitTestSuites {
+	suite := JUnitTestSuite{Name: run.Scenario, Time: seconds(run.Duration), Hostname: run.Lab}
+	if !run.Started.IsZero() {
+		suite.Timestamp = run.Started.UTC().Format("2006-01-02T15:04:05")
+	}
+	type acc struct {
+		c        JUnitTestCase
+		d        time.Duration
+		verdict  Verdict
+		problems []string
+		out      strings.Builder
+	}
+	var order []string
+	cases := map[string]*acc{}
+	get := func(name string) *acc {
+		a := cases[name]
+		if a == nil {
+			a = &acc{c: JUnitTestCase{Name: name, Classname: run.Scenario}, verdict: Passed}
+			cases[name] = a
+			order = append(order, name)
+		}
+		return a
+	}
+	worse := func(a *acc, v Verdict) {
+		rank := map[Verdict]int{Passed: 0, Skipped: 1, Failed: 2, Errored: 3}
+		if rank[v] > rank[a.verdict] {
+			a.verdict = v
+		}
+	}
+	for i, s := range run.Steps {
+		name := s.Test
+		if name == "" {
+			if v := StepVerdict(s); v != Failed && v != Errored {
+				continue
+			}
+			name = stepLabel(i, s)
+		}
+		a := get(name)
+		a.d += s.Duration
+		switch s.Verdict {
+		case Skipped:
+			worse(a, Skipped)
+			a.problems = append(a.problems, s.Message)
+			continue
+		case Errored:
+			worse(a, Errored)
+			a.problems = append(a.problems, s.Name+": "+s.Message)
+		}
+		for _, e := range s.Expectations {
+			mark := "✓"
+			if e.Verdict != Passed {
+				mark = "✗"
+				worse(a, Failed)
+				msg := e.Description
+				if e.Message != "" {
+					msg += ": " + e.Message
+				}
+				a.problems = append(a.problems, msg)
+			}
+			fmt.Fprintf(&a.out, "%s %s\n", mark, e.Description)
+			if e.Verdict != Passed && e.Evidence != "" {
+				a.out.WriteString(e.Evidence)
+				if !strings.HasSuffix(e.Evidence, "\n") {
+					a.out.WriteString("\n")
+				}
+			}
+		}
+	}
+	for _, name := range order {
+		a := cases[name]
+		c := a.c
+		c.Time = seconds(a.d)
+		c.SystemOut = a.out.String()
+		text := strings.Join(a.problems, "\n")
+		switch a.verdict {
+		case Failed:
+			c.Failure = &JUnitProblem{Message: fmt.Sprintf("%d actions failed", len(a.problems)), Type: "expectation", Text: text}
+			suite.Failures++
+		case Errored:
+			c.Error = &JUnitProblem{Message: firstLine(text), Type: "error", Text: text}
+			suite.Errors++
+		case Skipped:
+			c.Skipped = &JUnitSkipped{Message: text}
+			suite.Skipped++
+		}
+		suite.Tests++
+		suite.Cases = append(suite.Cases, c)
+	}
+	return JUnitTestSuites{
+		Name: run.Scenario, Tests: suite.Tests, Failures: suite.Failures, Errors: suite.Errors,
+		Skipped: suite.Skipped, Time: suite.Time, Suites: []JUnitTestSuite{suite},
+	}
+}
+
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
 }

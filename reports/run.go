@@ -26,8 +26,10 @@ type (
 	Pod         = result.Pod
 	Device      = result.Device
 	Link        = result.Link
-	Capture     = result.Capture
-	DropCount   = result.DropCount
+	// ExternalService is a Service with LoadBalancer or external IPs.
+	ExternalService = result.Service
+	Capture         = result.Capture
+	DropCount       = result.DropCount
 )
 
 // Verdicts.

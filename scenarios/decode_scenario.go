@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -21,7 +23,7 @@ type scenarioDecoder struct {
 	captureNodes []*yaml.Node
 }
 
-var scenarioFields = fields{Known: []string{"apiVersion", "kind", "metadata", "description", "settings", "captures", "steps"}}
+var scenarioFields = fields{Known: []string{"apiVersion", "kind", "metadata", "description", "settings", "captures", "steps", "differences"}}
 
 func newScenarioDecoder(d *decoder, s *Scenario) *scenarioDecoder {
 	return &scenarioDecoder{d: d, s: s}
@@ -96,6 +98,67 @@ func (sd *scenarioDecoder) decodeSteps() {
 	sd.s.Steps = make([]Step, len(items))
 	for i, n := range items {
 		sd.decodeStep(&sd.s.Steps[i], n, indexPath("steps", i))
+	}
+	sd.decodeDifferences()
+}
+
+// DifferenceDatapaths are the datapaths a declared difference may name.
+var DifferenceDatapaths = []string{DatapathBPF, "cilium", DatapathNone}
+
+// decodeDifferences reads the differences a differential run accepts:
+// each names a probe step (by name), optionally the datapaths whose
+// outcomes may differ, and why.
+func (sd *scenarioDecoder) decodeDifferences() {
+	d, m := sd.d, sd.doc
+	var probeSteps []string
+	for _, st := range sd.s.Steps {
+		if len(st.Probes) > 0 {
+			probeSteps = append(probeSteps, strconv.Quote(st.Name))
+		}
+	}
+	for i, n := range d.list(m.get("differences"), "differences") {
+		path := indexPath("differences", i)
+		dm := d.mapping(n, path, fields{Known: []string{"step", "datapaths", "reason"}})
+		if dm == nil {
+			continue
+		}
+		diff := Difference{Source: srcOf(d, n)}
+		if dm.require("step") {
+			diff.Step = dm.str("step")
+			found := false
+			for _, st := range sd.s.Steps {
+				if st.Name == diff.Step && len(st.Probes) > 0 {
+					found = true
+				}
+			}
+			if !found {
+				hint := "the scenario has no probe step"
+				if len(probeSteps) > 0 {
+					hint = "probe steps: " + strings.Join(probeSteps, ", ")
+				}
+				d.errorf(dm.get("step"), dm.sub("step"), "no probe step named %q (%s)", diff.Step, hint)
+			}
+		}
+		if dm.require("reason") {
+			diff.Reason = strings.TrimSpace(dm.str("reason"))
+			if diff.Reason == "" {
+				d.errorf(dm.get("reason"), dm.sub("reason"), "say why the datapaths may differ")
+			}
+		}
+		if dm.has("datapaths") {
+			dn := dm.get("datapaths")
+			for j, dp := range dm.stringList("datapaths") {
+				switch {
+				case !slices.Contains(DifferenceDatapaths, dp):
+					d.errorf(dn, indexPath(dm.sub("datapaths"), j), "unknown datapath %q (want %s)", dp, strings.Join(DifferenceDatapaths, ", "))
+				case slices.Contains(diff.Datapaths, dp):
+					d.errorf(dn, indexPath(dm.sub("datapaths"), j), "datapath %q listed twice", dp)
+				default:
+					diff.Datapaths = append(diff.Datapaths, dp)
+				}
+			}
+		}
+		sd.s.Differences = append(sd.s.Differences, diff)
 	}
 }
 

@@ -407,6 +407,12 @@ func validateLB(s *Scenario, ds *diagnostics) {
 					Msg: fmt.Sprintf("%s is in the node address range of the underlay; a node may own it", ip)})
 			}
 		}
+		if len(s.LBIPPools) == 0 && len(s.L2Policies) == 0 && len(s.Steps) == 0 && len(svc.LoadBalancerIPs) > 0 {
+			// Objects alone (`podlab apply -f`): the pools and the
+			// addresses already given are the running lab's, which
+			// checks the request when the Service is applied.
+			continue
+		}
 		ips, err := ipam.Assign(svc)
 		if err != nil {
 			if le, ok := err.(*LBIPAMError); ok {

@@ -130,6 +130,9 @@ func Parse(name string, files ...File) (*Scenario, error) {
 		return nil, err
 	}
 	s.Warnings = ds.warnings
+	if w, ok := nothingToCheckWarning(s); ok {
+		s.Warnings = append(s.Warnings, w)
+	}
 	return s, nil
 }
 
@@ -328,4 +331,48 @@ func defaultCluster(workers int) *Cluster {
 		c.Nodes = append(c.Nodes, ClusterNode{Name: name, Role: "worker"})
 	}
 	return c
+}
+
+// scenarioDoc spots a Scenario document in a YAML file.
+var scenarioDoc = regexp.MustCompile(`(?m)^kind:[ \t]*["']?Scenario["']?[ \t]*$`)
+
+// ScenarioSet returns the members of a directory of scenarios, or nil when
+// path is one scenario (a file, or a folder whose files make up a single
+// scenario). A directory is a set when at least two of its entries are
+// scenarios of their own: YAML files that hold a Scenario document, or
+// sub-folders. Members are returned in name order.
+func ScenarioSet(path string) ([]string, error) {
+	info, err := os.Stat(path)
+	if err != nil || !info.IsDir() {
+		return nil, err
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	var members []string
+	for _, e := range entries {
+		p := filepath.Join(path, e.Name())
+		if e.IsDir() {
+			if sub, _ := filepath.Glob(filepath.Join(p, "*.y*ml")); len(sub) > 0 {
+				members = append(members, p)
+			}
+			continue
+		}
+		if ext := filepath.Ext(e.Name()); ext != ".yaml" && ext != ".yml" {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		if scenarioDoc.Match(data) {
+			members = append(members, p)
+		}
+	}
+	if len(members) < 2 {
+		return nil, nil
+	}
+	sort.Strings(members)
+	return members, nil
 }

@@ -78,6 +78,9 @@ type Scenario struct {
 	// Captures run for the whole scenario.
 	Captures []Device
 	Steps    []Step
+	// Differences are the outcomes that may legitimately differ between
+	// datapaths in a differential run (podlab run --datapath bpf,cilium).
+	Differences []Difference
 	// Warnings are problems that do not stop the scenario (a selector that
 	// matches nothing, an ignored preferred affinity).
 	Warnings []Diagnostic
@@ -86,6 +89,19 @@ type Scenario struct {
 	// docs holds each object's YAML document, to tell an identical repeat
 	// from a conflicting one.
 	docs map[ObjectRef]*yaml.Node
+}
+
+// Difference declares that the probes of one step may differ between
+// datapaths, and why (e.g. "none has no policy: the denied probe
+// succeeds").
+type Difference struct {
+	// Step names a probe step.
+	Step string
+	// Datapaths are the datapaths whose outcomes may differ from the
+	// others' (all when empty).
+	Datapaths []string
+	Reason    string
+	Source    Source
 }
 
 // InitialObjects returns the objects created before the first step: every

@@ -236,3 +236,36 @@ func (n *Namespace) Handle() (*netlink.Handle, error) {
 	}
 	return h, nil
 }
+
+// DoIsolated runs fn on a locked OS thread inside a fresh, unnamed network
+// namespace (loopback up) that nothing else can see: it is not mounted under
+// /run/netns, so it vanishes with the thread, also when the process dies.
+// The thread is never returned to the Go runtime (it stays locked and is
+// retired when the goroutine ends), so no other goroutine runs there.
+// BPF_PROG_TEST_RUN uses the calling thread's namespace (its loopback device,
+// FIB and neighbours), so running test programs here keeps them away from
+// the namespace podlab was started from.
+func DoIsolated(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the thread dies with this goroutine.
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("unshare netns: %w", err)
+			return
+		}
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			errc <- fmt.Errorf("netlink in isolated netns: %w", err)
+			return
+		}
+		err = h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}})
+		h.Close()
+		if err != nil {
+			errc <- fmt.Errorf("loopback up in isolated netns: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}

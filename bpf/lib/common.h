@@ -61,16 +61,21 @@ enum drop_reason {
 	DROP_NO_CONFIG = 165,       /* No configuration available to perform policy decision */
 	DROP_UNSUPPORTED_L2 = 166,  /* Unsupported L2 protocol */
 	DROP_INVALID_IDENTITY = 171,/* Invalid identity */
+	DROP_PROXY_LOOKUP_FAILED = 178, /* Failed to look up the proxy's socket */
+	DROP_PROXY_SET_FAILED = 179,/* Failed to assign the packet to the proxy's socket */
+	DROP_PROXY_UNKNOWN_PROTO = 180, /* Proxy redirect of a protocol other than TCP/UDP */
 	DROP_POLICY_DENY = 181,     /* Policy denied by denylist */
 };
 
 /* Observation points of trace events, numbered as Cilium's TRACE_* values. */
 enum obs_point {
 	OBS_TO_ENDPOINT = 0,
+	OBS_TO_PROXY = 1,
 	OBS_TO_HOST = 2,
 	OBS_TO_STACK = 3,
 	OBS_TO_OVERLAY = 4,
 	OBS_FROM_ENDPOINT = 5,
+	OBS_FROM_PROXY = 6,
 	OBS_FROM_HOST = 7,
 	OBS_FROM_STACK = 8,
 	OBS_FROM_OVERLAY = 9,
@@ -100,6 +105,23 @@ enum policy_dir {
 /* skb->mark value set on packets that a redirect path already judged, so
  * that to-container does not judge them a second time. */
 #define MARK_JUDGED 0x0c1a0000
+
+/* L7 proxy marks, Cilium's MARK_MAGIC_* values (bpf/lib/common.h there).
+ * The magic lives in bits 8-11 (mask 0x0F00):
+ *  - TO_PROXY: set by the datapath on a packet it hands to the node's proxy
+ *    (the proxy port in the upper 16 bits); a rule in the node namespace
+ *    (fwmark 0x200/0xf00 lookup 2004, table 2004: local 0/0 dev lo) delivers
+ *    it locally whatever its destination address.
+ *  - PROXY_INGRESS / PROXY_EGRESS: set by the proxy (SO_MARK) on what it
+ *    sends, with the source identity as Cilium encodes it (low 16 bits in
+ *    the upper half, bits 16-23 in the low byte); a rule (fwmark
+ *    0xa00/0xe00 lookup 2005, table 2005: default via cilium_host) routes it
+ *    through cilium_host, whose egress program delivers it without running
+ *    the source's egress policy again. */
+#define MARK_MAGIC_HOST_MASK     0x0F00
+#define MARK_MAGIC_TO_PROXY      0x0200
+#define MARK_MAGIC_PROXY_INGRESS 0x0A00
+#define MARK_MAGIC_PROXY_EGRESS  0x0B00
 
 /* Config flags. */
 #define CFG_MONITOR_AGGREGATION (1 << 0) /* trace only connection-relevant packets */
@@ -169,7 +191,7 @@ struct policy_key {
 struct policy_value {
 	__u8 deny;
 	__u8 match_type;
-	__u16 pad;
+	__be16 proxy_port; /* != 0: allowed, redirected to the node's L7 proxy on this port */
 };
 
 /* Policy match types, Cilium's POLICY_MATCH_* numbering. */
@@ -204,7 +226,8 @@ struct ct_entry {
 	__u8 closing;
 	__u8 seen_reply;
 	__u8 orig_first;    /* 1 when the originator is the key's first side */
-	__u8 pad[3];
+	__u8 ct_flags;      /* CT_F_* */
+	__be16 proxy_port;  /* CT_F_PROXY_REDIRECT: the proxy port of the connection */
 	/* Service connections: the frontend the originator addressed, put
 	 * back as the source of replies (0 when not load-balanced). */
 	__be32 nat_addr;
@@ -215,6 +238,12 @@ struct ct_entry {
 /* ct_entry.nat_flags: the connection is a pod reaching itself through a
  * service (hairpin); its source was rewritten to LB_LOOPBACK_IP. */
 #define CT_NAT_F_LOOPBACK (1 << 0)
+
+/* ct_entry.ct_flags: the originator's packets go to the node's L7 proxy
+ * (replies come back from the proxy's socket); the connection was opened
+ * by the proxy (its replies go to the proxy's socket in the node stack). */
+#define CT_F_PROXY_REDIRECT (1 << 0)
+#define CT_F_PROXY_UPSTREAM (1 << 1)
 
 #define CT_LIFETIME_SYN      60
 #define CT_LIFETIME_TCP      21600

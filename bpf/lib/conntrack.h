@@ -117,13 +117,17 @@ static __always_inline enum ct_status ct_lookup(const struct flow *f, struct ct_
 	return CT_NEW;
 }
 
-/* ct_create inserts the entry of a new, allowed connection. */
+/* ct_create inserts the entry of a new, allowed connection; ct_flags and
+ * proxy_port record a connection redirected to or opened by the L7 proxy. */
 static __always_inline int ct_create(const struct ct_key *key, __u8 first, const struct flow *f,
-				     __u32 src_id, __u32 dst_id, __be32 nat_addr, __be16 nat_port)
+				     __u32 src_id, __u32 dst_id, __be32 nat_addr, __be16 nat_port,
+				     __u8 ct_flags, __be16 proxy_port)
 {
 	struct ct_entry e = {};
 
 	e.orig_first = first;
+	e.ct_flags = ct_flags;
+	e.proxy_port = proxy_port;
 	e.nat_addr = nat_addr;
 	e.nat_port = nat_port;
 	e.src_identity = src_id;

@@ -140,15 +140,17 @@ static __always_inline int nodeport_local(struct __sk_buff *skb, const struct no
 					  struct flow *f, const struct endpoint_info *dst,
 					  const struct lb_nat *nat, __u32 src_id)
 {
-	__u8 evf;
+	struct ingress_out out;
 	int ret;
 
 	/* A client tuple that is the reply of a connection the backend opened
 	 * is not a NodePort connection: no reverse translation. */
-	ret = ingress_verdict(skb, f, dst, src_id, nat, 0, &evf);
+	ret = ingress_verdict(skb, f, dst, src_id, nat, 0, &out);
 	if (ret)
 		return ret;
-	trace_forward(skb, cfg, OBS_FROM_NETWORK, OBS_TO_ENDPOINT, DIR_INGRESS, evf, src_id,
+	if (out.to_proxy)
+		return ingress_to_proxy(skb, cfg, f, dst, src_id, &out, OBS_FROM_NETWORK);
+	trace_forward(skb, cfg, OBS_FROM_NETWORK, OBS_TO_ENDPOINT, DIR_INGRESS, out.evf, src_id,
 		      dst->identity, dst->ep_id, f, dst->ifindex);
 	ret = redirect_to_endpoint(skb, cfg, dst);
 	if (ret < 0)

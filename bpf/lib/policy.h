@@ -30,6 +30,7 @@ struct policy_result {
 	__u8 deny_rule;   /* denied by a deny entry (vs default deny) */
 	__u8 match_type;
 	__u8 pad;
+	__be16 proxy_port; /* allowed through the L7 proxy on this port */
 };
 
 static __always_inline struct policy_value *policy_probe(struct policy_key *k, __u8 levels,
@@ -61,6 +62,7 @@ static __always_inline void policy_lookup(const struct endpoint_info *ep, __u8 d
 	res->allowed = 0;
 	res->deny_rule = 0;
 	res->match_type = MATCH_NONE;
+	res->proxy_port = 0;
 
 	v = policy_probe(&k, levels, 0, remote_id, f->proto, port, POLICY_LEVEL_EXACT);
 	if (!v)
@@ -85,22 +87,27 @@ static __always_inline void policy_lookup(const struct endpoint_info *ep, __u8 d
 		return;
 	}
 	res->allowed = 1;
+	res->proxy_port = v->proxy_port;
 }
 
 /* policy_enforce runs the policy of one endpoint and direction for a packet
  * of a new or established (not reply) connection. It returns 0 when the
- * packet may pass, or the drop reason. A verdict event is emitted for the
- * first packet of a connection and for every denied packet. */
+ * packet may pass, or the drop reason. When the allowing entry carries a
+ * proxy port, *proxy_port is set to it (network order; 0 otherwise). A
+ * verdict event is emitted for the first packet of a connection and for
+ * every denied packet. */
 static __always_inline int policy_enforce(struct __sk_buff *skb, const struct endpoint_info *ep,
 					  __u8 dir, __u32 remote_id, const struct flow *f,
-					  int is_new)
+					  int is_new, __be16 *proxy_port)
 {
 	__u8 flag = dir == POL_INGRESS ? EP_F_INGRESS_ENFORCED : EP_F_EGRESS_ENFORCED;
 	struct policy_result res;
 
+	*proxy_port = 0;
 	if (!(ep->flags & flag))
 		return 0;
 	policy_lookup(ep, dir, remote_id, f, &res);
+	*proxy_port = res.proxy_port;
 	if (is_new || !res.allowed)
 		policy_verdict_emit(skb, dir, res.allowed, res.match_type, remote_id,
 				    ep->identity, ep->ep_id, f);

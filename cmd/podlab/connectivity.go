@@ -11,6 +11,7 @@ import (
 
 	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/reports"
+	"github.com/podlab/podlab/scenarios"
 	"github.com/podlab/podlab/scenarios/connectivity"
 	"github.com/podlab/podlab/scenarios/result"
 )
@@ -56,7 +57,7 @@ their run folders). The exit status is 1 when any test failed.`,
 			if err != nil {
 				return err
 			}
-			sh, err := connectivity.ParseShard(shard)
+			sh, err := scenarios.ParseShard(shard)
 			if err != nil {
 				return err
 			}

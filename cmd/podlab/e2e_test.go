@@ -27,6 +27,9 @@ func TestCLI(t *testing.T) {
 var bin string
 
 var _ = BeforeSuite(func() {
+	// Every spec of this suite needs root (the non-root one starts the
+	// binary as nobody from root).
+	requireRoot()
 	// A world-readable folder, so the non-root test can execute the binary.
 	dir, err := os.MkdirTemp("", "podlab-cli")
 	Expect(err).NotTo(HaveOccurred())
@@ -113,6 +116,11 @@ var _ = Describe("lab lifecycle", func() {
 		out, err = podlab("exec", "tinv", a.Name, "--", "curl", "-sS", "-m", "3", "-o", "/dev/null", "-w", "%{http_code}", "http://one.one.one.one/")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(Equal("200"))
+		// The emulated internet over HTTPS: the real curl verifies the
+		// world's certificates against the lab CA podlab exec installs.
+		out, err = podlab("exec", "tinv", a.Name, "--", "curl", "-sS", "-m", "3", "-o", "/dev/null", "-w", "%{http_code} %{remote_ip} ", "https://one.one.one.one/", "-o", "/dev/null", "https://www.wikipedia.org/")
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(MatchRegexp(`^200 1\.1\.1\.1 200 198\.1[89]\.\d+\.\d+ $`))
 
 		out, err = podlab("down", "tinv")
 		Expect(err).NotTo(HaveOccurred(), out)
@@ -186,6 +194,19 @@ var _ = Describe("lab lifecycle", func() {
 		out, err = podlab("up", "--name", "tdup")
 		Expect(err).To(HaveOccurred())
 		Expect(out).To(ContainSubstring(`lab "tdup" is already running`))
+	})
+
+	It("refuses a scenario that checks nothing, before creating anything", func() {
+		empty := filepath.Join(GinkgoT().TempDir(), "empty.yaml")
+		Expect(os.WriteFile(empty, nil, 0o644)).To(Succeed())
+		out, err := podlab("run", "--lab", "enempty", empty)
+		Expect(err).To(HaveOccurred())
+		Expect(out).To(ContainSubstring("scenario empty checks nothing"))
+		Expect(out).NotTo(ContainSubstring("PASSED"))
+		Expect(leftovers("enempty")).To(BeEmpty())
+		out, err = podlab("validate", empty)
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("warning: " + empty + ": this scenario checks nothing"))
 	})
 
 	It("refuses to run as non-root with one clear sentence", func() {

@@ -115,7 +115,7 @@ var _ = Describe("the real hubble CLI against a kept connectivity-check lab", Or
 				}
 			}
 		}()
-		Eventually(kept, 90*time.Second).Should(Receive(ContainSubstring(`lab "`+name+`" kept`)))
+		Eventually(kept, 90*time.Second).Should(Receive(ContainSubstring(`lab "` + name + `" kept`)))
 	})
 
 	It("reports status over the lab's socket", func() {

@@ -129,7 +129,11 @@ func newExecCmd() *cobra.Command {
 					resolv = topo.StateDir(name) + "/resolv-default.conf"
 				}
 			}
-			c, err := topo.Command(resolv, argv)
+			ca := ""
+			if p := lab.CAPath(name); fileExists(p) {
+				ca = p // the emulated internet's HTTPS hosts verify
+			}
+			c, err := topo.Command(resolv, ca, argv)
 			if err != nil {
 				return err
 			}
@@ -204,4 +208,10 @@ func newPreflightCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// fileExists reports whether path names an existing file.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -45,6 +45,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newUpCmd(), newAgentCmd(), newDownCmd(), newListCmd(), newCleanCmd(),
 		newExecCmd(), newPreflightCmd(), newBenchCmd(), newRunCmd(), newValidateCmd(), newReportCmd(), newConnectivityCmd(),
 		newObserveCmd(), newStatusCmd(), newEndpointCmd(), newIdentityCmd(), newPolicyCmd(), newBPFCmd(), newMapCmd(), newMetricsCmd(), newServiceCmd(), newDatapathCmd(), newTraceCmd(), newWhoisCmd(), newObjectsCmd("apply"), newObjectsCmd("delete"))
+	root.AddCommand(newBPFTestCmd())
 	return root
 }
 
@@ -58,11 +59,11 @@ func needRoot(*cobra.Command, []string) error {
 
 // nsexecMain is the child side of `podlab exec`: see topo.Command.
 func nsexecMain(args []string) {
-	if len(args) < 2 || args[1] != "--" {
+	if len(args) < 3 || args[2] != "--" {
 		fmt.Fprintln(os.Stderr, "podlab: bad internal exec call")
 		os.Exit(125)
 	}
-	if err := topo.ExecWithResolvConf(args[0], args[2:]); err != nil {
+	if err := topo.ExecIn(args[0], args[1], args[3:]); err != nil {
 		fmt.Fprintln(os.Stderr, "podlab:", err)
 		os.Exit(127)
 	}

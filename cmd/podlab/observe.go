@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -221,7 +222,7 @@ func newObserveCmd() *cobra.Command {
 	fl.StringSliceVar(&ff.Protocol, "protocol", nil, "tcp, udp, icmp, ...")
 	fl.StringSliceVar(&ports, "port", nil, "source or destination port")
 	fl.StringSliceVar(&ff.Node, "node", nil, "node name (glob)")
-	fl.StringSliceVar(&ff.Type, "type", nil, "drop, trace, policy-verdict (optionally :sub-type)")
+	fl.StringSliceVar(&ff.Type, "type", nil, "drop, trace, policy-verdict, l7 (optionally :sub-type)")
 	return cmd
 }
 
@@ -465,13 +466,29 @@ func newMapCmd() *cobra.Command {
 func newServiceCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "service", Short: "Load-balanced services of the datapath"}
 	cmd.AddCommand(&cobra.Command{
-		Use: "list [LAB]", Short: "List service frontends and backends, like `cilium service list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
+		Use: "list [LAB]", Short: "List service frontends and backends, like `cilium service list`; then LoadBalancer and external IPs as `kubectl get services` shows them, with their L2 announcer", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var rows []controlplane.ServiceRow
 			if err := agentJSON(args, "/services", &rows); err != nil {
 				return err
 			}
-			return controlplane.WriteServiceTable(os.Stdout, rows)
+			if err := controlplane.WriteServiceTable(os.Stdout, rows); err != nil {
+				return err
+			}
+			var sts []controlplane.ServiceStatus
+			if err := agentJSON(args, "/services/status", &sts); err != nil {
+				return err
+			}
+			var ext bytes.Buffer
+			if err := controlplane.WriteServiceStatuses(&ext, sts); err != nil {
+				return err
+			}
+			if ext.Len() > 0 {
+				fmt.Fprintln(os.Stdout)
+				_, err := os.Stdout.Write(ext.Bytes())
+				return err
+			}
+			return nil
 		},
 	})
 	return cmd

@@ -13,10 +13,12 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/cilium"
+	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/identity"
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/topo"
@@ -70,15 +72,18 @@ type ControlPlane struct {
 	l2       l2State // L2 announcement leases (l2announce.go)
 	closed   bool
 	index    resolverIndex // lock-free answers for the flow decoder (events.go)
-	dnsTimer *time.Timer   // next expiry of a DNS-learned address (fqdn.go)
+	// l7store receives the L7 proxies' flows while events run.
+	l7store  atomic.Pointer[flow.Store]
+	dnsTimer *time.Timer // next expiry of a DNS-learned address (fqdn.go)
 
 	builderMu sync.Mutex
 	builder   *cilium.Builder // --datapath cilium: compiled objects
 }
 
 type node struct {
-	n  *topo.Node
-	dp NodeDatapath
+	n     *topo.Node
+	dp    NodeDatapath
+	proxy *nodeProxy
 }
 
 type endpoint struct {
@@ -111,7 +116,7 @@ func (cp *ControlPlane) NodeAdded(ctx context.Context, c *topo.Cluster, n *topo.
 	}
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	cp.nodes[n.Name] = &node{n: n, dp: dp}
+	cp.nodes[n.Name] = &node{n: n, dp: dp, proxy: cp.newNodeProxy(n, dp)}
 	cp.order = append(cp.order, n.Name)
 	cp.reindexLocked()
 	return errors.Join(cp.syncIPCacheLocked(), cp.syncServicesLocked())
@@ -357,12 +362,18 @@ func (cp *ControlPlane) recomputeSomeLocked(only map[string]bool) error {
 		if nd == nil {
 			continue
 		}
+		pol, err := cp.withProxyPortsLocked(nd, pol)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policy of %s: %w", key, err))
+			continue
+		}
 		if err := nd.dp.SetPolicy(ep.pod.EndpointID, pol); err != nil {
 			errs = append(errs, fmt.Errorf("policy of %s: %w", key, err))
 			continue
 		}
 		cp.policies[key] = pol
 	}
+	cp.syncProxyEndpointsLocked()
 	return errors.Join(errs...)
 }
 
@@ -488,6 +499,9 @@ func (cp *ControlPlane) Close() error {
 	}
 	var errs []error
 	for _, name := range cp.order {
+		if err := cp.nodes[name].proxy.close(); err != nil {
+			errs = append(errs, err)
+		}
 		if err := cp.nodes[name].dp.Close(); err != nil {
 			errs = append(errs, err)
 		}

@@ -49,6 +49,7 @@ type Drop struct {
 func (cp *ControlPlane) StartEvents(ctx context.Context, store *flow.Store) (*EventPump, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	p := &EventPump{cp: cp, store: store, cancel: cancel}
+	cp.l7store.Store(store)
 	for _, name := range cp.Nodes() {
 		dp := cp.Datapath(name)
 		if dp == nil {
@@ -150,6 +151,7 @@ func (p *EventPump) Drain(quiet time.Duration) {
 
 // Stop ends the readers.
 func (p *EventPump) Stop() error {
+	p.cp.l7store.CompareAndSwap(p.store, nil)
 	p.cancel()
 	for _, rd := range p.readers {
 		_ = rd.Close()

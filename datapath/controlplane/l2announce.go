@@ -1,16 +1,22 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/podlab/podlab/datapath/policy"
 )
 
 // L2Announcement is one address of a Service announced on the underlay:
@@ -272,4 +278,114 @@ func (cp *ControlPlane) L2Leases() []L2Lease {
 			Node: cp.l2.holders[w.an.IP], Devices: devicesOf(w.an), Takeovers: cp.l2.takeovers[w.an.IP]})
 	}
 	return out
+}
+
+// ServiceStatus is one Service as `kubectl get services` shows it, with
+// the L2 announcer of each external address.
+type ServiceStatus struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	ClusterIP string `json:"clusterIP,omitempty"`
+	// ExternalIPs are the LoadBalancer ingress IPs and spec.externalIPs;
+	// ["<pending>"] for a LoadBalancer Service LB IPAM could not serve.
+	ExternalIPs []string `json:"externalIPs,omitempty"`
+	Ports       string   `json:"ports"`
+	// Announcers are "IP node/device" for every announced address; an
+	// address no node may announce reads "IP -".
+	Announcers []string `json:"announcers,omitempty"`
+	// Pending says why a LoadBalancer Service has no address.
+	Pending string `json:"pending,omitempty"`
+}
+
+// ServiceStatuses lists the Services with their external addresses, by
+// namespace and name.
+func (cp *ControlPlane) ServiceStatuses() []ServiceStatus {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.lb.init()
+	keys := make([]string, 0, len(cp.lb.services))
+	for k := range cp.lb.services {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []ServiceStatus
+	for _, k := range keys {
+		s := cp.lb.services[k]
+		st := ServiceStatus{Namespace: s.Namespace, Name: s.Name, Type: s.Type, Pending: s.PendingReason}
+		if st.Type == "" {
+			st.Type = "ClusterIP"
+		}
+		if s.ClusterIP.IsValid() {
+			st.ClusterIP = s.ClusterIP.String()
+		} else {
+			st.ClusterIP = "None"
+		}
+		for _, ea := range s.externalFrontends() {
+			st.ExternalIPs = append(st.ExternalIPs, ea.addr.String())
+		}
+		if s.Type == "LoadBalancer" && len(s.LoadBalancerIPs) == 0 {
+			st.ExternalIPs = append([]string{"<pending>"}, st.ExternalIPs...)
+		}
+		var ports []string
+		for _, p := range s.Ports {
+			if p.NodePort != 0 {
+				ports = append(ports, fmt.Sprintf("%d:%d/%s", p.Port, p.NodePort, policy.ProtoName(p.Proto)))
+			} else {
+				ports = append(ports, fmt.Sprintf("%d/%s", p.Port, policy.ProtoName(p.Proto)))
+			}
+		}
+		st.Ports = strings.Join(ports, ",")
+		for _, an := range s.Announce {
+			holder := cp.l2.holders[an.IP]
+			if holder == "" {
+				st.Announcers = append(st.Announcers, an.IP.String()+" -")
+				continue
+			}
+			st.Announcers = append(st.Announcers, fmt.Sprintf("%s %s/%s", an.IP, holder, strings.Join(devicesOf(an), ",")))
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// WriteServiceStatuses renders statuses as `kubectl get services` does,
+// plus an L2 ANNOUNCER column and, below, why pending Services are pending.
+// Only Services with external addresses (or pending) are listed; it writes
+// nothing when there is none.
+func WriteServiceStatuses(w io.Writer, sts []ServiceStatus) error {
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
+	n := 0
+	var pending []string
+	for _, s := range sts {
+		if len(s.ExternalIPs) == 0 {
+			continue
+		}
+		if n == 0 {
+			fmt.Fprintln(tw, "NAMESPACE\tNAME\tTYPE\tCLUSTER-IP\tEXTERNAL-IP\tPORT(S)\tL2 ANNOUNCER")
+		}
+		n++
+		ann := "-"
+		if len(s.Announcers) > 0 {
+			ann = strings.Join(s.Announcers, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Namespace, s.Name, s.Type, s.ClusterIP, strings.Join(s.ExternalIPs, ","), s.Ports, ann)
+		if s.Pending != "" {
+			pending = append(pending, fmt.Sprintf("%s/%s is <pending>: %s", s.Namespace, s.Name, s.Pending))
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write service statuses: %w", err)
+	}
+	for _, p := range pending {
+		b.WriteString(p + "\n")
+	}
+	if _, err := w.Write(b.Bytes()); err != nil {
+		return fmt.Errorf("write service statuses: %w", err)
+	}
+	return nil
 }

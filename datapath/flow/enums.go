@@ -17,6 +17,9 @@ const (
 	EventCapture       EventType = 3
 	EventTrace         EventType = 4
 	EventPolicyVerdict EventType = 5
+	// EventL7 is Cilium's access-log message (MessageTypeAccessLog): the
+	// L7 proxy's records.
+	EventL7 EventType = 129
 )
 
 // String returns the name Hubble's --type filter uses ("drop", "trace",
@@ -33,6 +36,8 @@ func (e EventType) String() string {
 		return "trace"
 	case EventPolicyVerdict:
 		return "policy-verdict"
+	case EventL7:
+		return "l7"
 	}
 	return "unknown(" + strconv.Itoa(int(e)) + ")"
 }

@@ -76,8 +76,10 @@ func parseType(s string) (EventType, int32, error) {
 		et = EventCapture
 	case "debug":
 		et = EventDebug
+	case "l7":
+		et = EventL7
 	default:
-		return 0, 0, fmt.Errorf("filter type %q: want drop, trace, policy-verdict (optionally with :sub-type)", s)
+		return 0, 0, fmt.Errorf("filter type %q: want drop, trace, policy-verdict, l7 (optionally with :sub-type)", s)
 	}
 	if !hasSub {
 		return et, -1, nil

@@ -85,7 +85,7 @@ func TestFilterMatch(t *testing.T) {
 func TestFilterValidate(t *testing.T) {
 	for _, f := range []Filter{
 		{Protocol: []string{"http"}},
-		{Type: []string{"l7"}},
+		{Type: []string{"l8"}},
 		{Type: []string{"trace:to-moon"}},
 		{Node: []string{"["}},
 		{Verdict: []Verdict{42}},

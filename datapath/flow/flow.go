@@ -58,6 +58,8 @@ type Flow struct {
 	Interface *NetworkInterface `json:"interface,omitempty"`
 	// Summary is a one-line description ("TCP Flags: SYN, ACK").
 	Summary string `json:"Summary,omitempty"`
+	// L7 is set on flows of Type L7: what the node's L7 proxy saw.
+	L7 *Layer7 `json:"l7,omitempty"`
 
 	// UUID identifies the flow (a random UUID, as Hubble's parser sets).
 	UUID string `json:"uuid,omitempty"`

@@ -371,6 +371,9 @@ var protoNames = map[string]uint8{"TCP": ProtoTCP, "UDP": ProtoUDP, "SCTP": Prot
 // ciliumPortRule decodes a toPorts entry into its ports.
 func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool) ([]PortRule, error) {
 	var out []PortRule
+	var portNodes []*yaml.Node
+	var l7 *L7Rules
+	var l7Node *yaml.Node
 	nsy := func(what string) fieldFunc {
 		return func(v *yaml.Node, p string) error { return d.errf(v, p, "%s", notSupported+what) }
 	}
@@ -379,12 +382,18 @@ func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool) ([]PortRu
 			return d.list(v, p, func(it *yaml.Node, p string) error {
 				pr, err := d.ciliumPort(it, p)
 				out = append(out, pr)
+				portNodes = append(portNodes, it)
 				return err
 			})
 		},
 	}
 	if !deny {
-		h["rules"] = nsy("L7 rules (toPorts[].rules)")
+		h["rules"] = func(v *yaml.Node, p string) error {
+			var err error
+			l7Node = v
+			l7, err = d.l7Rules(v, p)
+			return err
+		}
 		h["terminatingTLS"] = nsy("TLS interception (toPorts[].terminatingTLS)")
 		h["originatingTLS"] = nsy("TLS interception (toPorts[].originatingTLS)")
 		h["serverNames"] = nsy("TLS SNI rules (toPorts[].serverNames)")
@@ -392,6 +401,24 @@ func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool) ([]PortRu
 	}
 	if err := d.fields(n, path, h); err != nil {
 		return nil, err
+	}
+	if l7 != nil {
+		if len(out) == 0 {
+			return nil, d.errf(l7Node, join(path, "rules"), "L7 rules need ports (toPorts[].ports)")
+		}
+		for i := range out {
+			p := index(join(path, "ports"), i)
+			switch {
+			case out[i].Proto != ProtoTCP && out[i].Proto != ProtoAny:
+				return nil, d.errf(portNodes[i], join(p, "protocol"), "HTTP rules apply to TCP ports only, not %s", ProtoName(out[i].Proto))
+			case out[i].Name == "" && out[i].Port == 0:
+				return nil, d.errf(portNodes[i], join(p, "port"), "L7 rules need a port (port 0 means every port)")
+			case out[i].EndPort != out[i].Port && out[i].Name == "":
+				return nil, d.errf(portNodes[i], join(p, "endPort"), "L7 rules on a port range are not supported by Cilium")
+			}
+			out[i].Proto = ProtoTCP
+			out[i].L7 = l7
+		}
 	}
 	return out, nil
 }

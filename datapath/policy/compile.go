@@ -141,6 +141,7 @@ type entryKey struct {
 type l4 struct {
 	proto  uint8
 	lo, hi uint16
+	l7     *L7Rules
 }
 
 // Compile returns the policy of ep: whether each direction is enforced and
@@ -158,13 +159,19 @@ func (c *Compiler) Compile(ep Endpoint) EndpointPolicy {
 	// first policy in key order).
 	var cands []candidate
 	var names []string
+	var l7s []*L7Rules
 	add := func(dir Direction, id uint32, t l4, deny bool, name int) {
 		k1 := uint64(dir)<<56 | uint64(id)<<24 | uint64(t.proto)<<16 | uint64(t.lo)
 		k2 := uint32(t.hi) << 1
 		if !deny {
 			k2 |= 1
 		}
-		cands = append(cands, candidate{k1: k1, k2: k2, seq: int32(len(cands)), name: int32(name)})
+		c := candidate{k1: k1, k2: k2, seq: int32(len(cands)), name: int32(name), l7: -1}
+		if t.l7 != nil && !deny {
+			c.l7 = int32(len(l7s))
+			l7s = append(l7s, t.l7)
+		}
+		cands = append(cands, c)
 	}
 	for _, p := range c.policies {
 		for ri := range p.Rules {
@@ -206,7 +213,12 @@ func (c *Compiler) Compile(ep Endpoint) EndpointPolicy {
 	var denies []Entry
 	for i, cd := range cands {
 		if i > 0 && cands[i-1].k1 == cd.k1 && cands[i-1].k2>>1 == cd.k2>>1 {
-			continue // same key, lost to the previous candidate
+			// Same key: lost to the previous candidate, unless both
+			// allow, when their L7 rules add up.
+			if last := &entries[len(entries)-1]; !last.Deny && cd.k2&1 == 1 {
+				last.L7 = last.L7.Merge(l7Of(l7s, cd.l7))
+			}
+			continue
 		}
 		e := Entry{
 			Direction: Direction(cd.k1 >> 56),
@@ -215,6 +227,7 @@ func (c *Compiler) Compile(ep Endpoint) EndpointPolicy {
 			PortLo:    uint16(cd.k1),
 			PortHi:    uint16(cd.k2 >> 1),
 			Deny:      cd.k2&1 == 0,
+			L7:        l7Of(l7s, cd.l7),
 			Rule:      names[cd.name],
 		}
 		if e.Deny {
@@ -245,6 +258,14 @@ type candidate struct {
 	k2   uint32
 	seq  int32
 	name int32
+	l7   int32 // index of the L7 rules of an allow, -1: none
+}
+
+func l7Of(l7s []*L7Rules, i int32) *L7Rules {
+	if i < 0 {
+		return nil
+	}
+	return l7s[i]
 }
 
 // shadowed reports whether a deny entry covers every packet e matches.
@@ -407,12 +428,12 @@ func (c *Compiler) ports(pr *PeerRule, ep Endpoint, id identity.ID) []l4 {
 	out := make([]l4, 0, len(pr.Ports)+len(pr.ICMPs))
 	for _, p := range pr.Ports {
 		if p.Name == "" {
-			out = append(out, l4{p.Proto, p.Port, p.EndPort})
+			out = append(out, l4{p.Proto, p.Port, p.EndPort, p.L7})
 			continue
 		}
 		match := func(np NamedPort) {
 			if np.Name == p.Name && (p.Proto == ProtoAny || p.Proto == np.Proto) {
-				out = append(out, l4{np.Proto, np.Port, np.Port})
+				out = append(out, l4{np.Proto, np.Port, np.Port, p.L7})
 			}
 		}
 		switch {
@@ -433,7 +454,7 @@ func (c *Compiler) ports(pr *PeerRule, ep Endpoint, id identity.ID) []l4 {
 		}
 	}
 	for _, t := range pr.ICMPs {
-		out = append(out, l4{ProtoICMP, uint16(t.Type), uint16(t.Type)})
+		out = append(out, l4{ProtoICMP, uint16(t.Type), uint16(t.Type), nil})
 	}
 	return out
 }

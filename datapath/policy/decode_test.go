@@ -55,12 +55,36 @@ kind: CiliumNetworkPolicy
 metadata: {name: p}
 sepc: {}
 `, `bad.yaml:4: sepc: unknown field "sepc"`},
-		{"L7 rules", cnpHead + `  ingress:
+		{"kafka rules", cnpHead + `  ingress:
+  - toPorts:
+    - ports: [{port: "9092", protocol: TCP}]
+      rules:
+        kafka: [{role: produce, topic: empire-announce}]
+`, `bad.yaml:13: spec.ingress[0].toPorts[0].rules.kafka: Kafka L7 rules are not supported: Cilium removed Kafka policy in 1.20 (use L3/L4 rules on the broker port)`},
+		{"http bad regex", cnpHead + `  ingress:
   - toPorts:
     - ports: [{port: "80", protocol: TCP}]
       rules:
+        http: [{method: GET, path: "/v1/(unclosed"}]
+`, "bad.yaml:13: spec.ingress[0].toPorts[0].rules.http[0].path: invalid regular expression \"/v1/(unclosed\": error parsing regexp: missing closing ): `^(?:/v1/(unclosed)$`"},
+		{"http on UDP", cnpHead + `  egress:
+  - toPorts:
+    - ports: [{port: "80", protocol: UDP}]
+      rules:
         http: [{method: GET}]
-`, `bad.yaml:12: spec.ingress[0].toPorts[0].rules: not supported yet: L7 rules (toPorts[].rules)`},
+`, `bad.yaml:11: spec.egress[0].toPorts[0].ports[0].protocol: HTTP rules apply to TCP ports only, not UDP`},
+		{"http on a range", cnpHead + `  egress:
+  - toPorts:
+    - ports: [{port: "80", endPort: 90}]
+      rules:
+        http: [{method: GET}]
+`, `bad.yaml:11: spec.egress[0].toPorts[0].ports[0].endPort: L7 rules on a port range are not supported by Cilium`},
+		{"headerMatches action", cnpHead + `  egress:
+  - toPorts:
+    - ports: [{port: "80"}]
+      rules:
+        http: [{headerMatches: [{name: X-Token, value: a, mismatch: DROP}]}]
+`, `bad.yaml:13: spec.egress[0].toPorts[0].rules.http[0].headerMatches[0].mismatch: invalid mismatch action "DROP" (want LOG, ADD, DELETE or REPLACE)`},
 		{"toServices", cnpHead + `  egress:
   - toServices: [{k8sService: {serviceName: a, namespace: b}}]
 `, `bad.yaml:10: spec.egress[0].toServices: not supported yet: toServices`},

@@ -32,8 +32,13 @@
 //   - Deny wins: a matching Deny entry drops whatever allows it (see
 //     EndpointPolicy.Verdict, the reference the datapath implements).
 //
-// Not supported yet (rejected with a "not supported yet" error): L7 rules,
-// toFQDNs, toServices, toGroups, from/toNodes, from/toRequires, nodeSelector
+// L7 rules: toPorts[].rules.http (HTTP rules, TCP ports, no ranges) are
+// carried on the entries of their port (Entry.L7); the control plane
+// gives those entries the node proxy's port. rules.kafka is refused
+// (Cilium removed Kafka policy in 1.20).
+//
+// Not supported yet (rejected with a "not supported yet" error): DNS and
+// generic L7 rules, toFQDNs, toServices, toGroups, from/toNodes, from/toRequires, nodeSelector
 // (host policies), CIDR groups, authentication, IPv6.
 package policy
 
@@ -67,6 +72,14 @@ type Entry struct {
 	PortLo    uint16
 	PortHi    uint16
 	Deny      bool
+	// L7 holds the L7 rules of the toPorts entry this entry came from (nil
+	// for an L3/L4 entry): the connection is redirected to the node's L7
+	// proxy, which applies them to every request.
+	L7 *L7Rules
+	// ProxyPort is the port of the node's proxy that implements L7; the
+	// control plane fills it in before the entry reaches the datapath (the
+	// policy map value carries it, as Cilium's does).
+	ProxyPort uint16
 	// Rule names the policy and rule this entry came from
 	// ("default/l3-rule ingress[0]"); it is kept by the control plane, not
 	// loaded into the datapath.

@@ -185,6 +185,8 @@ type PortRule struct {
 	// Name is a named container port, resolved at compile time (ingress:
 	// against the endpoint's ports; egress: against the peers' ports).
 	Name string
+	// L7 are the L7 rules of the port's toPorts entry (nil: L4 only).
+	L7 *L7Rules
 }
 
 // ICMPRule allows one ICMP (IPv4) type.

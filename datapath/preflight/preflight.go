@@ -7,6 +7,7 @@ package preflight
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
+	"github.com/podlab/podlab/datapath/cilium/bpftest"
 	"github.com/podlab/podlab/datapath/cilium/source"
 	"golang.org/x/sys/unix"
 )
@@ -160,7 +162,21 @@ func Run() Report {
 	probe("bounded loops", false, features.HaveBoundedLoops, "kernel >= 5.3")
 	add(clangCheck())
 	add(ciliumSourcesCheck())
+	add(scapyCheck())
 	return r
+}
+
+// scapyCheck reports whether podlab bpftest can generate the packets of
+// Cilium's scapy-based tests (else those tests are skipped).
+func scapyCheck() Check {
+	c := Check{Name: "python3 scapy (podlab bpftest packet tests)", Fix: bpftest.ScapyInstallHint}
+	s, err := bpftest.FindScapy(context.Background())
+	if err != nil {
+		c.Detail = "not found: tests that need it are skipped"
+		return c
+	}
+	c.OK, c.Detail = true, "scapy "+s.Version+" in "+s.Python
+	return c
 }
 
 // clangCheck reports the compiler --datapath cilium needs (not required for

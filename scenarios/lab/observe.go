@@ -102,6 +102,11 @@ func (l *Lab) ObserveHandlers(mux *http.ServeMux) {
 			writeJSON(w, cp.ServiceTable())
 		}
 	})
+	mux.HandleFunc("GET /services/status", func(w http.ResponseWriter, r *http.Request) {
+		if cp := l.needCP(w); cp != nil {
+			writeJSON(w, cp.ServiceStatuses())
+		}
+	})
 	mux.HandleFunc("GET /map", func(w http.ResponseWriter, r *http.Request) {
 		cp := l.needCP(w)
 		if cp == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/podlab/podlab/scenarios/probe"
 	"github.com/podlab/podlab/scenarios/workload"
 	"github.com/podlab/podlab/topo"
+	"github.com/podlab/podlab/topo/labca"
 
 	"github.com/podlab/podlab/internal/e2e"
 )
@@ -282,6 +284,34 @@ var _ = Describe("probes against built-in workloads", Ordered, func() {
 			Expect(curl("-sS", "https://echo-a").ExitCode).To(Equal(7)) // nothing listens on 443
 			Expect(curl("-sS", "ftp://echo-a").ExitCode).To(Equal(1))
 			Expect(curl("--bogus", "echo-a").ExitCode).To(Equal(2))
+		})
+		It("speaks HTTPS with the lab CA, -k, --cacert and --resolve as curl does", func() {
+			ca, err := labca.New("probe-e2e")
+			Expect(err).NotTo(HaveOccurred())
+			caFile := filepath.Join(GinkgoT().TempDir(), "ca.crt")
+			Expect(ca.WriteFile(caFile)).To(Succeed())
+			tlsEcho, err := workload.StartHTTPEcho(ctx, n.server, workload.HTTPEchoConfig{
+				Addrs: []netip.Addr{serverIP}, Ports: []uint16{8081}, TLSPorts: []uint16{8443}, TLS: ca.ServerConfig(),
+			})
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(tlsEcho.Close)
+
+			r := curl("-sS", "--fail", "--cacert", caFile, "https://echo-a:8443/public")
+			Expect(r.ExitCode).To(Equal(0), r.Reason)
+			Expect(string(r.Output)).To(ContainSubstring(`"path":"/public"`))
+			r = curl("-sS", "--fail", "-o", "/dev/null", "https://echo-a:8443/")
+			Expect(r.ExitCode).To(Equal(60), "no CA: the certificate does not verify")
+			Expect(r.Reason).To(HavePrefix("curl: (60) SSL certificate problem"))
+			Expect(curl("-sSk", "--fail", "-o", "/dev/null", "https://echo-a:8443/").ExitCode).To(Equal(0))
+			r = curl("-sS", "--cacert", caFile, "--resolve", "www.example.org:8443:"+serverIP.String(), "https://www.example.org:8443/x")
+			Expect(r.ExitCode).To(Equal(0), r.Reason)
+			Expect(string(r.Output)).To(ContainSubstring(`"host":"www.example.org:8443"`))
+			Expect(r.Resolution.Addrs).To(Equal([]netip.Addr{serverIP}), "--resolve pins the address without DNS")
+			Expect(curl("-sS", "--cacert", "/nonexistent/ca.crt", "https://echo-a:8443/").ExitCode).To(Equal(77))
+			Expect(curl("-sS", "--cacert", caFile, "https://echo-a:8081/").ExitCode).To(Equal(35), "TLS to a plain HTTP port")
+
+			h := probe.HTTP{URL: "https://" + serverIP.String() + ":8443/", RootCAs: ca.Pool(), Timeout: long}
+			Expect(h.Run(ctx, n.client).Outcome).To(Equal(probe.Success), "an address gets a certificate for its IP")
 		})
 		It("words errors like curl and prints what curl prints", func() {
 			r := curl("-sS", "--fail", "-o", "/dev/null", "http://10.0.2.2:82/")

@@ -28,8 +28,10 @@ const (
 // metrics.prom next to it.
 type Run struct {
 	// Scenario is the scenario name; Lab the lab it ran in.
-	Scenario    string `json:"scenario"`
-	Lab         string `json:"lab,omitempty"`
+	Scenario string `json:"scenario"`
+	Lab      string `json:"lab,omitempty"`
+	// Datapath is the backend the run used (bpf, cilium, none).
+	Datapath    string `json:"datapath,omitempty"`
 	Description string `json:"description,omitempty"`
 	// Started and Duration time the whole run.
 	Started  time.Time     `json:"started"`
@@ -49,6 +51,10 @@ type Run struct {
 	DropReasons []DropCount `json:"drop_reasons,omitempty"`
 	// LostEvents counts events lost per source (flow.LostRingBuffer...).
 	LostEvents map[string]uint64 `json:"lost_events,omitempty"`
+	// Comparison is set on the runs of a differential run (--datapath
+	// bpf,cilium): how this run's probes compare with the other
+	// datapaths'.
+	Comparison *Comparison `json:"comparison,omitempty"`
 
 	// Flows observed during the run (flows.jsonl).
 	Flows []*flow.Flow `json:"-"`
@@ -85,6 +91,8 @@ type Expectation struct {
 	// Captures are paths (relative to the run folder) of the pcaps holding
 	// the evidence.
 	Captures []string `json:"captures,omitempty"`
+	// Probe is what a probe expectation observed (nil for other kinds).
+	Probe *ProbeRecord `json:"probe,omitempty"`
 }
 
 // Topology describes the lab: nodes, pods, devices and the links between
@@ -94,6 +102,25 @@ type Topology struct {
 	Pods    []Pod    `json:"pods,omitempty"`
 	Devices []Device `json:"devices,omitempty"`
 	Links   []Link   `json:"links,omitempty"`
+	// Services are the Services with external addresses (LoadBalancer
+	// ingress IPs, externalIPs) as `kubectl get services` shows them.
+	Services []Service `json:"services,omitempty"`
+}
+
+// Service is a Service with external addresses.
+type Service struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	ClusterIP string `json:"cluster_ip,omitempty"`
+	// ExternalIPs holds "<pending>" for a LoadBalancer Service without an
+	// address.
+	ExternalIPs []string `json:"external_ips,omitempty"`
+	Ports       string   `json:"ports,omitempty"`
+	// Announcers are "IP node/device" (the L2 announcement lease holder at
+	// the end of the run) or "IP -".
+	Announcers []string `json:"announcers,omitempty"`
+	Pending    string   `json:"pending,omitempty"`
 }
 
 // Node is one cluster node.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -165,7 +166,7 @@ func (r *Runner) target(p scenarios.Peer) (string, int, error) {
 }
 
 // probeStep runs a probe from every source pod, Count times each.
-func (r *Runner) probeStep(ctx context.Context, ps *scenarios.ProbeStep) []result.Expectation {
+func (r *Runner) probeStep(ctx context.Context, step *scenarios.Step, ps *scenarios.ProbeStep) []result.Expectation {
 	srcs, err := r.sources(ps.From)
 	if err != nil {
 		return []result.Expectation{{Description: fmt.Sprintf("%s %s → %s", ps.Protocol, ps.From.Raw, ps.To.Raw), Verdict: result.Errored, Message: err.Error()}}
@@ -217,6 +218,7 @@ func (r *Runner) probeStep(ctx context.Context, ps *scenarios.ProbeStep) []resul
 			desc += fmt.Sprintf(" ×%d", count)
 		}
 		e := result.Expectation{Description: desc, Verdict: result.Passed, Duration: time.Since(start)}
+		e.Probe = r.probeRecord(step, ps, src, start, results)
 		bad := 0
 		var first probe.Result
 		for _, res := range results {
@@ -241,6 +243,46 @@ func (r *Runner) probeStep(ctx context.Context, ps *scenarios.ProbeStep) []resul
 		out = append(out, e)
 	}
 	return out
+}
+
+// probeRecord summarises one source's attempts for comparisons across
+// datapaths: outcomes, and (Options.ProbeDrops) the drop reasons of the
+// source's traffic during the probe.
+func (r *Runner) probeRecord(step *scenarios.Step, ps *scenarios.ProbeStep, src source, start time.Time, results []probe.Result) *result.ProbeRecord {
+	rec := &result.ProbeRecord{Step: r.stepIndex(step), StepName: step.Name, Protocol: string(ps.Protocol), From: src.name, To: ps.To.Raw,
+		Expect: string(ps.Expect), Outcomes: map[string]int{}}
+	if rec.Expect == "" {
+		rec.Expect = string(scenarios.ExpectSuccess)
+	}
+	for _, res := range results {
+		rec.Outcomes[string(res.Outcome)]++
+	}
+	if !r.o.ProbeDrops || r.pump == nil || !src.ip.IsValid() {
+		return rec
+	}
+	r.pump.Drain(20 * time.Millisecond)
+	from, ip := start.Add(-50*time.Millisecond), src.ip.String()
+	reasons := map[string]bool{}
+	for _, f := range r.store.Last(0, func(f *flow.Flow) bool {
+		return f.Verdict == flow.VerdictDropped && f.IP != nil && !f.Time.Before(from) && (f.IP.Source == ip || f.IP.Destination == ip)
+	}) {
+		reasons[f.DropReasonDesc.String()] = true
+	}
+	for reason := range reasons {
+		rec.DropReasons = append(rec.DropReasons, reason)
+	}
+	sort.Strings(rec.DropReasons)
+	return rec
+}
+
+// stepIndex returns the index of s in the scenario's steps.
+func (r *Runner) stepIndex(s *scenarios.Step) int {
+	for i := range r.s.Steps {
+		if &r.s.Steps[i] == s {
+			return i
+		}
+	}
+	return -1
 }
 
 // runProbe runs one probe from a pod. When the probe is expected to fail

@@ -59,9 +59,16 @@ type Options struct {
 	KeepHandlers func(l *lab.Lab, store *flow.Store, mux *http.ServeMux)
 	// OnStep is called before each scenario step runs, with its index.
 	OnStep func(i int, s *scenarios.Step)
+	// ProbeDrops records the drop reasons of each probe's traffic in its
+	// ProbeRecord (differential runs compare them; it costs a short wait
+	// for the event reader per probe).
+	ProbeDrops bool
 	// WriteRun writes the run folder's reports (index.html, junit.xml,
 	// flows.jsonl, metrics.prom, run.json) from the run model.
 	WriteRun func(dir string, run *result.Run) error
+	// WriteComparison writes the comparison of a differential run into
+	// its folder (and links it from each run's report).
+	WriteComparison func(dir string, c *result.Comparison) error
 }
 
 // Result is the outcome of a run.
@@ -121,8 +128,13 @@ type svcRT struct {
 
 // Run executes s and writes its run folder. The error is for problems of
 // the run itself (the lab could not be built); failed expectations are in
-// the Result.
+// the Result. A scenario that checks nothing is refused (unless o.Keep).
 func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error) {
+	if !o.Keep {
+		if err := s.NothingToCheck(); err != nil {
+			return nil, err // nothing created yet
+		}
+	}
 	if o.Lab == "" {
 		o.Lab = "run"
 	}
@@ -149,7 +161,7 @@ func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error)
 		addrs:   scenarios.NewServiceAddresses(),
 		records: workload.NewRecords(workload.DefaultClusterDomain), dnsIP: topo.DefaultDNSIP,
 		store: flow.NewStore(200000),
-		run:   &result.Run{Scenario: s.Name, Lab: o.Lab, Description: s.Description, Started: time.Now()},
+		run:   &result.Run{Scenario: s.Name, Lab: o.Lab, Datapath: dp, Description: s.Description, Started: time.Now()},
 	}
 	res := &Result{Run: r.run, Dir: o.ReportDir}
 	setupStart := time.Now()
@@ -429,6 +441,15 @@ func (r *Runner) topology() result.Topology {
 		if !p.HostNetwork {
 			t.Devices = append(t.Devices, result.Device{Owner: p.Node.Name, Name: p.HostVeth, Kind: "veth"}, result.Device{Owner: p.Key(), Name: topo.PodEth0, Kind: "veth", Address: p.IP.String()})
 			t.Links = append(t.Links, result.Link{A: p.Node.Name + ":" + p.HostVeth, B: p.Key() + ":" + topo.PodEth0, Kind: "veth"})
+		}
+	}
+	if r.cp != nil {
+		for _, st := range r.cp.ServiceStatuses() {
+			if len(st.ExternalIPs) == 0 {
+				continue
+			}
+			t.Services = append(t.Services, result.Service{Namespace: st.Namespace, Name: st.Name, Type: st.Type, ClusterIP: st.ClusterIP,
+				ExternalIPs: st.ExternalIPs, Ports: st.Ports, Announcers: st.Announcers, Pending: st.Pending})
 		}
 	}
 	return t

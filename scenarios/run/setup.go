@@ -311,9 +311,10 @@ func (r *Runner) externalAddrsOf(rt *svcRT, cs *controlplane.Service) {
 	r.mu.Lock()
 	cs.LoadBalancerIPs = slices.Clone(rt.lbIPs)
 	cs.PendingReason = rt.lbPending
+	policies := slices.Clone(r.s.L2Policies)
 	r.mu.Unlock()
 	cs.ExternalIPs = slices.Clone(rt.svc.ExternalIPs)
-	for _, an := range scenarios.L2Announcements(r.s.L2Policies, r.s.Nodes(), rt.svc, cs.LoadBalancerIPs) {
+	for _, an := range scenarios.L2Announcements(policies, r.s.Nodes(), rt.svc, cs.LoadBalancerIPs) {
 		cs.Announce = append(cs.Announce, controlplane.L2Announcement{IP: an.IP, Nodes: an.Nodes, Devices: an.Devices})
 	}
 }

@@ -59,7 +59,7 @@ func (r *Runner) doAction(ctx context.Context, s *scenarios.Step, st *result.Ste
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				exps[i] = r.probeStep(ctx, &s.Probes[i])
+				exps[i] = r.probeStep(ctx, s, &s.Probes[i])
 			}()
 		}
 		wg.Wait()
@@ -96,6 +96,10 @@ func (r *Runner) apply(ctx context.Context, objs []scenarios.Object) error {
 			if r.cp != nil {
 				r.cp.SetNamespaceLabels(v.Meta.Name, v.Meta.Labels)
 			}
+		case *scenarios.L2AnnouncementPolicy:
+			r.setL2Policy(v.Meta.Name, v)
+		case *scenarios.LBIPPool:
+			errs = append(errs, fmt.Errorf("%s: %s: not supported yet: changing LoadBalancer IP pools of a running lab; put the pool among the scenario's documents", v.Source, v.Ref()))
 		case *scenarios.Pod:
 			placements = append(placements, scenarios.PodInstanceOf(v))
 		case *scenarios.Deployment:
@@ -118,6 +122,23 @@ func (r *Runner) apply(ctx context.Context, objs []scenarios.Object) error {
 	return errors.Join(errs...)
 }
 
+// setL2Policy replaces (or with nil removes) the L2 announcement policy
+// called name; the caller resyncs the services.
+func (r *Runner) setL2Policy(name string, p *scenarios.L2AnnouncementPolicy) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*scenarios.L2AnnouncementPolicy
+	for _, old := range r.s.L2Policies {
+		if old.Meta.Name != name {
+			out = append(out, old)
+		}
+	}
+	if p != nil {
+		out = append(out, p)
+	}
+	r.s.L2Policies = out
+}
+
 // delete removes objects.
 func (r *Runner) delete(ctx context.Context, refs []scenarios.ObjectRef) error {
 	var errs []error
@@ -129,6 +150,9 @@ func (r *Runner) delete(ctx context.Context, refs []scenarios.ObjectRef) error {
 			for _, rt := range r.podsOf(ref.Namespace, ref.Name, "Deployment") {
 				errs = append(errs, r.deletePod(ctx, rt.pod.Key()))
 			}
+		case scenarios.KindCiliumL2AnnouncementPolicy:
+			r.setL2Policy(ref.Name, nil)
+			errs = append(errs, r.resyncServices())
 		case "Service":
 			r.mu.Lock()
 			rt := r.services[ref.Namespace+"/"+ref.Name]

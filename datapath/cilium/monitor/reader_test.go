@@ -12,20 +12,16 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 
 	"github.com/podlab/podlab/datapath/flow"
+	"github.com/podlab/podlab/internal/e2e"
 )
 
 // needRoot skips without root, unless PODLAB_E2E=1 says the test must run.
 func needRoot(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("PODLAB_E2E") == "1" {
-		tb.Fatal("PODLAB_E2E=1 but not root: BPF maps and BPF_PROG_TEST_RUN need root")
-	}
-	tb.Skip("needs root (BPF maps, BPF_PROG_TEST_RUN)")
+	e2e.Require(tb, e2e.Root)
 }
 
 // newEvents creates an unpinned perf event array, one slot per CPU.
@@ -137,6 +133,18 @@ func TestReaderLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd.Close()
+	// Every run on one CPU, so one ring overflows and reports the loss.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var one, all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatal(err)
+	}
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = unix.SchedSetaffinity(0, &all) }()
 	const runs = 200 // ~130 bytes each: far more than a page
 	if _, err := trace.Run(&ebpf.RunOptions{Data: pkt, Repeat: runs}); err != nil {
 		t.Fatal(err)

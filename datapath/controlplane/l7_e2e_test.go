@@ -1,0 +1,321 @@
+package controlplane
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/podlab/podlab/datapath/flow"
+	"github.com/podlab/podlab/datapath/proxy/httpproxy"
+	"github.com/podlab/podlab/topo"
+)
+
+// httpServe runs an HTTP server in ns on port answering "<method> <path>".
+func httpServe(ns *topo.Namespace, port int) {
+	var l net.Listener
+	Expect(topo.Do(ns, func() error {
+		var err error
+		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		return err
+	})).To(Succeed())
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.RequestURI(), body)
+	})}
+	go srv.Serve(l)
+	DeferCleanup(srv.Close)
+}
+
+// httpConn is one client connection that sends requests one after the
+// other (keep-alive).
+type httpConn struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialHTTP(ns *topo.Namespace, dst netip.Addr, port int) (*httpConn, error) {
+	c, err := dial(ns, dst, port)
+	if err != nil {
+		return nil, err
+	}
+	return &httpConn{c: c, br: bufio.NewReader(c)}, nil
+}
+
+func (h *httpConn) do(method, path string, hdr ...string) (int, string, error) {
+	_ = h.c.SetDeadline(time.Now().Add(3 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: web\r\n", method, path)
+	for _, x := range hdr {
+		b.WriteString(x + "\r\n")
+	}
+	body := ""
+	if method == http.MethodPost || method == http.MethodPut {
+		body = "payload"
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	if _, err := io.WriteString(h.c, b.String()); err != nil {
+		return 0, "", err
+	}
+	resp, err := http.ReadResponse(h.br, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(rb), err
+}
+
+func (h *httpConn) Close() error { return h.c.Close() }
+
+// get opens a connection, sends one request and closes.
+func get(ns *topo.Namespace, dst netip.Addr, method, path string, hdr ...string) (int, string, error) {
+	h, err := dialHTTP(ns, dst, 80)
+	if err != nil {
+		return 0, "", err
+	}
+	defer h.Close()
+	return h.do(method, path, hdr...)
+}
+
+var _ = Describe("L7 HTTP policy through the node proxy", Ordered, func() {
+	const lab = "l7cp"
+	var (
+		c                          *topo.Cluster
+		cp                         *ControlPlane
+		ctx                        = context.Background()
+		web, client, remote, other *topo.Pod
+		store                      *flow.Store
+		pump                       *EventPump
+	)
+
+	BeforeAll(func() {
+		if os.Geteuid() != 0 {
+			if os.Getenv("PODLAB_E2E") == "1" {
+				Fail("PODLAB_E2E=1 but not root: the L7 e2e needs root")
+			}
+			Skip("needs root")
+		}
+		cp = New(lab, Options{AllowLocalhost: true})
+		var err error
+		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(func() {
+			if pump != nil {
+				Expect(pump.Stop()).To(Succeed())
+			}
+			Expect(cp.Close()).To(Succeed())
+			Expect(c.Down()).To(Succeed())
+			left, _ := topo.ListNamespaces(lab)
+			Expect(left).To(BeEmpty())
+			_, err := os.Stat(topo.BPFDir(lab))
+			Expect(os.IsNotExist(err)).To(BeTrue(), "BPF pins left in %s", topo.BPFDir(lab))
+		})
+		Expect(c.Up(ctx, nil)).To(Succeed())
+		add := func(name, node string, labels map[string]string) *topo.Pod {
+			p, err := c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: name, Node: node, Labels: labels})
+			Expect(err).NotTo(HaveOccurred())
+			return p
+		}
+		web = add("web", "kind-worker", map[string]string{"app": "web"})
+		client = add("client", "kind-worker", map[string]string{"app": "client"})
+		remote = add("remote", "kind-worker2", map[string]string{"app": "client"})
+		other = add("other", "kind-worker2", map[string]string{"app": "other"})
+		Expect(c.WaitLinksUp(ctx, c.Pods(), 5*time.Second)).To(Succeed())
+		httpServe(web.NS, 80)
+		store = flow.NewStore(4096)
+		pump, err = cp.StartEvents(ctx, store)
+		Expect(err).NotTo(HaveOccurred())
+	})
+
+	AfterEach(func() {
+		for _, p := range cp.Policies() {
+			Expect(cp.DeletePolicy(p.Key)).To(Succeed())
+		}
+	})
+
+	ingressL7 := `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-l7}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules:
+        http:
+        - {method: GET, path: "/public.*"}
+        - {method: POST, path: /v1/request-landing}
+        - {method: GET, path: /hdr, headers: ["X-Has: yes"]}
+`
+	ingressL4 := `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-l7}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+`
+
+	It("judges method, path and headers at ingress, local and remote clients, mixing allowed and denied on one kept-alive connection", func() {
+		Expect(cp.ApplyPolicy(mustPolicy(ingressL7))).To(Succeed())
+		for _, from := range []*topo.Pod{client, remote} {
+			h, err := dialHTTP(from.NS, web.IP, 80)
+			Expect(err).NotTo(HaveOccurred(), "from %s", from.Name)
+			code, body, err := h.do("GET", "/public/a")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(200))
+			Expect(body).To(Equal("GET /public/a "))
+			code, body, err = h.do("GET", "/private")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(403))
+			Expect(body).To(Equal(httpproxy.DeniedBody))
+			code, body, err = h.do("POST", "/v1/request-landing")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(200))
+			Expect(body).To(Equal("POST /v1/request-landing payload"))
+			code, _, err = h.do("PUT", "/v1/request-landing")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(403))
+			code, _, err = h.do("GET", "/hdr")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(403))
+			code, _, err = h.do("GET", "/hdr", "X-Has: yes")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(200))
+			// Anchored: /public.* does not match /x/public.
+			code, _, err = h.do("GET", "/x/public")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(403))
+			Expect(h.Close()).To(Succeed())
+		}
+		_, err := dial(other.NS, web.IP, 80)
+		Expect(err).To(HaveOccurred(), "L3 denied peer must not connect")
+	})
+
+	It("judges a client's egress rules, on the client's node", func() {
+		Expect(cp.ApplyPolicy(mustPolicy(`apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: client-l7}
+spec:
+  endpointSelector: {matchLabels: {app: client}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: web}}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: /public$}]
+`))).To(Succeed())
+		for _, from := range []*topo.Pod{client, remote} {
+			code, body, err := get(from.NS, web.IP, "GET", "/public")
+			Expect(err).NotTo(HaveOccurred(), "from %s", from.Name)
+			Expect(code).To(Equal(200))
+			Expect(body).To(Equal("GET /public "))
+			code, body, err = get(from.NS, web.IP, "GET", "/public/more")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(403))
+			Expect(body).To(Equal(httpproxy.DeniedBody))
+		}
+		// Other peers are not affected.
+		code, _, err := get(other.NS, web.IP, "GET", "/anything")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+	})
+
+	It("switches a port between L4 and L7 without breaking established connections", func() {
+		Expect(cp.ApplyPolicy(mustPolicy(ingressL4))).To(Succeed())
+		direct, err := dialHTTP(client.NS, web.IP, 80)
+		Expect(err).NotTo(HaveOccurred())
+		defer direct.Close()
+		code, _, err := direct.do("GET", "/private")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+
+		Expect(cp.ApplyPolicy(mustPolicy(ingressL7))).To(Succeed())
+		// The established connection stays direct: still answered.
+		code, _, err = direct.do("GET", "/private")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+		// New connections go through the proxy.
+		proxied, err := dialHTTP(client.NS, web.IP, 80)
+		Expect(err).NotTo(HaveOccurred())
+		defer proxied.Close()
+		code, _, err = proxied.do("GET", "/private")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(403))
+
+		Expect(cp.ApplyPolicy(mustPolicy(ingressL4))).To(Succeed())
+		// The proxied connection stays with the proxy, which now lets
+		// everything through (L4 allows it).
+		code, _, err = proxied.do("GET", "/private")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+		code, _, err = direct.do("GET", "/private")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+	})
+
+	It("keeps enforcing after a proxy restart", func() {
+		Expect(cp.ApplyPolicy(mustPolicy(ingressL7))).To(Succeed())
+		h, err := dialHTTP(client.NS, web.IP, 80)
+		Expect(err).NotTo(HaveOccurred())
+		defer h.Close()
+		code, _, err := h.do("GET", "/public")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+		Expect(cp.RestartProxy("kind-worker")).To(Succeed())
+		// The old connection died with the proxy.
+		_, _, err = h.do("GET", "/public")
+		Expect(err).To(HaveOccurred())
+		for _, from := range []*topo.Pod{client, remote} {
+			code, _, err = get(from.NS, web.IP, "GET", "/public")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(200))
+			code, _, err = get(from.NS, web.IP, "GET", "/private")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(403))
+		}
+	})
+
+	It("reports L7 flows: forwarded and dropped requests, responses with latency", func() {
+		Expect(cp.ApplyPolicy(mustPolicy(ingressL7))).To(Succeed())
+		_, _, err := get(client.NS, web.IP, "PUT", "/v1/exhaust-port")
+		Expect(err).NotTo(HaveOccurred())
+		_, _, err = get(client.NS, web.IP, "POST", "/v1/request-landing")
+		Expect(err).NotTo(HaveOccurred())
+		var dropped, resp *flow.Flow
+		Eventually(func() bool {
+			for _, f := range store.Last(4096, nil) {
+				if f.Type != flow.FlowTypeL7 || f.L7 == nil || f.L7.HTTP == nil {
+					continue
+				}
+				if f.Verdict == flow.VerdictDropped && f.L7.HTTP.URL == "http://web/v1/exhaust-port" {
+					dropped = f
+				}
+				if f.L7.Type == flow.L7Response && f.L7.HTTP.Code == 200 && f.L7.HTTP.Method == "POST" {
+					resp = f
+				}
+			}
+			return dropped != nil && resp != nil
+		}, 3*time.Second, 50*time.Millisecond).Should(BeTrue())
+		Expect(dropped.Source.PodName).To(Equal("client"))
+		Expect(dropped.Destination.PodName).To(Equal("web"))
+		Expect(dropped.TrafficDirection).To(Equal(flow.Ingress))
+		Expect(dropped.L7.HTTP.Code).To(Equal(uint32(403)))
+		Expect(dropped.L7.HTTP.Method).To(Equal("PUT"))
+		Expect(resp.Source.PodName).To(Equal("web"))
+		Expect(resp.L7.LatencyNs).To(BeNumerically(">", 0))
+	})
+})
