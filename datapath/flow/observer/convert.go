@@ -59,6 +59,31 @@ func ToProto(f *flow.Flow) *flowpb.Flow {
 	if i := f.Interface; i != nil {
 		p.Interface = &flowpb.NetworkInterface{Index: i.Index, Name: i.Name}
 	}
+	p.L7 = layer7(f.L7)
+	return p
+}
+
+// layer7 converts what the L7 proxy saw.
+func layer7(l *flow.Layer7) *flowpb.Layer7 {
+	if l == nil {
+		return nil
+	}
+	p := &flowpb.Layer7{LatencyNs: l.LatencyNs}
+	switch l.Type {
+	case flow.L7Request:
+		p.Type = flowpb.L7FlowType_REQUEST
+	case flow.L7Response:
+		p.Type = flowpb.L7FlowType_RESPONSE
+	default:
+		p.Type = flowpb.L7FlowType(flowpb.L7FlowType_value[string(l.Type)])
+	}
+	if h := l.HTTP; h != nil {
+		ph := &flowpb.HTTP{Code: h.Code, Method: h.Method, Url: h.URL, Protocol: h.Protocol}
+		for _, hd := range h.Headers {
+			ph.Headers = append(ph.Headers, &flowpb.HTTPHeader{Key: hd.Key, Value: hd.Value})
+		}
+		p.Record = &flowpb.Layer7_Http{Http: ph}
+	}
 	return p
 }
 

@@ -61,6 +61,12 @@ func sample(i int) *flow.Flow {
 		f.TraceObservationPoint, f.TraceReason = 0, 0
 		f.File = &flow.FileInfo{Name: "bpf_lxc.c", Line: 1234}
 		f.TrafficDirection = flow.Ingress
+	case 0:
+		if i%2 == 0 {
+			f.Type = flow.FlowTypeL7
+			f.L7 = &flow.Layer7{Type: flow.L7Response, LatencyNs: 1234567, HTTP: &flow.HTTP{Code: 200, Method: "GET", URL: "http://echo-a/", Protocol: "HTTP/1.1",
+				Headers: []flow.HTTPHeader{{Key: "Accept", Value: "*/*"}}}}
+		}
 	case 2:
 		f.L4 = &flow.Layer4{UDP: &flow.UDP{SourcePort: 53, DestinationPort: 33000}}
 		f.IP.SourceXlated = "10.96.0.10"
@@ -104,13 +110,20 @@ func TestToProtoCoversEveryField(t *testing.T) {
 		"DestinationNames": true, "Reply": true, "EventType": true, "TrafficDirection": true,
 		"PolicyMatchType": true, "TraceObservationPoint": true, "DropReasonDesc": true, "IsReply": true,
 		"Interface": true, "Summary": true, "UUID": true, "SourceService": true, "DestinationService": true,
-		"TraceReason": true, "File": true,
+		"TraceReason": true, "File": true, "L7": true,
 	}
 	for _, sf := range reflect.VisibleFields(reflect.TypeOf(flow.Flow{})) {
 		if sf.Tag.Get("json") == "-" || converted[sf.Name] {
 			continue
 		}
 		t.Errorf("flow.Flow.%s (json %q) is not converted by ToProto", sf.Name, sf.Tag.Get("json"))
+	}
+	for _, sf := range reflect.VisibleFields(reflect.TypeOf(flow.Layer7{})) {
+		switch sf.Name {
+		case "Type", "LatencyNs", "HTTP":
+		default:
+			t.Errorf("flow.Layer7.%s is not converted by ToProto", sf.Name)
+		}
 	}
 }
 
