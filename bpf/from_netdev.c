@@ -49,7 +49,13 @@ static __always_inline int handle_from_netdev(struct __sk_buff *skb)
 		ret = nodeport_handle(skb, cfg, &f);
 		return ret >= 0 ? ret : TC_ACT_OK;
 	}
-	if ((cfg->flags & CFG_HAS_EXTERNAL) && lb_external_frontend(&f)) {
+	/* LoadBalancer and external IPs: only frames sent to this node (the
+	 * one whose MAC answered the ARP request). A frame flooded by the
+	 * underlay bridge to every node (its destination MAC unknown there,
+	 * e.g. the announcing node's link is down) is another node's business:
+	 * serving it here would answer a connection twice. */
+	if ((cfg->flags & CFG_HAS_EXTERNAL) && skb->pkt_type == PACKET_HOST &&
+	    lb_external_frontend(&f)) {
 		ret = nodeport_handle(skb, cfg, &f);
 		return ret >= 0 ? ret : TC_ACT_OK;
 	}

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Test-only programs, never attached to a device. BPF_PROG_TEST_RUN cannot
- * hand a program an skb with tunnel metadata, nor show the metadata a
- * program left on it, so these wrappers do it around the real handlers:
+/* Wrappers for the tests and for the dry runs of podlab trace, never
+ * attached to a device. BPF_PROG_TEST_RUN cannot hand a program an skb with
+ * tunnel metadata, nor show the metadata it left, so these wrap the handlers:
  *  - test_tunnel_probe runs from-container, then reads back the tunnel key
  *    it set (the remote node comes back as local_ipv4, the key's destination
  *    address) into the tunnel_probe map;

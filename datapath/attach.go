@@ -107,6 +107,33 @@ func (d *Datapath) netlinkHandle() (*netlink.Handle, error) {
 	return d.cfg.NS.Handle()
 }
 
+// attachHandle returns the netlink handle of the node namespace that
+// netlink attachments share. It is opened once per node (opening one costs
+// two namespace switches and a socket, which dominated attaching a pod);
+// Close closes it. Requests on a handle are serialised by its socket.
+func (d *Datapath) attachHandle() (*netlink.Handle, error) {
+	d.nlMu.Lock()
+	defer d.nlMu.Unlock()
+	if d.nl == nil {
+		h, err := d.netlinkHandle()
+		if err != nil {
+			return nil, err
+		}
+		d.nl = h
+	}
+	return d.nl, nil
+}
+
+// closeHandle closes the shared netlink handle, if open.
+func (d *Datapath) closeHandle() {
+	d.nlMu.Lock()
+	defer d.nlMu.Unlock()
+	if d.nl != nil {
+		d.nl.Close()
+		d.nl = nil
+	}
+}
+
 func filterParent(ingress bool) uint32 {
 	if ingress {
 		return netlink.HANDLE_MIN_INGRESS
@@ -132,11 +159,10 @@ func (d *Datapath) netlinkFilter(a *attachment, prog *ebpf.Program) *netlink.Bpf
 // netlinkAttach is the fallback for kernels without tcx (< 6.6): a clsact
 // qdisc and a direct-action bpf filter.
 func (d *Datapath) netlinkAttach(a *attachment, prog *ebpf.Program) error {
-	h, err := d.netlinkHandle()
+	h, err := d.attachHandle()
 	if err != nil {
 		return err
 	}
-	defer h.Close()
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{
 			LinkIndex: a.ifindex,
@@ -175,11 +201,10 @@ func (a *attachment) detach(d *Datapath) error {
 		}
 		return nil
 	}
-	h, err := d.netlinkHandle()
+	h, err := d.attachHandle()
 	if err != nil {
 		return err
 	}
-	defer h.Close()
 	err = h.FilterDel(&netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{
 		LinkIndex: a.ifindex, Parent: filterParent(a.ingress), Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 1,
 	}})

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/podlab/podlab/topo"
@@ -145,6 +146,11 @@ type Datapath struct {
 	external    int // LoadBalancer and external IP entries of lb_services
 	announced   int // entries of l2_responder
 	closed      bool
+
+	// nlMu guards nl, the node namespace's netlink handle shared by the
+	// netlink (clsact) attachments.
+	nlMu sync.Mutex
+	nl   *netlink.Handle
 }
 
 func (c *NodeConfig) validate() error {
@@ -209,6 +215,7 @@ func Load(cfg NodeConfig) (*Datapath, error) {
 		for _, a := range d.attachments {
 			_ = a.detach(d)
 		}
+		d.closeHandle()
 		d.progs.close()
 		for _, m := range d.maps {
 			if fresh {
@@ -436,6 +443,7 @@ func (d *Datapath) Close() error {
 		}
 		delete(d.attachments, key)
 	}
+	d.closeHandle()
 	d.progs.close()
 	for name, m := range d.maps {
 		if err := m.Unpin(); err != nil {

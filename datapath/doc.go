@@ -15,6 +15,14 @@
 //     VNI, ingress policy of the destination endpoint, redirect into it.
 //   - to-container (tc egress of the lxc veth): ingress policy for traffic
 //     the host stack routes to a pod (host, remote-node or world identity).
+//   - from-netdev (tc ingress of eth0) and from-host (tc egress of
+//     cilium_host): NodePort, hostPort and the node's own ClusterIP traffic
+//     (see Services below).
+//
+// Two more objects are never attached to a device: tunnel-probe wraps
+// from-container and from-overlay for BPF_PROG_TEST_RUN with tunnel
+// metadata (tests and podlab trace's dry runs), and lb-bench measures the
+// service lookup.
 //
 // Services (Datapath.UpsertService): a pod's packet to a TCP/UDP service
 // frontend is translated to a backend in from-container, before policy, so
@@ -58,7 +66,10 @@
 // Attachment uses tcx links (6.6); on older kernels Load falls back to a
 // clsact qdisc with direct-action bpf filters (NodeConfig.ForceNetlink
 // selects the fallback explicitly; those attachments are not pinned, they
-// live as long as the device). NodeConfig.NoRedirectPeer replaces
+// live as long as the device). Labs use the netlink attachment by default
+// (the control plane sets ForceNetlink unless asked for tcx): each tcx
+// attach and detach waits for an RCU grace period, which made a 300-pod lab
+// take seconds instead of tenths. NodeConfig.NoRedirectPeer replaces
 // bpf_redirect_peer by a redirect to the lxc veth (to-container then lets
 // the already judged packet pass by its mark) for kernels or setups where
 // peer redirection is unavailable.

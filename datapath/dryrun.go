@@ -83,12 +83,12 @@ type DryRunResult struct {
 }
 
 // Maps the programs write to (every bpf_map_update_elem and
-// bpf_map_delete_elem target in bpf/, plus metrics and events): DryRun
+// bpf_map_delete_elem target in bpf/, plus metrics and events): a dry run
 // gives the copy scratch maps instead. LRU maps are always scratch too.
 var scratchMaps = map[string]bool{mapConntrack: true, "lb_affinity": true, "nodeport_fwd": true, "nodeport_rev": true,
 	mapMetrics: true, mapEvents: true}
 
-// ScratchMaps returns the names of the maps DryRun never hands to a copy
+// ScratchMaps returns the names of the maps a dry run never hands to a copy
 // live (it gets scratch copies): the maps the datapath writes to.
 func ScratchMaps() []string {
 	out := make([]string, 0, len(scratchMaps))
@@ -98,27 +98,20 @@ func ScratchMaps() []string {
 	return out
 }
 
-// DryRun judges in.Packet the way the attached program in.ProgramID would,
-// without side effects on the lab: it loads a fresh copy of the program's
-// object (the test wrapper of bpf/tunnel_probe.c for from-container and
+// DryRunner judges a packet the way an attached program would, without
+// side effects on the lab: it loads a fresh copy of the program's object
+// (the test wrapper of bpf/tunnel_probe.c for from-container and
 // from-overlay, which reads back or supplies tunnel metadata around the
 // same handler), hands it the attached program's live read-only maps
 // (config, endpoints, ipcache, policy, services) through MapReplacements,
 // and scratch maps for everything the programs write: conntrack and
 // lb_affinity seeded with the live entries between the packet's two
 // addresses, an empty metrics array and a small ring buffer for events. The
-// copy runs once with BPF_PROG_TEST_RUN on a thread inside in.NS; the packet
-// goes nowhere (a redirect only sets the run's return code). DryRunner
-// does the same and reuses its copies.
-func DryRun(in DryRunInput) (*DryRunResult, error) {
-	r := NewDryRunner()
-	defer r.Close()
-	return r.Run(in)
-}
-
-// DryRunner runs dry runs (see DryRun), loading the copy of each attached
-// program once and reusing it, with its scratch maps emptied and seeded
-// afresh, for later packets. It is not safe for concurrent use.
+// copy runs once with BPF_PROG_TEST_RUN on a thread inside the node's
+// namespace; the packet goes nowhere (a redirect only sets the run's return
+// code). The copy of each attached program is loaded once and reused, its
+// scratch maps emptied and seeded afresh, for later packets. It is not safe
+// for concurrent use.
 type DryRunner struct {
 	copies map[ebpf.ProgramID]*dryCopy
 }

@@ -3,12 +3,13 @@ package datapath
 import (
 	"errors"
 	"fmt"
-	"github.com/vishvananda/netlink"
 	"io"
 	"net/netip"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"

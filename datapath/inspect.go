@@ -62,6 +62,20 @@ func ProgramRole(kernelName string) string {
 	return ""
 }
 
+// ProgramName returns the name of a loaded program, "" when it is gone.
+func ProgramName(id ebpf.ProgramID) string {
+	prog, err := ebpf.NewProgramFromID(id)
+	if err != nil {
+		return ""
+	}
+	defer prog.Close()
+	info, err := prog.Info()
+	if err != nil {
+		return ""
+	}
+	return info.Name
+}
+
 // LiveMaps are the maps of a live datapath, opened by name: either those an
 // attached program uses (OpenProgramMaps) or those pinned for a node
 // (OpenPinnedMaps). Nothing here writes to them.
@@ -132,7 +146,7 @@ func OpenPinnedMaps(lab, node string) (*LiveMaps, error) {
 
 // AddPinned adds the pinned maps of node in lab that l does not hold yet
 // (read-write descriptors: they may stand in for a program's maps, which
-// the programs only read when DryRun hands them over). A node without pins
+// the programs only read when a DryRunner hands them over). A node without pins
 // adds nothing.
 func (l *LiveMaps) AddPinned(lab, node string) {
 	dir := PinDirFor(lab, node)
@@ -160,18 +174,6 @@ func (l *LiveMaps) Close() {
 	for _, m := range l.maps {
 		m.Close()
 	}
-}
-
-// Map returns the map called name, or nil.
-func (l *LiveMaps) Map(name string) *ebpf.Map { return l.maps[name] }
-
-// Names returns the names of the open maps.
-func (l *LiveMaps) Names() []string {
-	out := make([]string, 0, len(l.maps))
-	for n := range l.maps {
-		out = append(out, n)
-	}
-	return out
 }
 
 // EndpointView is a local endpoint as the endpoints map holds it.
@@ -256,19 +258,6 @@ func (l *LiveMaps) IPCache(ip netip.Addr) (IPCacheEntry, bool, error) {
 		}
 	}
 	return e, true, nil
-}
-
-// NodeIPs returns the node and router addresses of the node configuration.
-func (l *LiveMaps) NodeIPs() (node, router netip.Addr, ok bool) {
-	m := l.maps[mapConfig]
-	if m == nil {
-		return netip.Addr{}, netip.Addr{}, false
-	}
-	var v fromContainerNodeConfig
-	if err := m.Lookup(uint32(0), &v); err != nil || v.Configured == 0 {
-		return netip.Addr{}, netip.Addr{}, false
-	}
-	return addrFromBE(v.NodeIp), addrFromBE(v.RouterIp), true
 }
 
 // PolicyDecision is the policy entry that decides a packet, found the way

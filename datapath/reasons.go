@@ -29,6 +29,9 @@ const (
 	DropNoConfig          DropReason = 165
 	DropUnsupportedL2     DropReason = 166
 	DropInvalidIdentity   DropReason = 171
+	DropProxyLookup       DropReason = 178 // the L7 proxy's socket was not found
+	DropProxyAssign       DropReason = 179 // bpf_sk_assign to the proxy's socket failed
+	DropProxyProto        DropReason = 180 // proxy redirect of a protocol other than TCP/UDP
 	DropPolicyDenyRule    DropReason = 181
 	dropReasonTableLength            = 256
 )
@@ -55,35 +58,25 @@ func (r DropReason) Text() string {
 // String returns the human description.
 func (r DropReason) String() string { return r.Text() }
 
-// DropReasons returns every known drop reason code.
-func DropReasons() []DropReason {
-	var out []DropReason
-	for _, c := range flow.DropReasonCodes() {
-		if c > 0 && c < dropReasonTableLength {
-			out = append(out, DropReason(c))
-		}
-	}
-	return out
-}
-
 // ObsPoint is the observation point of a trace event, numbered as Cilium's
 // TRACE_* values.
 type ObsPoint uint8
 
-// Observation points.
+// Observation points: package flow's numbering (Cilium's TRACE_* values),
+// which bpf/lib/common.h's enum obs_point follows (checked by a test).
 const (
-	ObsToEndpoint   ObsPoint = 0
-	ObsToProxy      ObsPoint = 1
-	ObsToHost       ObsPoint = 2
-	ObsToStack      ObsPoint = 3
-	ObsToOverlay    ObsPoint = 4
-	ObsFromEndpoint ObsPoint = 5
-	ObsFromProxy    ObsPoint = 6
-	ObsFromHost     ObsPoint = 7
-	ObsFromStack    ObsPoint = 8
-	ObsFromOverlay  ObsPoint = 9
-	ObsFromNetwork  ObsPoint = 10
-	ObsToNetwork    ObsPoint = 11
+	ObsToEndpoint   = ObsPoint(flow.ObsToEndpoint)
+	ObsToProxy      = ObsPoint(flow.ObsToProxy)
+	ObsToHost       = ObsPoint(flow.ObsToHost)
+	ObsToStack      = ObsPoint(flow.ObsToStack)
+	ObsToOverlay    = ObsPoint(flow.ObsToOverlay)
+	ObsFromEndpoint = ObsPoint(flow.ObsFromEndpoint)
+	ObsFromProxy    = ObsPoint(flow.ObsFromProxy)
+	ObsFromHost     = ObsPoint(flow.ObsFromHost)
+	ObsFromStack    = ObsPoint(flow.ObsFromStack)
+	ObsFromOverlay  = ObsPoint(flow.ObsFromOverlay)
+	ObsFromNetwork  = ObsPoint(flow.ObsFromNetwork)
+	ObsToNetwork    = ObsPoint(flow.ObsToNetwork)
 )
 
 // String returns the observation point's Hubble name ("to-overlay"), from

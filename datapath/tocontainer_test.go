@@ -1,8 +1,9 @@
 package datapath
 
 import (
-	"github.com/cilium/ebpf"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/podlab/podlab/datapath/identity"
 	"github.com/podlab/podlab/datapath/policy"

@@ -145,12 +145,6 @@ func (w *Writer) AddInterface(ifc Interface) (int, error) {
 	return id, nil
 }
 
-// InterfaceID returns the id of the interface named name, if added.
-func (w *Writer) InterfaceID(name string) (int, bool) {
-	id, ok := w.ifaces[name]
-	return id, ok
-}
-
 // WritePacket writes p as an Enhanced Packet Block on the interface named
 // p.InterfaceName, adding that interface first if needed.
 func (w *Writer) WritePacket(p *Packet) error {

@@ -19,8 +19,12 @@ import (
 func BPFTestJUnit(res *bpftest.Result) JUnitTestSuites {
 	root := JUnitTestSuites{Name: "cilium-bpf-tests " + res.Source, Time: seconds(res.Run)}
 	host, _ := os.Hostname()
+	props := &JUnitProperties{Property: []JUnitProperty{{Name: "cilium", Value: res.Source}, {Name: "clang", Value: res.Clang}}}
+	if res.Scapy != "" {
+		props.Property = append(props.Property, JUnitProperty{Name: "scapy", Value: res.Scapy})
+	}
 	for _, o := range res.Objects {
-		suite := JUnitTestSuite{Name: o.Name, Time: seconds(o.CompileTime + o.RunTime), Hostname: host}
+		suite := JUnitTestSuite{Name: o.Name, Time: seconds(o.CompileTime + o.RunTime), Hostname: host, Properties: props}
 		add := func(c JUnitTestCase, st bpftest.Status, message, detail string) {
 			switch st {
 			case bpftest.Pass:

@@ -23,15 +23,28 @@ type JUnitTestSuites struct {
 
 // JUnitTestSuite is one scenario run.
 type JUnitTestSuite struct {
-	Name      string          `xml:"name,attr"`
-	Tests     int             `xml:"tests,attr"`
-	Failures  int             `xml:"failures,attr"`
-	Errors    int             `xml:"errors,attr"`
-	Skipped   int             `xml:"skipped,attr"`
-	Time      string          `xml:"time,attr"`
-	Timestamp string          `xml:"timestamp,attr,omitempty"`
-	Hostname  string          `xml:"hostname,attr,omitempty"`
-	Cases     []JUnitTestCase `xml:"testcase"`
+	Name      string `xml:"name,attr"`
+	Tests     int    `xml:"tests,attr"`
+	Failures  int    `xml:"failures,attr"`
+	Errors    int    `xml:"errors,attr"`
+	Skipped   int    `xml:"skipped,attr"`
+	Time      string `xml:"time,attr"`
+	Timestamp string `xml:"timestamp,attr,omitempty"`
+	Hostname  string `xml:"hostname,attr,omitempty"`
+	// Properties describe the environment (versions of what ran).
+	Properties *JUnitProperties `xml:"properties,omitempty"`
+	Cases      []JUnitTestCase  `xml:"testcase"`
+}
+
+// JUnitProperties is a suite's <properties> list.
+type JUnitProperties struct {
+	Property []JUnitProperty `xml:"property"`
+}
+
+// JUnitProperty is one name/value pair of the environment.
+type JUnitProperty struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
 }
 
 // JUnitTestCase is one expectation (or a step without expectations).

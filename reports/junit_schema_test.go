@@ -70,7 +70,7 @@ func TestScenarioJUnitSchema(t *testing.T) {
 func sampleBPFTestResult() *bpftest.Result {
 	ms := time.Millisecond
 	return &bpftest.Result{
-		Source: "v1.20.2", Run: 3 * time.Second, Compile: 2 * time.Second, Compiled: 2, Cached: 2,
+		Source: "v1.20.2", Clang: "/usr/bin/clang-19", Scapy: "2.5.0", Run: 3 * time.Second, Compile: 2 * time.Second, Compiled: 2, Cached: 2,
 		Objects: []bpftest.ObjectResult{
 			{Name: "conntrack_test", Status: bpftest.Pass, RunTime: 20 * ms, CompileTime: 900 * ms, Tests: []bpftest.TestResult{
 				{Name: "ct4_syn", Status: bpftest.Pass, Duration: ms, Subtests: []bpftest.SubtestResult{{Name: "a", Status: bpftest.Pass}}},
@@ -102,6 +102,9 @@ func TestBPFTestJUnit(t *testing.T) {
 	// scapy skip and compile error: one case each.
 	if j.Tests != 9 || j.Failures != 2 || j.Skipped != 2 || j.Errors != 1 {
 		t.Fatalf("tests=%d failures=%d skipped=%d errors=%d", j.Tests, j.Failures, j.Skipped, j.Errors)
+	}
+	if p := j.Suites[0].Properties; p == nil || len(p.Property) != 3 || p.Property[0].Value != "v1.20.2" {
+		t.Errorf("properties: %+v", p)
 	}
 	jh := j.Suites[1]
 	if jh.Cases[0].Name != "jhash" || jh.Cases[0].Failure == nil || !strings.Contains(jh.Cases[0].SystemOut, "event type 2") {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,16 @@ type Metrics struct {
 	dnsResponses     *prometheus.CounterVec
 	dnsResponseTypes *prometheus.CounterVec
 	lost             *prometheus.CounterVec
+	httpRequests     *prometheus.CounterVec
+	httpResponses    *prometheus.CounterVec
+	httpDuration     *prometheus.HistogramVec
+
+	// dnsMu guards dnsAsked: the DNS queries counted from packets (client
+	// address and transaction ID), so that a response is counted from its
+	// packet only when its query was; queries the DNS proxy handled are
+	// counted from its L7 flows instead.
+	dnsMu    sync.Mutex
+	dnsAsked map[string]DNSObservation
 }
 
 // NewMetrics returns metrics registered in a new registry.
@@ -49,8 +60,14 @@ func NewMetrics() *Metrics {
 		dnsResponses:     c("dns_responses_total", "Number of DNS responses observed", "rcode", "qtypes", "ips_returned"),
 		dnsResponseTypes: c("dns_response_types_total", "Number of DNS response types observed", "type", "qtypes"),
 		lost:             c("lost_events_total", "Number of lost events", "source"),
+		// Hubble's http handler (v1 label set, no context labels).
+		httpRequests:  c("http_requests_total", "Count of HTTP requests", "method", "protocol", "reporter"),
+		httpResponses: c("http_responses_total", "Count of HTTP responses", "method", "protocol", "status", "reporter"),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "hubble", Name: "http_request_duration_seconds",
+			Help: "Quantiles of HTTP request duration in seconds"}, []string{"method", "reporter"}),
 	}
-	m.reg.MustRegister(m.flowsProcessed, m.drops, m.tcpFlags, m.ports, m.icmp, m.dnsQueries, m.dnsResponses, m.dnsResponseTypes, m.lost)
+	m.reg.MustRegister(m.flowsProcessed, m.drops, m.tcpFlags, m.ports, m.icmp, m.dnsQueries, m.dnsResponses, m.dnsResponseTypes, m.lost,
+		m.httpRequests, m.httpResponses, m.httpDuration)
 	return m
 }
 
@@ -80,9 +97,14 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 //   - hubble_port_distribution_total{protocol,port}: destination port of
 //     forwarded, non-reply trace flows.
 //   - hubble_icmp_total{family,type}: ICMP messages of drop and trace flows.
-//   - hubble_dns_*: DNS messages parsed from packets, queries where they
-//     leave an endpoint (from-endpoint), responses where they reach one
-//     (to-endpoint), so that each message counts once.
+//   - hubble_dns_*: DNS messages of the DNS proxy's L7 flows (as Hubble
+//     counts them; a query the proxy refused has rcode "Policy denied"),
+//     and exchanges parsed from packets that did not go through the proxy,
+//     counted when the response reaches the client (observePacketDNS).
+//   - hubble_http_requests_total{method,protocol,reporter},
+//     hubble_http_responses_total{method,protocol,status,reporter} and
+//     hubble_http_request_duration_seconds{method,reporter}: L7 HTTP flows
+//     of the proxies (reporter: client for egress, server for ingress).
 func (m *Metrics) Observe(f *flow.Flow) {
 	kind := f.EventKind()
 	var typ, sub string
@@ -96,11 +118,27 @@ func (m *Metrics) Observe(f *flow.Flow) {
 		typ = "PolicyVerdict"
 	case flow.EventCapture:
 		typ = "Capture"
+	case flow.EventL7:
+		typ = "L7"
+		if f.L7 != nil && f.L7.DNS != nil {
+			sub = "DNS"
+		} else if f.L7 != nil && f.L7.HTTP != nil {
+			sub = "HTTP"
+		}
 	default:
 		typ, sub = "Unknown", strconv.Itoa(int(kind))
 	}
 	m.flowsProcessed.WithLabelValues(typ, sub, f.Verdict.String()).Inc()
 	if kind == flow.EventPolicyVerdict {
+		return
+	}
+	if kind == flow.EventL7 {
+		m.observeHTTP(f)
+		if d := f.L7.DNS; d != nil {
+			o := DNSObservation{Response: f.L7.Type == flow.L7Response, Rcode: uint8(d.Rcode), QTypes: d.QTypes, IPsReturned: len(d.IPs), RRTypes: d.RRTypes,
+				Denied: f.Verdict == flow.VerdictDropped}
+			m.ObserveDNS(o)
+		}
 		return
 	}
 	proto := f.Protocol()
@@ -141,10 +179,63 @@ func (m *Metrics) Observe(f *flow.Flow) {
 		}
 	}
 	if f.DNS != nil && kind == flow.EventTrace {
-		obs := flow.ObsPoint(f.EventType.SubType)
-		if (!f.DNS.Response && obs == flow.ObsFromEndpoint) || (f.DNS.Response && obs == flow.ObsToEndpoint) {
-			m.ObserveDNS(DNSObservation{Response: f.DNS.Response, Rcode: f.DNS.Rcode, QTypes: f.DNS.QTypes, IPsReturned: len(f.DNS.IPs), RRTypes: f.DNS.RRTypes})
+		m.observePacketDNS(f, flow.ObsPoint(f.EventType.SubType))
+	}
+}
+
+// observePacketDNS counts DNS messages parsed from packets, one exchange
+// once: a query leaving its client (from-endpoint) is held until its
+// response reaches the client (to-endpoint), and both are counted then.
+// A query the datapath hands to the DNS proxy (to-proxy) is dropped from
+// the held ones, since the proxy's L7 flows count that exchange. Queries
+// that never get an answer are not counted.
+func (m *Metrics) observePacketDNS(f *flow.Flow, obs flow.ObsPoint) {
+	if f.IP == nil {
+		return
+	}
+	m.dnsMu.Lock()
+	defer m.dnsMu.Unlock()
+	if m.dnsAsked == nil {
+		m.dnsAsked = map[string]DNSObservation{}
+	}
+	d := f.DNS
+	switch {
+	case !d.Response && obs == flow.ObsFromEndpoint:
+		if len(m.dnsAsked) < 1<<16 {
+			m.dnsAsked[f.IP.Source+"/"+strconv.Itoa(int(d.ID))] = DNSObservation{QTypes: d.QTypes}
 		}
+	case !d.Response && obs == flow.ObsToProxy:
+		delete(m.dnsAsked, f.IP.Source+"/"+strconv.Itoa(int(d.ID)))
+	case d.Response && obs == flow.ObsToEndpoint:
+		k := f.IP.Destination + "/" + strconv.Itoa(int(d.ID))
+		q, ok := m.dnsAsked[k]
+		if !ok {
+			return
+		}
+		delete(m.dnsAsked, k)
+		m.ObserveDNS(q)
+		m.ObserveDNS(DNSObservation{Response: true, Rcode: d.Rcode, QTypes: d.QTypes, IPsReturned: len(d.IPs), RRTypes: d.RRTypes})
+	}
+}
+
+func (m *Metrics) observeHTTP(f *flow.Flow) {
+	if f.L7 == nil || f.L7.HTTP == nil {
+		return
+	}
+	reporter := "unknown"
+	switch f.TrafficDirection {
+	case flow.Egress:
+		reporter = "client"
+	case flow.Ingress:
+		reporter = "server"
+	}
+	h := f.L7.HTTP
+	switch f.L7.Type {
+	case flow.L7Request:
+		m.httpRequests.WithLabelValues(h.Method, h.Protocol, reporter).Inc()
+	case flow.L7Response:
+		m.httpResponses.WithLabelValues(h.Method, h.Protocol, strconv.Itoa(int(h.Code)), reporter).Inc()
+		m.httpDuration.WithLabelValues(h.Method, reporter).Observe(float64(f.L7.LatencyNs) / 1e9)
 	}
 }
 
@@ -153,6 +244,9 @@ func (m *Metrics) Observe(f *flow.Flow) {
 type DNSObservation struct {
 	// Response is false for a query.
 	Response bool
+	// Denied is a query the DNS proxy refused by policy (rcode label
+	// "Policy denied", as Hubble's).
+	Denied bool
 	// Rcode is the response code of a response.
 	Rcode uint8
 	// QTypes are the question types ("A", "AAAA").
@@ -168,7 +262,11 @@ type DNSObservation struct {
 func (m *Metrics) ObserveDNS(o DNSObservation) {
 	qtypes := strings.Join(o.QTypes, ",")
 	if !o.Response {
-		m.dnsQueries.WithLabelValues("", qtypes, "0").Inc()
+		rcode := ""
+		if o.Denied {
+			rcode = "Policy denied"
+		}
+		m.dnsQueries.WithLabelValues(rcode, qtypes, "0").Inc()
 		return
 	}
 	m.dnsResponses.WithLabelValues(flow.RcodeText(o.Rcode), qtypes, strconv.Itoa(o.IPsReturned)).Inc()

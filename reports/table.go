@@ -174,8 +174,9 @@ func Hosts(f *flow.Flow) (src, dst string) {
 }
 
 // FlowTypeText returns the TYPE column: the observation point of a trace
-// ("to-endpoint"), the reason of a drop ("Policy denied"), or
-// "policy-verdict:L3-L4 EGRESS" for a policy verdict.
+// ("to-endpoint"), the reason of a drop ("Policy denied"),
+// "policy-verdict:L3-L4 EGRESS" for a policy verdict, or http-request /
+// http-response for an L7 flow.
 func FlowTypeText(f *flow.Flow) string {
 	if f.EventType == nil {
 		return "UNKNOWN"
@@ -187,6 +188,14 @@ func FlowTypeText(f *flow.Flow) string {
 		return flow.DropReason(f.EventType.SubType).Text()
 	case flow.EventPolicyVerdict:
 		return "policy-verdict:" + flow.PolicyMatch(f.PolicyMatchType).String() + " " + f.TrafficDirection.String()
+	case flow.EventL7:
+		if f.L7 != nil && f.L7.HTTP != nil {
+			if f.L7.Type == flow.L7Response {
+				return "http-response"
+			}
+			return "http-request"
+		}
+		return "l7"
 	}
 	return "UNKNOWN"
 }

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/datapath/policy"
+	"github.com/podlab/podlab/topo"
 )
 
 // Fields accepted everywhere at the top of a Kubernetes object.
@@ -798,6 +799,7 @@ func (d *decoder) decodeCluster(doc *mapping) *Cluster {
 			d.errorf(doc.get("name"), "name", "invalid cluster name %q", c.Name)
 		}
 	}
+	var podSubnetNode *yaml.Node
 	if nw := doc.get("networking"); nw != nil {
 		m := d.mapping(nw, "networking", fields{
 			Known:   []string{"podSubnet", "serviceSubnet", "disableDefaultCNI", "kubeProxyMode", "ipFamily"},
@@ -812,19 +814,25 @@ func (d *decoder) decodeCluster(doc *mapping) *Cluster {
 				d.errorf(m.get(k), m.sub(k), "invalid IPv4 prefix %q", m.str(k))
 				continue
 			}
-			if k == "podSubnet" {
+			switch {
+			case k == "podSubnet" && pfx.Bits() > 24:
+				d.errorf(m.get(k), m.sub(k), "%s is too small: each node takes a /24 of the pod subnet", pfx)
+			case k == "podSubnet":
 				c.PodSubnet = pfx.Masked()
-			} else {
+			case pfx.Masked() != DefaultServiceCIDR:
+				d.errorf(m.get(k), m.sub(k), "not supported yet: serviceSubnet %s; podlab's service range is %s (ClusterIPs, the cluster DNS at %s)", pfx, DefaultServiceCIDR, ClusterDNSIP)
+			default:
 				c.ServiceSubnet = pfx.Masked()
 			}
 		}
 		m.boolean("disableDefaultCNI")
 		if f := m.str("ipFamily"); f != "" && f != "ipv4" {
-			d.errorf(m.get("ipFamily"), m.sub("ipFamily"), "not supported yet: ipFamily %s", f)
+			d.errorf(m.get("ipFamily"), m.sub("ipFamily"), "not supported yet: ipFamily %s (podlab is IPv4 only)", f)
 		}
-		if k := m.str("kubeProxyMode"); k != "" && k != "none" && k != "iptables" && k != "ipvs" {
-			d.errorf(m.get("kubeProxyMode"), m.sub("kubeProxyMode"), "unknown kubeProxyMode %q", k)
+		if k := m.str("kubeProxyMode"); k != "" && k != "none" {
+			d.errorf(m.get("kubeProxyMode"), m.sub("kubeProxyMode"), "not supported: kubeProxyMode %s; podlab's datapath replaces kube-proxy (services are load-balanced in BPF): use none or leave it out", k)
 		}
+		podSubnetNode = m.get("podSubnet")
 	}
 	workers := 0
 	controlPlanes := 0
@@ -870,11 +878,27 @@ func (d *decoder) decodeCluster(doc *mapping) *Cluster {
 		names[node.Name] = true
 		c.Nodes = append(c.Nodes, node)
 	}
-	if len(items) == 0 {
+	if len(items) == 0 && doc.get("nodes") != nil {
+		d.errorf(doc.get("nodes"), "nodes", "at least one node is needed (leave nodes out for kind's single control-plane node)")
+	} else if len(items) == 0 {
 		// kind's default: one control-plane node.
 		c.Nodes = []ClusterNode{{Name: c.Name + "-control-plane", Role: "control-plane"}}
 	} else if controlPlanes == 0 {
 		d.errorf(doc.get("nodes"), "nodes", "a cluster needs a control-plane node")
 	}
+	if c.PodSubnet.IsValid() {
+		if err := topo.CheckPodSubnet(c.PodSubnet, len(c.Nodes)); err != nil {
+			d.errorf(podSubnetNode, "networking.podSubnet", "%v", err)
+		}
+	}
 	return c
+}
+
+// NodeSpecs returns the cluster's nodes as the lab builds them.
+func (c *Cluster) NodeSpecs() []topo.NodeSpec {
+	var nodes []topo.NodeSpec
+	for _, n := range c.Nodes {
+		nodes = append(nodes, topo.NodeSpec{Name: n.Name, Role: n.Role, Labels: n.Labels})
+	}
+	return nodes
 }

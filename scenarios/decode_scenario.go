@@ -547,8 +547,15 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 	case ProbeHTTP:
 		if p.HTTP == nil {
 			p.HTTP = &HTTPProbe{Method: "GET", Path: "/"}
-			if hm := d.mapping(kn, kp, fields{Known: []string{"method", "path", "status", "padding"}}); hm != nil {
+			if hm := d.mapping(kn, kp, fields{Known: []string{"method", "path", "status", "padding", "headers", "body"}}); hm != nil {
+				p.HTTP.Body = hm.str("body")
 				p.HTTP.Padding, _ = hm.integer("padding", 1, 60000)
+				p.HTTP.Headers = hm.stringList("headers")
+				for i, h := range p.HTTP.Headers {
+					if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(name, " \t") {
+						d.errorf(hm.get("headers"), indexPath(hm.sub("headers"), i), "expected a header as \"Name: value\", got %q", h)
+					}
+				}
 				if hm.has("method") {
 					p.HTTP.Method = strings.ToUpper(hm.str("method"))
 					switch p.HTTP.Method {
@@ -566,8 +573,14 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 				p.HTTP.Status, _ = hm.integer("status", 100, 599)
 			}
 		}
-	case ProbeTCP, ProbeICMP:
+	case ProbeTCP:
 		d.mapping(kn, kp, fields{})
+	case ProbeICMP:
+		p.ICMP = &ICMPProbe{}
+		if im := d.mapping(kn, kp, fields{Known: []string{"size", "dontFragment"}}); im != nil {
+			p.ICMP.Size, _ = im.integer("size", 0, 65507)
+			p.ICMP.DontFragment = im.boolean("dontFragment")
+		}
 	case ProbeUDP:
 		p.UDP = &UDPProbe{Payload: "podlab"}
 		if um := d.mapping(kn, kp, fields{Known: []string{"payload", "expectEcho"}}); um != nil {
@@ -679,7 +692,7 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 func (sd *scenarioDecoder) decodeFlow(n *yaml.Node, path string) *FlowAssertion {
 	d := sd.d
 	f := &FlowAssertion{Source: srcOf(d, n)}
-	m := d.mapping(n, path, fields{Known: []string{"from", "to", "verdict", "dropReason", "protocol", "port", "expect"}})
+	m := d.mapping(n, path, fields{Known: []string{"from", "to", "verdict", "dropReason", "protocol", "port", "http", "expect"}})
 	if m == nil {
 		if n == nil {
 			d.errorf(nil, path, "expected {from, to, verdict, dropReason, expect: exists|absent}")
@@ -723,6 +736,18 @@ func (sd *scenarioDecoder) decodeFlow(n *yaml.Node, path string) *FlowAssertion 
 		}
 	}
 	f.Port, _ = m.integer("port", 1, 65535)
+	if m.has("http") {
+		f.HTTP = &FlowHTTP{}
+		if hm := d.mapping(m.get("http"), m.sub("http"), fields{Known: []string{"type", "method", "path", "code"}}); hm != nil {
+			f.HTTP.Type = strings.ToLower(hm.str("type"))
+			if f.HTTP.Type != "" && f.HTTP.Type != "request" && f.HTTP.Type != "response" {
+				d.errorf(hm.get("type"), hm.sub("type"), "type must be request or response; got %q", f.HTTP.Type)
+			}
+			f.HTTP.Method = strings.ToUpper(hm.str("method"))
+			f.HTTP.Path = hm.str("path")
+			f.HTTP.Code, _ = hm.integer("code", 100, 599)
+		}
+	}
 	switch e := m.str("expect"); e {
 	case "", "exists":
 	case "absent":

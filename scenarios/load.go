@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -251,6 +252,8 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 		return d.decodeLBIPPool(m, apiVersion), kind
 	case KindCiliumL2AnnouncementPolicy:
 		return d.decodeL2Policy(m), kind
+	case KindCiliumCIDRGroup:
+		return d.decodeCIDRGroup(m, apiVersion), kind
 	default:
 		return d.decodePolicy(m, apiVersion, kind), kind
 	}
@@ -294,6 +297,8 @@ func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 		s.LBIPPools = append(s.LBIPPools, v)
 	case *L2AnnouncementPolicy:
 		s.L2Policies = append(s.L2Policies, v)
+	case *CIDRGroup:
+		s.CIDRGroups = append(s.CIDRGroups, v)
 	}
 }
 
@@ -343,6 +348,9 @@ var scenarioDoc = regexp.MustCompile(`(?m)^kind:[ \t]*["']?Scenario["']?[ \t]*$`
 // sub-folders. Members are returned in name order.
 func ScenarioSet(path string) ([]string, error) {
 	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // not a path: a built-in scenario name, or an error the loader reports
+	}
 	if err != nil || !info.IsDir() {
 		return nil, err
 	}

@@ -43,11 +43,13 @@ var apiVersions = map[string]string{
 	KindTopology:                       topo.SpecAPIVersion,
 	KindCiliumLoadBalancerIPPool:       "cilium.io/v2",
 	KindCiliumL2AnnouncementPolicy:     "cilium.io/v2alpha1",
+	KindCiliumCIDRGroup:                "cilium.io/v2",
 }
 
 // otherAPIVersions are further apiVersions a kind may carry.
 var otherAPIVersions = map[string][]string{
 	KindCiliumLoadBalancerIPPool: {"cilium.io/v2alpha1"},
+	KindCiliumCIDRGroup:          {"cilium.io/v2alpha1"},
 }
 
 func supportedKinds() []string {

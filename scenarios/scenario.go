@@ -73,7 +73,9 @@ type Scenario struct {
 	Policies    []*Policy
 	// LBIPPools and L2Policies are the scenario's
 	// CiliumLoadBalancerIPPools and CiliumL2AnnouncementPolicies.
-	LBIPPools  []*LBIPPool
+	LBIPPools []*LBIPPool
+	// CIDRGroups are the scenario's CiliumCIDRGroups.
+	CIDRGroups []*CIDRGroup
 	L2Policies []*L2AnnouncementPolicy
 	// Captures run for the whole scenario.
 	Captures []Device
@@ -296,6 +298,7 @@ type ProbeStep struct {
 	HTTP *HTTPProbe
 	UDP  *UDPProbe
 	DNS  *DNSProbe
+	ICMP *ICMPProbe
 	// Count attempts, at most Parallel at a time; every attempt must meet
 	// Expect.
 	Count    int
@@ -314,11 +317,25 @@ type HTTPProbe struct {
 	Path   string
 	// Status is the expected status code (0: any 2xx/3xx).
 	Status int
+	// Body, when set, must occur in the response body ("Ship landed",
+	// "Access denied").
+	Body string
 	// Padding adds an X-Podlab-Padding request header of this many bytes.
 	// The http-echo workload reflects request headers in its JSON answer,
 	// so the answer grows by as much: a way to ask for a large response
 	// (the MTU bug of the library) with a request that stays small enough.
 	Padding int
+	// Headers are extra request headers, "Name: value" as curl's -H.
+	Headers []string
+}
+
+// ICMPProbe is an ICMP echo (ping).
+type ICMPProbe struct {
+	// Size is the echo payload in bytes (0: 56, as ping; ping -s).
+	Size int
+	// DontFragment sets DF on the request (ping -M do): a request larger
+	// than the path MTU fails instead of being fragmented.
+	DontFragment bool
 }
 
 // UDPProbe is a UDP request/response.
@@ -387,9 +404,21 @@ type FlowAssertion struct {
 	// Protocol (TCP, UDP, ICMP) and Port narrow the flows (empty/0: any).
 	Protocol string
 	Port     int
+	// HTTP, when set, asks for an L7 flow of the node proxies (Hubble
+	// Type L7) with these HTTP fields.
+	HTTP *FlowHTTP
 	// Absent inverts the assertion: no such flow.
 	Absent bool
 	Source Source
+}
+
+// FlowHTTP narrows a flow assertion to L7 HTTP flows: request or response,
+// method, a path the URL ends with, status code (empty/0: any).
+type FlowHTTP struct {
+	Type   string // request or response
+	Method string
+	Path   string
+	Code   int
 }
 
 // MetricAssertion compares a metric with a value.

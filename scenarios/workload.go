@@ -22,6 +22,8 @@ const (
 	WorkloadUDPEcho = string(workload.KindUDPEcho)
 	// WorkloadDNS is the cluster DNS server (and a world DNS when asked).
 	WorkloadDNS = string(workload.KindDNS)
+	// WorkloadDeathstar is the cilium/starwars deathstar API.
+	WorkloadDeathstar = string(workload.KindDeathstar)
 )
 
 // WorkloadAnnotation on a pod (or a Deployment's pod template) chooses the
@@ -30,7 +32,7 @@ const WorkloadAnnotation = "podlab.io/workload"
 
 // BuiltinWorkloads lists the built-in workload names.
 func BuiltinWorkloads() []string {
-	return []string{WorkloadHTTPEcho, WorkloadClient, WorkloadTCPEcho, WorkloadUDPEcho, WorkloadDNS}
+	return []string{WorkloadHTTPEcho, WorkloadClient, WorkloadTCPEcho, WorkloadUDPEcho, WorkloadDNS, WorkloadDeathstar}
 }
 
 // Workload is the built-in program a container runs and the ports it
@@ -44,7 +46,7 @@ type Workload struct {
 // declares none.
 func defaultWorkloadPorts(name string) []ContainerPort {
 	switch name {
-	case WorkloadHTTPEcho:
+	case WorkloadHTTPEcho, WorkloadDeathstar:
 		return []ContainerPort{{Name: "http", ContainerPort: 80, Protocol: "TCP"}}
 	case WorkloadTCPEcho:
 		return []ContainerPort{{Name: "echo", ContainerPort: 7, Protocol: "TCP"}}

@@ -33,6 +33,10 @@ type ClusterConfig struct {
 	Nodes []NodeSpec
 	// PodMTU of pod eth0 devices (default PodMTU).
 	PodMTU int
+	// PodSubnet is split into one /24 per node, in node order (default
+	// DefaultPodCIDR, kind's networking.podSubnet). It must be an IPv4
+	// prefix of /24 or shorter with room for every node.
+	PodSubnet netip.Prefix
 	// Hooks are told about nodes and pods as they come and go: the BPF
 	// datapath plugs in here. Without hooks pods are forwarded by plain
 	// kernel routing (--datapath=none).
@@ -121,6 +125,21 @@ func WorldAddr(name string) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 }
 
+// CheckPodSubnet reports whether p can hold one /24 pod CIDR for each of
+// nodes nodes.
+func CheckPodSubnet(p netip.Prefix, nodes int) error {
+	if !p.Addr().Is4() {
+		return fmt.Errorf("pod subnet %s: not supported yet: IPv4 only", p)
+	}
+	if p.Bits() > 24 {
+		return fmt.Errorf("pod subnet %s: too small, each node takes a /24", p)
+	}
+	if have := 1 << (24 - p.Bits()); nodes > have {
+		return fmt.Errorf("pod subnet %s: room for %d nodes' /24s, the cluster has %d", p, have, nodes)
+	}
+	return nil
+}
+
 // NewCluster validates cfg and returns an unbuilt cluster.
 func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	if err := ValidateLabName(cfg.Lab); err != nil {
@@ -131,6 +150,13 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	}
 	if len(cfg.Nodes) > 250 {
 		return nil, fmt.Errorf("cluster: %d nodes, at most 250 are supported", len(cfg.Nodes))
+	}
+	podSubnet := cfg.PodSubnet
+	if !podSubnet.IsValid() {
+		podSubnet = DefaultPodCIDR
+	}
+	if err := CheckPodSubnet(podSubnet, len(cfg.Nodes)); err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	c := &Cluster{Lab: cfg.Lab, PodMTU: cfg.PodMTU, hooks: cfg.Hooks,
@@ -154,7 +180,7 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 			return nil, fmt.Errorf("nodes[%d].role: %q is not control-plane or worker", i, role)
 		}
 		ip := nthAddr(DefaultUnderlay, i+2) // kind starts at .2
-		cidr := netip.PrefixFrom(nthAddr(DefaultPodCIDR, i*256), 24)
+		cidr := netip.PrefixFrom(nthAddr(podSubnet.Masked(), i*256), 24)
 		labels := map[string]string{"kubernetes.io/hostname": s.Name, "kubernetes.io/os": "linux"}
 		if role == "control-plane" {
 			labels["node-role.kubernetes.io/control-plane"] = ""

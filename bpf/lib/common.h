@@ -61,9 +61,9 @@ enum drop_reason {
 	DROP_NO_CONFIG = 165,       /* No configuration available to perform policy decision */
 	DROP_UNSUPPORTED_L2 = 166,  /* Unsupported L2 protocol */
 	DROP_INVALID_IDENTITY = 171,/* Invalid identity */
-	DROP_PROXY_LOOKUP_FAILED = 178, /* Failed to look up the proxy's socket */
-	DROP_PROXY_SET_FAILED = 179,/* Failed to assign the packet to the proxy's socket */
-	DROP_PROXY_UNKNOWN_PROTO = 180, /* Proxy redirect of a protocol other than TCP/UDP */
+	DROP_PROXY_LOOKUP_FAILED = 178, /* Socket lookup failed */
+	DROP_PROXY_SET_FAILED = 179,/* Socket assign failed */
+	DROP_PROXY_UNKNOWN_PROTO = 180, /* Proxy redirection not supported for protocol */
 	DROP_POLICY_DENY = 181,     /* Policy denied by denylist */
 };
 

@@ -19,7 +19,7 @@ import (
 func newBPFTestCmd() *cobra.Command {
 	var (
 		version, srcDir, run, junit string
-		verbose                     bool
+		verbose, list               bool
 		parallel                    int
 	)
 	cmd := &cobra.Command{
@@ -35,12 +35,19 @@ reason). Exits non-zero when any test fails or errors.
   podlab bpftest                                   # all tests of ` + source.DefaultVersion + `
   podlab bpftest --run 'conntrack|ipv6_test'       # objects by name (regular expression)
   podlab bpftest --run 'tc_nodeport_test/lb4' -v   # OBJECT/TEST, with the tests' log lines
+  podlab bpftest --list --run nat                  # the OBJECT/TEST names, nothing run
   podlab bpftest --cilium-src ~/cilium --junit bpf.xml`,
 		Args:    cobra.NoArgs,
 		PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The first signal stops feeding objects (running ones finish);
+			// a second one ends the process.
+			go func() {
+				<-ctx.Done()
+				stop()
+			}()
 			out := cmd.OutOrStdout()
 			if _, err := bpftest.ParseFilter(run); err != nil {
 				return err
@@ -61,12 +68,20 @@ reason). Exits non-zero when any test fails or errors.
 				fmt.Fprintf(out, "\n  scapy: %v: tests that need it are skipped\n", scapyErr)
 			}
 			res, err := bpftest.Run(ctx, bpftest.Options{
-				Tree: tree, Run: run, Parallel: parallel, Scapy: scapy,
-				OnObject:  func(o bpftest.ObjectResult) { printObject(out, o, verbose) },
+				Tree: tree, Run: run, Parallel: parallel, Scapy: scapy, List: list,
+				OnObject: func(o bpftest.ObjectResult) {
+					if !list {
+						printObject(out, o, verbose)
+					}
+				},
 				EventText: reports.CiliumEventLine,
 			})
 			if err != nil {
 				return err
+			}
+			if list {
+				printList(out, res)
+				return nil
 			}
 			if junit != "" {
 				if err := writeBPFTestJUnit(junit, res); err != nil {
@@ -85,6 +100,7 @@ reason). Exits non-zero when any test fails or errors.
 	f.StringVar(&srcDir, "cilium-src", "", "a local Cilium checkout whose bpf/tests run instead of a release")
 	f.StringVar(&run, "run", "", "run only OBJECT[/TEST] matching these regular expressions")
 	f.StringVar(&junit, "junit", "", "write a JUnit XML report to this file")
+	f.BoolVar(&list, "list", false, "compile (through the cache) and list OBJECT/TEST names without running them")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print every test with its log lines and the objects' cilium_events records")
 	f.IntVar(&parallel, "parallel", 0, "test objects compiled and run at once (default: number of CPUs)")
 	return cmd
@@ -152,6 +168,20 @@ func printObject(w io.Writer, o bpftest.ObjectResult, verbose bool) {
 	}
 }
 
+// printList prints OBJECT/TEST per line, in object order; objects that
+// cannot be listed say why.
+func printList(w io.Writer, res *bpftest.Result) {
+	for _, o := range res.Objects {
+		if o.Status != bpftest.Unknown {
+			fmt.Fprintf(w, "%s  (%s: %s)\n", o.Name, o.Status, o.Message)
+			continue
+		}
+		for _, t := range o.Tests {
+			fmt.Fprintf(w, "%s/%s\n", o.Name, t.Name)
+		}
+	}
+}
+
 func indent(s, pre string) string {
 	return pre + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pre)
 }
@@ -159,7 +189,7 @@ func indent(s, pre string) string {
 func printSummary(w io.Writer, res *bpftest.Result, junit string) {
 	s := res.Summary()
 	c := func(x bpftest.Counts) string {
-		return fmt.Sprintf("%d passed, %d failed, %d skipped, %d errors", x.Pass, x.Fail, x.Skip, x.Error)
+		return fmt.Sprintf("%4d: %d passed, %d failed, %d skipped, %d errors", x.Total(), x.Pass, x.Fail, x.Skip, x.Error)
 	}
 	fmt.Fprintf(w, "\ntest objects: %s\ntests:        %s\nsubtests:     %s\n", c(s.Objects), c(s.Tests), c(s.Subtests))
 	fmt.Fprintf(w, "compiled %d, from cache %d (compile time %s summed over workers); wall time %s\n",

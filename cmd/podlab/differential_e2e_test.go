@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/podlab/podlab/internal/e2e"
 	"github.com/podlab/podlab/scenarios/result"
 )
 
@@ -134,6 +135,26 @@ var _ = Describe("differential runs (--datapath bpf,none)", func() {
 		out, report, _ := run(diffScenario(true, "differences:\n- {step: bad, datapaths: [none], reason: none enforces no policy}\n"))
 		Expect(out).To(ContainSubstring("declared (outcome, expectation): none enforces no policy"))
 		Expect(comparison(report).Disagreements()).To(BeEmpty())
+	})
+
+	It("finds Cilium's own programs and podlab's datapath agreeing on the connectivity-check (--datapath bpf,cilium)", func() {
+		e2e.RequireSpec(e2e.Tool("clang-19"))
+		report := filepath.Join(GinkgoT().TempDir(), "runs")
+		out, err := podlab("run", "connectivity-check", "--lab", "cediff", "--datapath", "bpf,cilium", "--report-dir", report)
+		Expect(leftovers("cediff")).To(BeEmpty())
+		Expect(err).NotTo(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("datapaths bpf, cilium agree on all"))
+		c := comparison(report)
+		var denied bool
+		for _, r := range c.Rows {
+			if strings.Contains(r.Probe, "pod-to-a-l3-denied-cnp") && strings.Contains(r.Probe, "echo-a expect timeout") {
+				denied = true
+				// Policy denied (133) seen as a flow on both datapaths.
+				Expect(r.Cells[0].DropReasons).To(ContainElement("POLICY_DENIED"))
+				Expect(r.Cells[1].DropReasons).To(ContainElement("POLICY_DENIED"))
+			}
+		}
+		Expect(denied).To(BeTrue(), "no denied probe row in %+v", c.Rows)
 	})
 
 	It("rejects an unknown datapath before creating anything", func() {

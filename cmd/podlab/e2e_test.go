@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,6 +208,17 @@ var _ = Describe("lab lifecycle", func() {
 		out, err = podlab("validate", empty)
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(ContainSubstring("warning: " + empty + ": this scenario checks nothing"))
+	})
+
+	It("fails `up --metrics` on a busy port, before creating anything", func() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		defer ln.Close()
+		out, err := podlab("up", "--name", "enbusy", "--workers", "0", "--pods-per-node", "0", "--metrics", ln.Addr().String())
+		Expect(err).To(HaveOccurred(), out)
+		Expect(out).To(ContainSubstring("--metrics: listen tcp " + ln.Addr().String()))
+		Expect(out).To(ContainSubstring("address already in use"))
+		Expect(leftovers("enbusy")).To(BeEmpty())
 	})
 
 	It("refuses to run as non-root with one clear sentence", func() {

@@ -102,9 +102,9 @@ func newExecCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "exec LAB POD|NODE|world|fabric -- CMD [ARGS...]",
 		Short: "Run a program inside a pod's or node's network namespace, with the lab's DNS in resolv.conf",
-		Example: `  podlab exec lab demo-0 -- ip addr
+		Example: `  podlab exec lab demo-5994fb5bf8-2vm2v -- ip addr
   podlab exec lab kind-worker -- ip route
-  podlab exec lab default/demo-1 -- ping -c1 10.244.1.2`,
+  podlab exec lab default/demo-5994fb5bf8-52wdm -- ping -c1 10.244.1.2`,
 		Args:    cobra.MinimumNArgs(3),
 		PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -7,9 +7,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/podlab/podlab/topo"
 )
@@ -24,6 +26,10 @@ func main() {
 		nsexecMain(os.Args[2:])
 		return
 	}
+	// Descriptors inherited from whoever started podlab (a flock(1) lock, a
+	// CI runner's pipes) must not leak into the processes podlab starts:
+	// a detached lab agent would hold them for the lab's lifetime.
+	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
 	root := newRoot()
 	if err := root.Execute(); err != nil {
 		var ee exitError

@@ -63,18 +63,23 @@ func keepMetrics(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
 	mux.Handle("GET /metrics", m.Handler())
 }
 
-// serveMetricsOn serves the /metrics route of mux on a loopback address
-// (`podlab up --metrics`); the returned func stops it.
-func serveMetricsOn(addr string, mux *http.ServeMux) (func() error, error) {
+// listenMetrics binds the metrics address, so that a busy port fails
+// before a lab is built.
+func listenMetrics(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics on %s: %w", addr, err)
+		return nil, fmt.Errorf("--metrics: %w", err)
 	}
+	return ln, nil
+}
+
+// serveMetrics serves GET /metrics of mux on ln until the returned stop.
+func serveMetrics(ln net.Listener, mux *http.ServeMux) func() error {
 	only := http.NewServeMux()
 	only.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { mux.ServeHTTP(w, r) })
 	srv := &http.Server{Handler: only, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return srv.Close, nil
+	return srv.Close
 }
 
 // agentGet fetches a path from a lab's agent.
@@ -274,6 +279,9 @@ func printStatus(w io.Writer, s *lab.StatusReport) error {
 		fmt.Fprintf(w, "\nNode %s (%s)\n", n.Node, n.NodeIP)
 		fmt.Fprintf(w, "  IPAM:                  IPv4: %d/%d allocated from %s\n", n.IPAM.Used, n.IPAM.Total, n.IPAM.CIDR)
 		fmt.Fprintf(w, "  Endpoints:             %d\n", n.Endpoints)
+		if len(n.Proxy) > 0 {
+			fmt.Fprintf(w, "  Proxy:                 %s\n", strings.Join(n.Proxy, ", "))
+		}
 		fmt.Fprintln(w, "  Programs:")
 		for _, p := range n.Programs {
 			fmt.Fprintf(w, "    %-16s %-12s %s (id %d)\n", p.Device, p.Hook, p.Prog, p.ID)

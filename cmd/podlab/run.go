@@ -182,6 +182,7 @@ scenario exactly once (podlab report merge joins their run folders).`,
 	cmd.Flags().StringVar(&o.CiliumVersion, "cilium-version", "", "--datapath cilium: Cilium release whose BPF sources are compiled (default "+source.DefaultVersion+")")
 	cmd.Flags().StringVar(&o.CiliumSrc, "cilium-src", "", "--datapath cilium: a local Cilium checkout (its bpf/ folder) instead of a release")
 	cmd.Flags().BoolVar(&o.Keep, "keep", false, "keep the lab up after the run until Ctrl-C")
+	cmd.Flags().StringVar(&o.Attach, "attach", "netlink", "how BPF programs attach: netlink (clsact filters), or tcx (BPF links; ~14 ms slower per device)")
 	cmd.Flags().StringVar(&hubbleListen, "hubble-listen", "", "with --keep: also serve the Hubble Observer API on this loopback TCP address (e.g. :4245); it is always served on unix:///run/podlab/<lab>/hubble.sock")
 	cmd.Flags().StringVar(&shard, "shard", "", "run shard i of n (i/n) of the scenarios named or found in folders")
 	return cmd

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,10 +46,10 @@ func (f *upFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.name, "name", "lab", "lab name (1-16 lowercase letters and digits)")
 	cmd.Flags().IntVar(&f.workers, "workers", 2, "number of worker nodes when no kind Cluster file is given")
 	cmd.Flags().IntVar(&f.demoPods, "pods-per-node", 2, "demo pods created on each worker")
-	cmd.Flags().StringVar(&f.datapath, "datapath", "none", "datapath: none (plain kernel routing), bpf (podlab's programs) or cilium (Cilium's bpf_lxc/bpf_overlay)")
+	cmd.Flags().StringVar(&f.datapath, "datapath", "bpf", "datapath: bpf (podlab's programs), cilium (Cilium's bpf_lxc/bpf_overlay) or none (plain kernel routing)")
 	cmd.Flags().StringVar(&f.ciliumV, "cilium-version", "", "--datapath cilium: Cilium release whose BPF sources are compiled (default "+source.DefaultVersion+")")
 	cmd.Flags().StringVar(&f.ciliumS, "cilium-src", "", "--datapath cilium: a local Cilium checkout (its bpf/ folder) instead of a release")
-	cmd.Flags().StringVar(&f.attach, "attach", "tcx", "how BPF programs attach: tcx, or netlink (clsact; ~14 ms faster per device)")
+	cmd.Flags().StringVar(&f.attach, "attach", "netlink", "how BPF programs attach: netlink (clsact filters), or tcx (BPF links; ~14 ms slower per device)")
 	cmd.Flags().StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9965)")
 	cmd.Flags().StringVar(&f.hubbleListen, "hubble-listen", "", "also serve the Hubble Observer API on this loopback TCP address (e.g. :4245); it is always served on unix:///run/podlab/<lab>/hubble.sock")
 }
@@ -138,24 +139,14 @@ func fileKind(file string) (string, error) {
 	return head.Kind, nil
 }
 
-// nodesFromFile reads a kind Cluster config.
+// nodesFromFile reads a kind Cluster config with the scenario decoder, so
+// that `up` and `run` accept and refuse the same fields (file:line:field).
 func nodesFromFile(file string) ([]topo.NodeSpec, error) {
-	b, err := os.ReadFile(file)
+	s, err := scenarios.Load(file)
 	if err != nil {
 		return nil, err
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	if len(doc.Content) == 0 {
-		return nil, fmt.Errorf("%s: empty file", file)
-	}
-	kc, err := topo.ParseKindCluster(doc.Content[0], file)
-	if err != nil {
-		return nil, err
-	}
-	return kc.Nodes, nil
+	return s.Cluster.NodeSpecs(), nil
 }
 
 func newUpCmd() *cobra.Command {
@@ -432,6 +423,16 @@ func runClusterAgent(ctx context.Context, f upFlags, file string, o lab.Options,
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var metricsSrv []func() error
+	// The metrics address is bound before the lab is built: a busy port
+	// fails `up` with nothing created.
+	var metricsLn net.Listener
+	if f.metrics != "" {
+		if metricsLn, err = listenMetrics(f.metrics); err != nil {
+			fmt.Fprintln(w, "ERROR", err)
+			return err
+		}
+		defer metricsLn.Close()
+	}
 	ro := run.Options{
 		Lab: f.name, ReportDir: dir, Keep: true, Attach: f.attach, Out: io.Discard, Progress: o.Progress,
 		KeepHandlers: func(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
@@ -440,12 +441,10 @@ func runClusterAgent(ctx context.Context, f upFlags, file string, o lab.Options,
 				addr, _ := lab.CheckHubbleListen(f.hubbleListen) // checked by options
 				l.SetHubbleListen(addr)
 			}
-			if f.metrics != "" {
-				if stop, err := serveMetricsOn(f.metrics, mux); err == nil {
-					metricsSrv = append(metricsSrv, stop)
-					l.SetStateField(func(s *topo.LabState) { s.Metrics = f.metrics })
-					_ = l.SaveState()
-				}
+			if metricsLn != nil {
+				metricsSrv = append(metricsSrv, serveMetrics(metricsLn, mux))
+				l.SetStateField(func(s *topo.LabState) { s.Metrics = f.metrics })
+				_ = l.SaveState()
 			}
 		},
 		OnKept: func(l *lab.Lab) {

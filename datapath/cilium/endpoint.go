@@ -115,10 +115,19 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 		if p == nil {
 			return fmt.Errorf("bpf_lxc has no program %s", a.prog)
 		}
-		at, err := n.attach(a.prog, p, ep.Ifindex, a.ingress)
+		at, err := n.attach(a.prog, p, ep.Ifindex, a.ingress, false)
 		if err != nil {
 			return err
 		}
+		if at != nil {
+			st.attached = append(st.attached, at)
+		}
+	}
+	at, err := n.attach("podlab_hostmark", n.hostMark, ep.Ifindex, false, true)
+	if err != nil {
+		return err
+	}
+	if at != nil {
 		st.attached = append(st.attached, at)
 	}
 	for _, name := range manual {

@@ -13,7 +13,7 @@ import (
 
 // objectsForTest compiles (or takes from the cache) the lab flavour's
 // objects; it fails under PODLAB_E2E=1 when clang-19 is missing.
-func objectsForTest(t *testing.T) *Objects {
+func objectsForTest(t testing.TB) *Objects {
 	t.Helper()
 	if _, err := source.FindClang(); err != nil {
 		if os.Getenv("PODLAB_E2E") == "1" {

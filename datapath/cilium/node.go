@@ -26,10 +26,12 @@ const VXLANPort = 8472
 // NodeConfig describes the node Cilium's programs are loaded into.
 type NodeConfig struct {
 	Lab, Node string
-	NS        *topo.Namespace
-	NodeIP    netip.Addr
-	RouterIP  netip.Addr
-	HostMAC   net.HardwareAddr // cilium_host
+	// NS is the node's network namespace. With a nil NS nothing is
+	// attached (maps and programs only, for BPF_PROG_TEST_RUN).
+	NS       *topo.Namespace
+	NodeIP   netip.Addr
+	RouterIP netip.Addr
+	HostMAC  net.HardwareAddr // cilium_host
 	// Ifindexes in the node namespace.
 	VXLANIfindex, HostIfindex, NetIfindex, Eth0Ifindex int
 	MTU                                                int
@@ -54,6 +56,7 @@ type Node struct {
 
 	overlay  *ebpf.Collection
 	attached []*attachment
+	hostMark *ebpf.Program
 
 	// Shared maps, opened from the overlay's collection.
 	lxc, ipcache, callPolicy, egressCall, services, backends, revNat, metrics, events, ct4, ctAny4 *ebpf.Map
@@ -83,9 +86,6 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.NS == nil {
-		return nil, fmt.Errorf("cilium datapath on %s: no node namespace (podlab never attaches in the namespace it runs in)", cfg.Node)
-	}
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
@@ -104,9 +104,11 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 			_ = n.Close()
 		}
 	}()
-	vxMAC, err := n.linkMAC(cfg.VXLANIfindex)
-	if err != nil {
-		return nil, err
+	var vxMAC net.HardwareAddr
+	if cfg.NS != nil {
+		if vxMAC, err = n.linkMAC(cfg.VXLANIfindex); err != nil {
+			return nil, err
+		}
 	}
 	consts := n.nodeConstants()
 	consts["interface_ifindex"] = uint32(cfg.VXLANIfindex)
@@ -137,6 +139,21 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 			return nil, err
 		}
 	}
+	if n.hostMark, err = loadHostMark(); err != nil {
+		return nil, err
+	}
+	// Every other map bpf_lxc pins by name is created now, so that
+	// endpoints loading in parallel only ever open existing pins.
+	for name, ms := range objs.lxc.Maps {
+		if ms.Pinning != ebpf.PinByName || name == mapPolicy {
+			continue
+		}
+		m, err := n.sharedMap(objs.lxc, name)
+		if err != nil {
+			return nil, err
+		}
+		m.Close()
+	}
 	for _, a := range []struct {
 		prog    string
 		ingress bool
@@ -145,11 +162,13 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 		if p == nil {
 			return nil, fmt.Errorf("bpf_overlay has no program %s", a.prog)
 		}
-		at, err := n.attach(a.prog, p, cfg.VXLANIfindex, a.ingress)
+		at, err := n.attach(a.prog, p, cfg.VXLANIfindex, a.ingress, false)
 		if err != nil {
 			return nil, err
 		}
-		n.attached = append(n.attached, at)
+		if at != nil {
+			n.attached = append(n.attached, at)
+		}
 	}
 	for _, name := range manual {
 		if err := pinMap(coll.Maps[name], filepath.Join(n.pinDir, spec.Maps[name].Name)); err != nil {
@@ -167,9 +186,7 @@ func (n *Node) sharedMap(spec *ebpf.CollectionSpec, name string) (*ebpf.Map, err
 		return nil, fmt.Errorf("cilium object has no map %s", name)
 	}
 	ms = ms.Copy()
-	if ms.MaxEntries > capEntries && ms.Type != ebpf.ProgramArray && ms.Type != ebpf.PerfEventArray {
-		ms.MaxEntries = capEntries
-	}
+	capSize(ms)
 	m, err := ebpf.NewMapWithOptions(ms, ebpf.MapOptions{PinPath: n.pinDir})
 	if err != nil {
 		return nil, fmt.Errorf("map %s on %s: %w", name, n.cfg.Node, err)
@@ -230,7 +247,23 @@ type attachment struct {
 	prog    string
 	ifindex int
 	ingress bool
-	tcx     link.Link
+	// first puts the program before the others on its hook (tcx head, or
+	// the lower netlink filter priority).
+	first bool
+	tcx   link.Link
+}
+
+// Netlink filter priorities: the host mark runs before Cilium's programs.
+const (
+	prioFirst  = 1
+	prioCilium = 2
+)
+
+func (a *attachment) prio() uint16 {
+	if a.first {
+		return prioFirst
+	}
+	return prioCilium
 }
 
 func hook(ingress bool) string {
@@ -242,15 +275,22 @@ func hook(ingress bool) string {
 
 // attach puts prog on the ingress or egress hook of ifindex inside the node
 // namespace (tcx, or a clsact bpf filter with NodeConfig.Netlink).
-func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress bool) (*attachment, error) {
-	a := &attachment{prog: name, ifindex: ifindex, ingress: ingress}
+func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress, first bool) (*attachment, error) {
+	if n.cfg.NS == nil {
+		return nil, nil // maps and programs only (PROG_TEST_RUN)
+	}
+	a := &attachment{prog: name, ifindex: ifindex, ingress: ingress, first: first}
 	if !n.cfg.Netlink {
 		typ := ebpf.AttachTCXEgress
 		if ingress {
 			typ = ebpf.AttachTCXIngress
 		}
+		var anchor link.Anchor
+		if first {
+			anchor = link.Head()
+		}
 		err := topo.Do(n.cfg.NS, func() error {
-			l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: typ})
+			l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: typ, Anchor: anchor})
 			a.tcx = l
 			return err
 		})
@@ -268,19 +308,19 @@ func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress bool
 	if err := h.QdiscAdd(qdisc); err != nil && !errors.Is(err, os.ErrExist) && !errors.Is(err, unix.EEXIST) {
 		return nil, fmt.Errorf("add clsact on ifindex %d in %s: %w", ifindex, n.cfg.NS.Name, err)
 	}
-	if err := h.FilterReplace(filterOf(ifindex, ingress, prog.FD(), name)); err != nil {
+	if err := h.FilterReplace(filterOf(ifindex, ingress, a.prio(), prog.FD(), name)); err != nil {
 		return nil, fmt.Errorf("attach %s filter to %s of ifindex %d in %s: %w", name, hook(ingress), ifindex, n.cfg.NS.Name, err)
 	}
 	return a, nil
 }
 
-func filterOf(ifindex int, ingress bool, fd int, name string) *netlink.BpfFilter {
+func filterOf(ifindex int, ingress bool, prio uint16, fd int, name string) *netlink.BpfFilter {
 	parent := uint32(netlink.HANDLE_MIN_EGRESS)
 	if ingress {
 		parent = netlink.HANDLE_MIN_INGRESS
 	}
 	return &netlink.BpfFilter{
-		FilterAttrs:  netlink.FilterAttrs{LinkIndex: ifindex, Parent: parent, Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 1},
+		FilterAttrs:  netlink.FilterAttrs{LinkIndex: ifindex, Parent: parent, Handle: 1, Protocol: unix.ETH_P_ALL, Priority: prio},
 		Fd:           fd,
 		Name:         name,
 		DirectAction: true,
@@ -299,9 +339,20 @@ func (n *Node) detach(a *attachment) error {
 		return err
 	}
 	defer h.Close()
-	f := filterOf(a.ifindex, a.ingress, 0, a.prog)
+	f := filterOf(a.ifindex, a.ingress, a.prio(), 0, a.prog)
 	if err := h.FilterDel(f); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("delete %s filter of ifindex %d in %s: %w", a.prog, a.ifindex, n.cfg.NS.Name, err)
+	}
+	return nil
+}
+
+// EndpointProgram returns one of an endpoint's loaded programs (e.g.
+// "cil_from_container"), nil if unknown.
+func (n *Node) EndpointProgram(id uint16, name string) *ebpf.Program {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if st := n.eps[id]; st != nil {
+		return st.coll.Programs[name]
 	}
 	return nil
 }
@@ -338,6 +389,10 @@ func (n *Node) Close() error {
 	if n.overlay != nil {
 		n.overlay.Close()
 		n.overlay = nil
+	}
+	if n.hostMark != nil {
+		n.hostMark.Close()
+		n.hostMark = nil
 	}
 	for _, m := range []*ebpf.Map{n.lxc, n.ipcache, n.services, n.backends, n.revNat, n.metrics, n.events, n.ct4, n.ctAny4, n.callPolicy, n.egressCall} {
 		if m != nil {

@@ -128,6 +128,13 @@ const pinReplace = ebpf.PinType(1 << 4)
 // endpoint ID).
 const capEntries = 16384
 
+// capSize applies capEntries to a map spec.
+func capSize(m *ebpf.MapSpec) {
+	if m.Type != ebpf.ProgramArray && m.Type != ebpf.PerfEventArray && m.MaxEntries > capEntries {
+		m.MaxEntries = capEntries
+	}
+}
+
 // loadRequest is one object to load with Cilium's load steps.
 type loadRequest struct {
 	spec *ebpf.CollectionSpec
@@ -143,9 +150,7 @@ type loadRequest struct {
 func prepare(r loadRequest) (*ebpf.CollectionSpec, []string, error) {
 	spec := r.spec.Copy()
 	for _, m := range spec.Maps {
-		if m.Type != ebpf.ProgramArray && m.Type != ebpf.PerfEventArray && m.MaxEntries > capEntries {
-			m.MaxEntries = capEntries
-		}
+		capSize(m)
 	}
 	for from, to := range r.renames {
 		m := spec.Maps[from]

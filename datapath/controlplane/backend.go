@@ -53,7 +53,7 @@ func (cp *ControlPlane) loadBackend(ctx context.Context, n *topo.Node) (NodeData
 			NodeIP: n.IP, RouterIP: n.RouterIP,
 			VXLANIfindex: n.VXLANIfindex, Eth0Ifindex: n.Eth0Ifindex, HostIfindex: n.HostIfindex,
 			ConntrackSize: cp.opts.ConntrackSize, Logger: cp.log,
-			ForceNetlink: cp.opts.Attach == "netlink", MonitorAggregation: cp.opts.MonitorAggregation,
+			ForceNetlink: cp.opts.Attach != "tcx", MonitorAggregation: cp.opts.MonitorAggregation,
 		})
 	case "cilium":
 		b, err := cp.ciliumBuilder(ctx)
@@ -63,7 +63,7 @@ func (cp *ControlPlane) loadBackend(ctx context.Context, n *topo.Node) (NodeData
 		node, err := cilium.LoadNode(ctx, b, cilium.NodeConfig{
 			Lab: cp.lab, Node: n.Name, NS: n.NS, NodeIP: n.IP, RouterIP: n.RouterIP, HostMAC: n.HostMAC,
 			VXLANIfindex: n.VXLANIfindex, HostIfindex: n.HostIfindex, NetIfindex: n.NetIfindex, Eth0Ifindex: n.Eth0Ifindex,
-			Netlink: cp.opts.Attach == "netlink", MonitorAggregation: cp.opts.MonitorAggregation, Log: cp.log,
+			Netlink: cp.opts.Attach != "tcx", MonitorAggregation: cp.opts.MonitorAggregation, Log: cp.log,
 		})
 		if err != nil {
 			return nil, err

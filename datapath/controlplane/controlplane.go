@@ -32,10 +32,12 @@ type Options struct {
 	// AllowLocalhost lets the host identity into policy-enforced endpoints
 	// (Cilium's default, and what kubelet probes need).
 	AllowLocalhost bool
-	// Attach is "tcx" (default: BPF links) or "netlink" (clsact qdisc and
-	// bpf filters). tcx costs a kernel RCU grace period per attachment
-	// (about 14 ms each, serialised by RTNL); netlink attaches in tens of
-	// microseconds, which makes big labs come up far faster.
+	// Attach is "netlink" (the default: a clsact qdisc and direct-action
+	// bpf filters) or "tcx" (pinned BPF links). tcx costs a kernel RCU
+	// grace period per attachment and per detachment (about 14 ms and
+	// 9 ms, serialised by RTNL); netlink attaches in tens of microseconds,
+	// which makes a 300-pod lab come up in well under a second instead of
+	// about 9 s (docs/benchmarks.md).
 	Attach string
 	// MonitorAggregation traces only the packets that open, answer or
 	// close a connection (Cilium's default "medium" aggregation) instead
@@ -49,8 +51,9 @@ type Options struct {
 	CiliumVersion, CiliumSrc string
 }
 
-// AttachModes are the values Options.Attach accepts.
-var AttachModes = []string{"tcx", "netlink"}
+// AttachModes are the values Options.Attach accepts, the default first
+// ("" means the default).
+var AttachModes = []string{"netlink", "tcx"}
 
 // ControlPlane drives the datapath of every node of one lab.
 type ControlPlane struct {
@@ -314,6 +317,29 @@ func (cp *ControlPlane) DeletePolicy(k policy.Key) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if _, err := cp.repo.Delete(k); err != nil {
+		return err
+	}
+	return cp.recomputeLocked()
+}
+
+// SetCIDRGroup adds or replaces a CiliumCIDRGroup; policies that name it
+// (cidrGroupRef, cidrGroupSelector) are recompiled.
+func (cp *ControlPlane) SetCIDRGroup(g policy.CIDRGroup) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	changed, err := cp.repo.SetCIDRGroup(g)
+	if err != nil || !changed {
+		return err
+	}
+	return cp.recomputeLocked()
+}
+
+// DeleteCIDRGroup removes a CiliumCIDRGroup.
+func (cp *ControlPlane) DeleteCIDRGroup(name string) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	changed, err := cp.repo.DeleteCIDRGroup(name)
+	if err != nil || !changed {
 		return err
 	}
 	return cp.recomputeLocked()

@@ -23,6 +23,8 @@ type EventPump struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	readers []*datapath.EventReader
+	// closers stop readers of other backends (Cilium's monitor readers).
+	closers []func() error
 	errs    []error
 	drops   []Drop
 	dropped uint64 // drops not kept (over maxDrops)
@@ -155,6 +157,12 @@ func (p *EventPump) Stop() error {
 	p.cancel()
 	for _, rd := range p.readers {
 		_ = rd.Close()
+	}
+	p.mu.Lock()
+	closers := p.closers
+	p.mu.Unlock()
+	for _, c := range closers {
+		_ = c()
 	}
 	p.wg.Wait()
 	p.mu.Lock()

@@ -57,16 +57,16 @@ type L2Lease struct {
 	Takeovers int
 }
 
-// wantedAnnouncements returns every announced address with its service,
-// sorted by address.
-func (cp *ControlPlane) wantedAnnouncementsLocked() []struct {
+// announced is one address a Service wants announced.
+type announced struct {
 	svc *Service
 	an  L2Announcement
-} {
-	var out []struct {
-		svc *Service
-		an  L2Announcement
-	}
+}
+
+// wantedAnnouncementsLocked returns every announced address with its
+// service, sorted by address (services by namespace/name for one address).
+func (cp *ControlPlane) wantedAnnouncementsLocked() []announced {
+	var out []announced
 	keys := make([]string, 0, len(cp.lb.services))
 	for k := range cp.lb.services {
 		keys = append(keys, k)
@@ -75,10 +75,7 @@ func (cp *ControlPlane) wantedAnnouncementsLocked() []struct {
 	for _, k := range keys {
 		s := cp.lb.services[k]
 		for _, an := range s.Announce {
-			out = append(out, struct {
-				svc *Service
-				an  L2Announcement
-			}{&s, an})
+			out = append(out, announced{&s, an})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].an.IP.Less(out[j].an.IP) })
@@ -88,7 +85,7 @@ func (cp *ControlPlane) wantedAnnouncementsLocked() []struct {
 // eligibleLocked reports whether node may hold the lease of an address of
 // s: its devices are up and, under externalTrafficPolicy Local, it runs a
 // backend of the service.
-func (cp *ControlPlane) eligibleLocked(s *Service, an L2Announcement, node string) bool {
+func (cp *ControlPlane) eligibleLocked(s *Service, an L2Announcement, node string, up map[string]bool) bool {
 	nd := cp.nodes[node]
 	if nd == nil {
 		return false
@@ -105,7 +102,13 @@ func (cp *ControlPlane) eligibleLocked(s *Service, an L2Announcement, node strin
 		}
 	}
 	for _, dev := range devicesOf(an) {
-		if !cp.linkUp(node, dev) {
+		k := node + "/" + dev
+		ok, seen := up[k]
+		if !seen {
+			ok = cp.linkUp(node, dev)
+			up[k] = ok
+		}
+		if !ok {
 			return false
 		}
 	}
@@ -152,6 +155,7 @@ func (cp *ControlPlane) syncAnnouncementsLocked() error {
 	}
 	var errs []error
 	wanted := map[netip.Addr]bool{}
+	up := map[string]bool{} // node/device -> link up, read once per sync
 	for _, w := range cp.wantedAnnouncementsLocked() {
 		ip := w.an.IP
 		if wanted[ip] {
@@ -161,11 +165,11 @@ func (cp *ControlPlane) syncAnnouncementsLocked() error {
 		cur := cp.l2.holders[ip]
 		devs := devicesOf(w.an)
 		next := ""
-		if cur != "" && slices.Contains(w.an.Nodes, cur) && slices.Equal(cp.l2.devices[ip], devs) && cp.eligibleLocked(w.svc, w.an, cur) {
+		if cur != "" && slices.Contains(w.an.Nodes, cur) && slices.Equal(cp.l2.devices[ip], devs) && cp.eligibleLocked(w.svc, w.an, cur, up) {
 			next = cur
 		} else {
 			for _, n := range w.an.Nodes {
-				if cp.eligibleLocked(w.svc, w.an, n) {
+				if cp.eligibleLocked(w.svc, w.an, n, up) {
 					next = n
 					break
 				}

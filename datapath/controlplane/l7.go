@@ -11,6 +11,7 @@ import (
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/datapath/proxy"
+	"github.com/podlab/podlab/datapath/proxy/dnsproxy"
 	"github.com/podlab/podlab/datapath/proxy/httpproxy"
 	"github.com/podlab/podlab/topo"
 )
@@ -23,6 +24,7 @@ type nodeProxy struct {
 	reg   *proxy.Registry
 	mu    sync.Mutex
 	http  *httpproxy.Proxy
+	dns   *dnsproxy.Server
 	local atomic.Pointer[map[netip.Addr]httpproxy.LocalEndpoint]
 }
 
@@ -44,6 +46,7 @@ func (cp *ControlPlane) newNodeProxy(n *topo.Node, dp NodeDatapath) *nodeProxy {
 	empty := map[netip.Addr]httpproxy.LocalEndpoint{}
 	np.local.Store(&empty)
 	np.http = cp.newHTTPProxy(n.Name, np)
+	np.dns = cp.newDNSProxy(n.Name, np)
 	return np
 }
 
@@ -96,6 +99,11 @@ func (cp *ControlPlane) withProxyPortsLocked(nd *node, pol policy.EndpointPolicy
 			err := nd.proxy.http.Ensure(l)
 			nd.proxy.mu.Unlock()
 			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		case policy.ParserDNS:
+			if err := nd.proxy.dns.Ensure(l); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -157,7 +165,7 @@ func (cp *ControlPlane) RestartProxy(nodeName string) error {
 func (np *nodeProxy) close() error {
 	np.mu.Lock()
 	defer np.mu.Unlock()
-	return np.http.Close()
+	return errors.Join(np.http.Close(), np.dns.Close())
 }
 
 // reportL7 turns a proxy record into a Hubble L7 flow in the flow store.

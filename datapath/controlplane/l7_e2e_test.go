@@ -17,6 +17,7 @@ import (
 
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/proxy/httpproxy"
+	"github.com/podlab/podlab/internal/e2e"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -99,12 +100,7 @@ var _ = Describe("L7 HTTP policy through the node proxy", Ordered, func() {
 	)
 
 	BeforeAll(func() {
-		if os.Geteuid() != 0 {
-			if os.Getenv("PODLAB_E2E") == "1" {
-				Fail("PODLAB_E2E=1 but not root: the L7 e2e needs root")
-			}
-			Skip("needs root")
-		}
+		e2e.RequireSpec(e2e.Root, e2e.BPFFS)
 		cp = New(lab, Options{AllowLocalhost: true})
 		var err error
 		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})

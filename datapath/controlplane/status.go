@@ -25,6 +25,8 @@ type NodeStatus struct {
 	Maps      []MapFill    `json:"maps"`
 	Endpoints int          `json:"endpoints"`
 	IPAM      IPAMStatus   `json:"ipam"`
+	// Proxy lists the node's L7 proxy listeners ("http/ingress 10000").
+	Proxy []string `json:"proxy,omitempty"`
 }
 
 // Attachment is one BPF program attached to a device of a node.
@@ -65,6 +67,12 @@ func (cp *ControlPlane) Status(c *topo.Cluster) []NodeStatus {
 			st.Programs = attachments(n, c)
 		}
 		st.Maps = mapFills(datapath.PinDirFor(cp.lab, name))
+		if reg := cp.Registry(name); reg != nil {
+			ports := reg.Ports()
+			for _, l := range reg.SortedListeners() {
+				st.Proxy = append(st.Proxy, fmt.Sprintf("%s %d", l, ports[l]))
+			}
+		}
 		out = append(out, st)
 	}
 	return out
@@ -92,7 +100,11 @@ func attachments(n *topo.Node, c *topo.Cluster) []Attachment {
 				}
 				for _, f := range fs {
 					if bf, ok := f.(*netlink.BpfFilter); ok {
-						out = append(out, Attachment{Device: dev, Hook: parent.name, Prog: bf.Name, ID: uint32(bf.Id)})
+						name := datapath.ProgramName(ebpf.ProgramID(bf.Id))
+						if name == "" {
+							name = bf.Name
+						}
+						out = append(out, Attachment{Device: dev, Hook: parent.name, Prog: name, ID: uint32(bf.Id)})
 					}
 				}
 			}
@@ -105,14 +117,7 @@ func attachments(n *topo.Node, c *topo.Cluster) []Attachment {
 					continue
 				}
 				for _, p := range res.Programs {
-					a := Attachment{Device: dev, Hook: at.name, ID: uint32(p.ID)}
-					if prog, err := ebpf.NewProgramFromID(p.ID); err == nil {
-						if info, err := prog.Info(); err == nil {
-							a.Prog = info.Name
-						}
-						prog.Close()
-					}
-					out = append(out, a)
+					out = append(out, Attachment{Device: dev, Hook: at.name, Prog: datapath.ProgramName(p.ID), ID: uint32(p.ID)})
 				}
 			}
 		}

@@ -1,7 +1,6 @@
 package flow
 
 import (
-	"sort"
 	"strconv"
 )
 
@@ -185,16 +184,3 @@ func ParseDropReason(s string) (DropReason, bool) {
 type unknownNameError struct{ kind, name string }
 
 func (e *unknownNameError) Error() string { return "unknown " + e.kind + " " + strconv.Quote(e.name) }
-
-// DropReasonCodes returns every known drop reason code, ascending
-// (DropReasonUnknown excluded).
-func DropReasonCodes() []DropReason {
-	out := make([]DropReason, 0, len(dropReasons))
-	for v := range dropReasons {
-		if v != 0 {
-			out = append(out, DropReason(v))
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}

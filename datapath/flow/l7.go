@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 )
 
 // L7FlowType says whether an L7 flow is a request or a response (Hubble's
@@ -23,6 +24,23 @@ type Layer7 struct {
 	// LatencyNs is the time from request to response (responses only).
 	LatencyNs uint64 `json:"latency_ns,omitempty,string"`
 	HTTP      *HTTP  `json:"http,omitempty"`
+	DNS       *L7DNS `json:"dns,omitempty"`
+}
+
+// L7DNS is a DNS query or answer the DNS proxy handled (Hubble's DNS
+// message).
+type L7DNS struct {
+	// Query is the name asked for, with its trailing dot.
+	Query string `json:"query,omitempty"`
+	// IPs are the A/AAAA answers, TTL their lowest TTL.
+	IPs    []string `json:"ips,omitempty"`
+	TTL    uint32   `json:"ttl,omitempty"`
+	CNAMEs []string `json:"cnames,omitempty"`
+	// ObservationSource is "proxy".
+	ObservationSource string   `json:"observation_source,omitempty"`
+	Rcode             uint32   `json:"rcode,omitempty"`
+	QTypes            []string `json:"qtypes,omitempty"`
+	RRTypes           []string `json:"rrtypes,omitempty"`
 }
 
 // HTTP is an HTTP request or response (Hubble's HTTP message).
@@ -61,6 +79,13 @@ func HTTPHeaders(h http.Header) []HTTPHeader {
 // "HTTP/1.1 GET http://host/path" for a request, "HTTP/1.1 200 5ms (GET
 // http://host/path)" for a response.
 func L7Summary(l *Layer7) string {
+	if l != nil && l.DNS != nil {
+		d := l.DNS
+		if l.Type == L7Response {
+			return fmt.Sprintf("DNS Answer %q TTL: %d (Proxy %s %s) %s", strings.Join(d.IPs, ","), d.TTL, d.Query, strings.Join(d.QTypes, ","), RcodeText(uint8(d.Rcode)))
+		}
+		return fmt.Sprintf("DNS Query %s %s", d.Query, strings.Join(d.QTypes, ","))
+	}
 	if l == nil || l.HTTP == nil {
 		return ""
 	}

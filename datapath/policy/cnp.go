@@ -211,7 +211,7 @@ func (d *decoder) ciliumPeerRule(n *yaml.Node, path string, dir Direction, deny 
 		"toPorts": func(v *yaml.Node, p string) error {
 			l4 = true
 			return d.list(v, p, func(it *yaml.Node, p string) error {
-				ports, err := d.ciliumPortRule(it, p, deny)
+				ports, err := d.ciliumPortRule(it, p, deny, dir)
 				pr.Ports = append(pr.Ports, ports...)
 				return err
 			})
@@ -335,14 +335,37 @@ func (d *decoder) cidrSet(n *yaml.Node, path, field string) (CIDRRule, error) {
 			return err
 		},
 	}
+	var groupNodes []*yaml.Node
 	if field == "cidr" {
-		h["cidrGroupRef"] = func(v *yaml.Node, p string) error { return d.errf(v, p, notSupported+"cidrGroupRef") }
-		h["cidrGroupSelector"] = func(v *yaml.Node, p string) error { return d.errf(v, p, notSupported+"cidrGroupSelector") }
+		h["cidrGroupRef"] = func(v *yaml.Node, p string) error {
+			groupNodes = append(groupNodes, v)
+			s, err := d.str(v, p)
+			if err != nil {
+				return err
+			}
+			if !dnsSubdomainRE.MatchString(s) {
+				return d.errf(v, p, "%q is not a CiliumCIDRGroup name", s)
+			}
+			c.GroupRef = s
+			return nil
+		}
+		h["cidrGroupSelector"] = func(v *yaml.Node, p string) error {
+			groupNodes = append(groupNodes, v)
+			sel, err := d.selector(v, p, identity.SourceAny)
+			if err != nil {
+				return err
+			}
+			c.GroupSelector = &sel
+			return nil
+		}
 	}
 	if err := d.fields(n, path, h); err != nil {
 		return c, err
 	}
-	if cidrNode == nil {
+	switch {
+	case len(groupNodes) > 1 || (len(groupNodes) == 1 && cidrNode != nil):
+		return c, d.errf(n, path, "give exactly one of cidr, cidrGroupRef and cidrGroupSelector")
+	case cidrNode == nil && len(groupNodes) == 0:
 		return c, d.errf(n, join(path, field), "missing field")
 	}
 	for i, e := range excepts {
@@ -350,6 +373,11 @@ func (d *decoder) cidrSet(n *yaml.Node, path, field string) (CIDRRule, error) {
 		ex, err := d.cidr(exceptNodes[i], p, e)
 		if err != nil {
 			return c, err
+		}
+		if c.IsGroup() {
+			// Exceptions of a group apply to whichever of its CIDRs hold them.
+			c.Except = append(c.Except, ex)
+			continue
 		}
 		if ex.Bits() < c.Prefix.Bits() || !c.Prefix.Contains(ex.Addr()) {
 			return c, d.errf(exceptNodes[i], p, "except %s is not inside %s", ex, c.Prefix)
@@ -369,7 +397,7 @@ func validPortName(s string) bool {
 var protoNames = map[string]uint8{"TCP": ProtoTCP, "UDP": ProtoUDP, "SCTP": ProtoSCTP, "ANY": ProtoAny, "": ProtoAny}
 
 // ciliumPortRule decodes a toPorts entry into its ports.
-func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool) ([]PortRule, error) {
+func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool, dir Direction) ([]PortRule, error) {
 	var out []PortRule
 	var portNodes []*yaml.Node
 	var l7 *L7Rules
@@ -401,6 +429,9 @@ func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool) ([]PortRu
 	}
 	if err := d.fields(n, path, h); err != nil {
 		return nil, err
+	}
+	if l7 != nil && len(l7.DNS) > 0 {
+		return d.dnsPorts(out, portNodes, l7, l7Node, path, dir)
 	}
 	if l7 != nil {
 		if len(out) == 0 {

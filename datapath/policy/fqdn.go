@@ -337,3 +337,37 @@ func (r *Repository) dnsNamesLocked() FQDNNames {
 	}
 	return out
 }
+
+// dnsPorts gives the ports of a toPorts entry its DNS rules, checked as
+// Cilium checks them: egress only, a single port (not 0, not a range) on
+// UDP, TCP or ANY (which stands for both: the proxy serves DNS over UDP
+// and TCP).
+func (d *decoder) dnsPorts(ports []PortRule, nodes []*yaml.Node, l7 *L7Rules, l7Node *yaml.Node, path string, dir Direction) ([]PortRule, error) {
+	if dir == Ingress {
+		return nil, d.errf(l7Node, join(join(path, "rules"), "dns"), "DNS rules are not allowed on ingress (Cilium refuses them)")
+	}
+	if len(ports) == 0 {
+		return nil, d.errf(l7Node, join(path, "rules"), "L7 rules need ports (toPorts[].ports)")
+	}
+	var out []PortRule
+	for i, pr := range ports {
+		p := index(join(path, "ports"), i)
+		switch {
+		case pr.Proto != ProtoUDP && pr.Proto != ProtoTCP && pr.Proto != ProtoAny:
+			return nil, d.errf(nodes[i], join(p, "protocol"), "DNS rules apply to UDP and TCP ports only, not %s", ProtoName(pr.Proto))
+		case pr.Name == "" && pr.Port == 0:
+			return nil, d.errf(nodes[i], join(p, "port"), "L7 rules need a port (port 0 means every port)")
+		case pr.EndPort != pr.Port && pr.Name == "":
+			return nil, d.errf(nodes[i], join(p, "endPort"), "L7 rules on a port range are not supported by Cilium")
+		}
+		pr.L7 = l7
+		if pr.Proto == ProtoAny {
+			udp, tcp := pr, pr
+			udp.Proto, tcp.Proto = ProtoUDP, ProtoTCP
+			out = append(out, udp, tcp)
+			continue
+		}
+		out = append(out, pr)
+	}
+	return out, nil
+}

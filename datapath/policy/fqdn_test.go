@@ -79,6 +79,23 @@ func TestFQDNMalformed(t *testing.T) {
   - toFQDNs:
     - matchName: a.com
 `, `bad.yaml:10: spec.ingress[0].toFQDNs: unknown field "toFQDNs"`},
+		{"DNS rules on ingress", cnpHead + `  ingress:
+  - toPorts:
+    - ports: [{port: "53", protocol: UDP}]
+      rules:
+        dns: [{matchPattern: "*"}]
+`, `bad.yaml:13: spec.ingress[0].toPorts[0].rules.dns: DNS rules are not allowed on ingress (Cilium refuses them)`},
+		{"DNS rules on SCTP", egress(`  - toPorts:
+    - ports: [{port: "53", protocol: SCTP}]
+      rules:
+        dns: [{matchPattern: "*"}]
+`), `bad.yaml:11: spec.egress[0].toPorts[0].ports[0].protocol: DNS rules apply to UDP and TCP ports only, not SCTP`},
+		{"http and dns together", egress(`  - toPorts:
+    - ports: [{port: "53", protocol: TCP}]
+      rules:
+        dns: [{matchPattern: "*"}]
+        http: [{method: GET}]
+`), `bad.yaml:13: spec.egress[0].toPorts[0].rules: one toPorts entry cannot hold both http and dns rules`},
 		{"on egressDeny", cnpHead + `  egressDeny:
   - toFQDNs:
     - matchName: a.com

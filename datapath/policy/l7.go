@@ -16,6 +16,7 @@ type L7Parser string
 // L7 parsers.
 const (
 	ParserHTTP L7Parser = "http"
+	ParserDNS  L7Parser = "dns"
 )
 
 // L7Rules are the L7 rules of one toPorts entry (its rules: field). A
@@ -24,6 +25,9 @@ const (
 type L7Rules struct {
 	// HTTP rules (rules.http): a request is allowed when one matches.
 	HTTP []HTTPRule
+	// DNS rules (rules.dns): a query is allowed when one matches its name;
+	// the others are answered REFUSED.
+	DNS DNSRules
 	// Wildcard is set when another rule allows the same peer and port at
 	// L4 only: the connection still goes through the proxy (flows are
 	// still reported) but every request is allowed.
@@ -31,7 +35,12 @@ type L7Rules struct {
 }
 
 // Parser returns the L7 protocol of the rules.
-func (r *L7Rules) Parser() L7Parser { return ParserHTTP }
+func (r *L7Rules) Parser() L7Parser {
+	if len(r.DNS) > 0 {
+		return ParserDNS
+	}
+	return ParserHTTP
+}
 
 // HTTPRule is one entry of rules.http. Method, Path and Host are regular
 // expressions (RE2, as Envoy's) anchored at both ends, as Cilium applies
@@ -181,7 +190,7 @@ func (r *L7Rules) Merge(o *L7Rules) *L7Rules {
 	case r == nil || o == nil:
 		return &L7Rules{Wildcard: true}
 	}
-	return &L7Rules{HTTP: append(append([]HTTPRule(nil), r.HTTP...), o.HTTP...), Wildcard: r.Wildcard || o.Wildcard}
+	return &L7Rules{HTTP: append(append([]HTTPRule(nil), r.HTTP...), o.HTTP...), DNS: append(append(DNSRules(nil), r.DNS...), o.DNS...), Wildcard: r.Wildcard || o.Wildcard}
 }
 
 // l7Rules decodes toPorts[].rules.
@@ -201,7 +210,12 @@ func (d *decoder) l7Rules(n *yaml.Node, path string) (*L7Rules, error) {
 			return d.errf(v, p, "Kafka L7 rules are not supported: Cilium removed Kafka policy in 1.20 (use L3/L4 rules on the broker port)")
 		},
 		"dns": func(v *yaml.Node, p string) error {
-			return d.errf(v, p, "%s", notSupported+"DNS L7 rules (toPorts[].rules.dns)")
+			set = true
+			return d.list(v, p, func(it *yaml.Node, p string) error {
+				s, err := d.fqdnSelector(it, p)
+				out.DNS = append(out.DNS, s)
+				return err
+			})
 		},
 		"l7proto": func(v *yaml.Node, p string) error {
 			return d.errf(v, p, "%s", notSupported+"generic L7 parsers (toPorts[].rules.l7proto)")
@@ -215,6 +229,9 @@ func (d *decoder) l7Rules(n *yaml.Node, path string) (*L7Rules, error) {
 	}
 	if !set {
 		return nil, nil
+	}
+	if len(out.HTTP) > 0 && len(out.DNS) > 0 {
+		return nil, d.errf(n, path, "one toPorts entry cannot hold both http and dns rules (Cilium allows one L7 protocol per port)")
 	}
 	return &out, nil
 }

@@ -24,7 +24,11 @@ type Repository struct {
 	cidrIDs  map[netip.Prefix]identity.ID
 	// fqdn holds the addresses DNS answers gave names that toFQDNs rules
 	// select (canonical name -> address -> identity and expiry).
-	fqdn     map[string]map[netip.Addr]fqdnAddr
+	fqdn map[string]map[netip.Addr]fqdnAddr
+	// groups are the CiliumCIDRGroups by name; sources keep, for policies
+	// that name groups, the policy as written (policies holds it expanded).
+	groups   map[string]CIDRGroup
+	sources  map[Key]*Policy
 	revision uint64
 }
 
@@ -39,6 +43,8 @@ func NewRepository(alloc *identity.Allocator) *Repository {
 		policies: map[Key]*Policy{},
 		prefixes: map[netip.Prefix]int{},
 		cidrIDs:  map[netip.Prefix]identity.ID{},
+		groups:   map[string]CIDRGroup{},
+		sources:  map[Key]*Policy{},
 	}
 }
 
@@ -79,6 +85,15 @@ func (r *Repository) Upsert(p *Policy) (bool, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.upsertLocked(p)
+}
+
+// upsertLocked stores p with its CIDR groups expanded.
+func (r *Repository) upsertLocked(p *Policy) (bool, error) {
+	written := p
+	if p.namesGroups() {
+		p = r.expandGroupsLocked(p)
+	}
 	newPfx := p.Prefixes()
 	var got []netip.Prefix
 	for _, pfx := range newPfx {
@@ -100,6 +115,11 @@ func (r *Repository) Upsert(p *Policy) (bool, error) {
 		}
 	}
 	r.policies[p.Key] = p
+	if written != p {
+		r.sources[p.Key] = written
+	} else {
+		delete(r.sources, p.Key)
+	}
 	r.revision++
 	return !existed, nil
 }
@@ -128,6 +148,7 @@ func (r *Repository) Delete(k Key) (bool, error) {
 		return false, nil
 	}
 	delete(r.policies, k)
+	delete(r.sources, k)
 	r.revision++
 	if err := r.releasePrefixes(old); err != nil {
 		return true, fmt.Errorf("delete %s: %w", k, err)

@@ -129,10 +129,29 @@ const (
 	EntityUnmanaged     Entity = "unmanaged"
 )
 
-// CIDRRule is a prefix minus exceptions.
+// CIDRRule is a prefix minus exceptions. A rule written with
+// cidrGroupRef or cidrGroupSelector names CiliumCIDRGroups instead of a
+// prefix; the repository expands it into one rule per CIDR of the groups
+// it names (none while no such group exists).
 type CIDRRule struct {
 	Prefix netip.Prefix
 	Except []netip.Prefix
+	// GroupRef is the name of a CiliumCIDRGroup (cidrGroupRef).
+	GroupRef string
+	// GroupSelector selects CiliumCIDRGroups by their labels
+	// (cidrGroupSelector).
+	GroupSelector *Selector
+}
+
+// IsGroup reports whether the rule names CIDR groups rather than a prefix.
+func (c CIDRRule) IsGroup() bool { return c.GroupRef != "" || c.GroupSelector != nil }
+
+// CIDRGroup is a CiliumCIDRGroup: named, labelled external CIDRs that
+// policies reference with cidrGroupRef or cidrGroupSelector.
+type CIDRGroup struct {
+	Name   string
+	Labels map[string]string
+	CIDRs  []netip.Prefix
 }
 
 // Protocol numbers of entries.

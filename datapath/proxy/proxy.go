@@ -284,6 +284,27 @@ func (r *Registry) DialUpstream(ctx context.Context, l Listener, src netip.Addr,
 	return c, nil
 }
 
+// DialUpstreamUDP is DialUpstream for UDP (the DNS proxy's upstream
+// queries): a socket bound to the client's address (any port), connected
+// to dst and marked with the client's identity; the datapath hands dst's
+// replies back to it.
+func (r *Registry) DialUpstreamUDP(ctx context.Context, l Listener, src netip.Addr, srcID uint32, dst netip.AddrPort) (net.Conn, error) {
+	var c net.Conn
+	err := topo.Do(r.cfg.NS, func() error {
+		d := net.Dialer{
+			LocalAddr: &net.UDPAddr{IP: src.AsSlice()},
+			Control:   control(UpstreamMark(l, srcID), false),
+		}
+		var err error
+		c, err = d.DialContext(ctx, "udp4", dst.String())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy %s: upstream udp %v -> %v in %s: %w", l, src, dst, nsName(r.cfg.NS), err)
+	}
+	return c, nil
+}
+
 // UDPConn is a transparent UDP socket on a proxy port.
 type UDPConn struct {
 	*net.UDPConn

@@ -145,7 +145,7 @@ var _ = Describe("a 3-node BPF cluster", Ordered, func() {
 		Expect(text).To(ContainSubstring("from-overlay"))
 		Expect(text).To(ContainSubstring("cilium_vxlan: collect-metadata VXLAN, UDP 8472"))
 		Expect(text).NotTo(ContainSubstring("differs"), "the attached programs are this build's")
-		Expect(text).To(MatchRegexp(`from-overlay \(tcx id \d+, dry run on a copy, \d+ conntrack entries seeded\): redirect to-endpoint`))
+		Expect(text).To(MatchRegexp(`from-overlay \((?:tcx|tc) id \d+, dry run on a copy, \d+ conntrack entries seeded\): redirect to-endpoint`))
 		Expect(topo.Ping(client.NS, remote.IP, 2*time.Second)).To(Succeed())
 		res = mustTrace(l, Options{From: "default/client", To: "echo-remote", Proto: "tcp", DPort: 9090})
 		Expect(res.Anomaly).To(Equal("the packet reaches " + remote.IP.String() + " in default/echo-remote, but nothing listens on TCP/9090 there: the kernel answers with a reset (connection refused)"))

@@ -42,7 +42,7 @@
 // Judging a packet means running the attached program on it, but the
 // attached program writes to the node's maps: conntrack (new entries,
 // refreshed timers and flags), service affinity, NodePort state, metrics
-// counters and the event ring buffer. datapath.DryRun avoids all of that:
+// counters and the event ring buffer. datapath.DryRunner avoids all of that:
 // it loads a fresh copy of the program from podlab's embedded object (for
 // from-container and from-overlay, the test wrapper that reads back or
 // supplies the tunnel metadata around the same handler), hands it the

@@ -48,7 +48,7 @@ func programs(sp *space, ln netlink.Link, ingress bool) ([]attachedProgram, erro
 		return nil, fmt.Errorf("query tcx programs on %s in %s: %w", ln.Attrs().Name, sp.label, err)
 	}
 	for _, id := range ids {
-		out = append(out, attachedProgram{id: id, name: programName(id), via: "tcx"})
+		out = append(out, attachedProgram{id: id, name: datapath.ProgramName(id), via: "tcx"})
 	}
 	parent := uint32(netlink.HANDLE_MIN_EGRESS)
 	if ingress {
@@ -60,23 +60,10 @@ func programs(sp *space, ln netlink.Link, ingress bool) ([]attachedProgram, erro
 	}
 	for _, f := range filters {
 		if bf, ok := f.(*netlink.BpfFilter); ok && bf.Id > 0 {
-			out = append(out, attachedProgram{id: ebpf.ProgramID(bf.Id), name: programName(ebpf.ProgramID(bf.Id)), via: "tc"})
+			out = append(out, attachedProgram{id: ebpf.ProgramID(bf.Id), name: datapath.ProgramName(ebpf.ProgramID(bf.Id)), via: "tc"})
 		}
 	}
 	return out, nil
-}
-
-func programName(id ebpf.ProgramID) string {
-	p, err := ebpf.NewProgramFromID(id)
-	if err != nil {
-		return ""
-	}
-	defer p.Close()
-	info, err := p.Info()
-	if err != nil {
-		return ""
-	}
-	return info.Name
 }
 
 // hooks runs what sits on a hook of ln (BPF programs, then tc mirred

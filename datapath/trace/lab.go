@@ -306,13 +306,6 @@ func macEqual(a, b net.HardwareAddr) bool {
 
 func isGroupMAC(m net.HardwareAddr) bool { return len(m) > 0 && m[0]&1 == 1 }
 
-func linkKind(ln netlink.Link) string {
-	if ln.Attrs().Flags&net.FlagLoopback != 0 {
-		return "loopback"
-	}
-	return ln.Type()
-}
-
 // linkUp reports whether a link can carry packets, and why not.
 func linkUp(ln netlink.Link) (bool, string) {
 	a := ln.Attrs()

@@ -10,7 +10,7 @@ import (
 	"github.com/podlab/podlab/datapath"
 )
 
-// TestScratchMapsCoverDatapathWrites guards DryRun's promise: every map the
+// TestScratchMapsCoverDatapathWrites guards the DryRunner's promise: every map the
 // BPF sources write to (bpf_map_update_elem / bpf_map_delete_elem) gets a
 // scratch copy, never the live map.
 func TestScratchMapsCoverDatapathWrites(t *testing.T) {
@@ -35,7 +35,7 @@ func TestScratchMapsCoverDatapathWrites(t *testing.T) {
 			}
 			found++
 			if !slices.Contains(scratch, name) {
-				t.Errorf("%s writes map %s, which DryRun would hand to a copy live", f, name)
+				t.Errorf("%s writes map %s, which a DryRunner would hand to a copy live", f, name)
 			}
 		}
 	}

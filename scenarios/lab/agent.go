@@ -119,21 +119,37 @@ func (c *Client) PostBody(path string, body []byte) ([]byte, error) {
 }
 
 // Down asks the agent to tear the lab down and waits until the lab's lock
-// is released (or timeout passes).
+// is released and the agent process has exited (or timeout passes).
 func (c *Client) Down(timeout time.Duration) error {
+	owner := 0
+	if st, err := topo.ReadState(c.Name); err == nil && st.OwnerPID != os.Getpid() {
+		owner = st.OwnerPID
+	}
 	resp, err := c.http.Post("http://agent/down", "text/plain", nil)
 	if err != nil {
 		return fmt.Errorf("agent of lab %s: %w", c.Name, err)
 	}
 	resp.Body.Close()
 	deadline := time.Now().Add(timeout)
-	for topo.LabAlive(c.Name) {
+	for topo.LabAlive(c.Name) || (owner > 0 && processExists(owner)) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("lab %s: agent did not finish tearing down within %s", c.Name, timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// processExists reports whether a process with pid is still running (a
+// zombie has exited: its parent may never reap it).
+func processExists(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
 // Stream opens a long-lived GET on the agent (no client timeout); the

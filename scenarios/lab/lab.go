@@ -34,8 +34,10 @@ type Options struct {
 	// CiliumVersion (a release, default source.DefaultVersion) or
 	// CiliumSrc (a local checkout) name the sources of --datapath cilium.
 	CiliumVersion, CiliumSrc string
-	// Attach is how BPF programs are attached: "tcx" (default) or
-	// "netlink" (clsact; much faster for labs with many pods).
+	// PodSubnet is split into the nodes' pod CIDRs (zero: 10.244.0.0/16).
+	PodSubnet netip.Prefix
+	// Attach is how BPF programs are attached: "netlink" (clsact, the
+	// default) or "tcx" (BPF links; about 14 ms per device to attach).
 	Attach string
 	// Source names the file the lab came from, if any.
 	Source string
@@ -107,7 +109,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	default:
 		return nil, fmt.Errorf("datapath %q: use none, bpf or cilium", o.Datapath)
 	}
-	cl, err := topo.NewCluster(topo.ClusterConfig{Lab: o.Name, Nodes: o.Nodes, Hooks: hooks})
+	cl, err := topo.NewCluster(topo.ClusterConfig{Lab: o.Name, Nodes: o.Nodes, PodSubnet: o.PodSubnet, Hooks: hooks})
 	if err != nil {
 		return nil, err
 	}

@@ -63,6 +63,9 @@ type HTTP struct {
 	FollowRedirects bool
 	// KeepBody stores the body (capped at 64 KiB) in Result.Output.
 	KeepBody bool
+	// ExpectBody, when set, must occur in the response body (its first
+	// 64 KiB) for the probe to pass.
+	ExpectBody string
 	// RootCAs verifies https servers (the lab CA; nil: the system's roots,
 	// which no lab host has a certificate from).
 	RootCAs *x509.CertPool
@@ -360,6 +363,10 @@ func (p HTTP) once(ctx context.Context, ns *topo.Namespace, rawURL string, dl, c
 	if p.KeepBody {
 		sink = &capWriter{b: &kept, max: maxKeep}
 	}
+	var body bytes.Buffer
+	if p.ExpectBody != "" {
+		sink = io.MultiWriter(sink, &capWriter{b: &body, max: maxKeep})
+	}
 	n, err := io.Copy(sink, resp.Body)
 	r.BodySize = n
 	if hr.keepHeaders || p.KeepBody {
@@ -397,6 +404,9 @@ func (p HTTP) once(ctx context.Context, ns *topo.Namespace, rawURL string, dl, c
 			r.ExitCode = 0
 		}
 		return "", r.failed(HTTPStatusMismatch, fmt.Sprintf("HTTP %d from %s, expected %s", resp.StatusCode, remote, want), nil)
+	}
+	if p.ExpectBody != "" && !bytes.Contains(body.Bytes(), []byte(p.ExpectBody)) {
+		return "", r.failed(Error, fmt.Sprintf("HTTP %d from %s: body %q does not contain %q", resp.StatusCode, remote, clip(body.Bytes()), p.ExpectBody), nil)
 	}
 	r.Outcome = Success
 	r.ExitCode = 0

@@ -8,10 +8,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/podlab/podlab/topo"
 )
@@ -23,6 +25,10 @@ type ICMP struct {
 	Host string
 	// Size is the echo payload size in bytes (0: 56, as ping).
 	Size int
+	// DontFragment sets DF on the request (ping -M do): the kernel refuses
+	// to send a request larger than the route's MTU ("message too long")
+	// and routers drop it with "fragmentation needed".
+	DontFragment bool
 	// Timeout bounds the whole probe (0: DefaultTimeout).
 	Timeout time.Duration
 	// DNS resolves a host name.
@@ -73,6 +79,10 @@ func (p ICMP) Run(ctx context.Context, ns *topo.Namespace) Result {
 		var err error
 		conn, err = icmp.ListenPacket("ip4:icmp", src)
 		if err != nil {
+			return err
+		}
+		if err := setDontFragment(conn, p.DontFragment); err != nil {
+			conn.Close()
 			return err
 		}
 		// The source address the kernel will pick: a connected UDP socket
@@ -170,4 +180,30 @@ func (ICMP) ours(quoted []byte, dst netip.Addr, id, seq uint16) bool {
 	}
 	e := quoted[ihl:]
 	return e[0] == 8 && binary.BigEndian.Uint16(e[4:6]) == id && binary.BigEndian.Uint16(e[6:8]) == seq
+}
+
+// setDontFragment sets the socket's path-MTU discovery to "do" (DF on,
+// no local fragmentation) or leaves the kernel's default.
+func setDontFragment(conn *icmp.PacketConn, df bool) error {
+	if !df {
+		return nil
+	}
+	sc, ok := conn.IPv4PacketConn().PacketConn.(syscall.Conn)
+	if !ok {
+		return errors.New("set DF: the ICMP socket has no file descriptor")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("set DF: %w", err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
+	}); err != nil {
+		return fmt.Errorf("set DF: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("set DF: %w", serr)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package run
 // Flow and metric assertions over the run's flow store and metrics.
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -27,6 +28,12 @@ func (r *Runner) checkFlow(fa *scenarios.FlowAssertion) result.Expectation {
 	}
 	if fa.DropReason != "" {
 		desc += " (" + fa.DropReason + ")"
+	}
+	if h := fa.HTTP; h != nil {
+		desc += strings.TrimRight(fmt.Sprintf(" http-%s %s %s", cmp.Or(h.Type, "request/response"), h.Method, h.Path), " ")
+		if h.Code != 0 {
+			desc += fmt.Sprintf(" %d", h.Code)
+		}
 	}
 	if fa.Absent {
 		desc = "no " + desc
@@ -74,6 +81,9 @@ func (r *Runner) checkFlow(fa *scenarios.FlowAssertion) result.Expectation {
 				return false
 			}
 		}
+		if fa.HTTP != nil && !matchHTTP(fa.HTTP, f) {
+			return false
+		}
 		return true
 	}
 	got := r.store.Last(0, match)
@@ -90,6 +100,26 @@ func (r *Runner) checkFlow(fa *scenarios.FlowAssertion) result.Expectation {
 		e.Evidence = flowLines(got, 5)
 	}
 	return e
+}
+
+// matchHTTP checks the L7 part of a flow against a flow assertion's http.
+func matchHTTP(h *scenarios.FlowHTTP, f *flow.Flow) bool {
+	if f.L7 == nil || f.L7.HTTP == nil {
+		return false
+	}
+	switch h.Type {
+	case "request":
+		if f.L7.Type != flow.L7Request {
+			return false
+		}
+	case "response":
+		if f.L7.Type != flow.L7Response {
+			return false
+		}
+	}
+	return (h.Method == "" || strings.EqualFold(f.L7.HTTP.Method, h.Method)) &&
+		(h.Path == "" || strings.HasSuffix(f.L7.HTTP.URL, h.Path)) &&
+		(h.Code == 0 || int(f.L7.HTTP.Code) == h.Code)
 }
 
 func contains(list []string, s string) bool {

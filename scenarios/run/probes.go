@@ -213,7 +213,20 @@ func (r *Runner) probeStep(ctx context.Context, step *scenarios.Step, ps *scenar
 			}()
 		}
 		wg.Wait()
-		desc := fmt.Sprintf("%s %s → %s (%s:%d) expect %s", ps.Protocol, src.name, ps.To.Raw, host, port, ps.Expect)
+		what := string(ps.Protocol)
+		if i := ps.ICMP; i != nil && (i.Size > 0 || i.DontFragment) {
+			what = fmt.Sprintf("icmp size %d", i.Size)
+			if i.DontFragment {
+				what += " DF"
+			}
+		}
+		if h := ps.HTTP; h != nil && (h.Method != "GET" || h.Path != "/" || len(h.Headers) > 0) {
+			what = fmt.Sprintf("http %s %s", h.Method, h.Path)
+			for _, hv := range h.Headers {
+				what += fmt.Sprintf(" -H %q", hv)
+			}
+		}
+		desc := fmt.Sprintf("%s %s → %s (%s:%d) expect %s", what, src.name, ps.To.Raw, host, port, ps.Expect)
 		if count > 1 {
 			desc += fmt.Sprintf(" ×%d", count)
 		}
@@ -261,10 +274,19 @@ func (r *Runner) probeRecord(step *scenarios.Step, ps *scenarios.ProbeStep, src 
 		return rec
 	}
 	r.pump.Drain(20 * time.Millisecond)
-	from, ip := start.Add(-50*time.Millisecond), src.ip.String()
+	// The window ends shortly after the last attempt: a retransmission of
+	// an earlier probe's connection must not count for this one.
+	end := start
+	for _, res := range results {
+		if e := res.Start.Add(res.Duration); e.After(end) {
+			end = e
+		}
+	}
+	from, to, ip := start.Add(-50*time.Millisecond), end.Add(100*time.Millisecond), src.ip.String()
 	reasons := map[string]bool{}
 	for _, f := range r.store.Last(0, func(f *flow.Flow) bool {
-		return f.Verdict == flow.VerdictDropped && f.IP != nil && !f.Time.Before(from) && (f.IP.Source == ip || f.IP.Destination == ip)
+		return f.Verdict == flow.VerdictDropped && f.IP != nil && !f.Time.Before(from) && !f.Time.After(to) &&
+			(f.IP.Source == ip || f.IP.Destination == ip) && probeTraffic(ps.Protocol, f)
 	}) {
 		reasons[f.DropReasonDesc.String()] = true
 	}
@@ -273,6 +295,28 @@ func (r *Runner) probeRecord(step *scenarios.Step, ps *scenarios.ProbeStep, src 
 	}
 	sort.Strings(rec.DropReasons)
 	return rec
+}
+
+// probeTraffic says whether a flow can belong to a probe of protocol p: its
+// own protocol, or a DNS lookup (TCP and HTTP probes resolve names). Other
+// traffic of the same pod (its exec readiness probes) does not count.
+func probeTraffic(p scenarios.ProbeProtocol, f *flow.Flow) bool {
+	if f.L4 == nil {
+		return false
+	}
+	sport, dport := f.Ports()
+	dns := (f.L4.UDP != nil || f.L4.TCP != nil) && (dport == 53 || sport == 53)
+	switch p {
+	case scenarios.ProbeHTTP, scenarios.ProbeTCP:
+		return f.L4.TCP != nil || dns
+	case scenarios.ProbeUDP:
+		return f.L4.UDP != nil
+	case scenarios.ProbeICMP:
+		return f.L4.ICMPv4 != nil || f.L4.ICMPv6 != nil || dns
+	case scenarios.ProbeDNS:
+		return dns
+	}
+	return true
 }
 
 // stepIndex returns the index of s in the scenario's steps.
@@ -334,8 +378,14 @@ func (r *Runner) oneProbe(ctx context.Context, ps *scenarios.ProbeStep, src sour
 		if ps.HTTP != nil {
 			h.Method, h.URL = ps.HTTP.Method, "http://"+hp+ps.HTTP.Path
 			h.ExpectStatus = ps.HTTP.Status
+			h.ExpectBody = ps.HTTP.Body
+			h.Header = http.Header{}
 			if ps.HTTP.Padding > 0 {
-				h.Header = http.Header{"X-Podlab-Padding": {strings.Repeat("x", ps.HTTP.Padding)}}
+				h.Header.Set("X-Podlab-Padding", strings.Repeat("x", ps.HTTP.Padding))
+			}
+			for _, hv := range ps.HTTP.Headers {
+				name, value, _ := strings.Cut(hv, ":")
+				h.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 			}
 		}
 		return h.Run(ctx, src.ns)
@@ -351,7 +401,11 @@ func (r *Runner) oneProbe(ctx context.Context, ps *scenarios.ProbeStep, src sour
 		}
 		return u.Run(ctx, src.ns)
 	case scenarios.ProbeICMP:
-		return probe.ICMP{Host: host, Timeout: timeout, DNS: dns}.Run(ctx, src.ns)
+		pi := probe.ICMP{Host: host, Timeout: timeout, DNS: dns}
+		if ps.ICMP != nil {
+			pi.Size, pi.DontFragment = ps.ICMP.Size, ps.ICMP.DontFragment
+		}
+		return pi.Run(ctx, src.ns)
 	case scenarios.ProbeDNS:
 		d := probe.DNS{Config: dns, Timeout: timeout}
 		if ap, err := netip.ParseAddr(host); err == nil {

@@ -49,7 +49,8 @@ type Options struct {
 	MetricValue func(flows []*flow.Flow, name string, labels map[string]string) (v float64, found bool, err error)
 	// Progress receives the lab's bring-up stages (kind-style lines).
 	Progress func(string)
-	// Attach is how BPF programs attach: tcx (default) or netlink.
+	// Attach is how BPF programs attach: netlink (clsact, the default) or
+	// tcx (controlplane.Options.Attach).
 	Attach string
 	// OnKept is called once a kept lab's agent API accepts connections
 	// (instead of printing the "lab kept" line).

@@ -29,11 +29,8 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 	if r.s.Topology != nil {
 		return r.setupRaw(ctx)
 	}
-	var nodes []topo.NodeSpec
-	for _, n := range r.s.Cluster.Nodes {
-		nodes = append(nodes, topo.NodeSpec{Name: n.Name, Role: n.Role, Labels: n.Labels})
-	}
-	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, Datapath: datapath, CiliumVersion: r.o.CiliumVersion, CiliumSrc: r.o.CiliumSrc, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
+	nodes := r.s.Cluster.NodeSpecs()
+	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, PodSubnet: r.s.Cluster.PodSubnet, Datapath: datapath, CiliumVersion: r.o.CiliumVersion, CiliumSrc: r.o.CiliumSrc, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
 	if err != nil {
 		return err
 	}
@@ -61,7 +58,15 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 			r.cp.SetNamespaceLabels(ns.Meta.Name, ns.Meta.Labels)
 		}
 	}
-	// Policies before pods, so no pod is ever reachable unjudged.
+	// CIDR groups and policies before pods, so no pod is ever reachable
+	// unjudged.
+	for _, o := range r.s.InitialObjects() {
+		if g, ok := o.(*scenarios.CIDRGroup); ok && r.cp != nil {
+			if err := r.cp.SetCIDRGroup(g.Group()); err != nil {
+				return err
+			}
+		}
+	}
 	for _, o := range r.s.InitialObjects() {
 		if p, ok := o.(*scenarios.Policy); ok {
 			if err := r.applyPolicy(p); err != nil {

@@ -98,6 +98,10 @@ func (r *Runner) apply(ctx context.Context, objs []scenarios.Object) error {
 			}
 		case *scenarios.L2AnnouncementPolicy:
 			r.setL2Policy(v.Meta.Name, v)
+		case *scenarios.CIDRGroup:
+			if r.cp != nil {
+				errs = append(errs, r.cp.SetCIDRGroup(v.Group()))
+			}
 		case *scenarios.LBIPPool:
 			errs = append(errs, fmt.Errorf("%s: %s: not supported yet: changing LoadBalancer IP pools of a running lab; put the pool among the scenario's documents", v.Source, v.Ref()))
 		case *scenarios.Pod:
@@ -171,6 +175,10 @@ func (r *Runner) delete(ctx context.Context, refs []scenarios.ObjectRef) error {
 						errs = append(errs, err)
 					}
 				}
+			}
+		case scenarios.KindCiliumCIDRGroup:
+			if r.cp != nil {
+				errs = append(errs, r.cp.DeleteCIDRGroup(ref.Name))
 			}
 		case "NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy":
 			if r.cp != nil {

@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/netip"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -44,11 +43,14 @@ const (
 	// namespace (every world address, HTTP and HTTPS); the lab starts it,
 	// never a container.
 	KindInternet Kind = "internet"
+	// KindDeathstar is the cilium/starwars deathstar API (the Star Wars
+	// demo).
+	KindDeathstar Kind = "deathstar"
 )
 
 // Kinds returns every built-in workload kind, for error messages and help.
 func Kinds() []Kind {
-	return []Kind{KindHTTPEcho, KindTCPEcho, KindUDPEcho, KindDNS, KindWorldHost, KindClient}
+	return []Kind{KindHTTPEcho, KindTCPEcho, KindUDPEcho, KindDNS, KindWorldHost, KindClient, KindDeathstar}
 }
 
 // ParseKind checks a workload name (e.g. from the podlab.io/workload
@@ -89,8 +91,10 @@ func KindForImage(image string) (Kind, error) {
 		return KindHTTPEcho, nil
 	case base == "coredns":
 		return KindDNS, nil
+	case base == "starwars":
+		return KindDeathstar, nil
 	case strings.Contains(base, "curl"), base == "alpine", base == "busybox", base == "netshoot",
-		base == "ubuntu", base == "debian", base == "network-multitool":
+		base == "ubuntu", base == "debian", base == "network-multitool", base == "netperf":
 		return KindClient, nil
 	}
 	return "", fmt.Errorf("unknown image %q: no built-in workload plays it (built-ins: %s; choose one with the podlab.io/workload annotation)", image, kindList())
@@ -288,8 +292,6 @@ func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed)
 }
 
-func portString(p uint16) string { return strconv.Itoa(int(p)) }
-
 // Spec describes a workload to start, as the scenario runner derives it from
 // a container (image or podlab.io/workload annotation, ports, pod).
 type Spec struct {
@@ -335,6 +337,8 @@ func Start(ctx context.Context, ns *topo.Namespace, spec Spec) (Workload, error)
 			w.Addrs = spec.Addrs
 		}
 		return StartWorldHost(ctx, ns, w)
+	case KindDeathstar:
+		return StartDeathstar(ctx, ns, spec)
 	case KindClient:
 		if err := checkNS(ns, KindClient); err != nil {
 			return nil, err

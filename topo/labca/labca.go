@@ -169,17 +169,3 @@ func (ca *CA) ServerConfig() *tls.Config {
 		},
 	}
 }
-
-// LoadPool reads a PEM bundle (a lab's FileName, or curl's --cacert file)
-// into a certificate pool.
-func LoadPool(path string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s: no PEM certificate in it", path)
-	}
-	return pool, nil
-}

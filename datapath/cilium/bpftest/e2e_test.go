@@ -99,6 +99,15 @@ func TestRunSubset(t *testing.T) {
 		t.Fatalf("scapy test without scapy: %+v", o)
 	}
 
+	// --list reads the tests without running them.
+	ls, err := Run(ctx, Options{Tree: tree, Run: "^jhash_test$", List: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := ls.Objects[0]; o.Status != Unknown || len(o.Tests) != 1 || o.Tests[0].Name != "jhash" || o.Tests[0].Status != Unknown {
+		t.Fatalf("list: %+v", o)
+	}
+
 	// OBJECT/TEST selects tests inside an object.
 	none, err := Run(ctx, Options{Tree: tree, Run: "^jhash_test$/^nosuchtest$"})
 	if err != nil {

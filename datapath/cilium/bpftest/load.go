@@ -79,3 +79,22 @@ func prepareSpec(spec *ebpf.CollectionSpec) (map[string]*testPrograms, []string,
 	}
 	return tests, notes, nil
 }
+
+// ListTests returns the names of the tests in the compiled test object at
+// path, sorted, without loading it.
+func ListTests(path string) ([]string, error) {
+	spec, err := ebpf.LoadCollectionSpec(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	tests, _, err := prepareSpec(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	names := make([]string, 0, len(tests))
+	for n := range tests {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, nil
+}

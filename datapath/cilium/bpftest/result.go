@@ -7,6 +7,9 @@ type Result struct {
 	// Source names the Cilium sources the objects were compiled from
 	// (a version such as v1.20.2, or a local directory).
 	Source string
+	// Clang is the compiler's path; Scapy the scapy version that generated
+	// the packet header ("" when none was available).
+	Clang, Scapy string
 	// Objects holds one entry per selected test object, sorted by name.
 	Objects []ObjectResult
 	// Compile is the compile time of the objects built by this run, summed
@@ -25,7 +28,7 @@ type ObjectResult struct {
 	// Status is PASS when every test passed or was skipped (and at least
 	// one passed), SKIP when the object was not run or all its tests
 	// skipped, FAIL when a test failed, ERROR when it could not be built,
-	// loaded or run.
+	// loaded or run; Unknown for an object only listed (Options.List).
 	Status Status
 	// Message says why an object was skipped or errored.
 	Message string

@@ -50,7 +50,11 @@ func FindScapy(ctx context.Context) (*Scapy, error) {
 	for _, py := range cands {
 		out, err := exec.CommandContext(ctx, py, "-c", "import scapy; print(scapy.__version__)").CombinedOutput()
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %s", py, firstLine(strings.TrimSpace(string(out)))))
+			why := firstLine(strings.TrimSpace(string(out)))
+			if why == "" {
+				why = err.Error()
+			}
+			errs = append(errs, fmt.Sprintf("%s: %s", py, why))
 			continue
 		}
 		return &Scapy{Python: py, Version: strings.TrimSpace(string(out))}, nil

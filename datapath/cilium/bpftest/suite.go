@@ -33,6 +33,11 @@ type Options struct {
 	// Scapy generates the packet header some tests include; nil means
 	// those tests are skipped.
 	Scapy *Scapy
+	// List compiles the selected objects and reads their tests without
+	// loading or running anything: objects and tests keep status Unknown
+	// (objects that cannot be compiled are ERROR, those that need scapy
+	// without it SKIP, as in a run).
+	List bool
 	// OnObject, when set, is called once per finished object (one call at
 	// a time), in completion order.
 	OnObject func(ObjectResult)
@@ -154,7 +159,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		par = runtime.NumCPU()
 	}
 
-	res := &Result{Source: opts.Tree.Version, Objects: make([]ObjectResult, len(names))}
+	res := &Result{Source: opts.Tree.Version, Clang: opts.Tree.Clang(), Objects: make([]ObjectResult, len(names))}
+	if opts.Scapy != nil {
+		res.Scapy = opts.Scapy.Version
+	}
 	if opts.Tree.Version == "local" {
 		res.Source = opts.Tree.Origin
 	}
@@ -251,6 +259,23 @@ func runOne(ctx context.Context, opts Options, name string, tests *regexp.Regexp
 		var ce *source.CompileError
 		if errors.As(err, &ce) {
 			o.Message = "compile failed: " + firstLine(strings.TrimSpace(ce.Output))
+		}
+		return o
+	}
+	if opts.List {
+		o := ObjectResult{Name: name, Cached: cached}
+		if !cached {
+			o.CompileTime = compile
+		}
+		names, err := ListTests(obj)
+		if err != nil {
+			o.Status, o.Message = Error, err.Error()
+			return o
+		}
+		for _, n := range names {
+			if tests == nil || tests.MatchString(n) {
+				o.Tests = append(o.Tests, TestResult{Name: n})
+			}
 		}
 		return o
 	}

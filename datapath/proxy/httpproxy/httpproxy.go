@@ -313,24 +313,30 @@ func (p *Proxy) handle(c *proxy.Conn) error {
 			}
 			upBr = bufio.NewReader(up)
 		}
-		if _, err := up.Write(head); err != nil {
-			return p.fail(c, req, rec, start, "upstream write error")
-		}
-		if err := copyBody(up, br, req.Header, req.ContentLength, req.TransferEncoding, false); err != nil {
+		// One buffered write per message: head and body leave together
+		// (no Nagle stall between a small head and its body).
+		upW := bufio.NewWriterSize(up, 16<<10)
+		_, _ = upW.Write(head)
+		if err := copyBody(upW, br, req.Header, req.ContentLength, req.TransferEncoding, false); err != nil {
 			return err
+		}
+		if err := upW.Flush(); err != nil {
+			return p.fail(c, req, rec, start, "upstream write error")
 		}
 		rhead, resp, err := readResponseHead(upBr, req)
 		if err != nil {
 			return p.fail(c, req, rec, start, "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
 		}
-		if _, err := c.Write(rhead); err != nil {
-			return err
-		}
+		cW := bufio.NewWriterSize(c, 16<<10)
+		_, _ = cW.Write(rhead)
 		untilClose := resp.ContentLength < 0 && len(resp.TransferEncoding) == 0 && bodyAllowed(req, resp)
 		if bodyAllowed(req, resp) {
-			if err := copyBody(c, upBr, resp.Header, resp.ContentLength, resp.TransferEncoding, untilClose); err != nil {
+			if err := copyBody(cW, upBr, resp.Header, resp.ContentLength, resp.TransferEncoding, untilClose); err != nil {
 				return err
 			}
+		}
+		if err := cW.Flush(); err != nil {
+			return err
 		}
 		p.report(Record{Time: time.Now(), Response: true, Ingress: rec.Ingress, Source: rec.Source, Destination: rec.Destination,
 			SourceIdentity: rec.SourceIdentity, DestinationIdentity: rec.DestinationIdentity, Method: req.Method, URL: rec.URL,
