@@ -357,60 +357,12 @@ func announceReady(l *lab.Lab, w io.Writer, foreground bool) bool {
 	return true
 }
 
-// upScenario is the scenario behind `podlab up`: the cluster (a kind
-// Cluster file, or --workers), the datapath, and a Deployment of demo pods
-// (the json-mock HTTP echo) spread over the workers. The lab then runs the
-// same workloads as `podlab run` (cluster DNS, world hosts) and accepts
-// `podlab apply`.
-func upScenario(f upFlags, file string, nodes []topo.NodeSpec) (*scenarios.Scenario, error) {
-	var b strings.Builder
-	workers := 0
-	for _, n := range nodes {
-		if n.Role == "worker" {
-			workers++
-		}
-	}
-	if file != "" {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(data)
-		b.WriteString("\n---\n")
-	}
-	fmt.Fprintf(&b, "apiVersion: podlab.io/v1alpha1\nkind: Scenario\nmetadata: {name: up}\nsettings: {datapath: %s", f.datapath)
-	if file == "" {
-		fmt.Fprintf(&b, ", workers: %d", f.workers)
-	}
-	b.WriteString("}\n")
-	if replicas := max(workers, 1) * f.demoPods; replicas > 0 {
-		fmt.Fprintf(&b, `---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: demo, namespace: default}
-spec:
-  replicas: %d
-  selector: {matchLabels: {app: demo}}
-  template:
-    metadata: {labels: {app: demo}}
-    spec:
-      containers:
-      - {name: echo, image: docker.io/cilium/json-mock:1.0, ports: [{containerPort: 80}]}
-`, replicas)
-	}
-	name := "up.yaml"
-	if file != "" {
-		name = file
-	}
-	return scenarios.Parse("up", scenarios.File{Name: name, Data: []byte(b.String())})
-}
-
 // runClusterAgent keeps a cluster lab through the scenario runner: the lab
 // is built, the demo pods and the cluster's workloads start, and the
 // runner's agent API (observe, status, apply, down...) is served until
 // `podlab down` or a signal.
 func runClusterAgent(ctx context.Context, f upFlags, file string, o lab.Options, w io.Writer, foreground bool) error {
-	s, err := upScenario(f, file, o.Nodes)
+	s, err := scenarios.UpScenario(scenarios.UpOptions{Datapath: f.datapath, ClusterFile: file, Workers: f.workers, DemoPodsPerWorker: f.demoPods})
 	if err != nil {
 		fmt.Fprintln(w, "ERROR", err)
 		return err

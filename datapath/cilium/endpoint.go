@@ -137,6 +137,21 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 		}
 		st.callsPin = p
 	}
+	if n.cfg.NS != nil {
+		// Attached programs are held by their hooks, tail calls by the
+		// pinned program arrays: keep only the policy map's descriptor
+		// (an endpoint's collection holds ~90, which would exhaust the
+		// process's descriptors at a few hundred endpoints).
+		for name, m := range coll.Maps {
+			if name != mapPolicy {
+				m.Close()
+			}
+		}
+		for _, p := range coll.Programs {
+			p.Close()
+		}
+		st.coll = nil
+	}
 	ok = true
 	n.mu.Lock()
 	n.loadTimes = append(n.loadTimes, time.Since(start))
@@ -166,7 +181,9 @@ func (n *Node) unloadEndpoint(st *endpointState) error {
 		_ = st.policy.Unpin()
 	}
 	if st.coll != nil {
-		st.coll.Close()
+		st.coll.Close() // closes st.policy too
+	} else if st.policy != nil {
+		st.policy.Close()
 	}
 	return errors.Join(errs...)
 }

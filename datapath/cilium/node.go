@@ -347,11 +347,12 @@ func (n *Node) detach(a *attachment) error {
 }
 
 // EndpointProgram returns one of an endpoint's loaded programs (e.g.
-// "cil_from_container"), nil if unknown.
+// "cil_from_container") on a node loaded without a namespace (programs are
+// only kept for PROG_TEST_RUN), nil otherwise.
 func (n *Node) EndpointProgram(id uint16, name string) *ebpf.Program {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if st := n.eps[id]; st != nil {
+	if st := n.eps[id]; st != nil && st.coll != nil {
 		return st.coll.Programs[name]
 	}
 	return nil
