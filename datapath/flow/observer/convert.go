@@ -84,6 +84,12 @@ func layer7(l *flow.Layer7) *flowpb.Layer7 {
 		}
 		p.Record = &flowpb.Layer7_Http{Http: ph}
 	}
+	if d := l.DNS; d != nil {
+		p.Record = &flowpb.Layer7_Dns{Dns: &flowpb.DNS{
+			Query: d.Query, Ips: cloneStrings(d.IPs), Ttl: d.TTL, Cnames: cloneStrings(d.CNAMEs),
+			ObservationSource: d.ObservationSource, Rcode: d.Rcode, Qtypes: cloneStrings(d.QTypes), Rrtypes: cloneStrings(d.RRTypes),
+		}}
+	}
 	return p
 }
 

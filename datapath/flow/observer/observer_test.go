@@ -68,6 +68,11 @@ func sample(i int) *flow.Flow {
 				Headers: []flow.HTTPHeader{{Key: "Accept", Value: "*/*"}}}}
 		}
 	case 2:
+		if i%2 == 0 {
+			f.Type = flow.FlowTypeL7
+			f.L7 = &flow.Layer7{Type: flow.L7Response, DNS: &flow.L7DNS{Query: "echo-a.default.svc.cluster.local.", IPs: []string{"10.96.0.20"}, TTL: 30,
+				ObservationSource: "proxy", QTypes: []string{"A"}, RRTypes: []string{"A"}}}
+		}
 		f.L4 = &flow.Layer4{UDP: &flow.UDP{SourcePort: 53, DestinationPort: 33000}}
 		f.IP.SourceXlated = "10.96.0.10"
 		f.IsReply = boolp(true)
@@ -120,7 +125,7 @@ func TestToProtoCoversEveryField(t *testing.T) {
 	}
 	for _, sf := range reflect.VisibleFields(reflect.TypeOf(flow.Layer7{})) {
 		switch sf.Name {
-		case "Type", "LatencyNs", "HTTP":
+		case "Type", "LatencyNs", "HTTP", "DNS":
 		default:
 			t.Errorf("flow.Layer7.%s is not converted by ToProto", sf.Name)
 		}
@@ -243,6 +248,9 @@ func TestGetFlowsFilters(t *testing.T) {
 		{"identity", []*flowpb.FlowFilter{{DestinationIdentity: []uint32{2000}}}, nil, 30, false},
 		{"and within filter", []*flowpb.FlowFilter{{Verdict: []flowpb.Verdict{flowpb.Verdict_DROPPED}, Protocol: []string{"udp"}}}, nil, 0, false},
 		{"or across filters", []*flowpb.FlowFilter{{Verdict: []flowpb.Verdict{flowpb.Verdict_DROPPED}}, {Protocol: []string{"udp"}}}, nil, 20, false},
+		{"dns query regexp", []*flowpb.FlowFilter{{DnsQuery: []string{`^echo-a\.default\.`}}}, nil, 5, false},
+		{"protocol dns (L7)", []*flowpb.FlowFilter{{Protocol: []string{"dns"}}}, nil, 5, false},
+		{"http status", []*flowpb.FlowFilter{{HttpStatusCode: []string{"2+"}}}, nil, 5, false},
 		{"unsupported refused", []*flowpb.FlowFilter{{NodeLabels: []string{"a=b"}}}, nil, 0, true},
 		{"bad ip refused", []*flowpb.FlowFilter{{SourceIp: []string{"10.0.0.300"}}}, nil, 0, true},
 	}
