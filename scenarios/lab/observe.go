@@ -240,10 +240,10 @@ type StatusReport struct {
 	Flows      uint64                    `json:"flows"`
 	// FlowsStored, FlowsMax and FlowsRate are the flow ring's fill and the
 	// flows per second of the last minute (Hubble's server status).
-	FlowsStored int     `json:"flowsStored"`
-	FlowsMax    int     `json:"flowsMax"`
-	FlowsRate   float64 `json:"flowsRate"`
-	Lost       map[string]uint64         `json:"lostEvents,omitempty"`
+	FlowsStored int               `json:"flowsStored"`
+	FlowsMax    int               `json:"flowsMax"`
+	FlowsRate   float64           `json:"flowsRate"`
+	Lost        map[string]uint64 `json:"lostEvents,omitempty"`
 }
 
 // StatusReport gathers the lab's status; with health it also pings every
