@@ -5,7 +5,18 @@ PKGS    ?= ./...
 # Extra `go test` flags; .ci/run passes -json to count skipped tests.
 TESTFLAGS ?=
 
-.PHONY: build generate generate-check test vet demo bench bpftest clean
+.PHONY: build generate generate-check test vet demo bench bpftest clean hubble-cli
+
+# The real hubble CLI, built once from the cilium Go module at the pinned
+# release and cached; the e2e suite runs it against a lab's Hubble socket.
+HUBBLE_VERSION ?= v1.20.2
+HUBBLE ?= $(HOME)/.cache/podlab/hubble-$(HUBBLE_VERSION)
+export PODLAB_HUBBLE := $(HUBBLE)
+
+hubble-cli: $(HUBBLE)
+
+$(HUBBLE):
+	./tools/build-hubble.sh $(HUBBLE_VERSION) $@
 
 build:
 	$(GO) build -o $(BIN) ./cmd/podlab
@@ -28,7 +39,7 @@ vet:
 # Packages run one at a time: the CLI suite exercises `podlab clean`, which
 # (by design) removes namespaces of labs no live process owns, and the
 # library suites build labs without the CLI's ownership lock.
-test: vet build
+test: vet build hubble-cli
 	@if [ "$(BPF_CHECK)" = 1 ]; then $(MAKE) --no-print-directory generate-check; fi
 	$(GO) test -p 1 -count=1 -timeout 20m $(TESTFLAGS) $(PKGS)
 

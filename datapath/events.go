@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -28,11 +29,36 @@ const (
 	evFlagAllowed = 1 << 2
 )
 
-// eventCapLen is the number of packet bytes an event carries at most.
-const eventCapLen = 128
+// eventCapLen is the number of packet bytes an event carries at most;
+// DNS packets (UDP port 53) carry up to eventLongCapLen so that answers
+// decode whole (struct event_long).
+const (
+	eventCapLen     = 128
+	eventLongCapLen = 512
+)
 
-// eventSize is sizeof(struct event).
-const eventSize = 40 + eventCapLen
+// eventHdrSize is sizeof(struct event_hdr); eventSize is sizeof(struct
+// event).
+const (
+	eventHdrSize = 48
+	eventSize    = eventHdrSize + eventCapLen
+)
+
+// Xlate says what the program translated before it emitted an event
+// (bpf/lib/common.h enum xlate_kind).
+type Xlate uint8
+
+// Translations.
+const (
+	// XlateNone: the packet was not translated.
+	XlateNone Xlate = 0
+	// XlateDNAT: a service request; XlateAddr was its destination (the
+	// frontend) before load-balancing.
+	XlateDNAT Xlate = 1
+	// XlateRevNAT: a service reply; XlateAddr was its source (the
+	// backend) before reverse translation.
+	XlateRevNAT Xlate = 2
+)
 
 // EventHeader holds what every datapath event carries.
 type EventHeader struct {
@@ -57,6 +83,10 @@ type EventHeader struct {
 	// starting at the Ethernet header.
 	OrigLen uint32
 	Data    []byte
+	// Xlate and XlateAddr tell what the program translated (the packet in
+	// Data is after the translation).
+	Xlate     Xlate
+	XlateAddr netip.AddrPort
 }
 
 // Header returns the common part of the event.
@@ -82,6 +112,9 @@ type TraceEvent struct {
 	TargetIfindex uint32
 	// IsNew is set for the first packet of a connection.
 	IsNew bool
+	// Entry marks the entry observation point of a trace record: the
+	// packet as it was before the program translated it.
+	Entry bool
 }
 
 // PolicyVerdictEvent reports a policy decision: for the first packet of a
@@ -193,11 +226,15 @@ func (r *EventReader) decode(b []byte) (Event, Event, error) {
 	}
 	typ, code, flags, aux := b[8], b[9], b[11], b[26]
 	capLen := int(ne.Uint16(b[30:32]))
-	if capLen > eventCapLen {
-		return nil, nil, fmt.Errorf("event capture length %d exceeds %d", capLen, eventCapLen)
+	if capLen > len(b)-eventHdrSize || capLen > eventLongCapLen {
+		return nil, nil, fmt.Errorf("event capture length %d exceeds the record (%d bytes)", capLen, len(b))
 	}
 	target := ne.Uint32(b[36:40])
-	h.Data = append([]byte(nil), b[40:40+capLen]...)
+	h.Xlate = Xlate(b[46])
+	if h.Xlate != XlateNone {
+		h.XlateAddr = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[40:44])), binary.BigEndian.Uint16(b[44:46]))
+	}
+	h.Data = append([]byte(nil), b[eventHdrSize:eventHdrSize+capLen]...)
 	h.IsReply = flags&evFlagReply != 0
 	switch typ {
 	case eventDrop:
@@ -208,7 +245,7 @@ func (r *EventReader) decode(b []byte) (Event, Event, error) {
 			return to, nil, nil
 		}
 		from := *to
-		from.ObsPoint, from.TargetIfindex = ObsPoint(aux-1), 0
+		from.ObsPoint, from.TargetIfindex, from.Entry = ObsPoint(aux-1), 0, true
 		from.Data = append([]byte(nil), h.Data...)
 		return &from, to, nil
 	case eventPolicyVerdict:

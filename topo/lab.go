@@ -37,12 +37,15 @@ type LabState struct {
 	Created  time.Time `json:"created"`
 	// OwnerPID is the process that holds the lab's lock (the agent or the
 	// `podlab run` process).
-	OwnerPID int         `json:"ownerPID"`
-	Socket   string      `json:"socket,omitempty"`
-	Metrics  string      `json:"metrics,omitempty"`
-	DNS      string      `json:"dns,omitempty"`
-	Nodes    []NodeState `json:"nodes,omitempty"`
-	Pods     []PodState  `json:"pods,omitempty"`
+	OwnerPID int    `json:"ownerPID"`
+	Socket   string `json:"socket,omitempty"`
+	Metrics  string `json:"metrics,omitempty"`
+	// Hubble lists the addresses of the lab's Hubble Observer API
+	// ("unix:///run/podlab/<lab>/hubble.sock", "127.0.0.1:4245").
+	Hubble []string    `json:"hubble,omitempty"`
+	DNS    string      `json:"dns,omitempty"`
+	Nodes  []NodeState `json:"nodes,omitempty"`
+	Pods   []PodState  `json:"pods,omitempty"`
 	// Namespaces maps lab-local names to /run/netns names (raw topologies,
 	// plus fabric and world for clusters).
 	Namespaces map[string]string `json:"namespaces,omitempty"`

@@ -330,13 +330,24 @@ enum event_type {
 	EVENT_POLICY_VERDICT = 3,
 };
 
+/* Packet bytes an event carries: EVENT_CAP_LEN for every packet, and
+ * EVENT_LONG_CAP_LEN for DNS (UDP port 53) so that answers decode whole. */
 #define EVENT_CAP_LEN 128
+#define EVENT_LONG_CAP_LEN 512
 
 #define EV_F_REPLY   (1 << 0)
 #define EV_F_NEW     (1 << 1)
 #define EV_F_ALLOWED (1 << 2)
 
-struct event {
+/* What the program translated, recorded with the event so that observation
+ * points before the translation show the packet as it was there. */
+enum xlate_kind {
+	XLATE_NONE = 0,
+	XLATE_DNAT = 1,   /* service: xlate_addr/port were the destination (frontend) */
+	XLATE_REVNAT = 2, /* reply: xlate_addr/port were the source (backend) */
+};
+
+struct event_hdr {
 	__u64 ktime_ns;
 	__u8 type;
 	__u8 code;          /* drop reason or observation point */
@@ -352,7 +363,20 @@ struct event {
 	__u16 cap_len;
 	__u32 orig_len;
 	__u32 target_ifindex;
+	__be32 xlate_addr;  /* enum xlate_kind */
+	__be16 xlate_port;
+	__u8 xlate;
+	__u8 pad;
+};
+
+struct event {
+	struct event_hdr h;
 	__u8 data[EVENT_CAP_LEN];
+};
+
+struct event_long {
+	struct event_hdr h;
+	__u8 data[EVENT_LONG_CAP_LEN];
 };
 
 /* Parsed IPv4 packet. */
@@ -368,6 +392,10 @@ struct flow {
 	__u8 icmp_error;    /* 1 when the packet is an ICMP error with an inner tuple */
 	__u16 pad;
 	struct ct_key inner; /* ICMP errors: tuple of the offending packet */
+	__be32 xlate_addr;   /* see enum xlate_kind */
+	__be16 xlate_port;
+	__u8 xlate;
+	__u8 pad2;
 };
 
 #define ETH_HLEN_ 14

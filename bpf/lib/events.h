@@ -16,48 +16,96 @@ static __always_inline void metrics_add(__u8 reason, __u8 dir, __u32 len)
 	}
 }
 
-/* event_emit reserves a ring-buffer record and fills it with the event
- * header and the first EVENT_CAP_LEN bytes of the packet. */
+/* event_fill writes the event header. */
+static __always_inline void event_fill(struct event_hdr *h, struct __sk_buff *skb, __u8 type,
+				       __u8 code, __u8 dir, __u8 flags, __u32 src_id, __u32 dst_id,
+				       __u16 ep_id, const struct flow *f, __u8 match, __u32 target)
+{
+	h->ktime_ns = bpf_ktime_get_ns();
+	h->type = type;
+	h->code = code;
+	h->dir = dir;
+	h->flags = flags;
+	h->ifindex = skb->ifindex;
+	h->src_identity = src_id;
+	h->dst_identity = dst_id;
+	h->ep_id = ep_id;
+	h->aux = match;
+	h->proto = f ? f->proto : 0;
+	h->dport = f ? f->l4port : 0;
+	h->orig_len = skb->len;
+	h->target_ifindex = target;
+	h->xlate = f ? f->xlate : 0;
+	h->xlate_addr = f ? f->xlate_addr : 0;
+	h->xlate_port = f ? f->xlate_port : 0;
+	h->pad = 0;
+	h->cap_len = 0;
+}
+
+static __always_inline void event_lost(void)
+{
+	__u32 idx = METRICS_EVENTS_LOST;
+	struct metrics_value *m = bpf_map_lookup_elem(&metrics, &idx);
+
+	if (m)
+		m->packets += 1;
+}
+
+/* Waking the reader costs more than writing the record: wake it once every
+ * EVENTS_WAKEUP_EVERY records; it polls for the rest. */
+static __always_inline __u64 event_wakeup(void)
+{
+	return (bpf_ringbuf_query(&events, BPF_RB_PROD_POS) / EVENT_RECORD_SIZE) %
+			       EVENTS_WAKEUP_EVERY == 0 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
+/* event_is_dns tells whether the packet is DNS over UDP (port 53 either
+ * way), whose events carry EVENT_LONG_CAP_LEN bytes. */
+static __always_inline int event_is_dns(const struct flow *f)
+{
+	return f && f->proto == IPPROTO_UDP &&
+	       (f->sport == bpf_htons(53) || f->dport == bpf_htons(53));
+}
+
+/* event_emit reserves a ring-buffer record, writes the event header and
+ * copies the first bytes of the packet (EVENT_CAP_LEN, or
+ * EVENT_LONG_CAP_LEN for DNS). */
 static __always_inline void event_emit(struct __sk_buff *skb, __u8 type, __u8 code,
 				       __u8 dir, __u8 flags, __u32 src_id, __u32 dst_id,
 				       __u16 ep_id, const struct flow *f, __u8 match,
 				       __u32 target)
 {
-	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	__u32 len = skb->len;
-	__u32 cap = len;
+	__u32 cap = skb->len;
 
-	if (!ev) {
-		__u32 idx = METRICS_EVENTS_LOST;
-		struct metrics_value *m = bpf_map_lookup_elem(&metrics, &idx);
+	if (event_is_dns(f)) {
+		struct event_long *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 
-		if (m)
-			m->packets += 1;
+		if (!ev) {
+			event_lost();
+			return;
+		}
+		event_fill(&ev->h, skb, type, code, dir, flags, src_id, dst_id, ep_id, f, match,
+			   target);
+		if (cap > EVENT_LONG_CAP_LEN)
+			cap = EVENT_LONG_CAP_LEN;
+		if (cap > 0 && bpf_skb_load_bytes(skb, 0, ev->data, cap & 0x3ff) == 0)
+			ev->h.cap_len = cap;
+		bpf_ringbuf_submit(ev, event_wakeup());
 		return;
 	}
-	ev->ktime_ns = bpf_ktime_get_ns();
-	ev->type = type;
-	ev->code = code;
-	ev->dir = dir;
-	ev->flags = flags;
-	ev->ifindex = skb->ifindex;
-	ev->src_identity = src_id;
-	ev->dst_identity = dst_id;
-	ev->ep_id = ep_id;
-	ev->aux = match;
-	ev->proto = f ? f->proto : 0;
-	ev->dport = f ? f->l4port : 0;
-	ev->orig_len = len;
-	ev->target_ifindex = target;
+
+	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+
+	if (!ev) {
+		event_lost();
+		return;
+	}
+	event_fill(&ev->h, skb, type, code, dir, flags, src_id, dst_id, ep_id, f, match, target);
 	if (cap > EVENT_CAP_LEN)
 		cap = EVENT_CAP_LEN;
-	ev->cap_len = 0;
 	if (cap > 0 && bpf_skb_load_bytes(skb, 0, ev->data, cap & 0xff) == 0)
-		ev->cap_len = cap;
-	/* Waking the reader costs more than writing the record: wake it once
-	 * every EVENTS_WAKEUP_EVERY records; it polls for the rest. */
-	bpf_ringbuf_submit(ev, (bpf_ringbuf_query(&events, BPF_RB_PROD_POS) / EVENT_RECORD_SIZE) %
-				       EVENTS_WAKEUP_EVERY == 0 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+		ev->h.cap_len = cap;
+	bpf_ringbuf_submit(ev, event_wakeup());
 }
 
 /* drop_packet is the single exit of every drop: it counts the drop by

@@ -115,6 +115,9 @@ static __always_inline int lb_translate(struct __sk_buff *skb, const struct node
 		return ret;
 	nat->addr = f->daddr;
 	nat->port = f->dport;
+	f->xlate = XLATE_DNAT;
+	f->xlate_addr = f->daddr;
+	f->xlate_port = f->dport;
 	f->daddr = chosen.addr;
 	f->dport = chosen.port;
 	f->l4port = bpf_ntohs(chosen.port);
@@ -169,6 +172,9 @@ static __always_inline int lb_reverse(struct __sk_buff *skb, struct flow *f, con
 	ret = rewrite_addr_port(skb, f->proto, 1, f->saddr, ct->nat_addr, f->sport, ct->nat_port);
 	if (ret)
 		return ret;
+	f->xlate = XLATE_REVNAT;
+	f->xlate_addr = f->saddr;
+	f->xlate_port = f->sport;
 	f->saddr = ct->nat_addr;
 	f->sport = ct->nat_port;
 	if ((ct->nat_flags & CT_NAT_F_LOOPBACK) && f->daddr == LB_LOOPBACK_IP) {

@@ -267,6 +267,21 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
+// hubbleStatusLine is the flow part of Cilium's Hubble status line:
+// "Current/Max Flows: 4,095/4,095 (100.00%), Flows/s: 15.26", plus the
+// flows seen and lost events.
+func hubbleStatusLine(s *lab.StatusReport) string {
+	pct := 0.0
+	if s.FlowsMax > 0 {
+		pct = 100 * float64(s.FlowsStored) / float64(s.FlowsMax)
+	}
+	line := fmt.Sprintf("Current/Max Flows: %d/%d (%.2f%%), Flows/s: %.2f, seen: %d", s.FlowsStored, s.FlowsMax, pct, s.FlowsRate, s.Flows)
+	if len(s.Lost) > 0 {
+		line += fmt.Sprintf(", lost: %v", s.Lost)
+	}
+	return line
+}
+
 func printStatus(w io.Writer, s *lab.StatusReport) error {
 	fmt.Fprintf(w, "Lab:                     %s\n", s.Lab)
 	fmt.Fprintf(w, "Datapath:                %s\n", s.Datapath)
@@ -274,7 +289,7 @@ func printStatus(w io.Writer, s *lab.StatusReport) error {
 	fmt.Fprintf(w, "Identities:              %d\n", s.Identities)
 	fmt.Fprintf(w, "Endpoints:               %d\n", s.Endpoints)
 	fmt.Fprintf(w, "Policies:                %d %s\n", len(s.Policies), strings.Join(s.Policies, ", "))
-	fmt.Fprintf(w, "Hubble:                  Ok   Current/Max Flows: %d, lost: %v\n", s.Flows, s.Lost)
+	fmt.Fprintf(w, "Hubble:                  Ok   %s\n", hubbleStatusLine(s))
 	for _, n := range s.Nodes {
 		fmt.Fprintf(w, "\nNode %s (%s)\n", n.Node, n.NodeIP)
 		fmt.Fprintf(w, "  IPAM:                  IPv4: %d/%d allocated from %s\n", n.IPAM.Used, n.IPAM.Total, n.IPAM.CIDR)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -12,9 +13,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/podlab/podlab/datapath/cilium/source"
+	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/reports"
 	"github.com/podlab/podlab/scenarios"
+	"github.com/podlab/podlab/scenarios/lab"
 	"github.com/podlab/podlab/scenarios/run"
 )
 
@@ -33,6 +36,7 @@ func loadScenario(arg string) (*scenarios.Scenario, error) {
 
 func newRunCmd() *cobra.Command {
 	var o run.Options
+	var hubbleListen string
 	var shard string
 	cmd := &cobra.Command{
 		Use:   "run [SCENARIO...]",
@@ -57,6 +61,17 @@ scenario exactly once (podlab report merge joins their run folders).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				args = []string{"connectivity-check"}
+			}
+			hubbleAddr := ""
+			if hubbleListen != "" {
+				if !o.Keep {
+					return fmt.Errorf("--hubble-listen: only a kept lab (--keep) serves the Hubble API")
+				}
+				a, err := lab.CheckHubbleListen(hubbleListen)
+				if err != nil {
+					return err
+				}
+				hubbleAddr = a
 			}
 			var datapaths []string
 			if strings.Contains(o.Datapath, ",") {
@@ -115,7 +130,10 @@ scenario exactly once (podlab report merge joins their run folders).`,
 				ro.MetricValue = reports.MetricValue
 				ro.WriteRun = reports.WriteRun
 				ro.WriteComparison = reports.WriteComparison
-				ro.KeepHandlers = keepMetrics
+				ro.KeepHandlers = func(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
+					keepMetrics(l, store, mux)
+					l.SetHubbleListen(hubbleAddr)
+				}
 				if base == "" {
 					ro.ReportDir = ""
 				} else if len(list) > 1 {
@@ -165,6 +183,7 @@ scenario exactly once (podlab report merge joins their run folders).`,
 	cmd.Flags().StringVar(&o.CiliumSrc, "cilium-src", "", "--datapath cilium: a local Cilium checkout (its bpf/ folder) instead of a release")
 	cmd.Flags().BoolVar(&o.Keep, "keep", false, "keep the lab up after the run until Ctrl-C")
 	cmd.Flags().StringVar(&o.Attach, "attach", "netlink", "how BPF programs attach: netlink (clsact filters), or tcx (BPF links; ~14 ms slower per device)")
+	cmd.Flags().StringVar(&hubbleListen, "hubble-listen", "", "with --keep: also serve the Hubble Observer API on this loopback TCP address (e.g. :4245); it is always served on unix:///run/podlab/<lab>/hubble.sock")
 	cmd.Flags().StringVar(&shard, "shard", "", "run shard i of n (i/n) of the scenarios named or found in folders")
 	return cmd
 }

@@ -38,6 +38,8 @@ type upFlags struct {
 	ciliumV  string
 	ciliumS  string
 	metrics  string
+	// hubbleListen is the extra TCP address of the Hubble Observer API.
+	hubbleListen string
 }
 
 func (f *upFlags) register(cmd *cobra.Command) {
@@ -49,6 +51,7 @@ func (f *upFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.ciliumS, "cilium-src", "", "--datapath cilium: a local Cilium checkout (its bpf/ folder) instead of a release")
 	cmd.Flags().StringVar(&f.attach, "attach", "netlink", "how BPF programs attach: netlink (clsact filters), or tcx (BPF links; ~14 ms slower per device)")
 	cmd.Flags().StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics on this loopback address (e.g. 127.0.0.1:9965)")
+	cmd.Flags().StringVar(&f.hubbleListen, "hubble-listen", "", "also serve the Hubble Observer API on this loopback TCP address (e.g. :4245); it is always served on unix:///run/podlab/<lab>/hubble.sock")
 }
 
 // options turns flags and an optional kind Cluster file into lab options.
@@ -77,6 +80,14 @@ func (f *upFlags) options(file string) (lab.Options, error) {
 	if f.ciliumV != "" {
 		if err := source.ValidateVersion(f.ciliumV); err != nil {
 			return o, fmt.Errorf("--cilium-version: %w", err)
+		}
+	}
+	if f.hubbleListen != "" {
+		if _, err := lab.CheckHubbleListen(f.hubbleListen); err != nil {
+			return o, err
+		}
+		if f.datapath != "bpf" {
+			return o, errors.New("--hubble-listen: flows come from the BPF datapath; add --datapath=bpf")
 		}
 	}
 	if f.metrics != "" {
@@ -184,6 +195,9 @@ func startAgent(f upFlags, file string) error {
 	args := []string{"agent", "--name", f.name, "--workers", strconv.Itoa(f.workers), "--pods-per-node", strconv.Itoa(f.demoPods), "--datapath", f.datapath, "--attach", f.attach}
 	if f.metrics != "" {
 		args = append(args, "--metrics", f.metrics)
+	}
+	if f.hubbleListen != "" {
+		args = append(args, "--hubble-listen", f.hubbleListen)
 	}
 	if file != "" {
 		abs, _ := filepath.Abs(file)
@@ -343,60 +357,12 @@ func announceReady(l *lab.Lab, w io.Writer, foreground bool) bool {
 	return true
 }
 
-// upScenario is the scenario behind `podlab up`: the cluster (a kind
-// Cluster file, or --workers), the datapath, and a Deployment of demo pods
-// (the json-mock HTTP echo) spread over the workers. The lab then runs the
-// same workloads as `podlab run` (cluster DNS, world hosts) and accepts
-// `podlab apply`.
-func upScenario(f upFlags, file string, nodes []topo.NodeSpec) (*scenarios.Scenario, error) {
-	var b strings.Builder
-	workers := 0
-	for _, n := range nodes {
-		if n.Role == "worker" {
-			workers++
-		}
-	}
-	if file != "" {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(data)
-		b.WriteString("\n---\n")
-	}
-	fmt.Fprintf(&b, "apiVersion: podlab.io/v1alpha1\nkind: Scenario\nmetadata: {name: up}\nsettings: {datapath: %s", f.datapath)
-	if file == "" {
-		fmt.Fprintf(&b, ", workers: %d", f.workers)
-	}
-	b.WriteString("}\n")
-	if replicas := max(workers, 1) * f.demoPods; replicas > 0 {
-		fmt.Fprintf(&b, `---
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: demo, namespace: default}
-spec:
-  replicas: %d
-  selector: {matchLabels: {app: demo}}
-  template:
-    metadata: {labels: {app: demo}}
-    spec:
-      containers:
-      - {name: echo, image: docker.io/cilium/json-mock:1.0, ports: [{containerPort: 80}]}
-`, replicas)
-	}
-	name := "up.yaml"
-	if file != "" {
-		name = file
-	}
-	return scenarios.Parse("up", scenarios.File{Name: name, Data: []byte(b.String())})
-}
-
 // runClusterAgent keeps a cluster lab through the scenario runner: the lab
 // is built, the demo pods and the cluster's workloads start, and the
 // runner's agent API (observe, status, apply, down...) is served until
 // `podlab down` or a signal.
 func runClusterAgent(ctx context.Context, f upFlags, file string, o lab.Options, w io.Writer, foreground bool) error {
-	s, err := upScenario(f, file, o.Nodes)
+	s, err := scenarios.UpScenario(scenarios.UpOptions{Datapath: f.datapath, ClusterFile: file, Workers: f.workers, DemoPodsPerWorker: f.demoPods})
 	if err != nil {
 		fmt.Fprintln(w, "ERROR", err)
 		return err
@@ -423,6 +389,10 @@ func runClusterAgent(ctx context.Context, f upFlags, file string, o lab.Options,
 		Lab: f.name, ReportDir: dir, Keep: true, Attach: f.attach, Out: io.Discard, Progress: o.Progress,
 		KeepHandlers: func(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
 			keepMetrics(l, store, mux)
+			if f.hubbleListen != "" {
+				addr, _ := lab.CheckHubbleListen(f.hubbleListen) // checked by options
+				l.SetHubbleListen(addr)
+			}
 			if metricsLn != nil {
 				metricsSrv = append(metricsSrv, serveMetrics(metricsLn, mux))
 				l.SetStateField(func(s *topo.LabState) { s.Metrics = f.metrics })

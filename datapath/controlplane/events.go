@@ -178,12 +178,13 @@ func (cp *ControlPlane) flowEvent(node string, ev datapath.Event) *flow.Event {
 		Direction: flow.TrafficDirection(h.Direction), IsReply: h.IsReply, EndpointID: h.EndpointID,
 		SrcIdentity: uint32(h.SrcIdentity), DstIdentity: uint32(h.DstIdentity),
 		OrigLen: h.OrigLen, Data: h.Data,
+		Xlate: flow.Xlate(h.Xlate), XlateAddr: h.XlateAddr,
 	}
 	switch e := ev.(type) {
 	case *datapath.DropEvent:
 		fe.Type, fe.DropReason = flow.EventDrop, uint8(e.Reason)
 	case *datapath.TraceEvent:
-		fe.Type, fe.ObsPoint = flow.EventTrace, flow.ObsPoint(e.ObsPoint)
+		fe.Type, fe.ObsPoint, fe.BeforeXlate = flow.EventTrace, flow.ObsPoint(e.ObsPoint), e.Entry
 	case *datapath.PolicyVerdictEvent:
 		fe.Type, fe.PolicyMatch = flow.EventPolicyVerdict, flow.PolicyMatch(e.Match)
 		if !e.Allowed {
@@ -201,6 +202,8 @@ type resolverIndex struct {
 	byIP     map[netip.Addr]flow.EndpointInfo
 	ifNames  map[string]map[int]string
 	idLabels map[uint32][]string
+	// services maps ClusterIP frontends to their service (namespace, name).
+	services map[netip.AddrPort][2]string
 }
 
 // reindexLocked rebuilds the index; cp.mu is held.
@@ -252,6 +255,32 @@ func (cp *ControlPlane) EndpointByIP(ip netip.Addr) (flow.EndpointInfo, bool) {
 	defer cp.index.mu.RUnlock()
 	info, ok := cp.index.byIP[ip]
 	return info, ok
+}
+
+// ServiceByAddr answers the flow decoder: the service whose ClusterIP
+// frontend is ip:port.
+func (cp *ControlPlane) ServiceByAddr(ip netip.Addr, port uint16) (namespace, name string, ok bool) {
+	cp.index.mu.RLock()
+	defer cp.index.mu.RUnlock()
+	s, ok := cp.index.services[netip.AddrPortFrom(ip, port)]
+	return s[0], s[1], ok
+}
+
+// indexServicesLocked rebuilds the frontend index of ServiceByAddr; cp.mu
+// is held.
+func (cp *ControlPlane) indexServicesLocked() {
+	m := map[netip.AddrPort][2]string{}
+	for _, s := range cp.lb.services {
+		if !s.ClusterIP.IsValid() {
+			continue
+		}
+		for _, p := range s.Ports {
+			m[netip.AddrPortFrom(s.ClusterIP, p.Port)] = [2]string{s.Namespace, s.Name}
+		}
+	}
+	cp.index.mu.Lock()
+	cp.index.services = m
+	cp.index.mu.Unlock()
 }
 
 // IdentityLabels answers the flow decoder.

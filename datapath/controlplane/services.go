@@ -163,6 +163,7 @@ func (cp *ControlPlane) UpsertService(s Service) error {
 	defer cp.mu.Unlock()
 	cp.lb.init()
 	cp.lb.services[s.Namespace+"/"+s.Name] = s
+	cp.indexServicesLocked()
 	return errors.Join(cp.syncServicesLocked(), cp.syncAnnouncementsLocked())
 }
 
@@ -177,6 +178,7 @@ func (cp *ControlPlane) DeleteService(namespace, name string) error {
 		return nil
 	}
 	delete(cp.lb.services, key)
+	cp.indexServicesLocked()
 	return errors.Join(cp.syncServicesLocked(), cp.syncAnnouncementsLocked())
 }
 

@@ -1,6 +1,9 @@
 package flow
 
 import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -55,6 +58,34 @@ type Event struct {
 	// L3 says Data starts at the IP header instead of Ethernet (packets seen
 	// on L3 devices).
 	L3 bool
+	// Xlate is what the datapath translated before it emitted the event
+	// (Data is the packet after it); XlateAddr is the address and port the
+	// translation replaced: the service frontend of a request (XlateDNAT)
+	// or the backend of a reply (XlateRevNAT).
+	Xlate     Xlate
+	XlateAddr netip.AddrPort
+	// BeforeXlate marks an observation point the packet passed before the
+	// translation (the entry point of a trace record): the flow shows the
+	// packet as it was there.
+	BeforeXlate bool
+}
+
+// Xlate is a service translation done by the datapath.
+type Xlate uint8
+
+// Service translations.
+const (
+	XlateNone   Xlate = 0
+	XlateDNAT   Xlate = 1
+	XlateRevNAT Xlate = 2
+)
+
+// ServiceResolver is implemented by EndpointResolvers that know services:
+// the decoder fills source_service and destination_service from it, as
+// Hubble does, by the flow's address and port.
+type ServiceResolver interface {
+	// ServiceByAddr returns the service whose ClusterIP frontend is ip:port.
+	ServiceByAddr(ip netip.Addr, port uint16) (namespace, name string, ok bool)
 }
 
 // EndpointInfo is what the control plane knows about an IP.
@@ -111,6 +142,10 @@ type Decoder struct {
 	// addrs and macs are direct-mapped caches of address strings.
 	addrs [addrCacheSize]addrCacheEntry
 	macs  [addrCacheSize]macCacheEntry
+
+	// uuidPrefix and seq make flow UUIDs.
+	uuidPrefix [8]byte
+	seq        uint64
 }
 
 const addrCacheSize = 1024 // power of two
@@ -141,6 +176,7 @@ func NewDecoder(r EndpointResolver) *Decoder {
 	d.parserL3v6 = gopacket.NewDecodingLayerParser(layers.LayerTypeIPv6, dls...)
 	d.parserL3v6.IgnoreUnsupported = true
 	d.decoded = make([]gopacket.LayerType, 0, 8)
+	_, _ = rand.Read(d.uuidPrefix[:])
 	return d
 }
 
@@ -158,6 +194,8 @@ type flowBlock struct {
 	et       CiliumEventType
 	iface    NetworkInterface
 	reply    bool
+	srcSvc   Service
+	dstSvc   Service
 }
 
 // Decode converts one event into a flow. Packets that cannot be fully
@@ -214,9 +252,92 @@ func (d *Decoder) Decode(ev *Event) (*Flow, error) {
 	}
 
 	srcIP, dstIP := d.decodePacket(ev, b)
+	if ev.Xlate != XlateNone && ev.XlateAddr.IsValid() && f.IP != nil {
+		srcIP, dstIP = d.untranslate(ev, b, srcIP, dstIP)
+	}
 	f.Source = d.endpoint(&b.src, srcIP, ev.SrcIdentity)
 	f.Destination = d.endpoint(&b.dst, dstIP, ev.DstIdentity)
+	if sr, ok := d.resolver.(ServiceResolver); ok && f.IP != nil {
+		sp, dp := f.Ports()
+		if ns, name, ok := sr.ServiceByAddr(srcIP, uint16(sp)); ok {
+			b.srcSvc = Service{Namespace: ns, Name: name}
+			f.SourceService = &b.srcSvc
+		}
+		if ns, name, ok := sr.ServiceByAddr(dstIP, uint16(dp)); ok {
+			b.dstSvc = Service{Namespace: ns, Name: name}
+			f.DestinationService = &b.dstSvc
+		}
+	}
+	f.UUID = d.uuid()
 	return f, nil
+}
+
+// untranslate shows a translated packet the way Hubble shows it: a service
+// request seen before load-balancing (from-endpoint) goes to the frontend;
+// a reply's source is the backend it came from, with the frontend it was
+// rewritten to in source_xlated once the reverse translation is done
+// (to-endpoint), and without it before (from-overlay: the packet on the
+// wire still carries the backend).
+func (d *Decoder) untranslate(ev *Event, b *flowBlock, src, dst netip.Addr) (netip.Addr, netip.Addr) {
+	orig := ev.XlateAddr
+	switch ev.Xlate {
+	case XlateDNAT:
+		if ev.BeforeXlate {
+			dst = orig.Addr()
+			b.ip.Destination = d.addr(dst)
+			setPort(b, false, orig.Port())
+		}
+	case XlateRevNAT:
+		if !ev.BeforeXlate {
+			b.ip.SourceXlated = b.ip.Source
+		} else {
+			setPort(b, true, orig.Port())
+		}
+		src = orig.Addr()
+		b.ip.Source = d.addr(src)
+	}
+	return src, dst
+}
+
+// setPort replaces the source or destination port of the flow's TCP or UDP
+// part.
+func setPort(b *flowBlock, source bool, port uint16) {
+	var sp, dp *uint32
+	switch {
+	case b.l4.TCP != nil:
+		sp, dp = &b.tcp.SourcePort, &b.tcp.DestinationPort
+	case b.l4.UDP != nil:
+		sp, dp = &b.udp.SourcePort, &b.udp.DestinationPort
+	default:
+		return
+	}
+	if source {
+		*sp = uint32(port)
+	} else {
+		*dp = uint32(port)
+	}
+}
+
+// uuid returns a version-4 style UUID unique per decoder: a random prefix
+// drawn once and a counter (Hubble gives every flow a random UUID).
+func (d *Decoder) uuid() string {
+	d.seq++
+	var u [16]byte
+	copy(u[:8], d.uuidPrefix[:])
+	binary.BigEndian.PutUint64(u[8:], d.seq)
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	var out [36]byte
+	hex.Encode(out[0:8], u[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], u[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], u[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], u[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], u[10:])
+	return string(out[:])
 }
 
 // traceDirection derives the direction of a trace event from where it was

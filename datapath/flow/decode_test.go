@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -113,12 +114,21 @@ func deniedSYN(t testing.TB) *Event {
 	}
 }
 
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
 func TestDecodeDropGoldenJSON(t *testing.T) {
 	d := NewDecoder(testResolver)
 	f, err := d.Decode(deniedSYN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !uuidRE.MatchString(f.UUID) {
+		t.Errorf("uuid %q is not a version-4 UUID", f.UUID)
+	}
+	if f2, _ := d.Decode(deniedSYN(t)); f2.UUID == f.UUID {
+		t.Errorf("two flows share uuid %s", f.UUID)
+	}
+	f.UUID = "" // random: not part of the golden file
 	got, err := json.MarshalIndent(NewResponse(f), "", "  ")
 	if err != nil {
 		t.Fatal(err)

@@ -339,3 +339,34 @@ func (m PolicyMatch) String() string {
 	}
 	return strconv.Itoa(int(m))
 }
+
+// TraceReason is the connection-tracking state a trace event reports (flow
+// field trace_reason), numbered as Hubble numbers it.
+type TraceReason int32
+
+// Trace reasons.
+const (
+	TraceReasonUnknown     TraceReason = 0
+	TraceReasonNew         TraceReason = 1
+	TraceReasonEstablished TraceReason = 2
+	TraceReasonReply       TraceReason = 3
+	TraceReasonRelated     TraceReason = 4
+)
+
+var traceReasonEnum = newEnum("trace reason", map[int32]string{
+	0: "TRACE_REASON_UNKNOWN", 1: "NEW", 2: "ESTABLISHED", 3: "REPLY", 4: "RELATED",
+	5: "REOPENED", 6: "SRV6_ENCAP", 7: "SRV6_DECAP", 8: "ENCRYPT_OVERLAY",
+})
+
+// String returns the enum name ("ESTABLISHED").
+func (r TraceReason) String() string { return traceReasonEnum.name(int32(r)) }
+
+// MarshalJSON writes the enum name.
+func (r TraceReason) MarshalJSON() ([]byte, error) { return traceReasonEnum.marshal(int32(r)) }
+
+// UnmarshalJSON reads the enum name or number.
+func (r *TraceReason) UnmarshalJSON(b []byte) error {
+	n, err := traceReasonEnum.unmarshal(b)
+	*r = TraceReason(n)
+	return err
+}

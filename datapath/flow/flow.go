@@ -61,6 +61,19 @@ type Flow struct {
 	// L7 is set on flows of Type L7: what the node's L7 proxy saw.
 	L7 *Layer7 `json:"l7,omitempty"`
 
+	// UUID identifies the flow (a random UUID, as Hubble's parser sets).
+	UUID string `json:"uuid,omitempty"`
+	// SourceService and DestinationService name the Kubernetes service the
+	// source or destination address belongs to (a ClusterIP, or the
+	// backend a service reply comes from).
+	SourceService      *Service `json:"source_service,omitempty"`
+	DestinationService *Service `json:"destination_service,omitempty"`
+	// TraceReason is the connection-tracking state of a trace event (NEW,
+	// ESTABLISHED, REPLY...).
+	TraceReason TraceReason `json:"trace_reason,omitempty"`
+	// File is the datapath source file and line of a drop, where known.
+	File *FileInfo `json:"file,omitempty"`
+
 	// DNS holds the parsed DNS message when the packet carried one (UDP
 	// port 53). Hubble reports DNS as L7 from its proxy only, so this is not
 	// part of the JSON form; it feeds the DNS metrics.
@@ -81,6 +94,10 @@ type IP struct {
 	Destination string    `json:"destination,omitempty"`
 	IPVersion   IPVersion `json:"ipVersion,omitempty"`
 	Encrypted   bool      `json:"encrypted,omitempty"`
+	// SourceXlated is the source before reverse service translation: the
+	// service VIP a reply will carry once the datapath has rewritten it
+	// (set on replies seen at the client's endpoint before rev-NAT).
+	SourceXlated string `json:"source_xlated,omitempty"`
 }
 
 // Layer4 holds exactly one of its protocol fields.
@@ -133,11 +150,31 @@ type ICMP struct {
 // Endpoint is one side of a flow: a pod (namespace, pod name, labels) or a
 // non-pod peer known only by its identity (world, host, remote-node...).
 type Endpoint struct {
-	ID        uint32   `json:"ID,omitempty"`
-	Identity  uint32   `json:"identity,omitempty"`
-	Namespace string   `json:"namespace,omitempty"`
-	Labels    []string `json:"labels,omitempty"`
-	PodName   string   `json:"pod_name,omitempty"`
+	ID          uint32      `json:"ID,omitempty"`
+	Identity    uint32      `json:"identity,omitempty"`
+	ClusterName string      `json:"cluster_name,omitempty"`
+	Namespace   string      `json:"namespace,omitempty"`
+	Labels      []string    `json:"labels,omitempty"`
+	PodName     string      `json:"pod_name,omitempty"`
+	Workloads   []*Workload `json:"workloads,omitempty"`
+}
+
+// Workload is the controller owning a pod (a Deployment, DaemonSet...).
+type Workload struct {
+	Name string `json:"name,omitempty"`
+	Kind string `json:"kind,omitempty"`
+}
+
+// Service names a Kubernetes service.
+type Service struct {
+	Name      string `json:"name,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// FileInfo is a source file and line of the datapath.
+type FileInfo struct {
+	Name string `json:"name,omitempty"`
+	Line uint32 `json:"line,omitempty"`
 }
 
 // CiliumEventType is the monitor message type (1 drop, 4 trace, 5 policy

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Sources of lost events, named as Hubble names them in
@@ -170,4 +171,37 @@ func (sub *Subscription) Close() {
 		sub.store.mu.Unlock()
 		close(sub.ch)
 	})
+}
+
+// Cap returns how many flows the store keeps at most.
+func (s *Store) Cap() int { return len(s.ring) }
+
+// Rate returns the flows per second over the last minute before at, as
+// Hubble's server status computes it: the flows stored with a time in
+// (at-1m, at] divided by the time covered (the minute, or less when the
+// ring has already overwritten flows of that minute).
+func (s *Store) Rate(at time.Time) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	since := at.Add(-time.Minute)
+	count := 0
+	var oldest time.Time
+	scannedAll := true
+	for i := 0; i < s.n; i++ {
+		f := s.ring[(s.next-1-i+2*len(s.ring))%len(s.ring)]
+		if f.Time.Before(since) {
+			scannedAll = false
+			break
+		}
+		oldest = f.Time
+		count++
+	}
+	if scannedAll && s.total > uint64(s.n) && count > 0 {
+		since = oldest
+	}
+	d := at.Sub(since).Seconds()
+	if d <= 0 {
+		return 0
+	}
+	return float64(count) / d
 }

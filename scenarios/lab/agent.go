@@ -35,8 +35,10 @@ func (l *Lab) Handler(mux *http.ServeMux, down func()) http.Handler {
 	return mux
 }
 
-// Serve runs the agent API on the lab's unix socket until ctx ends. ready,
-// if set, is called once the socket accepts connections.
+// Serve runs the agent API on the lab's unix socket until ctx ends, and,
+// for labs with flows, Hubble's Observer API on hubble.sock beside it (and
+// on the address given to SetHubbleListen). ready, if set, is called once
+// the sockets accept connections.
 func (l *Lab) Serve(ctx context.Context, h http.Handler, ready func()) error {
 	p := SocketPath(l.Name)
 	_ = os.Remove(p)
@@ -45,6 +47,10 @@ func (l *Lab) Serve(ctx context.Context, h http.Handler, ready func()) error {
 		return fmt.Errorf("agent socket: %w", err)
 	}
 	l.SetStateField(func(s *topo.LabState) { s.Socket = p })
+	if err := l.serveHubble(ctx); err != nil {
+		ln.Close()
+		return err
+	}
 	if err := l.SaveState(); err != nil {
 		ln.Close()
 		return err

@@ -64,8 +64,10 @@ type Lab struct {
 
 	claim *topo.Lab
 	flows *flow.Store
-	mu    sync.Mutex
-	state topo.LabState
+	// hubbleTCP is the extra TCP address of the Hubble Observer API.
+	hubbleTCP string
+	mu        sync.Mutex
+	state     topo.LabState
 	// teardown runs in reverse order on Down.
 	teardown []func() error
 	down     bool
@@ -301,6 +303,9 @@ func Summary(s *topo.LabState) []string {
 		for _, p := range pods {
 			out = append(out, fmt.Sprintf("  %-30s %-15s on %s", p.Namespace+"/"+p.Name, p.IP, p.Node))
 		}
+	}
+	for _, h := range s.Hubble {
+		out = append(out, "Hubble:  hubble observe --server "+h)
 	}
 	return out
 }

@@ -238,7 +238,12 @@ type StatusReport struct {
 	Policies   []string                  `json:"policies"`
 	Health     map[string][]string       `json:"health,omitempty"`
 	Flows      uint64                    `json:"flows"`
-	Lost       map[string]uint64         `json:"lostEvents,omitempty"`
+	// FlowsStored, FlowsMax and FlowsRate are the flow ring's fill and the
+	// flows per second of the last minute (Hubble's server status).
+	FlowsStored int               `json:"flowsStored"`
+	FlowsMax    int               `json:"flowsMax"`
+	FlowsRate   float64           `json:"flowsRate"`
+	Lost        map[string]uint64 `json:"lostEvents,omitempty"`
 }
 
 // StatusReport gathers the lab's status; with health it also pings every
@@ -263,6 +268,7 @@ func (l *Lab) StatusReport(health bool) StatusReport {
 	l.mu.Unlock()
 	if store != nil {
 		s.Flows, s.Lost = store.Total(), store.Lost()
+		s.FlowsStored, s.FlowsMax, s.FlowsRate = store.Len(), store.Cap(), store.Rate(time.Now())
 	}
 	return s
 }
