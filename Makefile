@@ -47,8 +47,11 @@ test: vet build hubble-cli
 # podlab's runner: objects compiled with clang-19 into ~/.cache/podlab/cilium
 # (a second run compiles nothing), JUnit next to the other artifacts.
 BPFTEST_JUNIT ?= $(if $(PODLAB_ARTIFACTS),$(PODLAB_ARTIFACTS)/bpftest-junit.xml,bpftest-junit.xml)
+# BPFTEST_RUN narrows the run to test objects matching a regular expression
+# (empty: all of them).
+BPFTEST_RUN ?=
 bpftest: build
-	$(BIN) bpftest --parallel 2 --junit $(BPFTEST_JUNIT)
+	$(BIN) bpftest --parallel 2 $(if $(BPFTEST_RUN),--run '$(BPFTEST_RUN)') --junit $(BPFTEST_JUNIT)
 
 # The main job on the built-in default lab.
 demo: build
