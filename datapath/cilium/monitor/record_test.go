@@ -329,6 +329,10 @@ func TestGoldenFlows(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: flow: %v", c.name, err)
 		}
+		if f.UUID == "" {
+			t.Errorf("%s: flow without a uuid", c.name)
+		}
+		f.UUID = "" // random per flow, as Hubble's
 		b, err := json.Marshal(flow.NewResponse(f))
 		if err != nil {
 			t.Fatal(err)
