@@ -1,12 +1,17 @@
 package scenarios
 
 import (
+	"context"
 	"embed"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/podlab/podlab/datapath/cilium/source"
 )
 
 // library holds the scenario library: one file per scenario, or one folder
@@ -17,6 +22,44 @@ var library embed.FS
 
 // DefaultScenario is what `podlab run` runs without argument.
 const DefaultScenario = "connectivity-check"
+
+// CiliumFilesList names, in a library folder, the files of Cilium's
+// sources the scenario is made of, one "VERSION PATH" per line (e.g.
+// "v1.18.6 examples/minikube/http-sw-app.yaml"). They are read unchanged
+// from the cilium Go module (downloaded through the module proxy when
+// missing), never copied into podlab.
+const CiliumFilesList = "cilium-files.txt"
+
+// ciliumFiles reads the Cilium files a library folder lists.
+func ciliumFiles(base string) ([]File, error) {
+	list := path.Join(base, CiliumFilesList)
+	data, err := library.ReadFile(list)
+	if err != nil {
+		return nil, err
+	}
+	var files []File
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		version, rel, ok := strings.Cut(line, " ")
+		if !ok {
+			return nil, fmt.Errorf("%s:%d: expected VERSION PATH, got %q", list, i+1, line)
+		}
+		dir, err := source.ModuleDir(context.Background(), version)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", list, i+1, err)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(strings.TrimSpace(rel)))
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", list, i+1, err)
+		}
+		files = append(files, File{Name: p, Data: b})
+	}
+	return files, nil
+}
 
 // SuiteFile marks a library folder that holds a suite of tests (a
 // fixture and one scenario per test) rather than one scenario.
@@ -65,6 +108,14 @@ func BuiltinFiles(name string) ([]File, error) {
 		}
 		var files []File
 		for _, e := range entries {
+			if e.Name() == CiliumFilesList {
+				up, err := ciliumFiles(base)
+				if err != nil {
+					return nil, err
+				}
+				files = append(files, up...)
+				continue
+			}
 			if ext := path.Ext(e.Name()); e.IsDir() || (ext != ".yaml" && ext != ".yml") {
 				continue
 			}

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,13 +9,20 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	ciliumsrc "github.com/podlab/podlab/datapath/cilium/source"
 	"github.com/podlab/podlab/scenarios"
 
 	"github.com/podlab/podlab/internal/e2e"
 )
 
-// upstreamDir holds Cilium's connectivity-check files, unchanged.
-const upstreamDir = "../testdata/cilium-v1.18.6"
+// upstreamDir returns the folder of Cilium v1.18.6's connectivity-check
+// files in the Go module cache (downloaded when missing): they run
+// unchanged and are never copied into podlab.
+func upstreamDir() string {
+	dir, err := ciliumsrc.ModuleDir(context.Background(), "v1.18.6")
+	Expect(err).NotTo(HaveOccurred(), "Cilium v1.18.6's sources (go mod download github.com/cilium/cilium@v1.18.6)")
+	return filepath.Join(dir, "examples", "kubernetes", "connectivity-check")
+}
 
 // upstreamFiles are the files that pass unchanged; upstreamPending lists
 // the others with what they wait for.
@@ -46,7 +54,7 @@ var _ = Describe("Cilium's upstream connectivity-check files", func() {
 	})
 	for _, f := range upstreamFiles {
 		It(f+" passes unchanged", func() {
-			s, err := scenarios.Load(filepath.Join(upstreamDir, f))
+			s, err := scenarios.Load(filepath.Join(upstreamDir(), f))
 			Expect(err).NotTo(HaveOccurred())
 			res := runScenario(s)
 			Expect(failures(res.Run)).To(BeEmpty())
@@ -57,7 +65,7 @@ var _ = Describe("Cilium's upstream connectivity-check files", func() {
 	It("connectivity-check-quarantine.yaml with the proxy file passes but for the intra-node hostPort checks Cilium quarantines", func() {
 		dir := GinkgoT().TempDir()
 		for _, f := range []string{"connectivity-check-proxy.yaml", "connectivity-check-quarantine.yaml"} {
-			b, err := os.ReadFile(filepath.Join(upstreamDir, f))
+			b, err := os.ReadFile(filepath.Join(upstreamDir(), f))
 			Expect(err).NotTo(HaveOccurred())
 			Expect(os.WriteFile(filepath.Join(dir, f), b, 0o644)).To(Succeed())
 		}
@@ -76,7 +84,7 @@ var _ = Describe("Cilium's upstream connectivity-check files", func() {
 	})
 	It("refuses the files that cannot run alone with a clear error", func() {
 		for f, needs := range upstreamPending {
-			_, err := scenarios.Load(filepath.Join(upstreamDir, f))
+			_, err := scenarios.Load(filepath.Join(upstreamDir(), f))
 			Expect(err).To(HaveOccurred(), "%s loads now: move it to upstreamFiles", f)
 			Expect(err.Error()).To(Or(ContainSubstring("not supported yet"), ContainSubstring("unschedulable")), "%s (needs %s)", f, needs)
 		}

@@ -158,7 +158,7 @@ func Resolve(ctx context.Context, version, srcDir string) (*Tree, error) {
 		if err := ValidateVersion(version); err != nil {
 			return nil, err
 		}
-		dir, err := moduleDir(ctx, version)
+		dir, err := ModuleDir(ctx, version)
 		if err != nil {
 			return nil, err
 		}
@@ -177,9 +177,10 @@ func (t *Tree) Clang() string { return t.clang }
 // Compiled returns how many objects this Tree compiled (cache misses).
 func (t *Tree) Compiled() int { return int(t.compiles.Load()) }
 
-// moduleDir returns the module cache directory of Cilium at version,
-// downloading it through the Go module proxy when missing.
-func moduleDir(ctx context.Context, version string) (string, error) {
+// ModuleDir returns the module cache directory of Cilium at version,
+// downloading it through the Go module proxy when missing: Cilium's files
+// (bpf/, examples/) are read from there, never copied into podlab.
+func ModuleDir(ctx context.Context, version string) (string, error) {
 	if dir := CachedModuleDir(version); dir != "" {
 		return dir, nil
 	}
