@@ -36,100 +36,26 @@ type endpointPolicyState struct {
 	keys   map[policyKey]policyValue
 }
 
-// rule is a normalised policy entry: one protocol (or any) and one port
-// range (or any).
-type rule struct {
-	dir      uint8
-	id       uint32
-	anyProto bool
-	proto    uint8
-	anyPort  bool
-	lo, hi   uint16
-	deny     bool
-	proxy    uint16 // L7 proxy port of an allow rule (0: none)
-}
+// rule is a policy entry normalised for this datapath's policy map.
+type rule struct{ policy.MapRule }
 
+// normaliseEntries normalises entries (policy.NormaliseEntries) and checks
+// that their identities fit this datapath's policy key.
 func normaliseEntries(entries []policy.Entry) ([]rule, error) {
-	var out []rule
 	for i, e := range entries {
-		if e.Direction != policy.Ingress && e.Direction != policy.Egress {
-			return nil, fmt.Errorf("policy entry %d (%s): invalid direction %d", i, e.Rule, e.Direction)
-		}
 		if id := identity.ID(e.Identity); id > identity.Max && (!id.IsLocal() || id > identity.MaxLocal) {
 			return nil, fmt.Errorf("policy entry %d (%s): identity %d exceeds %d", i, e.Rule, e.Identity, identity.Max)
 		}
-		lo, hi := e.PortLo, e.PortHi
-		if hi == 0 {
-			hi = lo
-		}
-		if hi < lo {
-			return nil, fmt.Errorf("policy entry %d (%s): port range %d-%d is reversed", i, e.Rule, e.PortLo, e.PortHi)
-		}
-		r := rule{dir: uint8(e.Direction), id: e.Identity, deny: e.Deny, lo: lo, hi: hi}
-		if !e.Deny {
-			r.proxy = e.ProxyPort
-		}
-		r.anyPort = lo == 0 && hi == 0 || lo == 0 && hi == 0xffff
-		if e.Proto == protoICMP && hi > 0xff {
-			return nil, fmt.Errorf("policy entry %d (%s): ICMP type %d-%d out of range", i, e.Rule, lo, hi)
-		}
-		switch {
-		case e.Proto == 0 && r.anyPort:
-			r.anyProto = true
-			out = append(out, r)
-		case e.Proto == 0:
-			// A port without a protocol means that port of TCP, UDP and SCTP.
-			for _, p := range []uint8{protoTCP, protoUDP, protoSCTP} {
-				r.proto = p
-				out = append(out, r)
-			}
-		case e.Proto == protoTCP || e.Proto == protoUDP || e.Proto == protoSCTP || e.Proto == protoICMP:
-			r.proto = e.Proto
-			out = append(out, r)
-		default:
-			return nil, fmt.Errorf("policy entry %d (%s): protocol %d not supported yet (TCP, UDP, SCTP, ICMP)", i, e.Rule, e.Proto)
-		}
+	}
+	rs, err := policy.NormaliseEntries(entries)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]rule, len(rs))
+	for i, r := range rs {
+		out[i] = rule{r}
 	}
 	return out, nil
-}
-
-// meet returns the rule matching exactly the traffic both a and b match.
-func meet(a, b rule) (rule, bool) {
-	if a.dir != b.dir {
-		return rule{}, false
-	}
-	m := rule{dir: a.dir}
-	switch {
-	case a.id == b.id || b.id == 0:
-		m.id = a.id
-	case a.id == 0:
-		m.id = b.id
-	default:
-		return rule{}, false
-	}
-	switch {
-	case a.anyProto:
-		m.anyProto, m.proto, m.anyPort, m.lo, m.hi = b.anyProto, b.proto, b.anyPort, b.lo, b.hi
-		return m, true
-	case b.anyProto:
-		m.proto, m.anyPort, m.lo, m.hi = a.proto, a.anyPort, a.lo, a.hi
-		return m, true
-	case a.proto != b.proto:
-		return rule{}, false
-	}
-	m.proto = a.proto
-	switch {
-	case a.anyPort:
-		m.anyPort, m.lo, m.hi = b.anyPort, b.lo, b.hi
-	case b.anyPort:
-		m.lo, m.hi = a.lo, a.hi
-	default:
-		m.lo, m.hi = max(a.lo, b.lo), min(a.hi, b.hi)
-		if m.lo > m.hi {
-			return rule{}, false
-		}
-	}
-	return m, true
 }
 
 // keyPorts returns the port range a key matches.
@@ -145,38 +71,38 @@ func keyPorts(k policyKey) (lo, hi int) {
 
 // covers reports whether every packet matching key k also matches r.
 func (r rule) covers(k policyKey) bool {
-	if r.dir != k.Dir || (r.id != 0 && r.id != k.Identity) {
+	if uint8(r.Direction) != k.Dir || (r.Identity != 0 && r.Identity != k.Identity) {
 		return false
 	}
-	if r.anyProto {
+	if r.AnyProto {
 		return true
 	}
-	if k.Level == levelAny || r.proto != k.Proto {
+	if k.Level == levelAny || r.Proto != k.Proto {
 		return false
 	}
-	if r.anyPort {
+	if r.AnyPort {
 		return true
 	}
 	lo, hi := keyPorts(k)
-	return int(r.lo) <= lo && hi <= int(r.hi)
+	return int(r.Lo) <= lo && hi <= int(r.Hi)
 }
 
 // keys expands a rule into policy map keys.
 func (r rule) keys(epID uint16) []policyKey {
-	base := policyKey{Identity: r.id, EpId: epID, Dir: r.dir}
+	base := policyKey{Identity: r.Identity, EpId: epID, Dir: uint8(r.Direction)}
 	switch {
-	case r.anyProto:
+	case r.AnyProto:
 		base.Level = levelAny
 		return []policyKey{base}
-	case r.anyPort:
-		base.Proto, base.Level = r.proto, levelProto
+	case r.AnyPort:
+		base.Proto, base.Level = r.Proto, levelProto
 		return []policyKey{base}
 	}
-	base.Proto = r.proto
+	base.Proto = r.Proto
 	var out []policyKey
-	for p := int(r.lo); p <= int(r.hi); {
+	for p := int(r.Lo); p <= int(r.Hi); {
 		k := base
-		if p&0xff == 0 && p+0xff <= int(r.hi) {
+		if p&0xff == 0 && p+0xff <= int(r.Hi) {
 			k.Level, k.Port = levelBlock, uint16(p>>8)
 			p += 0x100
 		} else {
@@ -260,7 +186,7 @@ func compilePolicy(epID uint16, p policy.EndpointPolicy) (map[policyKey]policyVa
 	}
 	var denies, allows []rule
 	for _, r := range rules {
-		if r.deny {
+		if r.Deny {
 			denies = append(denies, r)
 		} else {
 			allows = append(allows, r)
@@ -268,10 +194,10 @@ func compilePolicy(epID uint16, p policy.EndpointPolicy) (map[policyKey]policyVa
 	}
 	for _, a := range allows {
 		for _, d := range denies {
-			if m, ok := meet(a, d); ok {
-				m.deny = true
-				rules = append(rules, m)
-				denies = append(denies, m)
+			if m, ok := policy.Meet(a.MapRule, d.MapRule); ok {
+				m.Deny = true
+				rules = append(rules, rule{m})
+				denies = append(denies, rule{m})
 			}
 		}
 	}
@@ -286,12 +212,12 @@ func compilePolicy(epID uint16, p policy.EndpointPolicy) (map[policyKey]policyVa
 			// An allowed port with L7 rules goes through the proxy even
 			// when another rule allows it at L4 (the proxy then lets
 			// that rule's peers do anything).
-			if r.proxy != 0 {
-				v.ProxyPort = be16(r.proxy)
+			if r.ProxyPort != 0 {
+				v.ProxyPort = be16(r.ProxyPort)
 			} else if seen {
 				v.ProxyPort = old.ProxyPort
 			}
-			if r.deny {
+			if r.Deny {
 				v.Deny = 1
 			} else {
 				for _, d := range denies {

@@ -127,7 +127,7 @@ func TestCompilePolicyRejectsBadEntries(t *testing.T) {
 }
 
 func TestPortRangeExpansion(t *testing.T) {
-	r := rule{proto: protoTCP, lo: 1, hi: 65534}
+	r := rule{policy.MapRule{Proto: protoTCP, Lo: 1, Hi: 65534}}
 	keys := r.keys(1)
 	// 1..255 exact, blocks 1..254, 65280..65534 exact.
 	if len(keys) != 255+254+255 {

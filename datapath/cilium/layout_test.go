@@ -72,17 +72,17 @@ func TestCompilePolicyKeys(t *testing.T) {
 	// becomes one /62 key (4 ports); a deny from identity 0 on 81 is pushed
 	// under the allow's identity.
 	got, err := CompilePolicy(policy.EndpointPolicy{EgressEnforced: true, Entries: []policy.Entry{
-		{Direction: policy.Egress, Identity: 1000, Proto: protoTCP, PortLo: 80, PortHi: 83},
-		{Direction: policy.Egress, Identity: 0, Proto: protoTCP, PortLo: 81, Deny: true},
+		{Direction: policy.Egress, Identity: 1000, Proto: policy.ProtoTCP, PortLo: 80, PortHi: 83},
+		{Direction: policy.Egress, Identity: 0, Proto: policy.ProtoTCP, PortLo: 81, Deny: true},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[policyKey]policyEntry{
 		{Prefixlen: 40}: {Flags: 0, Precedence: precedenceAllow},
-		{Prefixlen: 62, SecLabel: 1000, Egress: 1, Protocol: protoTCP, Dport: be16(80)}: {Flags: 22 << lpmPrefixShift, Precedence: precedenceAllow},
-		{Prefixlen: 64, SecLabel: 0, Egress: 1, Protocol: protoTCP, Dport: be16(81)}:    {Flags: 1 | 24<<lpmPrefixShift, Precedence: precedenceDeny},
-		{Prefixlen: 64, SecLabel: 1000, Egress: 1, Protocol: protoTCP, Dport: be16(81)}: {Flags: 1 | 24<<lpmPrefixShift, Precedence: precedenceDeny},
+		{Prefixlen: 62, SecLabel: 1000, Egress: 1, Protocol: policy.ProtoTCP, Dport: be16(80)}: {Flags: 22 << lpmPrefixShift, Precedence: precedenceAllow},
+		{Prefixlen: 64, SecLabel: 0, Egress: 1, Protocol: policy.ProtoTCP, Dport: be16(81)}:    {Flags: 1 | 24<<lpmPrefixShift, Precedence: precedenceDeny},
+		{Prefixlen: 64, SecLabel: 1000, Egress: 1, Protocol: policy.ProtoTCP, Dport: be16(81)}: {Flags: 1 | 24<<lpmPrefixShift, Precedence: precedenceDeny},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d keys %v, want %d", len(got), got, len(want))
@@ -93,7 +93,7 @@ func TestCompilePolicyKeys(t *testing.T) {
 		}
 	}
 	// A range that is not aligned splits into blocks: 1000-1010 → 1000-1007, 1008-1009, 1010.
-	keys := rule{proto: protoTCP, lo: 1000, hi: 1010}.keys()
+	keys := rule{policy.MapRule{Proto: policy.ProtoTCP, Lo: 1000, Hi: 1010}}.keys()
 	if len(keys) != 3 || keys[0].Prefixlen != 61 || keys[1].Prefixlen != 63 || keys[2].Prefixlen != 64 {
 		t.Fatalf("range keys: %+v", keys)
 	}

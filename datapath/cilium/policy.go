@@ -26,121 +26,30 @@ const (
 	policyPrefixFull  = 64
 )
 
-// IP protocol numbers policy entries may name.
-const (
-	protoICMP = 1
-	protoTCP  = 6
-	protoUDP  = 17
-	protoSCTP = 132
-)
-
-// rule is a normalised entry: one protocol (or any) and one port range.
-type rule struct {
-	egress   bool
-	id       uint32
-	anyProto bool
-	proto    uint8
-	lo, hi   uint16
-	anyPort  bool
-	deny     bool
-}
-
-func normalise(entries []policy.Entry) ([]rule, error) {
-	var out []rule
-	for i, e := range entries {
-		if e.Direction != policy.Ingress && e.Direction != policy.Egress {
-			return nil, fmt.Errorf("policy entry %d (%s): invalid direction %d", i, e.Rule, e.Direction)
-		}
-		lo, hi := e.PortLo, e.PortHi
-		if hi == 0 {
-			hi = lo
-		}
-		if hi < lo {
-			return nil, fmt.Errorf("policy entry %d (%s): port range %d-%d is reversed", i, e.Rule, e.PortLo, e.PortHi)
-		}
-		r := rule{egress: e.Direction == policy.Egress, id: e.Identity, deny: e.Deny, lo: lo, hi: hi}
-		r.anyPort = lo == 0 && (hi == 0 || hi == 0xffff)
-		switch {
-		case e.Proto == 0 && r.anyPort:
-			r.anyProto = true
-			out = append(out, r)
-		case e.Proto == 0:
-			for _, p := range []uint8{protoTCP, protoUDP, protoSCTP} {
-				r.proto = p
-				out = append(out, r)
-			}
-		case e.Proto == protoICMP && hi > 0xff:
-			return nil, fmt.Errorf("policy entry %d (%s): ICMP type %d-%d out of range", i, e.Rule, lo, hi)
-		case e.Proto == protoTCP || e.Proto == protoUDP || e.Proto == protoSCTP || e.Proto == protoICMP:
-			r.proto = e.Proto
-			out = append(out, r)
-		default:
-			return nil, fmt.Errorf("policy entry %d (%s): protocol %d not supported yet (TCP, UDP, SCTP, ICMP)", i, e.Rule, e.Proto)
-		}
-	}
-	return out, nil
-}
-
-// meet returns the rule matching exactly what both a and b match.
-func meet(a, b rule) (rule, bool) {
-	if a.egress != b.egress {
-		return rule{}, false
-	}
-	m := rule{egress: a.egress}
-	switch {
-	case a.id == b.id || b.id == 0:
-		m.id = a.id
-	case a.id == 0:
-		m.id = b.id
-	default:
-		return rule{}, false
-	}
-	switch {
-	case a.anyProto:
-		m.anyProto, m.proto, m.anyPort, m.lo, m.hi = b.anyProto, b.proto, b.anyPort, b.lo, b.hi
-		return m, true
-	case b.anyProto:
-		m.proto, m.anyPort, m.lo, m.hi = a.proto, a.anyPort, a.lo, a.hi
-		return m, true
-	case a.proto != b.proto:
-		return rule{}, false
-	}
-	m.proto = a.proto
-	switch {
-	case a.anyPort:
-		m.anyPort, m.lo, m.hi = b.anyPort, b.lo, b.hi
-	case b.anyPort:
-		m.lo, m.hi = a.lo, a.hi
-	default:
-		m.lo, m.hi = max(a.lo, b.lo), min(a.hi, b.hi)
-		if m.lo > m.hi {
-			return rule{}, false
-		}
-	}
-	return m, true
-}
+// rule is a policy entry normalised for Cilium's policy map.
+type rule struct{ policy.MapRule }
 
 // keys expands a rule into Cilium policy LPM keys: a port range becomes
 // the aligned power-of-two blocks that cover it exactly.
 func (r rule) keys() []policyKey {
-	base := policyKey{SecLabel: r.id}
-	if r.egress {
+	base := policyKey{SecLabel: r.Identity}
+	if r.Direction == policy.Egress {
 		base.Egress = 1
 	}
 	switch {
-	case r.anyProto:
+	case r.AnyProto:
 		base.Prefixlen = policyPrefixL3
 		return []policyKey{base}
-	case r.anyPort:
-		base.Prefixlen, base.Protocol = policyPrefixProto, r.proto
+	case r.AnyPort:
+		base.Prefixlen, base.Protocol = policyPrefixProto, r.Proto
 		return []policyKey{base}
 	}
-	base.Protocol = r.proto
+	base.Protocol = r.Proto
 	var out []policyKey
-	for p := uint32(r.lo); p <= uint32(r.hi); {
+	for p := uint32(r.Lo); p <= uint32(r.Hi); {
 		// Largest aligned block starting at p that stays inside the range.
 		size := uint32(1) << bits.TrailingZeros32(p|1<<16)
-		for p+size-1 > uint32(r.hi) {
+		for p+size-1 > uint32(r.Hi) {
 			size >>= 1
 		}
 		k := base
@@ -161,13 +70,17 @@ func be16(v uint16) uint16 { return v<<8 | v>>8 }
 // wildcard deny should override. A direction without enforcement gets
 // Cilium's allow-all entry.
 func CompilePolicy(p policy.EndpointPolicy) (map[policyKey]policyEntry, error) {
-	rules, err := normalise(p.Entries)
+	normal, err := policy.NormaliseEntries(p.Entries)
 	if err != nil {
 		return nil, err
 	}
+	rules := make([]rule, len(normal))
+	for i, r := range normal {
+		rules[i] = rule{r}
+	}
 	var allows, denies []rule
 	for _, r := range rules {
-		if r.deny {
+		if r.Deny {
 			denies = append(denies, r)
 		} else {
 			allows = append(allows, r)
@@ -176,17 +89,17 @@ func CompilePolicy(p policy.EndpointPolicy) (map[policyKey]policyEntry, error) {
 	var pushed []rule
 	for _, a := range allows {
 		for _, d := range denies {
-			if m, ok := meet(a, d); ok {
-				m.deny = true
-				pushed = append(pushed, m)
+			if m, ok := policy.Meet(a.MapRule, d.MapRule); ok {
+				m.Deny = true
+				pushed = append(pushed, rule{m})
 			}
 		}
 	}
 	if !p.IngressEnforced {
-		allows = append(allows, rule{anyProto: true})
+		allows = append(allows, rule{policy.MapRule{Direction: policy.Ingress, AnyProto: true}})
 	}
 	if !p.EgressEnforced {
-		allows = append(allows, rule{egress: true, anyProto: true})
+		allows = append(allows, rule{policy.MapRule{Direction: policy.Egress, AnyProto: true}})
 	}
 	out := map[policyKey]policyEntry{}
 	for _, r := range allows {

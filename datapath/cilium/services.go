@@ -6,6 +6,8 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/podlab/podlab/datapath/policy"
 )
 
 // Flags of a service's master entry (bpf/lib/lb.h).
@@ -45,7 +47,7 @@ func (n *Node) UpsertService(fe netip.AddrPort, proto uint8, backends []netip.Ad
 	if !fe.Addr().Is4() || fe.Port() == 0 {
 		return fmt.Errorf("service %v: frontend must be an IPv4 address and a port", fe)
 	}
-	if proto != protoTCP && proto != protoUDP {
+	if proto != policy.ProtoTCP && proto != policy.ProtoUDP {
 		return fmt.Errorf("service %v: protocol %d not supported yet (TCP, UDP)", fe, proto)
 	}
 	n.mu.Lock()
