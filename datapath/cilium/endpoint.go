@@ -26,6 +26,8 @@ func (ep *Endpoint) validate() error {
 	switch {
 	case ep.ID == 0:
 		return errors.New("endpoint ID 0")
+	case ep.ID == HostEndpointID:
+		return fmt.Errorf("endpoint ID %d is the host endpoint's", ep.ID)
 	case !ep.IP.Is4():
 		return fmt.Errorf("endpoint %d: IPv4 address required, got %v", ep.ID, ep.IP)
 	case ep.Ifindex <= 0:
@@ -115,7 +117,7 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 		if p == nil {
 			return fmt.Errorf("bpf_lxc has no program %s", a.prog)
 		}
-		at, err := n.attach(a.prog, p, ep.Ifindex, a.ingress, false)
+		at, err := n.attach(a.prog, p, ep.Ifindex, a.ingress)
 		if err != nil {
 			return err
 		}
@@ -123,12 +125,8 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 			st.attached = append(st.attached, at)
 		}
 	}
-	at, err := n.attach("podlab_hostmark", n.hostMark, ep.Ifindex, false, true)
-	if err != nil {
+	if err := n.removePodRoute(ep); err != nil {
 		return err
-	}
-	if at != nil {
-		st.attached = append(st.attached, at)
 	}
 	for _, name := range manual {
 		p := filepath.Join(n.pinDir, spec.Maps[name].Name)

@@ -31,7 +31,9 @@ type NodeConfig struct {
 	NS       *topo.Namespace
 	NodeIP   netip.Addr
 	RouterIP netip.Addr
-	HostMAC  net.HardwareAddr // cilium_host
+	// PodCIDR is routed through cilium_host (empty: routes left alone).
+	PodCIDR netip.Prefix
+	HostMAC net.HardwareAddr // cilium_host
 	// Ifindexes in the node namespace.
 	VXLANIfindex, HostIfindex, NetIfindex, Eth0Ifindex int
 	MTU                                                int
@@ -46,8 +48,9 @@ type NodeConfig struct {
 // /sys/fs/bpf/podlab/<lab>/<node>.
 func PinDir(lab, node string) string { return filepath.Join(topo.BPFDir(lab), node) }
 
-// Node is Cilium's datapath on one lab node: bpf_overlay on cilium_vxlan and
-// one bpf_lxc per endpoint, sharing the node's pinned maps.
+// Node is Cilium's datapath on one lab node: bpf_overlay on cilium_vxlan,
+// bpf_host on cilium_host, cilium_net and eth0, and one bpf_lxc per
+// endpoint, sharing the node's pinned maps.
 type Node struct {
 	cfg    NodeConfig
 	objs   *Objects
@@ -56,10 +59,16 @@ type Node struct {
 
 	overlay  *ebpf.Collection
 	attached []*attachment
-	hostMark *ebpf.Program
+	// hostColls are bpf_host's collections, kept only without a namespace
+	// (for BPF_PROG_TEST_RUN).
+	hostColls []*ebpf.Collection
+	netMAC    net.HardwareAddr // cilium_net
+	stopLive  chan struct{}
+	liveDone  chan struct{}
 
 	// Shared maps, opened from the overlay's collection.
 	lxc, ipcache, callPolicy, egressCall, services, backends, revNat, metrics, events, ct4, ctAny4 *ebpf.Map
+	devices, l2resp, runtimeCfg                                                                    *ebpf.Map
 
 	mu  sync.Mutex
 	eps map[uint16]*endpointState
@@ -80,8 +89,9 @@ type endpointState struct {
 }
 
 // LoadNode compiles (or takes from the cache) Cilium's objects for the node,
-// loads bpf_overlay, pins the node's shared maps and attaches
-// cil_from_overlay/cil_to_overlay to cilium_vxlan.
+// loads bpf_overlay, pins the node's shared maps, attaches
+// cil_from_overlay/cil_to_overlay to cilium_vxlan and bpf_host to
+// cilium_host, cilium_net and eth0 (see loadHost).
 func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -89,7 +99,7 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
-	objs, err := b.Objects(ctx, cfg.VXLANIfindex, cfg.MonitorAggregation)
+	objs, err := b.Objects(ctx, Flavour{EncapIfindex: cfg.VXLANIfindex, NodeIP: cfg.NodeIP, RouterIP: cfg.RouterIP, Aggregation: cfg.MonitorAggregation})
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +117,9 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	var vxMAC net.HardwareAddr
 	if cfg.NS != nil {
 		if vxMAC, err = n.linkMAC(cfg.VXLANIfindex); err != nil {
+			return nil, err
+		}
+		if n.netMAC, err = n.linkMAC(cfg.NetIfindex); err != nil {
 			return nil, err
 		}
 	}
@@ -139,20 +152,27 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 			return nil, err
 		}
 	}
-	if n.hostMark, err = loadHostMark(); err != nil {
-		return nil, err
-	}
-	// Every other map bpf_lxc pins by name is created now, so that
-	// endpoints loading in parallel only ever open existing pins.
-	for name, ms := range objs.lxc.Maps {
-		if ms.Pinning != ebpf.PinByName || name == mapPolicy {
-			continue
-		}
-		m, err := n.sharedMap(objs.lxc, name)
-		if err != nil {
+	for _, m := range []struct {
+		dst  **ebpf.Map
+		name string
+	}{{&n.devices, mapDevices}, {&n.l2resp, mapL2Resp}, {&n.runtimeCfg, mapRuntimeCfg}} {
+		if *m.dst, err = n.sharedMap(objs.host, m.name); err != nil {
 			return nil, err
 		}
-		m.Close()
+	}
+	// Every other map bpf_lxc or bpf_host pins by name is created now, so
+	// that endpoints loading in parallel only ever open existing pins.
+	for _, spec := range []*ebpf.CollectionSpec{objs.lxc, objs.host} {
+		for name, ms := range spec.Maps {
+			if ms.Pinning != ebpf.PinByName || name == mapPolicy {
+				continue
+			}
+			m, err := n.sharedMap(spec, name)
+			if err != nil {
+				return nil, err
+			}
+			m.Close()
+		}
 	}
 	for _, a := range []struct {
 		prog    string
@@ -162,7 +182,7 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 		if p == nil {
 			return nil, fmt.Errorf("bpf_overlay has no program %s", a.prog)
 		}
-		at, err := n.attach(a.prog, p, cfg.VXLANIfindex, a.ingress, false)
+		at, err := n.attach(a.prog, p, cfg.VXLANIfindex, a.ingress)
 		if err != nil {
 			return nil, err
 		}
@@ -174,6 +194,12 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 		if err := pinMap(coll.Maps[name], filepath.Join(n.pinDir, spec.Maps[name].Name)); err != nil {
 			return nil, err
 		}
+	}
+	if err := n.loadHost(); err != nil {
+		return nil, err
+	}
+	if cfg.NS != nil {
+		n.startLiveness()
 	}
 	ok = true
 	return n, nil
@@ -210,15 +236,25 @@ func (n *Node) nodeConstants() map[string]any {
 	c := map[string]any{
 		"cilium_host_ifindex": uint32(n.cfg.HostIfindex),
 		"cilium_net_ifindex":  uint32(n.cfg.NetIfindex),
-		"device_mtu":          uint16(n.cfg.MTU),
-		"tunnel_port":         uint16(VXLANPort),
-		"tunnel_protocol":     uint8(1), // TUNNEL_PROTOCOL_VXLAN
-		"trace_payload_len":   uint32(128),
-		"nodeport_port_min":   uint16(30000),
-		"nodeport_port_max":   uint16(32767),
+		// eth0 is the direct-routing device (NodePort's native device);
+		// BPF host routing is on, as the agent enables it with
+		// kube-proxy replacement on a kernel that has the FIB helpers.
+		"direct_routing_dev_ifindex":     uint32(n.cfg.Eth0Ifindex),
+		"enable_bpf_host_routing":        true,
+		"supports_fib_lookup_skip_neigh": true,
+		"supports_fib_lookup_src":        true,
+		"device_mtu":                     uint16(n.cfg.MTU),
+		"tunnel_port":                    uint16(VXLANPort),
+		"tunnel_protocol":                uint8(1), // TUNNEL_PROTOCOL_VXLAN
+		"trace_payload_len":              uint32(128),
+		"nodeport_port_min":              uint16(30000),
+		"nodeport_port_max":              uint16(32767),
 	}
 	if len(n.cfg.HostMAC) == 6 {
 		c["cilium_host_mac"] = mac8(n.cfg.HostMAC)
+	}
+	if len(n.netMAC) == 6 {
+		c["cilium_net_mac"] = mac8(n.netMAC)
 	}
 	return c
 }
@@ -247,24 +283,11 @@ type attachment struct {
 	prog    string
 	ifindex int
 	ingress bool
-	// first puts the program before the others on its hook (tcx head, or
-	// the lower netlink filter priority).
-	first bool
-	tcx   link.Link
+	tcx     link.Link
 }
 
-// Netlink filter priorities: the host mark runs before Cilium's programs.
-const (
-	prioFirst  = 1
-	prioCilium = 2
-)
-
-func (a *attachment) prio() uint16 {
-	if a.first {
-		return prioFirst
-	}
-	return prioCilium
-}
+// prioCilium is the netlink filter priority of Cilium's programs.
+const prioCilium = 1
 
 func hook(ingress bool) string {
 	if ingress {
@@ -275,22 +298,18 @@ func hook(ingress bool) string {
 
 // attach puts prog on the ingress or egress hook of ifindex inside the node
 // namespace (tcx, or a clsact bpf filter with NodeConfig.Netlink).
-func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress, first bool) (*attachment, error) {
+func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress bool) (*attachment, error) {
 	if n.cfg.NS == nil {
 		return nil, nil // maps and programs only (PROG_TEST_RUN)
 	}
-	a := &attachment{prog: name, ifindex: ifindex, ingress: ingress, first: first}
+	a := &attachment{prog: name, ifindex: ifindex, ingress: ingress}
 	if !n.cfg.Netlink {
 		typ := ebpf.AttachTCXEgress
 		if ingress {
 			typ = ebpf.AttachTCXIngress
 		}
-		var anchor link.Anchor
-		if first {
-			anchor = link.Head()
-		}
 		err := topo.Do(n.cfg.NS, func() error {
-			l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: typ, Anchor: anchor})
+			l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: typ})
 			a.tcx = l
 			return err
 		})
@@ -308,7 +327,7 @@ func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress, fir
 	if err := h.QdiscAdd(qdisc); err != nil && !errors.Is(err, os.ErrExist) && !errors.Is(err, unix.EEXIST) {
 		return nil, fmt.Errorf("add clsact on ifindex %d in %s: %w", ifindex, n.cfg.NS.Name, err)
 	}
-	if err := h.FilterReplace(filterOf(ifindex, ingress, a.prio(), prog.FD(), name)); err != nil {
+	if err := h.FilterReplace(filterOf(ifindex, ingress, prioCilium, prog.FD(), name)); err != nil {
 		return nil, fmt.Errorf("attach %s filter to %s of ifindex %d in %s: %w", name, hook(ingress), ifindex, n.cfg.NS.Name, err)
 	}
 	return a, nil
@@ -339,7 +358,7 @@ func (n *Node) detach(a *attachment) error {
 		return err
 	}
 	defer h.Close()
-	f := filterOf(a.ifindex, a.ingress, a.prio(), 0, a.prog)
+	f := filterOf(a.ifindex, a.ingress, prioCilium, 0, a.prog)
 	if err := h.FilterDel(f); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("delete %s filter of ifindex %d in %s: %w", a.prog, a.ifindex, n.cfg.NS.Name, err)
 	}
@@ -377,6 +396,7 @@ func (n *Node) LoadTimes() []time.Duration {
 // Close detaches everything, closes the programs and removes the node's
 // pins.
 func (n *Node) Close() error {
+	n.stopLiveness()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var errs []error
@@ -391,11 +411,11 @@ func (n *Node) Close() error {
 		n.overlay.Close()
 		n.overlay = nil
 	}
-	if n.hostMark != nil {
-		n.hostMark.Close()
-		n.hostMark = nil
+	for _, c := range n.hostColls {
+		c.Close()
 	}
-	for _, m := range []*ebpf.Map{n.lxc, n.ipcache, n.services, n.backends, n.revNat, n.metrics, n.events, n.ct4, n.ctAny4, n.callPolicy, n.egressCall} {
+	n.hostColls = nil
+	for _, m := range []*ebpf.Map{n.lxc, n.ipcache, n.services, n.backends, n.revNat, n.metrics, n.events, n.ct4, n.ctAny4, n.callPolicy, n.egressCall, n.devices, n.l2resp, n.runtimeCfg} {
 		if m != nil {
 			m.Close()
 		}

@@ -1,0 +1,214 @@
+package cilium
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/podlab/podlab/topo"
+)
+
+// HostEndpointID is the endpoint ID of every node's host endpoint (the
+// ID bpf_host runs as: cilium_policy_v3_<id>, cilium_call_policy[id],
+// cilium_calls_hostns_<id>). Cilium's agent takes it from its endpoint ID
+// pool (1..4095); podlab keeps the last one for it so pods never collide.
+const HostEndpointID uint16 = 4095
+
+// Reserved identities bpf_host is loaded with (Cilium's numbers).
+const (
+	identityHost = 1
+)
+
+// hostAttachment is one instance of bpf_host: the device it serves, its
+// load-time constants and the programs it puts on the device's hooks.
+type hostAttachment struct {
+	dev     string
+	ifindex int
+	calls   string
+	hooks   []hostHook
+	consts  map[string]any
+	// policyProg registers cil_host_policy in cilium_call_policy.
+	policyProg bool
+}
+
+type hostHook struct {
+	prog    string
+	ingress bool
+}
+
+// hostAttachments are the instances of bpf_host as Cilium's loader makes
+// them (reloadHostEndpoint): cilium_host gets cil_to_host on ingress and
+// cil_from_host on egress, cilium_net cil_to_host on ingress, the native
+// device (eth0) cil_from_netdev on ingress and cil_to_netdev on egress.
+func (n *Node) hostAttachments(hostMAC, netMAC, eth0MAC net.HardwareAddr) []hostAttachment {
+	base := func(ifindex int, mac net.HardwareAddr) map[string]any {
+		c := n.nodeConstants()
+		c["interface_ifindex"] = uint32(ifindex)
+		c["interface_mac"] = mac8(mac)
+		c["security_label"] = uint32(identityHost)
+		c["host_ep_id"] = HostEndpointID
+		return c
+	}
+	netdev := base(n.cfg.Eth0Ifindex, eth0MAC)
+	// L2 announcements of LoadBalancer and external IPs (answered from
+	// cilium_l2_responder_v4 while the agent's liveness stamp in
+	// cilium_runtime_config is fresh: Cilium's lease duration, 15 s).
+	netdev["enable_l2_announcements"] = true
+	netdev["l2_announcements_max_liveness"] = uint64(l2LeaseDuration.Nanoseconds())
+	return []hostAttachment{
+		{dev: topo.NodeHost, ifindex: n.cfg.HostIfindex, calls: fmt.Sprintf("cilium_calls_hostns_%05d", HostEndpointID),
+			hooks: []hostHook{{"cil_to_host", true}, {"cil_from_host", false}}, consts: base(n.cfg.HostIfindex, hostMAC), policyProg: true},
+		{dev: topo.NodeNet, ifindex: n.cfg.NetIfindex, calls: fmt.Sprintf("cilium_calls_netdev_%05d", n.cfg.NetIfindex),
+			hooks: []hostHook{{"cil_to_host", true}}, consts: base(n.cfg.NetIfindex, netMAC)},
+		{dev: topo.NodeEth0, ifindex: n.cfg.Eth0Ifindex, calls: fmt.Sprintf("cilium_calls_netdev_%05d", n.cfg.Eth0Ifindex),
+			hooks: []hostHook{{"cil_from_netdev", true}, {"cil_to_netdev", false}}, consts: netdev},
+	}
+}
+
+// loadHost loads bpf_host for each of the node's host devices and
+// attaches it, registers the host endpoint's policy program, writes the
+// node's own addresses into cilium_lxc as the host endpoint and the
+// devices into cilium_devices, and routes the node's pod CIDR through
+// cilium_host as Cilium's agent does.
+func (n *Node) loadHost() error {
+	var hostMAC, netMAC, eth0MAC net.HardwareAddr
+	if n.cfg.NS != nil {
+		var err error
+		if hostMAC, err = n.linkMAC(n.cfg.HostIfindex); err != nil {
+			return err
+		}
+		if netMAC, err = n.linkMAC(n.cfg.NetIfindex); err != nil {
+			return err
+		}
+		if eth0MAC, err = n.linkMAC(n.cfg.Eth0Ifindex); err != nil {
+			return err
+		}
+	}
+	for _, ha := range n.hostAttachments(hostMAC, netMAC, eth0MAC) {
+		if err := n.loadHostAttachment(ha); err != nil {
+			return err
+		}
+	}
+	for _, d := range []struct {
+		ifindex int
+		mac     net.HardwareAddr
+	}{{n.cfg.Eth0Ifindex, eth0MAC}, {n.cfg.HostIfindex, hostMAC}, {n.cfg.NetIfindex, netMAC}} {
+		if d.ifindex == 0 {
+			continue
+		}
+		if err := n.devices.Put(uint32(d.ifindex), deviceState{MAC: mac8(d.mac)}); err != nil {
+			return fmt.Errorf("%s[%d]: %w", mapDevices, d.ifindex, err)
+		}
+	}
+	for _, a := range []netip.Addr{n.cfg.NodeIP, n.cfg.RouterIP} {
+		if !a.Is4() {
+			continue
+		}
+		if err := n.lxc.Put(lxcKeyOf(a), lxcValue{Flags: endpointFlagHost}); err != nil {
+			return fmt.Errorf("%s host entry %v: %w", mapLxc, a, err)
+		}
+	}
+	return n.routeThroughHost()
+}
+
+// endpointFlagHost marks cilium_lxc entries of the node's own addresses
+// (ENDPOINT_F_HOST).
+const endpointFlagHost = 1
+
+func (n *Node) loadHostAttachment(ha hostAttachment) error {
+	spec, manual, err := prepare(loadRequest{
+		spec: n.objs.host, constants: ha.consts, pinDir: n.pinDir,
+		renames: map[string]string{mapCalls: ha.calls, mapPolicy: PolicyMapName(HostEndpointID)},
+	})
+	if err != nil {
+		return fmt.Errorf("bpf_host for %s on %s: %w", ha.dev, n.cfg.Node, err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: n.pinDir}})
+	if err != nil {
+		return verifierError(fmt.Sprintf("load bpf_host for %s on %s", ha.dev, n.cfg.Node), err)
+	}
+	if n.cfg.NS == nil {
+		// Programs stay loaded for BPF_PROG_TEST_RUN.
+		n.hostColls = append(n.hostColls, coll)
+	} else {
+		defer coll.Close()
+	}
+	if ha.policyProg {
+		if err := n.callPolicy.Put(uint32(HostEndpointID), coll.Programs["cil_host_policy"]); err != nil {
+			return fmt.Errorf("%s[%d]: %w", mapCallPolicy, HostEndpointID, err)
+		}
+	}
+	for _, h := range ha.hooks {
+		p := coll.Programs[h.prog]
+		if p == nil {
+			return fmt.Errorf("bpf_host has no program %s", h.prog)
+		}
+		at, err := n.attach(h.prog, p, ha.ifindex, h.ingress)
+		if err != nil {
+			return err
+		}
+		if at != nil {
+			n.attached = append(n.attached, at)
+		}
+	}
+	for _, name := range manual {
+		if err := pinMap(coll.Maps[name], filepath.Join(n.pinDir, spec.Maps[name].Name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// routeThroughHost gives the node Cilium's routing for its own pods: the
+// pod CIDR through cilium_host (which, like cilium_net, answers no ARP),
+// so packets the node sends to its pods cross cil_from_host and reach
+// them as the host identity. Pods' own /32 routes through their lxc
+// device are removed as endpoints are added (removePodRoute).
+func (n *Node) routeThroughHost() error {
+	if n.cfg.NS == nil || !n.cfg.PodCIDR.IsValid() {
+		return nil
+	}
+	h, err := n.cfg.NS.Handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	for _, ifindex := range []int{n.cfg.HostIfindex, n.cfg.NetIfindex} {
+		l, err := h.LinkByIndex(ifindex)
+		if err != nil {
+			return fmt.Errorf("ifindex %d in %s: %w", ifindex, n.cfg.NS.Name, err)
+		}
+		if err := h.LinkSetARPOff(l); err != nil {
+			return fmt.Errorf("arp off on %s in %s: %w", l.Attrs().Name, n.cfg.NS.Name, err)
+		}
+	}
+	r := &netlink.Route{LinkIndex: n.cfg.HostIfindex, Dst: topo.PrefixNet(n.cfg.PodCIDR.Masked()), Src: n.cfg.RouterIP.AsSlice(), Scope: netlink.SCOPE_LINK}
+	if err := h.RouteReplace(r); err != nil {
+		return fmt.Errorf("route %s dev %s in %s: %w", n.cfg.PodCIDR, topo.NodeHost, n.cfg.NS.Name, err)
+	}
+	return nil
+}
+
+// removePodRoute deletes the /32 route of a pod through its lxc device:
+// the node reaches it through cilium_host instead.
+func (n *Node) removePodRoute(ep Endpoint) error {
+	if n.cfg.NS == nil || !n.cfg.PodCIDR.IsValid() {
+		return nil
+	}
+	h, err := n.cfg.NS.Handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	r := &netlink.Route{LinkIndex: ep.Ifindex, Dst: topo.PrefixNet(netip.PrefixFrom(ep.IP, 32))}
+	if err := h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("delete route %v dev ifindex %d in %s: %w", ep.IP, ep.Ifindex, n.cfg.NS.Name, err)
+	}
+	return nil
+}
