@@ -47,7 +47,10 @@ func CallsMapName(id uint16) string { return fmt.Sprintf("cilium_calls_%05d", id
 
 // AddEndpoint loads bpf_lxc for the endpoint (its own constants, policy map
 // and tail-call map), registers its policy programs in the call-policy
-// tables, attaches cil_from_container/cil_to_container to its lxc veth and
+// tables, attaches cil_from_container to its lxc veth (ingress; without
+// per-endpoint routes Cilium attaches no cil_to_container: every path into
+// the pod, from bpf_lxc, bpf_overlay or bpf_host, enforces its ingress
+// policy by a tail call into cil_lxc_policy before redirecting) and
 // writes it into cilium_lxc. Write the endpoint's policy (SetPolicy)
 // before: an endpoint without policy entries drops everything.
 func (n *Node) AddEndpoint(ep Endpoint) error {
@@ -112,12 +115,12 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 	for _, a := range []struct {
 		prog    string
 		ingress bool
-	}{{"cil_from_container", true}, {"cil_to_container", false}} {
+	}{{"cil_from_container", true}} {
 		p := coll.Programs[a.prog]
 		if p == nil {
 			return fmt.Errorf("bpf_lxc has no program %s", a.prog)
 		}
-		at, err := n.attach(a.prog, p, ep.Ifindex, a.ingress)
+		at, err := n.attach(a.prog, p, ep.Ifindex, a.ingress, false)
 		if err != nil {
 			return err
 		}

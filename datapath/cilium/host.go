@@ -78,8 +78,8 @@ func (n *Node) hostAttachments(hostMAC, netMAC, eth0MAC net.HardwareAddr) []host
 // cilium_host as Cilium's agent does.
 func (n *Node) loadHost() error {
 	var hostMAC, netMAC, eth0MAC net.HardwareAddr
+	var err error
 	if n.cfg.NS != nil {
-		var err error
 		if hostMAC, err = n.linkMAC(n.cfg.HostIfindex); err != nil {
 			return err
 		}
@@ -90,9 +90,23 @@ func (n *Node) loadHost() error {
 			return err
 		}
 	}
+	if n.hostMark, err = loadHostMark(); err != nil {
+		return err
+	}
 	for _, ha := range n.hostAttachments(hostMAC, netMAC, eth0MAC) {
 		if err := n.loadHostAttachment(ha); err != nil {
 			return err
+		}
+	}
+	// The node's own packets leave through cilium_host (to its pods) or
+	// eth0: mark them as the agent's iptables OUTPUT rule does.
+	for _, ifindex := range []int{n.cfg.HostIfindex, n.cfg.Eth0Ifindex} {
+		at, err := n.attach("podlab_hostmark", n.hostMark, ifindex, false, true)
+		if err != nil {
+			return err
+		}
+		if at != nil {
+			n.attached = append(n.attached, at)
 		}
 	}
 	for _, d := range []struct {
@@ -149,7 +163,7 @@ func (n *Node) loadHostAttachment(ha hostAttachment) error {
 		if p == nil {
 			return fmt.Errorf("bpf_host has no program %s", h.prog)
 		}
-		at, err := n.attach(h.prog, p, ha.ifindex, h.ingress)
+		at, err := n.attach(h.prog, p, ha.ifindex, h.ingress, false)
 		if err != nil {
 			return err
 		}
@@ -206,8 +220,8 @@ func (n *Node) removePodRoute(ep Endpoint) error {
 		return err
 	}
 	defer h.Close()
-	r := &netlink.Route{LinkIndex: ep.Ifindex, Dst: topo.PrefixNet(netip.PrefixFrom(ep.IP, 32))}
-	if err := h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+	r := &netlink.Route{LinkIndex: ep.Ifindex, Dst: topo.PrefixNet(netip.PrefixFrom(ep.IP, 32)), Scope: netlink.SCOPE_LINK}
+	if err := h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) {
 		return fmt.Errorf("delete route %v dev ifindex %d in %s: %w", ep.IP, ep.Ifindex, n.cfg.NS.Name, err)
 	}
 	return nil

@@ -62,6 +62,7 @@ type Node struct {
 	// hostColls are bpf_host's collections, kept only without a namespace
 	// (for BPF_PROG_TEST_RUN).
 	hostColls []*ebpf.Collection
+	hostMark  *ebpf.Program
 	netMAC    net.HardwareAddr // cilium_net
 	stopLive  chan struct{}
 	liveDone  chan struct{}
@@ -182,7 +183,7 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 		if p == nil {
 			return nil, fmt.Errorf("bpf_overlay has no program %s", a.prog)
 		}
-		at, err := n.attach(a.prog, p, cfg.VXLANIfindex, a.ingress)
+		at, err := n.attach(a.prog, p, cfg.VXLANIfindex, a.ingress, false)
 		if err != nil {
 			return nil, err
 		}
@@ -283,11 +284,24 @@ type attachment struct {
 	prog    string
 	ifindex int
 	ingress bool
-	tcx     link.Link
+	// first puts the program before the others on its hook (tcx head, or
+	// the lower netlink filter priority).
+	first bool
+	tcx   link.Link
 }
 
-// prioCilium is the netlink filter priority of Cilium's programs.
-const prioCilium = 1
+// Netlink filter priorities: the host mark runs before Cilium's programs.
+const (
+	prioFirst  = 1
+	prioCilium = 2
+)
+
+func (a *attachment) prio() uint16 {
+	if a.first {
+		return prioFirst
+	}
+	return prioCilium
+}
 
 func hook(ingress bool) string {
 	if ingress {
@@ -298,18 +312,22 @@ func hook(ingress bool) string {
 
 // attach puts prog on the ingress or egress hook of ifindex inside the node
 // namespace (tcx, or a clsact bpf filter with NodeConfig.Netlink).
-func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress bool) (*attachment, error) {
+func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress, first bool) (*attachment, error) {
 	if n.cfg.NS == nil {
 		return nil, nil // maps and programs only (PROG_TEST_RUN)
 	}
-	a := &attachment{prog: name, ifindex: ifindex, ingress: ingress}
+	a := &attachment{prog: name, ifindex: ifindex, ingress: ingress, first: first}
 	if !n.cfg.Netlink {
 		typ := ebpf.AttachTCXEgress
 		if ingress {
 			typ = ebpf.AttachTCXIngress
 		}
+		var anchor link.Anchor
+		if first {
+			anchor = link.Head()
+		}
 		err := topo.Do(n.cfg.NS, func() error {
-			l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: typ})
+			l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: typ, Anchor: anchor})
 			a.tcx = l
 			return err
 		})
@@ -327,7 +345,7 @@ func (n *Node) attach(name string, prog *ebpf.Program, ifindex int, ingress bool
 	if err := h.QdiscAdd(qdisc); err != nil && !errors.Is(err, os.ErrExist) && !errors.Is(err, unix.EEXIST) {
 		return nil, fmt.Errorf("add clsact on ifindex %d in %s: %w", ifindex, n.cfg.NS.Name, err)
 	}
-	if err := h.FilterReplace(filterOf(ifindex, ingress, prioCilium, prog.FD(), name)); err != nil {
+	if err := h.FilterReplace(filterOf(ifindex, ingress, a.prio(), prog.FD(), name)); err != nil {
 		return nil, fmt.Errorf("attach %s filter to %s of ifindex %d in %s: %w", name, hook(ingress), ifindex, n.cfg.NS.Name, err)
 	}
 	return a, nil
@@ -358,7 +376,7 @@ func (n *Node) detach(a *attachment) error {
 		return err
 	}
 	defer h.Close()
-	f := filterOf(a.ifindex, a.ingress, prioCilium, 0, a.prog)
+	f := filterOf(a.ifindex, a.ingress, a.prio(), 0, a.prog)
 	if err := h.FilterDel(f); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("delete %s filter of ifindex %d in %s: %w", a.prog, a.ifindex, n.cfg.NS.Name, err)
 	}
@@ -410,6 +428,10 @@ func (n *Node) Close() error {
 	if n.overlay != nil {
 		n.overlay.Close()
 		n.overlay = nil
+	}
+	if n.hostMark != nil {
+		n.hostMark.Close()
+		n.hostMark = nil
 	}
 	for _, c := range n.hostColls {
 		c.Close()

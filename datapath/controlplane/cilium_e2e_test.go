@@ -114,15 +114,15 @@ var _ = Describe("Cilium's datapath (--datapath cilium) on a 3-node cluster", Or
 
 	It("attaches bpf_lxc on lxc, bpf_overlay on cilium_vxlan and bpf_host on cilium_host, cilium_net and eth0", func() {
 		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_from_container"}))
-		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"cil_to_container"}))
+		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXEgress)).To(BeEmpty())
 		w := c.Node("kind-worker")
 		Expect(tcxPrograms(w.NS, w.VXLANIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_from_overlay"}))
 		Expect(tcxPrograms(w.NS, w.VXLANIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"cil_to_overlay"}))
 		Expect(tcxPrograms(w.NS, w.HostIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_to_host"}))
-		Expect(tcxPrograms(w.NS, w.HostIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"cil_from_host"}))
+		Expect(tcxPrograms(w.NS, w.HostIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"podlab_hostmark", "cil_from_host"}))
 		Expect(tcxPrograms(w.NS, w.NetIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_to_host"}))
 		Expect(tcxPrograms(w.NS, w.Eth0Ifindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_from_netdev"}))
-		Expect(tcxPrograms(w.NS, w.Eth0Ifindex, ebpf.AttachTCXEgress)).To(Equal([]string{"cil_to_netdev"}))
+		Expect(tcxPrograms(w.NS, w.Eth0Ifindex, ebpf.AttachTCXEgress)).To(Equal([]string{"podlab_hostmark", "cil_to_netdev"}))
 	})
 
 	It("forwards pod to pod on one node and across nodes", func() {

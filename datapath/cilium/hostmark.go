@@ -1,0 +1,53 @@
+package cilium
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+)
+
+// Cilium's agent marks packets the node itself sends with MARK_MAGIC_HOST
+// (an iptables rule in the OUTPUT chain: --set-xmark 0xc00/0xf00), which is
+// how bpf_host tells the host identity from the world: cil_from_host on
+// cilium_host (the node's packets to its pods) and cil_to_netdev on eth0
+// read it. A lab node has no iptables; the same mark is set by a small tcx
+// program placed before bpf_host on the egress hooks of cilium_host and
+// eth0: packets with no ingress device were sent by the node itself.
+const (
+	markMagicHost     = 0x0c00
+	markMagicHostMask = 0x0f00
+
+	skbMarkOff           = 8  // offsetof(struct __sk_buff, mark)
+	skbIngressIfindexOff = 36 // offsetof(struct __sk_buff, ingress_ifindex)
+	tcxNext              = -1 // TCX_NEXT / TC_ACT_UNSPEC: run the next program
+)
+
+// hostMarkSpec is the program that sets MARK_MAGIC_HOST on packets the node
+// sends.
+func hostMarkSpec() *ebpf.ProgramSpec {
+	return &ebpf.ProgramSpec{
+		Name:    "podlab_hostmark",
+		Type:    ebpf.SchedCLS,
+		License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, skbIngressIfindexOff, asm.Word),
+			asm.JNE.Imm(asm.R2, 0, "out"),
+			asm.LoadMem(asm.R2, asm.R1, skbMarkOff, asm.Word),
+			asm.And.Imm32(asm.R2, ^int32(markMagicHostMask)),
+			asm.Or.Imm32(asm.R2, markMagicHost),
+			asm.StoreMem(asm.R1, skbMarkOff, asm.R2, asm.Word),
+			asm.Mov.Imm(asm.R0, tcxNext).WithSymbol("out"),
+			asm.Return(),
+		},
+	}
+}
+
+// loadHostMark loads the host-mark program once per node.
+func loadHostMark() (*ebpf.Program, error) {
+	p, err := ebpf.NewProgram(hostMarkSpec())
+	if err != nil {
+		return nil, fmt.Errorf("load podlab_hostmark: %w", err)
+	}
+	return p, nil
+}
