@@ -47,10 +47,9 @@ func CallsMapName(id uint16) string { return fmt.Sprintf("cilium_calls_%05d", id
 
 // AddEndpoint loads bpf_lxc for the endpoint (its own constants, policy map
 // and tail-call map), registers its policy programs in the call-policy
-// tables, attaches cil_from_container to its lxc veth (ingress; without
-// per-endpoint routes Cilium attaches no cil_to_container: every path into
-// the pod, from bpf_lxc, bpf_overlay or bpf_host, enforces its ingress
-// policy by a tail call into cil_lxc_policy before redirecting) and
+// tables, attaches cil_from_container/cil_to_container to its lxc veth
+// (per-endpoint routes: the node's own packets reach the pod through its
+// /32 route, marked as the host by podlab_hostmark first) and
 // writes it into cilium_lxc. Write the endpoint's policy (SetPolicy)
 // before: an endpoint without policy entries drops everything.
 func (n *Node) AddEndpoint(ep Endpoint) error {
@@ -115,7 +114,7 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 	for _, a := range []struct {
 		prog    string
 		ingress bool
-	}{{"cil_from_container", true}} {
+	}{{"cil_from_container", true}, {"cil_to_container", false}} {
 		p := coll.Programs[a.prog]
 		if p == nil {
 			return fmt.Errorf("bpf_lxc has no program %s", a.prog)
@@ -128,8 +127,12 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 			st.attached = append(st.attached, at)
 		}
 	}
-	if err := n.removePodRoute(ep); err != nil {
+	at, err := n.attach("podlab_hostmark", n.hostMark, ep.Ifindex, false, true)
+	if err != nil {
 		return err
+	}
+	if at != nil {
+		st.attached = append(st.attached, at)
 	}
 	for _, name := range manual {
 		p := filepath.Join(n.pinDir, spec.Maps[name].Name)

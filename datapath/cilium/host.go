@@ -1,15 +1,12 @@
 package cilium
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
 
 	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/podlab/podlab/topo"
 )
@@ -72,10 +69,9 @@ func (n *Node) hostAttachments(hostMAC, netMAC, eth0MAC net.HardwareAddr) []host
 }
 
 // loadHost loads bpf_host for each of the node's host devices and
-// attaches it, registers the host endpoint's policy program, writes the
-// node's own addresses into cilium_lxc as the host endpoint and the
-// devices into cilium_devices, and routes the node's pod CIDR through
-// cilium_host as Cilium's agent does.
+// attaches it, registers the host endpoint's policy program, and writes
+// the node's own addresses into cilium_lxc as the host endpoint and the
+// devices into cilium_devices.
 func (n *Node) loadHost() error {
 	var hostMAC, netMAC, eth0MAC net.HardwareAddr
 	var err error
@@ -98,8 +94,9 @@ func (n *Node) loadHost() error {
 			return err
 		}
 	}
-	// The node's own packets leave through cilium_host (to its pods) or
-	// eth0: mark them as the agent's iptables OUTPUT rule does.
+	// The node's own packets leave through cilium_host, eth0 or a pod's
+	// lxc (AddEndpoint): mark them as the agent's iptables OUTPUT rule
+	// does.
 	for _, ifindex := range []int{n.cfg.HostIfindex, n.cfg.Eth0Ifindex} {
 		at, err := n.attach("podlab_hostmark", n.hostMark, ifindex, false, true)
 		if err != nil {
@@ -128,7 +125,7 @@ func (n *Node) loadHost() error {
 			return fmt.Errorf("%s host entry %v: %w", mapLxc, a, err)
 		}
 	}
-	return n.routeThroughHost()
+	return nil
 }
 
 // endpointFlagHost marks cilium_lxc entries of the node's own addresses
@@ -175,54 +172,6 @@ func (n *Node) loadHostAttachment(ha hostAttachment) error {
 		if err := pinMap(coll.Maps[name], filepath.Join(n.pinDir, spec.Maps[name].Name)); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// routeThroughHost gives the node Cilium's routing for its own pods: the
-// pod CIDR through cilium_host (which, like cilium_net, answers no ARP),
-// so packets the node sends to its pods cross cil_from_host and reach
-// them as the host identity. Pods' own /32 routes through their lxc
-// device are removed as endpoints are added (removePodRoute).
-func (n *Node) routeThroughHost() error {
-	if n.cfg.NS == nil || !n.cfg.PodCIDR.IsValid() {
-		return nil
-	}
-	h, err := n.cfg.NS.Handle()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	for _, ifindex := range []int{n.cfg.HostIfindex, n.cfg.NetIfindex} {
-		l, err := h.LinkByIndex(ifindex)
-		if err != nil {
-			return fmt.Errorf("ifindex %d in %s: %w", ifindex, n.cfg.NS.Name, err)
-		}
-		if err := h.LinkSetARPOff(l); err != nil {
-			return fmt.Errorf("arp off on %s in %s: %w", l.Attrs().Name, n.cfg.NS.Name, err)
-		}
-	}
-	r := &netlink.Route{LinkIndex: n.cfg.HostIfindex, Dst: topo.PrefixNet(n.cfg.PodCIDR.Masked()), Src: n.cfg.RouterIP.AsSlice(), Scope: netlink.SCOPE_LINK}
-	if err := h.RouteReplace(r); err != nil {
-		return fmt.Errorf("route %s dev %s in %s: %w", n.cfg.PodCIDR, topo.NodeHost, n.cfg.NS.Name, err)
-	}
-	return nil
-}
-
-// removePodRoute deletes the /32 route of a pod through its lxc device:
-// the node reaches it through cilium_host instead.
-func (n *Node) removePodRoute(ep Endpoint) error {
-	if n.cfg.NS == nil || !n.cfg.PodCIDR.IsValid() {
-		return nil
-	}
-	h, err := n.cfg.NS.Handle()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	r := &netlink.Route{LinkIndex: ep.Ifindex, Dst: topo.PrefixNet(netip.PrefixFrom(ep.IP, 32)), Scope: netlink.SCOPE_LINK}
-	if err := h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("delete route %v dev ifindex %d in %s: %w", ep.IP, ep.Ifindex, n.cfg.NS.Name, err)
 	}
 	return nil
 }

@@ -44,11 +44,19 @@ type Flavour struct {
 	Aggregation      bool
 }
 
-// compileDefines are the compile-time options of podlab's Cilium flavour:
-// IPv4, tunnel mode with VXLAN, routing through the host stack,
-// kube-proxy replacement (ENABLE_NODEPORT, SNAT mode: no DSR),
-// policy-verdict notifications; what the agent's node_config.h writer
-// defines for such a node.
+// compileDefines are the compile-time options of podlab's Cilium flavour,
+// what the agent's node_config.h writer defines for such a node: IPv4,
+// tunnel mode with VXLAN, kube-proxy replacement (ENABLE_NODEPORT, SNAT
+// mode: no DSR), policy-verdict notifications, and Cilium's
+// per-endpoint-routes mode (--enable-endpoint-routes): a lab node routes
+// each pod by a /32 route on its lxc veth, so the agent leaves
+// ENABLE_ROUTING out of the endpoint template (RequireRouting false), sets
+// enable_endpoint_routes and attaches cil_to_container, which enforces the
+// pod's ingress policy once. With ENABLE_ROUTING and cil_to_container
+// attached together, the ingress policy ran twice: in the policy tail call
+// (which reverse-NATs a service reply) and again in cil_to_container on
+// the translated packet, whose conntrack lookup then missed (replies of
+// ClusterIP connections dropped as Policy denied).
 func compileDefines(f Flavour) map[string]string {
 	agg := "0"
 	if f.Aggregation {
@@ -56,7 +64,6 @@ func compileDefines(f Flavour) map[string]string {
 	}
 	d := map[string]string{
 		"ENABLE_IPV4":           "1",
-		"ENABLE_ROUTING":        "1",
 		"TUNNEL_MODE":           "1",
 		"ENCAP_IFINDEX":         strconv.Itoa(f.EncapIfindex),
 		"POLICY_VERDICT_NOTIFY": "1",

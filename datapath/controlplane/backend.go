@@ -61,7 +61,7 @@ func (cp *ControlPlane) loadBackend(ctx context.Context, n *topo.Node) (NodeData
 			return nil, err
 		}
 		node, err := cilium.LoadNode(ctx, b, cilium.NodeConfig{
-			Lab: cp.lab, Node: n.Name, NS: n.NS, NodeIP: n.IP, RouterIP: n.RouterIP, PodCIDR: n.PodCIDR, HostMAC: n.HostMAC,
+			Lab: cp.lab, Node: n.Name, NS: n.NS, NodeIP: n.IP, RouterIP: n.RouterIP, HostMAC: n.HostMAC,
 			VXLANIfindex: n.VXLANIfindex, HostIfindex: n.HostIfindex, NetIfindex: n.NetIfindex, Eth0Ifindex: n.Eth0Ifindex,
 			Netlink: cp.opts.Attach != "tcx", MonitorAggregation: cp.opts.MonitorAggregation, Log: cp.log,
 		})
