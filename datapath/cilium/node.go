@@ -216,6 +216,13 @@ func (n *Node) nodeConstants() map[string]any {
 		"trace_payload_len":   uint32(128),
 		"nodeport_port_min":   uint16(30000),
 		"nodeport_port_max":   uint16(32767),
+		// Per-endpoint routes (see compileDefines): local delivery
+		// marks the source identity and hands the packet to the pod's
+		// lxc veth, whose cil_to_container enforces ingress policy.
+		"enable_endpoint_routes": true,
+		// The agent's default (--enable-identity-mark): forwarded packets
+		// carry their source identity in the mark.
+		"enable_identity_mark": true,
 	}
 	if len(n.cfg.HostMAC) == 6 {
 		c["cilium_host_mac"] = mac8(n.cfg.HostMAC)
