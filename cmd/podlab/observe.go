@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,16 +51,25 @@ func keepMetrics(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
 			_ = m.RegisterDatapathCounters(node, reports.DatapathMetrics(cp.NodeDatapath(node).Metrics))
 		}
 	}
-	backlog, sub := store.Follow(-1, 65536, nil)
+	backlog, rd := store.Tail(-1, nil)
 	for _, f := range backlog {
 		m.Observe(f)
 	}
+	ctx, stop := context.WithCancel(context.Background())
 	go func() {
-		for f := range sub.C {
-			m.Observe(f)
+		buf := make([]*flow.Flow, 256)
+		for {
+			n, skipped, err := rd.Read(ctx, buf)
+			if err != nil {
+				return
+			}
+			m.AddLost(flow.LostObserverQueue, skipped)
+			for _, f := range buf[:n] {
+				m.Observe(f)
+			}
 		}
 	}()
-	l.OnDown(func() error { sub.Close(); return nil })
+	l.OnDown(func() error { stop(); return nil })
 	mux.Handle("GET /metrics", m.Handler())
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podlab/podlab/datapath/bpffs"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -104,6 +105,9 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, objs: objs, pinDir: PinDir(cfg.Lab, cfg.Node), log: cfg.Log, eps: map[uint16]*endpointState{}, pending: map[uint16]map[policyKey]policyEntry{}}
 	n.lb.init()
+	if err := bpffs.Ensure(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(n.pinDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cilium pin dir of %s: %w", cfg.Node, err)
 	}
