@@ -29,6 +29,10 @@ type Service struct {
 	// externalTrafficPolicy: Local (the caller passes only the node's own
 	// backends).
 	Local bool
+	// ClusterBackends are, with Local, all the service's backends: Cilium
+	// serves in-cluster traffic to such a frontend from them (its internal
+	// scope). podlab's datapath serves Backends to everyone.
+	ClusterBackends []netip.AddrPort
 }
 
 func (s *Service) validate() error {
