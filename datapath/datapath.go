@@ -8,9 +8,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"time"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
