@@ -14,14 +14,14 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
+	"github.com/podlab/podlab/datapath/bpffs"
 	"github.com/podlab/podlab/topo"
 )
 
 // BPFFSRoot is where bpffs is mounted; every pinned object of podlab lives
 // under BPFFSRoot/podlab/<lab>/.
-const BPFFSRoot = "/sys/fs/bpf"
+const BPFFSRoot = bpffs.Root
 
 // DefaultConntrackSize is the number of conntrack entries of a node when
 // NodeConfig.ConntrackSize is zero.
@@ -200,7 +200,7 @@ func Load(cfg NodeConfig) (*Datapath, error) {
 		log = slog.Default()
 	}
 	log = log.With("lab", cfg.Lab, "node", cfg.Node)
-	if err := ensureBPFFS(); err != nil {
+	if err := bpffs.Ensure(); err != nil {
 		return nil, err
 	}
 	_, statErr := os.Stat(cfg.PinDir)
@@ -270,21 +270,6 @@ func (d *Datapath) load() error {
 		if err := d.attachEndpoint(ep); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// ensureBPFFS mounts bpffs on /sys/fs/bpf unless it is already there.
-func ensureBPFFS() error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(BPFFSRoot, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", BPFFSRoot, err)
-	}
-	if st.Type == unix.BPF_FS_MAGIC {
-		return nil
-	}
-	if err := unix.Mount("bpffs", BPFFSRoot, "bpf", 0, "mode=0700"); err != nil {
-		return fmt.Errorf("mount bpffs on %s: %w", BPFFSRoot, err)
 	}
 	return nil
 }

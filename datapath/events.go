@@ -123,6 +123,10 @@ type PolicyVerdictEvent struct {
 	EventHeader
 	Allowed bool
 	Match   PolicyMatch
+	// Reason is why a denied packet is dropped: DropPolicy (no entry
+	// allows it) or DropPolicyDenyRule (a deny rule matched); 0 when
+	// allowed.
+	Reason DropReason
 }
 
 // EventReader reads the node's event ring buffer.
@@ -249,7 +253,7 @@ func (r *EventReader) decode(b []byte) (Event, Event, error) {
 		from.Data = append([]byte(nil), h.Data...)
 		return &from, to, nil
 	case eventPolicyVerdict:
-		return &PolicyVerdictEvent{EventHeader: h, Allowed: flags&evFlagAllowed != 0, Match: PolicyMatch(aux)}, nil, nil
+		return &PolicyVerdictEvent{EventHeader: h, Allowed: flags&evFlagAllowed != 0, Match: PolicyMatch(aux), Reason: DropReason(code)}, nil, nil
 	}
 	return nil, nil, fmt.Errorf("unknown event type %d", typ)
 }

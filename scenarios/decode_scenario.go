@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/datapath/flow"
 )
 
 // scenarioDecoder decodes the podlab Scenario document. References (peers,
@@ -784,6 +786,13 @@ func (sd *scenarioDecoder) decodeMetric(n *yaml.Node, path string) *MetricAssert
 		}
 	}
 	ma.Labels = m.stringMap("labels")
+	if r, ok := ma.Labels["reason"]; ok && ma.Name == "hubble_drop_total" {
+		// Current Hubble labels drops with the enum name; older documents
+		// show the text ("Policy denied"), which would never match.
+		if dr, known := flow.ParseDropReason(r); known && dr.String() != r {
+			d.errorf(m.get("labels"), m.sub("labels")+".reason", "hubble_drop_total labels drops with the reason's enum name, as current Hubble prints it: %q, not %q", dr.String(), r)
+		}
+	}
 	if m.has("op") {
 		ma.Op = m.str("op")
 		if ma.Op == "==" {

@@ -35,7 +35,7 @@ func TestFQDNBadInput(t *testing.T) {
     - ports: [{port: "53", endPort: 54, protocol: UDP}]
       rules:
         dns: [{matchName: a.com}]
-    toPorts:`, `bad.yaml:28: spec.egress[1].toPorts[0].ports[0].endPort: L7 rules on a port range are not supported by Cilium`},
+    toPorts:`, `bad.yaml:28: spec.egress[1].toPorts[0].ports[0].endPort: DNS rules do not support port ranges (Cilium refuses them)`},
 	}
 	for _, tt := range tests {
 		dir := t.TempDir()

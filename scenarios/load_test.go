@@ -126,7 +126,7 @@ func TestBuiltinConnectivityCheckSteps(t *testing.T) {
 	if f := s.Steps[7].Flow; !f.Absent {
 		t.Errorf("flow %+v", f)
 	}
-	if m := s.Steps[8].Metric; m.Name != "hubble_drop_total" || m.Op != ">=" || m.Value != 1 || m.Labels["reason"] != "Policy denied" {
+	if m := s.Steps[8].Metric; m.Name != "hubble_drop_total" || m.Op != ">=" || m.Value != 1 || m.Labels["reason"] != "POLICY_DENIED" {
 		t.Errorf("metric %+v", m)
 	}
 	pk := s.Steps[9].Packets[0]
@@ -281,6 +281,7 @@ func TestMalformed(t *testing.T) {
 		{"apply unknown ref", "  - wait: ready", "  - apply: [Deployment/ghost]", 46, "steps[0].apply[0]", "not defined in the scenario's documents"},
 		{"bad peer syntax", "to: echo}", "to: svc/a/b/c}", 47, "steps[1].probe.to", "expected svc/NAME or svc/NAMESPACE/NAME"},
 		{"wait for unknown", "  - wait: ready", "  - wait: {ready: [ehco]}", 46, "steps[0].wait.ready[0]", `did you mean "echo"`},
+		{"drop metric reason as text", "  - wait: ready", "  - metric: {name: hubble_drop_total, labels: {reason: Policy denied}}", 46, "steps[0].metric.labels.reason", `enum name, as current Hubble prints it: "POLICY_DENIED", not "Policy denied"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/podlab/podlab/datapath/bpffs"
 	"github.com/podlab/podlab/datapath/controlplane"
-	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -47,7 +47,7 @@ func newBenchCmd() *cobra.Command {
 			// The same 3 × 100 shape with the BPF datapath: programs loaded
 			// and attached on every node and every pod, identities,
 			// ipcache and policy maps filled.
-			if err := preflight.EnsureBPFFS(); err == nil {
+			if err := bpffs.Ensure(); err == nil {
 				for _, mode := range controlplane.AttachModes {
 					for range rounds {
 						cp := controlplane.New("bench", controlplane.Options{AllowLocalhost: true, Attach: mode})

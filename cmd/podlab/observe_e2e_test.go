@@ -94,7 +94,7 @@ var _ = Describe("observability after the connectivity-check", Ordered, func() {
 	It("counts the drop in hubble_drop_total", func() {
 		out, err := podlab("metrics", "tobs")
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(out).To(MatchRegexp(`hubble_drop_total\{protocol="TCP",reason="Policy denied"\} [1-9]`))
+		Expect(out).To(MatchRegexp(`hubble_drop_total\{protocol="TCP",reason="POLICY_DENIED"\} [1-9]`))
 	})
 
 	It("shows status, endpoints, identities, policies and conntrack", func() {

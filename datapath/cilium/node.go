@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podlab/podlab/datapath/bpffs"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -95,6 +96,9 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, objs: objs, pinDir: PinDir(cfg.Lab, cfg.Node), log: cfg.Log, eps: map[uint16]*endpointState{}, pending: map[uint16]map[policyKey]policyEntry{}}
 	n.lb.init()
+	if err := bpffs.Ensure(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(n.pinDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cilium pin dir of %s: %w", cfg.Node, err)
 	}
@@ -216,6 +220,13 @@ func (n *Node) nodeConstants() map[string]any {
 		"trace_payload_len":   uint32(128),
 		"nodeport_port_min":   uint16(30000),
 		"nodeport_port_max":   uint16(32767),
+		// Per-endpoint routes (see compileDefines): local delivery
+		// marks the source identity and hands the packet to the pod's
+		// lxc veth, whose cil_to_container enforces ingress policy.
+		"enable_endpoint_routes": true,
+		// The agent's default (--enable-identity-mark): forwarded packets
+		// carry their source identity in the mark.
+		"enable_identity_mark": true,
 	}
 	if len(n.cfg.HostMAC) == 6 {
 		c["cilium_host_mac"] = mac8(n.cfg.HostMAC)

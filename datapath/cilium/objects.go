@@ -28,7 +28,16 @@ import (
 )
 
 // Compile-time options of podlab's Cilium flavour: IPv4, tunnel mode with
-// VXLAN, routing through the host stack, policy-verdict notifications.
+// VXLAN, policy-verdict notifications, and Cilium's per-endpoint-routes
+// mode (--enable-endpoint-routes): a lab node routes each pod by a /32
+// route on its lxc veth, so the agent leaves ENABLE_ROUTING out of the
+// endpoint template (RequireRouting false), sets enable_endpoint_routes
+// and attaches cil_to_container, which enforces the pod's ingress policy
+// once. With ENABLE_ROUTING and cil_to_container attached together, the
+// ingress policy ran twice: in the policy tail call (which reverse-NATs a
+// service reply) and again in cil_to_container on the translated packet,
+// whose conntrack lookup then missed (replies of ClusterIP connections
+// dropped as Policy denied).
 func compileDefines(encapIfindex int, aggregation bool) map[string]string {
 	agg := "0"
 	if aggregation {
@@ -36,7 +45,6 @@ func compileDefines(encapIfindex int, aggregation bool) map[string]string {
 	}
 	return map[string]string{
 		"ENABLE_IPV4":           "1",
-		"ENABLE_ROUTING":        "1",
 		"TUNNEL_MODE":           "1",
 		"ENCAP_IFINDEX":         strconv.Itoa(encapIfindex),
 		"POLICY_VERDICT_NOTIFY": "1",

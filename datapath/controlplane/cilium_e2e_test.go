@@ -184,9 +184,18 @@ spec:
 `))).To(Succeed())
 		Expect(tcpOK(client.NS, echo.IP, 80)).To(Succeed())
 		Expect(tcpOK(remote.NS, echo.IP, 80)).To(Succeed())
-		// Not yet: replies of a ClusterIP connection into an
-		// ingress-enforced client are dropped (Policy denied); see
-		// docs/cilium-datapath.md.
+		// Through a ClusterIP: the reply is reverse-NATed by the client's
+		// ingress policy program; cil_to_container must not judge the
+		// translated packet a second time (it did with ENABLE_ROUTING
+		// and cil_to_container both in place: Policy denied).
+		vip := netip.MustParseAddr("10.96.0.43")
+		Expect(cp.UpsertService(Service{Namespace: "default", Name: "echo-closed", ClusterIP: vip,
+			Ports: []ServicePort{{Port: 8000, Proto: 6, Backends: []Backend{{IP: echo.IP, Port: 80, Node: "kind-worker"}}}}})).To(Succeed())
+		DeferCleanup(func() { Expect(cp.DeleteService("default", "echo-closed")).To(Succeed()) })
+		drops := ciliumDrops(cp, "kind-worker", datapath.DropPolicy) + ciliumDrops(cp, "kind-worker2", datapath.DropPolicy)
+		Expect(tcpOK(client.NS, vip, 8000)).To(Succeed())
+		Expect(tcpOK(remote.NS, vip, 8000)).To(Succeed())
+		Expect(ciliumDrops(cp, "kind-worker", datapath.DropPolicy) + ciliumDrops(cp, "kind-worker2", datapath.DropPolicy)).To(Equal(drops))
 	})
 
 	It("load-balances a ClusterIP service to its backends", func() {

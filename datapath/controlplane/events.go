@@ -188,7 +188,7 @@ func (cp *ControlPlane) flowEvent(node string, ev datapath.Event) *flow.Event {
 	case *datapath.PolicyVerdictEvent:
 		fe.Type, fe.PolicyMatch = flow.EventPolicyVerdict, flow.PolicyMatch(e.Match)
 		if !e.Allowed {
-			fe.DropReason = uint8(datapath.DropPolicy)
+			fe.DropReason = uint8(e.Reason)
 		}
 	}
 	return fe

@@ -230,6 +230,35 @@ spec:
 		Expect(code).To(Equal(200))
 	})
 
+	It("applies HTTP rules to every port of a port range", func() {
+		httpServe(web.NS, 8081)
+		Expect(cp.ApplyPolicy(mustPolicy(`apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-range}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts:
+    - ports: [{port: "80", endPort: 8081, protocol: TCP}]
+      rules:
+        http: [{method: GET, path: /public}]
+`))).To(Succeed())
+		for _, port := range []int{80, 8081} {
+			h, err := dialHTTP(client.NS, web.IP, port)
+			Expect(err).NotTo(HaveOccurred(), "port %d", port)
+			code, body, err := h.do("GET", "/public")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(200), "port %d", port)
+			Expect(body).To(Equal("GET /public "))
+			code, body, err = h.do("GET", "/private")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(403), "port %d", port)
+			Expect(body).To(Equal(httpproxy.DeniedBody))
+			Expect(h.Close()).To(Succeed())
+		}
+	})
+
 	It("switches a port between L4 and L7 without breaking established connections", func() {
 		Expect(cp.ApplyPolicy(mustPolicy(ingressL4))).To(Succeed())
 		direct, err := dialHTTP(client.NS, web.IP, 80)

@@ -556,21 +556,24 @@ func dnsInfo(m *layers.DNS) *DNS {
 }
 
 // RcodeText returns Hubble's text for a DNS response code ("No Error",
-// "Non-Existent Domain").
-func RcodeText(rcode uint8) string {
-	switch rcode {
-	case 0:
-		return "No Error"
-	case 1:
-		return "Format Error"
-	case 2:
-		return "Server Failure"
-	case 3:
-		return "Non-Existent Domain"
-	case 4:
-		return "Not Implemented"
-	case 5:
-		return "Query Refused"
+// "Non-Existent Domain"; the names of RFC 6895's registry that Hubble's
+// DNS metrics use), or the number for a code Hubble does not name.
+func RcodeText(rcode uint32) string {
+	if t, ok := rcodeTexts[rcode]; ok {
+		return t
 	}
-	return strconv.Itoa(int(rcode))
+	return strconv.FormatUint(uint64(rcode), 10)
+}
+
+// RcodeName returns the rcode label of Hubble's DNS metrics: the text of
+// RcodeText, empty for a code Hubble does not name.
+func RcodeName(rcode uint32) string { return rcodeTexts[rcode] }
+
+var rcodeTexts = map[uint32]string{
+	0: "No Error", 1: "Format Error", 2: "Server Failure", 3: "Non-Existent Domain", 4: "Not Implemented",
+	5: "Query Refused", 6: "Name Exists when it should not", 7: "RR Set Exists when it should not",
+	8: "RR Set that should exist does not", 9: "Not Authorized", 10: "Name not contained in zone",
+	11: "DSO-TYPE Not Implemented", 16: "Bad OPT Version", 17: "Key not recognized",
+	18: "Signature out of time window", 19: "Bad TKEY Mode", 20: "Duplicate key name",
+	21: "Algorithm not supported", 22: "Bad Truncation", 23: "Bad/missing Server Cookie",
 }

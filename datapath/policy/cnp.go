@@ -444,8 +444,6 @@ func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool, dir Direc
 				return nil, d.errf(portNodes[i], join(p, "protocol"), "HTTP rules apply to TCP ports only, not %s", ProtoName(out[i].Proto))
 			case out[i].Name == "" && out[i].Port == 0:
 				return nil, d.errf(portNodes[i], join(p, "port"), "L7 rules need a port (port 0 means every port)")
-			case out[i].EndPort != out[i].Port && out[i].Name == "":
-				return nil, d.errf(portNodes[i], join(p, "endPort"), "L7 rules on a port range are not supported by Cilium")
 			}
 			out[i].Proto = ProtoTCP
 			out[i].L7 = l7

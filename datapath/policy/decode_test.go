@@ -73,12 +73,6 @@ sepc: {}
       rules:
         http: [{method: GET}]
 `, `bad.yaml:11: spec.egress[0].toPorts[0].ports[0].protocol: HTTP rules apply to TCP ports only, not UDP`},
-		{"http on a range", cnpHead + `  egress:
-  - toPorts:
-    - ports: [{port: "80", endPort: 90}]
-      rules:
-        http: [{method: GET}]
-`, `bad.yaml:11: spec.egress[0].toPorts[0].ports[0].endPort: L7 rules on a port range are not supported by Cilium`},
 		{"headerMatches action", cnpHead + `  egress:
   - toPorts:
     - ports: [{port: "80"}]

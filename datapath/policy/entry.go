@@ -32,7 +32,7 @@
 //   - Deny wins: a matching Deny entry drops whatever allows it (see
 //     EndpointPolicy.Verdict, the reference the datapath implements).
 //
-// L7 rules: toPorts[].rules.http (HTTP rules, TCP ports, no ranges) are
+// L7 rules: toPorts[].rules.http (HTTP rules, TCP ports or port ranges) are
 // carried on the entries of their port (Entry.L7); the control plane
 // gives those entries the node proxy's port. rules.kafka is refused
 // (Cilium removed Kafka policy in 1.20).

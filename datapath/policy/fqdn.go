@@ -358,7 +358,7 @@ func (d *decoder) dnsPorts(ports []PortRule, nodes []*yaml.Node, l7 *L7Rules, l7
 		case pr.Name == "" && pr.Port == 0:
 			return nil, d.errf(nodes[i], join(p, "port"), "L7 rules need a port (port 0 means every port)")
 		case pr.EndPort != pr.Port && pr.Name == "":
-			return nil, d.errf(nodes[i], join(p, "endPort"), "L7 rules on a port range are not supported by Cilium")
+			return nil, d.errf(nodes[i], join(p, "endPort"), "DNS rules do not support port ranges (Cilium refuses them)")
 		}
 		pr.L7 = l7
 		if pr.Proto == ProtoAny {

@@ -86,3 +86,27 @@ spec:
 		t.Fatalf("L7 rules not carried on the port: %+v", pr.Ports)
 	}
 }
+
+// Cilium (v1.20 pkg/policy/api, PortRule.sanitize) accepts HTTP rules on a
+// port range (only DNS rules refuse ranges): every port of the range is
+// redirected to the proxy.
+func TestHTTPRulesOnPortRange(t *testing.T) {
+	ps, err := Parse("l7.yaml", []byte(`apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: rule1}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  egress:
+  - toPorts:
+    - ports: [{port: "8080", endPort: 8090, protocol: TCP}]
+      rules:
+        http: [{method: GET}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ps[0].Rules[0].Peers[0].Ports
+	if len(p) != 1 || p[0].Port != 8080 || p[0].EndPort != 8090 || p[0].L7 == nil || len(p[0].L7.HTTP) != 1 {
+		t.Fatalf("HTTP rules on 8080-8090 not carried: %+v", p)
+	}
+}

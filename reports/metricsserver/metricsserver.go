@@ -4,6 +4,7 @@
 package metricsserver
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -29,8 +30,8 @@ func CheckAddr(s string) error {
 
 // Handle registers GET /metrics on mux: the flows of store so far, then
 // each new flow as it is decoded, plus the datapath counters of every
-// node of cp (nil: flows only). The returned stop ends the subscription to
-// the store.
+// node of cp (nil: flows only); flows the reader fell behind on are
+// counted as lost. The returned stop ends the reading of the store.
 func Handle(mux *http.ServeMux, store *flow.Store, cp *controlplane.ControlPlane) (stop func()) {
 	m := reports.NewMetrics()
 	if cp != nil {
@@ -38,17 +39,26 @@ func Handle(mux *http.ServeMux, store *flow.Store, cp *controlplane.ControlPlane
 			_ = m.RegisterDatapathCounters(node, reports.DatapathMetrics(cp.NodeDatapath(node).Metrics))
 		}
 	}
-	backlog, sub := store.Follow(-1, 65536, nil)
+	backlog, rd := store.Tail(-1, nil)
 	for _, f := range backlog {
 		m.Observe(f)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		for f := range sub.C {
-			m.Observe(f)
+		buf := make([]*flow.Flow, 256)
+		for {
+			n, skipped, err := rd.Read(ctx, buf)
+			if err != nil {
+				return
+			}
+			m.AddLost(flow.LostObserverQueue, skipped)
+			for _, f := range buf[:n] {
+				m.Observe(f)
+			}
 		}
 	}()
 	mux.Handle("GET /metrics", m.Handler())
-	return sub.Close
+	return cancel
 }
 
 // Listen binds the metrics address, so that a busy port fails before a

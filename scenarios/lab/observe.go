@@ -191,39 +191,32 @@ func (l *Lab) serveFlows(w http.ResponseWriter, r *http.Request) {
 		writeLost()
 		return
 	}
-	backlog, sub := store.Follow(last, 4096, filt.Match)
-	defer sub.Close()
+	backlog, rd := store.Tail(last, filt.Match)
 	for _, f := range backlog {
 		_ = enc.Encode(flow.NewResponse(f))
 	}
 	if flusher != nil {
 		flusher.Flush()
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var reported uint64
+	// The reader walks the ring itself: flows the ring overwrote before
+	// this client took them are reported as lost right away.
+	buf := make([]*flow.Flow, 256)
 	for {
-		select {
-		case <-r.Context().Done():
+		n, skipped, err := rd.Read(r.Context(), buf)
+		if err != nil {
 			return
-		case f, ok := <-sub.C:
-			if !ok {
-				return
-			}
+		}
+		if skipped > 0 {
+			_ = enc.Encode(LostLine{Lost: map[string]uint64{flow.LostObserverQueue: skipped}})
+		}
+		for _, f := range buf[:n] {
 			if err := enc.Encode(flow.NewResponse(f)); err != nil {
 				return
 			}
-			if flusher != nil {
-				flusher.Flush()
-			}
-		case <-tick.C:
-			if n := sub.Lost(); n > reported {
-				_ = enc.Encode(LostLine{Lost: map[string]uint64{flow.LostObserverQueue: n - reported}})
-				reported = n
-				if flusher != nil {
-					flusher.Flush()
-				}
-			}
+		}
+		clear(buf[:n])
+		if flusher != nil {
+			flusher.Flush()
 		}
 	}
 }

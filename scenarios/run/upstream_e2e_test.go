@@ -39,10 +39,27 @@ var (
 )
 
 // quarantineFailing are the checks of connectivity-check-quarantine.yaml
-// (run with the proxy file it builds on) that fail, as they do on Cilium,
-// which is why upstream quarantines them: an intra-node client reaching a
-// hostPort on its own node is translated to the backend port (8080) before
-// its egress policy, which names the hostPort (40001) only.
+// (run with the proxy file it builds on) that fail on Cilium v1.20.2 as
+// they do here, one reason why upstream quarantines them. Their client
+// shares a node with echo-c (pod-to-c-...: podAffinity to echo-c;
+// pod-to-a-...: to echo-a, which podlab schedules beside echo-c) and asks
+// for echo-c-host-headless:40001, i.e. its own node's address at echo-c's
+// hostPort. Cilium translates that hostPort before the client's egress
+// policy runs:
+//   - socket LB (bpf_sock.c __sock4_xlate_fwd): sock4_skip_xlate lets a
+//     HostPort service through only for an address whose ipcache identity is
+//     HOST_ID (a local node address), sock4_wildcard_lookup_full likewise,
+//     so connect() already targets echo-c:8080;
+//   - per-packet LB (bpf_lxc.c __per_packet_lb_svc_xlate_4, when socket LB
+//     is off): lb4_lookup_service / lb4_lookup_wildcard_service and lb4_local
+//     DNAT to the backend, then the CT_EGRESS tail call runs
+//     policy_can_egress4 on the translated tuple (dport 8080).
+//
+// The egress rule names port 40001 only (L7, any peer), so the SYN to
+// echo-c:8080 is dropped with "Policy denied". A client on another node
+// (the multi-node checks) sends to a remote node address, which neither
+// path translates (identity remote-node), so its egress policy sees 40001
+// and the L7 rule applies; those pass.
 var quarantineFailing = []string{
 	"pod-to-a-intra-node-hostport-proxy-egress-",
 	"pod-to-c-intra-node-hostport-proxy-to-proxy-",
@@ -62,7 +79,7 @@ var _ = Describe("Cilium's upstream connectivity-check files", func() {
 			keepJUnit(res, "upstream-"+strings.TrimSuffix(f, ".yaml"))
 		})
 	}
-	It("connectivity-check-quarantine.yaml with the proxy file passes but for the intra-node hostPort checks Cilium quarantines", func() {
+	It("connectivity-check-quarantine.yaml with the proxy file passes but for the two intra-node hostPort checks Cilium's datapath fails too (egress policy sees the translated port 8080)", func() {
 		dir := GinkgoT().TempDir()
 		for _, f := range []string{"connectivity-check-proxy.yaml", "connectivity-check-quarantine.yaml"} {
 			b, err := os.ReadFile(filepath.Join(upstreamDir(), f))
@@ -75,10 +92,16 @@ var _ = Describe("Cilium's upstream connectivity-check files", func() {
 		var failed []string
 		for _, e := range failures(res.Run) {
 			failed = append(failed, e.Description)
+			GinkgoWriter.Printf("FAILED %s\n  message: %s\n  evidence: %s\n", e.Description, e.Message, e.Evidence)
 		}
 		Expect(failed).To(HaveLen(len(quarantineFailing)), "failures: %v", failed)
 		for _, want := range quarantineFailing {
 			Expect(failed).To(ContainElement(And(ContainSubstring(want), ContainSubstring("/public succeeds"))))
+		}
+		// The evidence is Cilium's: the client's SYN, translated to
+		// echo-c's backend port, dropped by its egress policy.
+		for _, e := range failures(res.Run) {
+			Expect(e.Evidence).To(MatchRegexp(`default/pod-to-\S+ \(\S+\) -> default/echo-c-\S+ \(\S+:8080\) DROPPED \(Policy denied\) TCP Flags: SYN`), e.Description)
 		}
 		keepJUnit(res, "upstream-connectivity-check-quarantine")
 	})
