@@ -97,7 +97,7 @@ func TestBuiltinConnectivityCheckSteps(t *testing.T) {
 	for _, st := range s.Steps {
 		actions = append(actions, st.Action())
 	}
-	if got := strings.Join(actions, ","); got != "wait,probe,probe,probe,probe,probes,flow,flow,metric,packets" {
+	if got := strings.Join(actions, ","); got != "wait,probe,probe,probe,probe,probes,flow,flow,metric,packets,flow,flow" {
 		t.Errorf("actions %s", got)
 	}
 	p := s.Steps[1].Probes[0]
@@ -135,6 +135,12 @@ func TestBuiltinConnectivityCheckSteps(t *testing.T) {
 	}
 	if got := strings.Join(pk.Names(), ","); got != "pod-to-a,pod-to-a,deployment/echo-a" {
 		t.Errorf("names %s", got)
+	}
+	if f := s.Steps[10].Flow; !f.Absent || f.Port != 53 || f.Protocol != "UDP" || f.From.Name != "pod-to-a-l3-denied-cnp" {
+		t.Errorf("flow %+v", f)
+	}
+	if f := s.Steps[11].Flow; !f.Absent || f.Protocol != "UDP" || f.To.Name != "pod-to-a-l3-denied-cnp" {
+		t.Errorf("flow %+v", f)
 	}
 	initial := len(s.InitialObjects())
 	if initial != len(s.Objects) {
