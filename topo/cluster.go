@@ -552,6 +552,8 @@ type PodSpec struct {
 	// Ports and ServiceAccount are recorded on the pod for the datapath.
 	Ports          []ContainerPort
 	ServiceAccount string
+	// Workload is the controller owning the pod (zero for a bare pod).
+	Workload Workload
 }
 
 // HostVethName returns the host-side veth name of a pod: lxc + 11 hex digits.
@@ -600,7 +602,7 @@ func (c *Cluster) addPodDevices(s PodSpec) (p *Pod, err error) {
 			c.mu.Unlock()
 		}
 	}()
-	p = &Pod{Namespace: s.Namespace, Name: s.Name, Node: node, HostNetwork: s.HostNetwork, Labels: s.Labels, EndpointID: epID, Ports: s.Ports, ServiceAccount: s.ServiceAccount}
+	p = &Pod{Namespace: s.Namespace, Name: s.Name, Node: node, HostNetwork: s.HostNetwork, Labels: s.Labels, EndpointID: epID, Ports: s.Ports, ServiceAccount: s.ServiceAccount, Workload: s.Workload}
 	start := time.Now()
 	if s.HostNetwork {
 		p.NS, p.IP = node.NS, node.IP
