@@ -3,15 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net"
-	"net/http"
-	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -27,121 +22,10 @@ import (
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/reports"
+	"github.com/podlab/podlab/scenarios/agent"
 	"github.com/podlab/podlab/scenarios/lab"
 	"github.com/podlab/podlab/topo"
 )
-
-// loopbackAddr accepts only host:port on a loopback address.
-func loopbackAddr(s string) error {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return fmt.Errorf("%q: want a loopback address and port, e.g. 127.0.0.1:9965", s)
-	}
-	if !ap.Addr().IsLoopback() {
-		return fmt.Errorf("%q: metrics are served on loopback only", s)
-	}
-	return nil
-}
-
-// keepMetrics serves the Hubble metrics of a kept lab at /metrics: the
-// flows so far, then each new flow as it is decoded, plus the datapath's
-// own per-reason counters of every node.
-func keepMetrics(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
-	m := reports.NewMetrics()
-	if cp := l.ControlPlane; cp != nil {
-		for _, node := range cp.Nodes() {
-			_ = m.RegisterDatapathCounters(node, reports.DatapathMetrics(cp.NodeDatapath(node).Metrics))
-		}
-	}
-	backlog, rd := store.Tail(-1, nil)
-	for _, f := range backlog {
-		m.Observe(f)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	go func() {
-		buf := make([]*flow.Flow, 256)
-		for {
-			n, skipped, err := rd.Read(ctx, buf)
-			if err != nil {
-				return
-			}
-			m.AddLost(flow.LostObserverQueue, skipped)
-			for _, f := range buf[:n] {
-				m.Observe(f)
-			}
-		}
-	}()
-	l.OnDown(func() error { stop(); return nil })
-	mux.Handle("GET /metrics", m.Handler())
-}
-
-// listenMetrics binds the metrics address, so that a busy port fails
-// before a lab is built.
-func listenMetrics(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics: %w", err)
-	}
-	return ln, nil
-}
-
-// serveMetrics serves GET /metrics of mux on ln until the returned stop.
-func serveMetrics(ln net.Listener, mux *http.ServeMux) func() error {
-	only := http.NewServeMux()
-	only.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { mux.ServeHTTP(w, r) })
-	srv := &http.Server{Handler: only, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return srv.Close
-}
-
-// agentGet fetches a path from a lab's agent.
-func agentGet(name, path string) ([]byte, error) {
-	if err := topo.ValidateLabName(name); err != nil {
-		return nil, err
-	}
-	if !topo.LabAlive(name) {
-		return nil, fmt.Errorf("lab %q is not running (see `podlab list`)", name)
-	}
-	return lab.NewClient(name).Get(path)
-}
-
-// agentJSON fetches path from the agent of the lab named in args (or the
-// only running lab) and decodes its JSON answer into v.
-func agentJSON(args []string, path string, v any) error {
-	name, err := defaultLab(args)
-	if err != nil {
-		return err
-	}
-	b, err := agentGet(name, path)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, v)
-}
-
-// defaultLab picks the only running lab when none is named.
-func defaultLab(args []string) (string, error) {
-	if len(args) > 0 {
-		return args[0], nil
-	}
-	labs, err := topo.ListLabs()
-	if err != nil {
-		return "", err
-	}
-	var alive []string
-	for _, l := range labs {
-		if l.Alive {
-			alive = append(alive, l.Name)
-		}
-	}
-	switch len(alive) {
-	case 1:
-		return alive[0], nil
-	case 0:
-		return "", errors.New("no lab is running (start one with `podlab up`)")
-	}
-	return "", fmt.Errorf("several labs run (%s): name one", strings.Join(alive, ", "))
-}
 
 func newObserveCmd() *cobra.Command {
 	var ff flow.FilterFlags
@@ -158,7 +42,7 @@ func newObserveCmd() *cobra.Command {
 		Args:    cobra.MaximumNArgs(1),
 		PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
+			name, err := agent.DefaultLab(args)
 			if err != nil {
 				return err
 			}
@@ -251,7 +135,7 @@ func newStatusCmd() *cobra.Command {
 		Args:    cobra.MaximumNArgs(1),
 		PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
+			name, err := agent.DefaultLab(args)
 			if err != nil {
 				return err
 			}
@@ -259,7 +143,7 @@ func newStatusCmd() *cobra.Command {
 			if noHealth {
 				path += "?health=0"
 			}
-			b, err := agentGet(name, path)
+			b, err := agent.Get(name, path)
 			if err != nil {
 				return err
 			}
@@ -361,7 +245,7 @@ func newEndpointCmd() *cobra.Command {
 		Use: "list [LAB]", Short: "List endpoints, like `cilium endpoint list` on each node (--node: one node's table only)", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var eps []lab.EndpointView
-			if err := agentJSON(args, "/endpoints", &eps); err != nil {
+			if err := agent.GetJSON(args, "/endpoints", &eps); err != nil {
 				return err
 			}
 			return writeEndpointLists(os.Stdout, eps, node)
@@ -433,7 +317,7 @@ func newIdentityCmd() *cobra.Command {
 		Use: "list [LAB]", Short: "List identities, like `cilium identity list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var ids []controlplane.IdentityView
-			if err := agentJSON(args, "/identities", &ids); err != nil {
+			if err := agent.GetJSON(args, "/identities", &ids); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -456,7 +340,7 @@ func newPolicyCmd() *cobra.Command {
 			if len(args) == 2 {
 				path += "?pod=" + url.QueryEscape(args[1])
 			}
-			b, err := agentGet(args[0], path)
+			b, err := agent.Get(args[0], path)
 			if err != nil {
 				return err
 			}
@@ -493,11 +377,11 @@ func newBPFCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list [LAB]", Short: "List conntrack entries, like `cilium bpf ct list global`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
+			name, err := agent.DefaultLab(args)
 			if err != nil {
 				return err
 			}
-			b, err := agentGet(name, "/ct?node="+url.QueryEscape(node))
+			b, err := agent.Get(name, "/ct?node="+url.QueryEscape(node))
 			if err != nil {
 				return err
 			}
@@ -541,7 +425,7 @@ func newMapCmd() *cobra.Command {
 	dump := &cobra.Command{
 		Use: "dump LAB NAME", Short: "Dump a pinned map of every node (hex key => value)", Args: cobra.ExactArgs(2), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := agentGet(args[0], "/map?name="+url.QueryEscape(args[1])+"&node="+url.QueryEscape(node))
+			b, err := agent.Get(args[0], "/map?name="+url.QueryEscape(args[1])+"&node="+url.QueryEscape(node))
 			if err != nil {
 				return err
 			}
@@ -569,14 +453,14 @@ func newServiceCmd() *cobra.Command {
 		Use: "list [LAB]", Short: "List service frontends and backends, like `cilium service list`; then LoadBalancer and external IPs as `kubectl get services` shows them, with their L2 announcer", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var rows []controlplane.ServiceRow
-			if err := agentJSON(args, "/services", &rows); err != nil {
+			if err := agent.GetJSON(args, "/services", &rows); err != nil {
 				return err
 			}
 			if err := controlplane.WriteServiceTable(os.Stdout, rows); err != nil {
 				return err
 			}
 			var sts []controlplane.ServiceStatus
-			if err := agentJSON(args, "/services/status", &sts); err != nil {
+			if err := agent.GetJSON(args, "/services/status", &sts); err != nil {
 				return err
 			}
 			var ext bytes.Buffer
@@ -625,11 +509,11 @@ func newMetricsCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "metrics [LAB]", Short: "Print the lab's Prometheus metrics (Hubble names)", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
+			name, err := agent.DefaultLab(args)
 			if err != nil {
 				return err
 			}
-			b, err := agentGet(name, "/metrics")
+			b, err := agent.Get(name, "/metrics")
 			if err != nil {
 				return err
 			}
