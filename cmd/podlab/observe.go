@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -161,19 +163,32 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
-// hubbleStatusLine is the flow part of Cilium's Hubble status line:
-// "Current/Max Flows: 4,095/4,095 (100.00%), Flows/s: 15.26", plus the
-// flows seen and lost events.
+// hubbleStatusLine is the Hubble line of `cilium status` (what follows
+// "Hubble:"): the state, "Current/Max Flows: 4095/4095 (100.00%), Flows/s:
+// 15.26" with the flows seen over the uptime, and whether the lab serves
+// Hubble metrics ("Metrics: Ok" or "Metrics: Disabled").
 func hubbleStatusLine(s *lab.StatusReport) string {
-	pct := 0.0
+	var observer []string
 	if s.FlowsMax > 0 {
-		pct = 100 * float64(s.FlowsStored) / float64(s.FlowsMax)
+		observer = append(observer, fmt.Sprintf("Current/Max Flows: %d/%d (%.2f%%)", s.FlowsStored, s.FlowsMax, 100*float64(s.FlowsStored)/float64(s.FlowsMax)))
 	}
-	line := fmt.Sprintf("Current/Max Flows: %d/%d (%.2f%%), Flows/s: %.2f, seen: %d", s.FlowsStored, s.FlowsMax, pct, s.FlowsRate, s.Flows)
-	if len(s.Lost) > 0 {
-		line += fmt.Sprintf(", lost: %v", s.Lost)
+	if s.Uptime > 0 {
+		observer = append(observer, fmt.Sprintf("Flows/s: %.2f", float64(s.Flows)/s.Uptime.Seconds()))
 	}
-	return line
+	metrics := "Disabled"
+	if s.Metrics != "" {
+		metrics = "Ok"
+	}
+	return strings.Join([]string{"Ok", strings.Join(observer, ", "), "Metrics: " + metrics}, "   ")
+}
+
+// lostList prints lost-event counts as "source=N, ..." in source order.
+func lostList(lost map[string]uint64) string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(lost)) {
+		out = append(out, fmt.Sprintf("%s=%d", k, lost[k]))
+	}
+	return strings.Join(out, ", ")
 }
 
 func printStatus(w io.Writer, s *lab.StatusReport) error {
@@ -183,7 +198,13 @@ func printStatus(w io.Writer, s *lab.StatusReport) error {
 	fmt.Fprintf(w, "Identities:              %d\n", s.Identities)
 	fmt.Fprintf(w, "Endpoints:               %d\n", s.Endpoints)
 	fmt.Fprintf(w, "Policies:                %d %s\n", len(s.Policies), strings.Join(s.Policies, ", "))
-	fmt.Fprintf(w, "Hubble:                  Ok   %s\n", hubbleStatusLine(s))
+	fmt.Fprintf(w, "Hubble:                  %s\n", hubbleStatusLine(s))
+	if s.Metrics != "" {
+		fmt.Fprintf(w, "Hubble metrics:          http://%s/metrics\n", s.Metrics)
+	}
+	if len(s.Lost) > 0 {
+		fmt.Fprintf(w, "Hubble lost events:      %s\n", lostList(s.Lost))
+	}
 	for _, n := range s.Nodes {
 		fmt.Fprintf(w, "\nNode %s (%s)\n", n.Node, n.NodeIP)
 		fmt.Fprintf(w, "  IPAM:                  IPv4: %d/%d allocated from %s\n", n.IPAM.Used, n.IPAM.Total, n.IPAM.CIDR)
@@ -219,22 +240,68 @@ func printStatus(w io.Writer, s *lab.StatusReport) error {
 
 func newEndpointCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "endpoint", Short: "Endpoints of the datapath"}
-	cmd.AddCommand(&cobra.Command{
-		Use: "list [LAB]", Short: "List endpoints, like `cilium endpoint list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
+	var node string
+	list := &cobra.Command{
+		Use: "list [LAB]", Short: "List endpoints, like `cilium endpoint list` on each node (--node: one node's table only)", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var eps []lab.EndpointView
 			if err := agent.GetJSON(args, "/endpoints", &eps); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ENDPOINT\tPOLICY (ingress)\tPOLICY (egress)\tIDENTITY\tLABELS\tIPv4\tNODE\tDEVICE")
-			for _, e := range eps {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.ID, enf(e.Ingress), enf(e.Egress), e.Identity, e.Labels, e.IP, e.Node, e.Device)
-			}
-			return tw.Flush()
+			return writeEndpointLists(os.Stdout, eps, node)
 		},
-	})
+	}
+	list.Flags().StringVar(&node, "node", "", "print only this node's endpoints, exactly as `cilium endpoint list` on it")
+	cmd.AddCommand(list)
 	return cmd
+}
+
+// writeEndpointLists prints the endpoints as `cilium endpoint list` does,
+// one table per node (endpoint IDs are node-local), each preceded by the
+// node's name; with only set, that node's table alone.
+func writeEndpointLists(w io.Writer, eps []lab.EndpointView, only string) error {
+	byNode := map[string][]lab.EndpointView{}
+	for _, e := range eps {
+		byNode[e.Node] = append(byNode[e.Node], e)
+	}
+	if only != "" {
+		if _, ok := byNode[only]; !ok {
+			return fmt.Errorf("--node %s: no endpoints on a node of that name", only)
+		}
+		return writeEndpointList(w, byNode[only])
+	}
+	for i, n := range slices.Sorted(maps.Keys(byNode)) {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s:\n", n)
+		if err := writeEndpointList(w, byNode[n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeEndpointList is `cilium endpoint list` of one node: endpoints by ID,
+// the policy enforcement per direction, the identity, one label per line
+// (sorted), the addresses and the state.
+func writeEndpointList(w io.Writer, eps []lab.EndpointView) error {
+	eps = slices.Clone(eps)
+	slices.SortFunc(eps, func(a, b lab.EndpointView) int { return int(a.ID) - int(b.ID) })
+	tw := tabwriter.NewWriter(w, 5, 0, 3, ' ', 0)
+	fmt.Fprintf(tw, "ENDPOINT\tPOLICY (ingress)\tPOLICY (egress)\tIDENTITY\tLABELS (source:key[=value])\tIPv6\tIPv4\tSTATUS\t\n")
+	fmt.Fprintf(tw, "\tENFORCEMENT\tENFORCEMENT\t\t\t\t\t\n")
+	for _, e := range eps {
+		labels := slices.Sorted(slices.Values(e.Labels))
+		if len(labels) == 0 {
+			labels = []string{"no labels"}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", e.ID, enf(e.Ingress), enf(e.Egress), e.Identity, labels[0], "", e.IP, "ready")
+		for _, l := range labels[1:] {
+			fmt.Fprintf(tw, "\t\t\t\t%s\t\t\t\t\n", l)
+		}
+	}
+	return tw.Flush()
 }
 
 func enf(b bool) string {
