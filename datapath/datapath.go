@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -65,6 +66,13 @@ type NodeConfig struct {
 	ForceNetlink bool
 	// Logger receives progress and warnings (nil: slog.Default()).
 	Logger *slog.Logger
+	// ServiceCIDR is routed to cilium_host, where from-host translates
+	// ClusterIPs for the node's own processes (zero: topo.DefaultServiceCIDR).
+	ServiceCIDR netip.Prefix
+	// Phases, when set, receives the time Load spends creating maps,
+	// loading programs and attaching ("node.maps", "node.programs",
+	// "node.attach").
+	Phases *topo.Phases
 }
 
 // Flags of node_config.flags (bpf/lib/common.h).
@@ -233,6 +241,7 @@ func Load(cfg NodeConfig) (*Datapath, error) {
 }
 
 func (d *Datapath) load() error {
+	start := time.Now()
 	if err := d.openMaps(); err != nil {
 		return err
 	}
@@ -242,11 +251,16 @@ func (d *Datapath) load() error {
 	if err := d.writeConfig(); err != nil {
 		return err
 	}
+	d.cfg.Phases.Since("node.maps", start)
+	start = time.Now()
 	progs, err := loadPrograms(d.maps)
 	if err != nil {
 		return err
 	}
 	d.progs = progs
+	d.cfg.Phases.Since("node.programs", start)
+	start = time.Now()
+	defer d.cfg.Phases.Since("node.attach", start)
 	if d.cfg.VXLANIfindex > 0 {
 		if err := d.attach(roleFromOverlay, d.cfg.VXLANIfindex, true); err != nil {
 			return err

@@ -9,6 +9,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/datapath/policy"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // validateObjects checks what holds across objects: namespaces exist,
@@ -30,7 +32,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 		}
 	}
 	system := map[ObjectRef]bool{}
-	for _, o := range systemObjects() {
+	for _, o := range systemObjects(s.Cluster) {
 		system[o.Ref()] = true
 	}
 	for _, o := range s.Objects {
@@ -49,7 +51,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 		ports  []ContainerPort
 	}
 	var shapes []podShape
-	dnsDep, _ := ClusterDNSObjects()
+	dnsDep, _ := s.Cluster.DNSObjects()
 	shapes = append(shapes, podShape{ClusterDNSNamespace, dnsDep.Template.Labels, dnsDep.Template.Spec.Ports()})
 	services := map[ObjectRef]*Service{}
 	var allObjects []Object
@@ -73,16 +75,22 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 			services[v.Ref()] = v
 		}
 	}
-	_, dnsSvc := ClusterDNSObjects()
+	_, dnsSvc := s.Cluster.DNSObjects()
 	services[dnsSvc.Ref()] = dnsSvc
-	clusterIPs := map[string]string{ClusterDNSIP.String(): "Service kube-system/kube-dns"}
+	serviceRange := s.Cluster.ServiceRange()
+	clusterIPs := map[string]string{
+		s.Cluster.DNSIP().String():        "Service kube-system/kube-dns",
+		s.Cluster.KubernetesIP().String(): "Service default/kubernetes",
+	}
 	nodePorts := map[string]string{}
 	for _, o := range allObjects {
 		svc, ok := o.(*Service)
 		if !ok {
 			continue
 		}
-		if svc.ClusterIP.IsValid() {
+		if svc.ClusterIP.IsValid() && !serviceRange.Contains(svc.ClusterIP) {
+			errf(svc, "spec.clusterIP", "%s is outside the service range %s", svc.ClusterIP, serviceRange)
+		} else if svc.ClusterIP.IsValid() {
 			if prev, dup := clusterIPs[svc.ClusterIP.String()]; dup {
 				errf(svc, "spec.clusterIP", "%s is already used by %s", svc.ClusterIP, prev)
 			}
@@ -94,7 +102,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 			}
 			k := fmt.Sprintf("%d/%s", p.NodePort, p.Protocol)
 			if prev, dup := nodePorts[k]; dup {
-				errf(svc, indexPath("spec.ports", i)+".nodePort", "node port %s is already used by %s", k, prev)
+				errf(svc, yamldiag.Index("spec.ports", i)+".nodePort", "node port %s is already used by %s", k, prev)
 			}
 			nodePorts[k] = svc.Ref().String()
 		}
@@ -107,7 +115,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 				matched = true
 				for i, p := range svc.Ports {
 					if p.TargetPort.IsNamed() && !hasPortNamed(sh.ports, p.TargetPort.Str, p.Protocol) {
-						warnf(svc, indexPath("spec.ports", i)+".targetPort", "a selected pod has no %s port named %q; it will not be a backend for this port", p.Protocol, p.TargetPort.Str)
+						warnf(svc, yamldiag.Index("spec.ports", i)+".targetPort", "a selected pod has no %s port named %q; it will not be a backend for this port", p.Protocol, p.TargetPort.Str)
 					}
 				}
 			}
@@ -234,7 +242,7 @@ func simulateSchedule(s *Scenario, ds *diagnostics) {
 	for i := range s.Steps {
 		st := &s.Steps[i]
 		stepErr := func(err error) {
-			ds.add(Diagnostic{File: st.Source.File, Line: st.Source.Line, Path: indexPath("steps", i) + "." + st.Action(), Msg: err.Error()})
+			ds.add(Diagnostic{File: st.Source.File, Line: st.Source.Line, Path: yamldiag.Index("steps", i) + "." + st.Action(), Msg: err.Error()})
 		}
 		switch {
 		case st.Apply != nil:
@@ -305,14 +313,14 @@ func lineAt(o Object, path string) int {
 				idx = v
 			}
 		}
-		n = resolveAlias(n)
+		n = yamldiag.Resolve(n)
 		if n == nil || n.Kind != yaml.MappingNode {
 			return line
 		}
 		var next *yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if n.Content[i].Value == name {
-				line, next = n.Content[i].Line, resolveAlias(n.Content[i+1])
+				line, next = n.Content[i].Line, yamldiag.Resolve(n.Content[i+1])
 			}
 		}
 		if next == nil {
@@ -322,7 +330,7 @@ func lineAt(o Object, path string) int {
 			if next.Kind != yaml.SequenceNode || idx >= len(next.Content) {
 				return line
 			}
-			next = resolveAlias(next.Content[idx])
+			next = yamldiag.Resolve(next.Content[idx])
 			line = next.Line
 		}
 		n = next

@@ -18,13 +18,7 @@ import (
 // ($PODLAB_HUBBLE_METRICS, which the Makefile exports).
 func hubbleMetricsTool() string { return os.Getenv("PODLAB_HUBBLE_METRICS") }
 
-var needHubbleMetrics = e2e.Check("Hubble's metric handlers (tools/hubble-metrics: run `make hubble-metrics`, or the tests through `make test`)", func() error {
-	if hubbleMetricsTool() == "" {
-		return os.ErrNotExist
-	}
-	_, err := os.Stat(hubbleMetricsTool())
-	return err
-})
+var needHubbleMetrics = e2e.EnvFile("PODLAB_HUBBLE_METRICS", "Hubble's metric handlers (tools/hubble-metrics: run `make hubble-metrics`, or the tests through `make test`)")
 
 var _ = Describe("a run's metrics.prom", func() {
 	DescribeTable("has the series and values Hubble's own metric handlers compute from the run's flows.jsonl",

@@ -160,3 +160,17 @@ func Check(what string, probe func() error) Need {
 		return ""
 	}}
 }
+
+// EnvFile is met when the environment variable env names an existing file
+// (a tool the Makefile builds and exports, e.g. PODLAB_HUBBLE_METRICS);
+// what says how to get it.
+func EnvFile(env, what string) Need {
+	return Check(what, func() error {
+		p := os.Getenv(env)
+		if p == "" {
+			return fmt.Errorf("$%s is not set", env)
+		}
+		_, err := os.Stat(p)
+		return err
+	})
+}
