@@ -76,6 +76,9 @@ type Scenario struct {
 	LBIPPools []*LBIPPool
 	// CIDRGroups are the scenario's CiliumCIDRGroups.
 	CIDRGroups []*CIDRGroup
+	// EnvoyConfigs are its CiliumEnvoyConfigs and
+	// CiliumClusterwideEnvoyConfigs.
+	EnvoyConfigs []*EnvoyConfig
 	L2Policies []*L2AnnouncementPolicy
 	// Captures run for the whole scenario.
 	Captures []Device

@@ -77,14 +77,22 @@ type Config struct {
 	Identity func(netip.Addr) uint32
 }
 
-// Listener names one proxy listener: an L7 parser in one direction.
+// Listener names one proxy listener: an L7 parser in one direction, or
+// (Name set) an L7 load balancer's listener.
 type Listener struct {
 	Parser  policy.L7Parser
 	Ingress bool
+	// Name is the qualified name of a CiliumEnvoyConfig listener
+	// ("namespace/config/listener"), whose frontends the datapath hands to
+	// it before policy; empty for policy redirects.
+	Name string
 }
 
-// String returns "http/ingress".
+// String returns "http/ingress", or "http/lb:namespace/config/listener".
 func (l Listener) String() string {
+	if l.Name != "" {
+		return string(l.Parser) + "/lb:" + l.Name
+	}
 	if l.Ingress {
 		return string(l.Parser) + "/ingress"
 	}
