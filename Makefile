@@ -5,7 +5,7 @@ PKGS    ?= ./...
 # Extra `go test` flags; .ci/run passes -json to count skipped tests.
 TESTFLAGS ?=
 
-.PHONY: build generate generate-check test vet demo bench bpftest clean hubble-cli
+.PHONY: build generate generate-check test vet demo bench bpftest clean hubble-cli hubble-metrics
 
 # The real hubble CLI, built once from the cilium Go module at the pinned
 # release and cached; the e2e suite runs it against a lab's Hubble socket.
@@ -17,6 +17,17 @@ hubble-cli: $(HUBBLE)
 
 $(HUBBLE):
 	./tools/build-hubble.sh $(HUBBLE_VERSION) $@
+
+# Hubble's own metric handlers (tools/hubble-metrics, a module of its own
+# requiring the cilium module at the pinned release, so the main module
+# never links Cilium's pkg/ tree): the reports and CLI tests feed them a
+# run's flows.jsonl and compare with podlab's metrics.prom. Rebuilt on
+# every `make test` from Go's build cache (a warm build only links).
+HUBBLE_METRICS ?= $(HOME)/.cache/podlab/hubble-metrics-$(HUBBLE_VERSION)
+export PODLAB_HUBBLE_METRICS := $(HUBBLE_METRICS)
+
+hubble-metrics:
+	./tools/build-hubble-metrics.sh $(HUBBLE_METRICS)
 
 build:
 	$(GO) build -o $(BIN) ./cmd/podlab
@@ -39,7 +50,7 @@ vet:
 # Packages run one at a time: the CLI suite exercises `podlab clean`, which
 # (by design) removes namespaces of labs no live process owns, and the
 # library suites build labs without the CLI's ownership lock.
-test: vet build hubble-cli
+test: vet build hubble-cli hubble-metrics
 	@if [ "$(BPF_CHECK)" = 1 ]; then $(MAKE) --no-print-directory generate-check; fi
 	$(GO) test -p 1 -count=1 -timeout 20m $(TESTFLAGS) $(PKGS)
 

@@ -59,7 +59,7 @@ func TestCConstantsMatchGo(t *testing.T) {
 		}
 	}
 	events, _ := cEnum(t, "event_type")
-	want := map[string]int{"EVENT_DROP": eventDrop, "EVENT_TRACE": eventTrace, "EVENT_POLICY_VERDICT": eventPolicyVerdict}
+	want := map[string]int{"EVENT_DROP": int(eventDrop), "EVENT_TRACE": int(eventTrace), "EVENT_POLICY_VERDICT": int(eventPolicyVerdict)}
 	for name, v := range events {
 		if w, ok := want[name]; !ok || w != v {
 			t.Errorf("%s = %d: events.go has %d (known %v)", name, v, w, ok)

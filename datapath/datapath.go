@@ -10,17 +10,18 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
+	"github.com/podlab/podlab/datapath/bpffs"
 	"github.com/podlab/podlab/topo"
 )
 
 // BPFFSRoot is where bpffs is mounted; every pinned object of podlab lives
 // under BPFFSRoot/podlab/<lab>/.
-const BPFFSRoot = "/sys/fs/bpf"
+const BPFFSRoot = bpffs.Root
 
 // DefaultConntrackSize is the number of conntrack entries of a node when
 // NodeConfig.ConntrackSize is zero.
@@ -65,6 +66,10 @@ type NodeConfig struct {
 	ForceNetlink bool
 	// Logger receives progress and warnings (nil: slog.Default()).
 	Logger *slog.Logger
+	// Phases, when set, receives the time Load spends creating maps,
+	// loading programs and attaching ("node.maps", "node.programs",
+	// "node.attach").
+	Phases *topo.Phases
 }
 
 // Flags of node_config.flags (bpf/lib/common.h).
@@ -195,7 +200,7 @@ func Load(cfg NodeConfig) (*Datapath, error) {
 		log = slog.Default()
 	}
 	log = log.With("lab", cfg.Lab, "node", cfg.Node)
-	if err := ensureBPFFS(); err != nil {
+	if err := bpffs.Ensure(); err != nil {
 		return nil, err
 	}
 	_, statErr := os.Stat(cfg.PinDir)
@@ -233,6 +238,7 @@ func Load(cfg NodeConfig) (*Datapath, error) {
 }
 
 func (d *Datapath) load() error {
+	start := time.Now()
 	if err := d.openMaps(); err != nil {
 		return err
 	}
@@ -242,11 +248,16 @@ func (d *Datapath) load() error {
 	if err := d.writeConfig(); err != nil {
 		return err
 	}
+	d.cfg.Phases.Since("node.maps", start)
+	start = time.Now()
 	progs, err := loadPrograms(d.maps)
 	if err != nil {
 		return err
 	}
 	d.progs = progs
+	d.cfg.Phases.Since("node.programs", start)
+	start = time.Now()
+	defer d.cfg.Phases.Since("node.attach", start)
 	if d.cfg.VXLANIfindex > 0 {
 		if err := d.attach(roleFromOverlay, d.cfg.VXLANIfindex, true); err != nil {
 			return err
@@ -259,21 +270,6 @@ func (d *Datapath) load() error {
 		if err := d.attachEndpoint(ep); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// ensureBPFFS mounts bpffs on /sys/fs/bpf unless it is already there.
-func ensureBPFFS() error {
-	var st unix.Statfs_t
-	if err := unix.Statfs(BPFFSRoot, &st); err != nil {
-		return fmt.Errorf("statfs %s: %w", BPFFSRoot, err)
-	}
-	if st.Type == unix.BPF_FS_MAGIC {
-		return nil
-	}
-	if err := unix.Mount("bpffs", BPFFSRoot, "bpf", 0, "mode=0700"); err != nil {
-		return fmt.Errorf("mount bpffs on %s: %w", BPFFSRoot, err)
 	}
 	return nil
 }

@@ -40,6 +40,31 @@ type fromContainerCtKey struct {
 	Pad   [3]uint8
 }
 
+type fromContainerDropReason uint32
+
+const (
+	fromContainerDropReasonDROP_INVALID_SIP         fromContainerDropReason = 132
+	fromContainerDropReasonDROP_POLICY              fromContainerDropReason = 133
+	fromContainerDropReasonDROP_INVALID             fromContainerDropReason = 134
+	fromContainerDropReasonDROP_CT_INVALID_HDR      fromContainerDropReason = 135
+	fromContainerDropReasonDROP_UNKNOWN_L3          fromContainerDropReason = 139
+	fromContainerDropReasonDROP_WRITE_ERROR         fromContainerDropReason = 141
+	fromContainerDropReasonDROP_UNKNOWN_L4          fromContainerDropReason = 142
+	fromContainerDropReasonDROP_NO_TUNNEL_KEY       fromContainerDropReason = 147
+	fromContainerDropReasonDROP_UNROUTABLE          fromContainerDropReason = 151
+	fromContainerDropReasonDROP_CSUM_L3             fromContainerDropReason = 153
+	fromContainerDropReasonDROP_CT_CREATE_FAILED    fromContainerDropReason = 155
+	fromContainerDropReasonDROP_FRAG_NOSUPPORT      fromContainerDropReason = 157
+	fromContainerDropReasonDROP_NO_SERVICE          fromContainerDropReason = 158
+	fromContainerDropReasonDROP_NO_CONFIG           fromContainerDropReason = 165
+	fromContainerDropReasonDROP_UNSUPPORTED_L2      fromContainerDropReason = 166
+	fromContainerDropReasonDROP_INVALID_IDENTITY    fromContainerDropReason = 171
+	fromContainerDropReasonDROP_PROXY_LOOKUP_FAILED fromContainerDropReason = 178
+	fromContainerDropReasonDROP_PROXY_SET_FAILED    fromContainerDropReason = 179
+	fromContainerDropReasonDROP_PROXY_UNKNOWN_PROTO fromContainerDropReason = 180
+	fromContainerDropReasonDROP_POLICY_DENY         fromContainerDropReason = 181
+)
+
 type fromContainerEndpointInfo struct {
 	_        structs.HostLayout
 	Ifindex  uint32
@@ -51,6 +76,14 @@ type fromContainerEndpointInfo struct {
 	Pad      uint8
 	Levels   [2][4]uint8
 }
+
+type fromContainerEventType uint32
+
+const (
+	fromContainerEventTypeEVENT_DROP           fromContainerEventType = 1
+	fromContainerEventTypeEVENT_TRACE          fromContainerEventType = 2
+	fromContainerEventTypeEVENT_POLICY_VERDICT fromContainerEventType = 3
+)
 
 type fromContainerIpcacheKey struct {
 	_         structs.HostLayout
@@ -139,6 +172,23 @@ type fromContainerNodeportNat struct {
 	NatPort      uint16
 	LastSeen     uint32
 }
+
+type fromContainerObsPoint uint32
+
+const (
+	fromContainerObsPointOBS_TO_ENDPOINT   fromContainerObsPoint = 0
+	fromContainerObsPointOBS_TO_PROXY      fromContainerObsPoint = 1
+	fromContainerObsPointOBS_TO_HOST       fromContainerObsPoint = 2
+	fromContainerObsPointOBS_TO_STACK      fromContainerObsPoint = 3
+	fromContainerObsPointOBS_TO_OVERLAY    fromContainerObsPoint = 4
+	fromContainerObsPointOBS_FROM_ENDPOINT fromContainerObsPoint = 5
+	fromContainerObsPointOBS_FROM_PROXY    fromContainerObsPoint = 6
+	fromContainerObsPointOBS_FROM_HOST     fromContainerObsPoint = 7
+	fromContainerObsPointOBS_FROM_STACK    fromContainerObsPoint = 8
+	fromContainerObsPointOBS_FROM_OVERLAY  fromContainerObsPoint = 9
+	fromContainerObsPointOBS_FROM_NETWORK  fromContainerObsPoint = 10
+	fromContainerObsPointOBS_TO_NETWORK    fromContainerObsPoint = 11
+)
 
 type fromContainerPolicyKey struct {
 	_        structs.HostLayout

@@ -36,6 +36,14 @@ func expectDrop(t *testing.T, n *testNode, prog *ebpf.Program, data []byte, want
 	if int(ds[0].OrigLen) != len(data) {
 		t.Fatalf("drop event orig len %d, want %d", ds[0].OrigLen, len(data))
 	}
+	// A policy drop comes with a denied verdict of the same reason (133
+	// for default deny, 181 for a deny rule), as Cilium's notification.
+	if want == DropPolicy || want == DropPolicyDenyRule {
+		vs := verdicts(evs)
+		if len(vs) != 1 || vs[0].Allowed || vs[0].Reason != want {
+			t.Fatalf("policy verdicts %+v, want one denied with reason %d", vs, want)
+		}
+	}
 	return ds[0]
 }
 

@@ -1,7 +1,6 @@
 package datapath
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"sort"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/podlab/podlab/topo"
 )
@@ -164,44 +162,11 @@ func (d *Datapath) announcementsLocked() ([]Announcement, error) {
 	return out, nil
 }
 
-// gratuitousARP builds a gratuitous ARP request for addr from mac: sender
-// and target protocol address both addr, broadcast.
-func gratuitousARP(addr netip.Addr, mac net.HardwareAddr) []byte {
-	f := make([]byte, 42)
-	for i := 0; i < 6; i++ {
-		f[i] = 0xff
-	}
-	copy(f[6:12], mac)
-	binary.BigEndian.PutUint16(f[12:], unix.ETH_P_ARP)
-	binary.BigEndian.PutUint16(f[14:], 1)             // Ethernet
-	binary.BigEndian.PutUint16(f[16:], unix.ETH_P_IP) // IPv4
-	f[18], f[19] = 6, 4
-	binary.BigEndian.PutUint16(f[20:], 1) // request
-	copy(f[22:28], mac)
-	a := addr.As4()
-	copy(f[28:32], a[:])
-	copy(f[38:42], a[:])
-	return f
-}
-
 // sendGratuitousARP sends one gratuitous ARP request for addr out of the
 // device ifindex of the node namespace.
 func (d *Datapath) sendGratuitousARP(addr netip.Addr, ifindex int, mac net.HardwareAddr) error {
-	frame := gratuitousARP(addr, mac)
-	return topo.Do(d.cfg.NS, func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("gratuitous ARP for %v on %s: socket: %w", addr, d.cfg.Node, err)
-		}
-		defer unix.Close(fd)
-		to := &unix.SockaddrLinklayer{Protocol: netOrder16(unix.ETH_P_ARP), Ifindex: ifindex, Halen: 6}
-		copy(to.Addr[:], frame[:6])
-		if err := unix.Sendto(fd, frame, 0, to); err != nil {
-			return fmt.Errorf("gratuitous ARP for %v on %s: %w", addr, d.cfg.Node, err)
-		}
-		return nil
-	})
+	if err := topo.SendGratuitousARP(d.cfg.NS, ifindex, mac, addr); err != nil {
+		return fmt.Errorf("node %s: %w", d.cfg.Node, err)
+	}
+	return nil
 }
-
-// netOrder16 swaps a 16-bit value into network byte order (little-endian host).
-func netOrder16(v uint16) uint16 { return v<<8 | v>>8 }

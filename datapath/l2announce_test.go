@@ -10,6 +10,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/podlab/podlab/topo"
 )
 
 var (
@@ -151,7 +153,7 @@ func TestLoadBalancerFrontendFromNetwork(t *testing.T) {
 }
 
 func TestGratuitousARPFrame(t *testing.T) {
-	eth, arp := arpOf(t, gratuitousARP(testLBIP, testEth0MAC))
+	eth, arp := arpOf(t, topo.GratuitousARP(testLBIP, testEth0MAC))
 	if !bytes.Equal(eth.DstMAC, layers.EthernetBroadcast) || arp.Operation != layers.ARPRequest ||
 		!bytes.Equal(arp.SourceProtAddress, testLBIP.AsSlice()) || !bytes.Equal(arp.DstProtAddress, testLBIP.AsSlice()) ||
 		!bytes.Equal(arp.SourceHwAddress, testEth0MAC) {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,9 +17,12 @@ import (
 	"github.com/podlab/podlab/datapath/flow"
 )
 
-// Metrics counts flows into Prometheus metrics with Hubble's names and
-// labels, in a registry of its own (never the global one). It is safe for
-// concurrent use.
+// Metrics counts flows into Prometheus metrics with the names, labels and
+// counting rules of Hubble's metric handlers (flow, drop, tcp,
+// port-distribution, icmp, dns, http and policy of cilium v1.20.2, no
+// context options), in a registry of its own (never the global one).
+// tools/hubble-metrics feeds a run's flows into Hubble's own handlers, and
+// a test compares the two. It is safe for concurrent use.
 type Metrics struct {
 	reg              *prometheus.Registry
 	flowsProcessed   *prometheus.CounterVec
@@ -31,17 +33,11 @@ type Metrics struct {
 	dnsQueries       *prometheus.CounterVec
 	dnsResponses     *prometheus.CounterVec
 	dnsResponseTypes *prometheus.CounterVec
+	policyVerdicts   *prometheus.CounterVec
 	lost             *prometheus.CounterVec
 	httpRequests     *prometheus.CounterVec
 	httpResponses    *prometheus.CounterVec
 	httpDuration     *prometheus.HistogramVec
-
-	// dnsMu guards dnsAsked: the DNS queries counted from packets (client
-	// address and transaction ID), so that a response is counted from its
-	// packet only when its query was; queries the DNS proxy handled are
-	// counted from its L7 flows instead.
-	dnsMu    sync.Mutex
-	dnsAsked map[string]DNSObservation
 }
 
 // NewMetrics returns metrics registered in a new registry.
@@ -51,14 +47,15 @@ func NewMetrics() *Metrics {
 	}
 	m := &Metrics{
 		reg:              prometheus.NewRegistry(),
-		flowsProcessed:   c("flows_processed_total", "Total number of flows processed", "type", "subtype", "verdict"),
+		flowsProcessed:   c("flows_processed_total", "Total number of flows processed", "protocol", "type", "subtype", "verdict"),
 		drops:            c("drop_total", "Number of drops", "reason", "protocol"),
 		tcpFlags:         c("tcp_flags_total", "TCP flag occurrences", "flag", "family"),
 		ports:            c("port_distribution_total", "Numbers of packets distributed by destination port", "protocol", "port"),
 		icmp:             c("icmp_total", "Number of ICMP messages", "family", "type"),
 		dnsQueries:       c("dns_queries_total", "Number of DNS queries observed", "rcode", "qtypes", "ips_returned"),
 		dnsResponses:     c("dns_responses_total", "Number of DNS responses observed", "rcode", "qtypes", "ips_returned"),
-		dnsResponseTypes: c("dns_response_types_total", "Number of DNS response types observed", "type", "qtypes"),
+		dnsResponseTypes: c("dns_response_types_total", "Number of DNS response types", "type", "qtypes"),
+		policyVerdicts:   c("policy_verdicts_total", "Number of policy verdicts", "direction", "match", "action"),
 		lost:             c("lost_events_total", "Number of lost events", "source"),
 		// Hubble's http handler (v1 label set, no context labels).
 		httpRequests:  c("http_requests_total", "Count of HTTP requests", "method", "protocol", "reporter"),
@@ -66,8 +63,8 @@ func NewMetrics() *Metrics {
 		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "hubble", Name: "http_request_duration_seconds",
 			Help: "Quantiles of HTTP request duration in seconds"}, []string{"method", "reporter"}),
 	}
-	m.reg.MustRegister(m.flowsProcessed, m.drops, m.tcpFlags, m.ports, m.icmp, m.dnsQueries, m.dnsResponses, m.dnsResponseTypes, m.lost,
-		m.httpRequests, m.httpResponses, m.httpDuration)
+	m.reg.MustRegister(m.flowsProcessed, m.drops, m.tcpFlags, m.ports, m.icmp, m.dnsQueries, m.dnsResponses, m.dnsResponseTypes,
+		m.policyVerdicts, m.lost, m.httpRequests, m.httpResponses, m.httpDuration)
 	return m
 }
 
@@ -85,28 +82,31 @@ func MetricsFromFlows(flows []*flow.Flow) *Metrics {
 // to serve it.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// Observe counts one flow.
+// Observe counts one flow as Hubble's handlers do:
 //
-//   - hubble_flows_processed_total{type,subtype,verdict}: every flow; type
-//     is Trace, Drop or PolicyVerdict, subtype the observation point of a
-//     trace ("to-endpoint").
-//   - hubble_drop_total{reason,protocol}: drop events (not the policy
-//     verdicts that accompany them), reason as text ("Policy denied").
-//   - hubble_tcp_flags_total{flag,family}: FIN, RST, SYN, SYN-ACK of drop and
-//     trace flows.
+//   - hubble_flows_processed_total{protocol,type,subtype,verdict}: every
+//     flow; type Trace, Drop, PolicyVerdict, Capture or L7, subtype the
+//     observation point of a trace ("to-endpoint") or DNS/HTTP of an L7
+//     flow.
+//   - hubble_drop_total{reason,protocol}: every flow with verdict DROPPED
+//     (drop events, the policy verdicts that accompany them and L7 flows
+//     the proxies refused), reason the enum name ("POLICY_DENIED").
+//   - hubble_tcp_flags_total{flag,family}: FIN, SYN, SYN-ACK, RST of
+//     forwarded or redirected flows with TCP flags.
 //   - hubble_port_distribution_total{protocol,port}: destination port of
-//     forwarded, non-reply trace flows.
-//   - hubble_icmp_total{family,type}: ICMP messages of drop and trace flows.
-//   - hubble_dns_*: DNS messages of the DNS proxy's L7 flows (as Hubble
-//     counts them; a query the proxy refused has rcode "Policy denied"),
-//     and exchanges parsed from packets that did not go through the proxy,
-//     counted when the response reaches the client (observePacketDNS).
+//     forwarded or redirected flows known not to be replies.
+//   - hubble_icmp_total{family,type}: ICMP messages of any flow.
+//   - hubble_dns_*: L7 DNS flows of the DNS proxy only (a refused query
+//     has rcode "Policy denied").
+//   - hubble_policy_verdicts_total{direction,match,action}: policy-verdict
+//     flows (but those from the host) and L7 flows (match "l7/dns").
 //   - hubble_http_requests_total{method,protocol,reporter},
 //     hubble_http_responses_total{method,protocol,status,reporter} and
 //     hubble_http_request_duration_seconds{method,reporter}: L7 HTTP flows
 //     of the proxies (reporter: client for egress, server for ingress).
 func (m *Metrics) Observe(f *flow.Flow) {
 	kind := f.EventKind()
+	proto := metricProtocol(f)
 	var typ, sub string
 	switch kind {
 	case flow.EventDrop:
@@ -128,93 +128,99 @@ func (m *Metrics) Observe(f *flow.Flow) {
 	default:
 		typ, sub = "Unknown", strconv.Itoa(int(kind))
 	}
-	m.flowsProcessed.WithLabelValues(typ, sub, f.Verdict.String()).Inc()
-	if kind == flow.EventPolicyVerdict {
-		return
+	m.flowsProcessed.WithLabelValues(proto, typ, sub, f.Verdict.String()).Inc()
+	if f.Verdict == flow.VerdictDropped {
+		m.drops.WithLabelValues(f.DropReasonDesc.String(), proto).Inc()
 	}
-	if kind == flow.EventL7 {
-		m.observeHTTP(f)
-		if d := f.L7.DNS; d != nil {
-			o := DNSObservation{Response: f.L7.Type == flow.L7Response, Rcode: uint8(d.Rcode), QTypes: d.QTypes, IPsReturned: len(d.IPs), RRTypes: d.RRTypes,
-				Denied: f.Verdict == flow.VerdictDropped}
-			m.ObserveDNS(o)
+	forwarded := f.Verdict == flow.VerdictForwarded || f.Verdict == flow.VerdictRedirected
+	if forwarded && f.IP != nil && f.L4 != nil && f.L4.TCP != nil && f.L4.TCP.Flags != nil {
+		fl, family := f.L4.TCP.Flags, f.IP.IPVersion.String()
+		if fl.FIN {
+			m.tcpFlags.WithLabelValues("FIN", family).Inc()
 		}
-		return
+		if fl.SYN {
+			if fl.ACK {
+				m.tcpFlags.WithLabelValues("SYN-ACK", family).Inc()
+			} else {
+				m.tcpFlags.WithLabelValues("SYN", family).Inc()
+			}
+		}
+		if fl.RST {
+			m.tcpFlags.WithLabelValues("RST", family).Inc()
+		}
 	}
-	proto := f.Protocol()
-	if kind == flow.EventDrop {
-		m.drops.WithLabelValues(flow.DropReason(f.EventType.SubType).Text(), proto).Inc()
-	}
-	family := ""
-	if f.IP != nil {
-		family = f.IP.IPVersion.String()
+	if reply, known := f.IsReplyKnown(); forwarded && f.L4 != nil && known && !reply {
+		m.observePort(f.L4)
 	}
 	if f.L4 != nil {
-		switch {
-		case f.L4.TCP != nil && f.L4.TCP.Flags != nil:
-			fl := f.L4.TCP.Flags
-			if fl.FIN {
-				m.tcpFlags.WithLabelValues("FIN", family).Inc()
-			}
-			if fl.RST {
-				m.tcpFlags.WithLabelValues("RST", family).Inc()
-			}
-			if fl.SYN {
-				if fl.ACK {
-					m.tcpFlags.WithLabelValues("SYN-ACK", family).Inc()
-				} else {
-					m.tcpFlags.WithLabelValues("SYN", family).Inc()
-				}
-			}
-		case f.L4.ICMPv4 != nil:
-			m.icmp.WithLabelValues("IPv4", layers.CreateICMPv4TypeCode(uint8(f.L4.ICMPv4.Type), uint8(f.L4.ICMPv4.Code)).String()).Inc()
-		case f.L4.ICMPv6 != nil:
-			m.icmp.WithLabelValues("IPv6", layers.CreateICMPv6TypeCode(uint8(f.L4.ICMPv6.Type), uint8(f.L4.ICMPv6.Code)).String()).Inc()
+		if i := f.L4.ICMPv4; i != nil {
+			m.icmp.WithLabelValues("IPv4", layers.CreateICMPv4TypeCode(uint8(i.Type), uint8(i.Code)).String()).Inc()
+		}
+		if i := f.L4.ICMPv6; i != nil {
+			m.icmp.WithLabelValues("IPv6", layers.CreateICMPv6TypeCode(uint8(i.Type), uint8(i.Code)).String()).Inc()
 		}
 	}
-	reply, _ := f.IsReplyKnown()
-	if kind == flow.EventTrace && f.Verdict == flow.VerdictForwarded && !reply {
-		if _, dp := f.Ports(); dp != 0 {
-			m.ports.WithLabelValues(proto, strconv.FormatUint(uint64(dp), 10)).Inc()
+	switch kind {
+	case flow.EventPolicyVerdict:
+		if f.Source == nil || f.Source.Identity != uint32(identityHost) {
+			m.policyVerdicts.WithLabelValues(strings.ToLower(f.TrafficDirection.String()),
+				strings.ToLower(flow.PolicyMatch(f.PolicyMatchType).String()), strings.ToLower(f.Verdict.String())).Inc()
 		}
-	}
-	if f.DNS != nil && kind == flow.EventTrace {
-		m.observePacketDNS(f, flow.ObsPoint(f.EventType.SubType))
+	case flow.EventL7:
+		l7 := ""
+		if f.L7 != nil && f.L7.DNS != nil {
+			l7 = "dns"
+		} else if f.L7 != nil && f.L7.HTTP != nil {
+			l7 = "http"
+		}
+		m.policyVerdicts.WithLabelValues(strings.ToLower(f.TrafficDirection.String()), "l7/"+l7, strings.ToLower(f.Verdict.String())).Inc()
+		m.observeHTTP(f)
+		m.observeDNS(f)
 	}
 }
 
-// observePacketDNS counts DNS messages parsed from packets, one exchange
-// once: a query leaving its client (from-endpoint) is held until its
-// response reaches the client (to-endpoint), and both are counted then.
-// A query the datapath hands to the DNS proxy (to-proxy) is dropped from
-// the held ones, since the proxy's L7 flows count that exchange. Queries
-// that never get an answer are not counted.
-func (m *Metrics) observePacketDNS(f *flow.Flow, obs flow.ObsPoint) {
-	if f.IP == nil {
-		return
-	}
-	m.dnsMu.Lock()
-	defer m.dnsMu.Unlock()
-	if m.dnsAsked == nil {
-		m.dnsAsked = map[string]DNSObservation{}
-	}
-	d := f.DNS
-	switch {
-	case !d.Response && obs == flow.ObsFromEndpoint:
-		if len(m.dnsAsked) < 1<<16 {
-			m.dnsAsked[f.IP.Source+"/"+strconv.Itoa(int(d.ID))] = DNSObservation{QTypes: d.QTypes}
+// identityHost is Cilium's reserved identity of the host, whose policy
+// verdicts Hubble's policy handler leaves out.
+const identityHost = 1
+
+// metricProtocol names a flow's protocol as Hubble's metrics do
+// (api/v1 FlowProtocol): DNS or HTTP for L7 flows, the L4 protocol for
+// datapath events.
+func metricProtocol(f *flow.Flow) string {
+	switch f.EventKind() {
+	case flow.EventL7:
+		switch {
+		case f.L7 != nil && f.L7.DNS != nil:
+			return "DNS"
+		case f.L7 != nil && f.L7.HTTP != nil:
+			return "HTTP"
 		}
-	case !d.Response && obs == flow.ObsToProxy:
-		delete(m.dnsAsked, f.IP.Source+"/"+strconv.Itoa(int(d.ID)))
-	case d.Response && obs == flow.ObsToEndpoint:
-		k := f.IP.Destination + "/" + strconv.Itoa(int(d.ID))
-		q, ok := m.dnsAsked[k]
-		if !ok {
-			return
+		return "Unknown L7"
+	case flow.EventDrop, flow.EventTrace, flow.EventPolicyVerdict, flow.EventCapture:
+		if p := f.Protocol(); p != "Unknown flow" {
+			return p
 		}
-		delete(m.dnsAsked, k)
-		m.ObserveDNS(q)
-		m.ObserveDNS(DNSObservation{Response: true, Rcode: d.Rcode, QTypes: d.QTypes, IPsReturned: len(d.IPs), RRTypes: d.RRTypes})
+		return "Unknown L4"
+	}
+	return "Unknown flow"
+}
+
+func (m *Metrics) observePort(l4 *flow.Layer4) {
+	port := func(p uint32) string { return strconv.FormatUint(uint64(p), 10) }
+	if l4.TCP != nil {
+		m.ports.WithLabelValues("TCP", port(l4.TCP.DestinationPort)).Inc()
+	}
+	if l4.UDP != nil {
+		m.ports.WithLabelValues("UDP", port(l4.UDP.DestinationPort)).Inc()
+	}
+	if l4.SCTP != nil {
+		m.ports.WithLabelValues("SCTP", port(l4.SCTP.DestinationPort)).Inc()
+	}
+	if l4.ICMPv4 != nil {
+		m.ports.WithLabelValues("ICMPv4", "0").Inc()
+	}
+	if l4.ICMPv6 != nil {
+		m.ports.WithLabelValues("ICMPv6", "0").Inc()
 	}
 }
 
@@ -239,39 +245,27 @@ func (m *Metrics) observeHTTP(f *flow.Flow) {
 	}
 }
 
-// DNSObservation is one DNS message, parsed from a packet or reported by
-// the lab's DNS workload.
-type DNSObservation struct {
-	// Response is false for a query.
-	Response bool
-	// Denied is a query the DNS proxy refused by policy (rcode label
-	// "Policy denied", as Hubble's).
-	Denied bool
-	// Rcode is the response code of a response.
-	Rcode uint8
-	// QTypes are the question types ("A", "AAAA").
-	QTypes []string
-	// IPsReturned is the number of A/AAAA answers.
-	IPsReturned int
-	// RRTypes are the types of the answer records.
-	RRTypes []string
-}
-
-// ObserveDNS counts one DNS message into hubble_dns_queries_total,
-// hubble_dns_responses_total and hubble_dns_response_types_total.
-func (m *Metrics) ObserveDNS(o DNSObservation) {
-	qtypes := strings.Join(o.QTypes, ",")
-	if !o.Response {
-		rcode := ""
-		if o.Denied {
-			rcode = "Policy denied"
-		}
-		m.dnsQueries.WithLabelValues(rcode, qtypes, "0").Inc()
+// observeDNS counts an L7 DNS flow: a refused query (verdict DROPPED) as a
+// query with rcode "Policy denied", a flow that is not a reply as a query,
+// a reply as a response with its answer types.
+func (m *Metrics) observeDNS(f *flow.Flow) {
+	if f.L7 == nil || f.L7.DNS == nil {
 		return
 	}
-	m.dnsResponses.WithLabelValues(flow.RcodeText(o.Rcode), qtypes, strconv.Itoa(o.IPsReturned)).Inc()
-	for _, t := range o.RRTypes {
-		m.dnsResponseTypes.WithLabelValues(t, qtypes).Inc()
+	d := f.L7.DNS
+	qtypes := strings.Join(d.QTypes, ",")
+	ips := strconv.Itoa(len(d.IPs))
+	reply, _ := f.IsReplyKnown()
+	switch {
+	case f.Verdict == flow.VerdictDropped:
+		m.dnsQueries.WithLabelValues("Policy denied", qtypes, ips).Inc()
+	case !reply:
+		m.dnsQueries.WithLabelValues("", qtypes, ips).Inc()
+	default:
+		m.dnsResponses.WithLabelValues(flow.RcodeName(d.Rcode), qtypes, ips).Inc()
+		for _, t := range d.RRTypes {
+			m.dnsResponseTypes.WithLabelValues(t, qtypes).Inc()
+		}
 	}
 }
 

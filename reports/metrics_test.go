@@ -52,19 +52,19 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	s := parseExposition(t, buf.String())
 	want := map[string]float64{
-		`hubble_drop_total{protocol="TCP",reason="Policy denied"}`:                              2,
-		`hubble_drop_total{protocol="ICMPv4",reason="Stale or unroutable IP"}`:                  1,
-		`hubble_flows_processed_total{subtype="",type="Drop",verdict="DROPPED"}`:                3,
-		`hubble_flows_processed_total{subtype="to-endpoint",type="Trace",verdict="FORWARDED"}`:  4,
-		`hubble_flows_processed_total{subtype="",type="PolicyVerdict",verdict="FORWARDED"}`:     1,
-		`hubble_tcp_flags_total{family="IPv4",flag="SYN"}`:                                      4,
-		`hubble_tcp_flags_total{family="IPv4",flag="SYN-ACK"}`:                                  1,
-		`hubble_port_distribution_total{port="80",protocol="TCP"}`:                              3,
+		`hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"}`:                                            2,
+		`hubble_drop_total{protocol="ICMPv4",reason="STALE_OR_UNROUTABLE_IP"}`:                                1,
+		`hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"}`:               2,
+		`hubble_flows_processed_total{protocol="TCP",subtype="to-endpoint",type="Trace",verdict="FORWARDED"}`: 3,
+		`hubble_flows_processed_total{protocol="TCP",subtype="",type="PolicyVerdict",verdict="FORWARDED"}`:    1,
+		`hubble_policy_verdicts_total{action="forwarded",direction="ingress",match="l3-l4"}`:                  1,
+		// Hubble counts TCP flags of forwarded flows only (not the drops).
+		`hubble_tcp_flags_total{family="IPv4",flag="SYN"}`:     3,
+		`hubble_tcp_flags_total{family="IPv4",flag="SYN-ACK"}`: 1,
+		// The forwarded policy verdict counts, as in Hubble.
+		`hubble_port_distribution_total{port="80",protocol="TCP"}`:                              4,
 		`hubble_port_distribution_total{port="53",protocol="UDP"}`:                              1,
 		`hubble_icmp_total{family="IPv4",type="EchoRequest"}`:                                   2,
-		`hubble_dns_queries_total{ips_returned="0",qtypes="A",rcode=""}`:                        1,
-		`hubble_dns_responses_total{ips_returned="1",qtypes="A",rcode="No Error"}`:              1,
-		`hubble_dns_response_types_total{qtypes="A",type="A"}`:                                  1,
 		`hubble_lost_events_total{source="perf_event_ring_buffer"}`:                             4,
 		`cilium_drop_count_total{direction="EGRESS",node="kind-worker",reason="Policy denied"}`: 2,
 		`cilium_drop_bytes_total{direction="EGRESS",node="kind-worker",reason="Policy denied"}`: 148,
@@ -87,7 +87,7 @@ func TestMetricsExposition(t *testing.T) {
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
-	if rec.Code != 200 || !strings.Contains(string(body), `hubble_drop_total{protocol="TCP",reason="Policy denied"} 2`) {
+	if rec.Code != 200 || !strings.Contains(string(body), `hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 2`) {
 		t.Errorf("handler: %d\n%s", rec.Code, body)
 	}
 }

@@ -67,7 +67,7 @@ func TestJUnitValid(t *testing.T) {
 func renderSampleHTML(t *testing.T) string {
 	t.Helper()
 	run := sampleRun(t)
-	run.MetricsText = "hubble_drop_total{protocol=\"TCP\",reason=\"Policy denied\"} 2\n"
+	run.MetricsText = "hubble_drop_total{protocol=\"TCP\",reason=\"POLICY_DENIED\"} 2\n"
 	var buf bytes.Buffer
 	if err := writeHTMLAt(&buf, run, time.Date(2026, 9, 3, 1, 0, 0, 0, time.UTC)); err != nil {
 		t.Fatal(err)
@@ -139,7 +139,7 @@ func TestWriteAndLoadRun(t *testing.T) {
 		}
 	}
 	metrics, _ := os.ReadFile(filepath.Join(dir, MetricsFile))
-	if !strings.Contains(string(metrics), `hubble_drop_total{protocol="TCP",reason="Policy denied"} 2`) {
+	if !strings.Contains(string(metrics), `hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 2`) {
 		t.Errorf("metrics.prom:\n%s", metrics)
 	}
 	loaded, err := LoadRun(dir)

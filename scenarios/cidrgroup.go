@@ -6,6 +6,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/datapath/policy"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // KindCiliumCIDRGroup is Cilium's CiliumCIDRGroup: named, labelled CIDRs
@@ -49,7 +51,7 @@ func (d *decoder) decodeCIDRGroup(doc *mapping, apiVersion string) *CIDRGroup {
 	}
 	cn := m.get("externalCIDRs")
 	for i, s := range m.stringList("externalCIDRs") {
-		p := indexPath("spec.externalCIDRs", i)
+		p := yamldiag.Index("spec.externalCIDRs", i)
 		pfx, err := netip.ParsePrefix(s)
 		if err != nil {
 			d.errorf(cn, p, "invalid CIDR %q", s)

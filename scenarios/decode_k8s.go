@@ -12,6 +12,8 @@ import (
 
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // Fields accepted everywhere at the top of a Kubernetes object.
@@ -73,7 +75,7 @@ func (d *decoder) labels(n *yaml.Node, path string) map[string]string {
 	l := d.stringMap(n, path)
 	for k, v := range l {
 		if err := checkLabel(k, v); err != nil {
-			d.errorf(n, joinPath(path, k), "%v", err)
+			d.errorf(n, yamldiag.Join(path, k), "%v", err)
 		}
 	}
 	return l
@@ -146,7 +148,7 @@ func (d *decoder) decodePodSpec(n *yaml.Node, path string, annotations map[strin
 		spec.Affinity = d.decodeAffinity(a, m.sub("affinity"))
 	}
 	for i, t := range d.list(m.get("tolerations"), m.sub("tolerations")) {
-		p := indexPath(m.sub("tolerations"), i)
+		p := yamldiag.Index(m.sub("tolerations"), i)
 		tm := d.mapping(t, p, fields{Known: []string{"key", "operator", "value", "effect"}, Ignored: []string{"tolerationSeconds"}})
 		if tm == nil {
 			continue
@@ -160,7 +162,7 @@ func (d *decoder) decodePodSpec(n *yaml.Node, path string, annotations map[strin
 	workload := ""
 	if w, ok := annotations[WorkloadAnnotation]; ok {
 		if err := workloadByName(w); err != nil {
-			d.errorf(annotationsNode, joinPath(annotationsPath, WorkloadAnnotation), "%v", err)
+			d.errorf(annotationsNode, yamldiag.Join(annotationsPath, WorkloadAnnotation), "%v", err)
 		} else {
 			workload = w
 		}
@@ -172,9 +174,9 @@ func (d *decoder) decodePodSpec(n *yaml.Node, path string, annotations map[strin
 		}
 		names := map[string]bool{}
 		for i, c := range items {
-			ctr := d.decodeContainer(c, indexPath(m.sub("containers"), i), workload)
+			ctr := d.decodeContainer(c, yamldiag.Index(m.sub("containers"), i), workload)
 			if names[ctr.Name] && ctr.Name != "" {
-				d.errorf(c, indexPath(m.sub("containers"), i)+".name", "duplicate container name %q", ctr.Name)
+				d.errorf(c, yamldiag.Index(m.sub("containers"), i)+".name", "duplicate container name %q", ctr.Name)
 			}
 			names[ctr.Name] = true
 			spec.Containers = append(spec.Containers, ctr)
@@ -223,7 +225,7 @@ func (d *decoder) decodeAffinity(n *yaml.Node, path string) []AffinityTerm {
 		}
 		rp := km.sub("requiredDuringSchedulingIgnoredDuringExecution")
 		for i, t := range d.list(km.get("requiredDuringSchedulingIgnoredDuringExecution"), rp) {
-			tp := indexPath(rp, i)
+			tp := yamldiag.Index(rp, i)
 			tm := d.mapping(t, tp, fields{Known: []string{"labelSelector", "topologyKey", "namespaces"}})
 			if tm == nil {
 				continue
@@ -252,7 +254,7 @@ func (d *decoder) decodeSelector(n *yaml.Node, path string) LabelSelector {
 	}
 	s.MatchLabels = d.labels(m.get("matchLabels"), m.sub("matchLabels"))
 	for i, e := range d.list(m.get("matchExpressions"), m.sub("matchExpressions")) {
-		p := indexPath(m.sub("matchExpressions"), i)
+		p := yamldiag.Index(m.sub("matchExpressions"), i)
 		em := d.mapping(e, p, fields{Known: []string{"key", "operator", "values"}})
 		if em == nil {
 			continue
@@ -262,14 +264,14 @@ func (d *decoder) decodeSelector(n *yaml.Node, path string) LabelSelector {
 		switch r.Operator {
 		case "In", "NotIn":
 			if len(r.Values) == 0 {
-				d.errorf(e, joinPath(p, "values"), "operator %s needs values", r.Operator)
+				d.errorf(e, yamldiag.Join(p, "values"), "operator %s needs values", r.Operator)
 			}
 		case "Exists", "DoesNotExist":
 			if len(r.Values) != 0 {
-				d.errorf(e, joinPath(p, "values"), "operator %s takes no values", r.Operator)
+				d.errorf(e, yamldiag.Join(p, "values"), "operator %s takes no values", r.Operator)
 			}
 		default:
-			d.errorf(em.keyNode("operator"), joinPath(p, "operator"), "operator must be one of In, NotIn, Exists, DoesNotExist; got %q", r.Operator)
+			d.errorf(em.keyNode("operator"), yamldiag.Join(p, "operator"), "operator must be one of In, NotIn, Exists, DoesNotExist; got %q", r.Operator)
 		}
 		s.MatchExpressions = append(s.MatchExpressions, r)
 	}
@@ -300,7 +302,7 @@ func (d *decoder) decodeContainer(n *yaml.Node, path string, workload string) Co
 	m.stringList("command")
 	m.stringList("args")
 	for i, p := range d.list(m.get("ports"), m.sub("ports")) {
-		pp := indexPath(m.sub("ports"), i)
+		pp := yamldiag.Index(m.sub("ports"), i)
 		pm := d.mapping(p, pp, fields{Known: []string{"name", "containerPort", "protocol", "hostPort"}, Ignored: []string{"hostIP"}})
 		if pm == nil {
 			continue
@@ -330,7 +332,7 @@ func (d *decoder) decodeContainer(n *yaml.Node, path string, workload string) Co
 	}
 	var portNode *yaml.Node
 	for i, e := range d.list(m.get("env"), m.sub("env")) {
-		ep := indexPath(m.sub("env"), i)
+		ep := yamldiag.Index(m.sub("env"), i)
 		em := d.mapping(e, ep, fields{Known: []string{"name", "value", "valueFrom"}})
 		if em == nil || !em.require("name") {
 			continue
@@ -483,7 +485,7 @@ func (d *decoder) probePort(n *yaml.Node, path string, ports []ContainerPort) (i
 
 // intOrString reads a port given as a number (1-65535) or a name.
 func (d *decoder) intOrString(n *yaml.Node, path string) IntOrString {
-	n = resolveAlias(n)
+	n = yamldiag.Resolve(n)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
 		v, ok := d.integer(n, path, 1, 65535)
 		if !ok {
@@ -646,7 +648,7 @@ func (d *decoder) decodeService(doc *mapping) *Service {
 	}
 	for i, f := range m.stringList("ipFamilies") {
 		if f != "IPv4" {
-			d.errorf(m.get("ipFamilies"), indexPath("spec.ipFamilies", i), "not supported yet: %s (IPv4 only)", f)
+			d.errorf(m.get("ipFamilies"), yamldiag.Index("spec.ipFamilies", i), "not supported yet: %s (IPv4 only)", f)
 		}
 	}
 	if p := m.str("ipFamilyPolicy"); p != "" && p != "SingleStack" {
@@ -660,7 +662,7 @@ func (d *decoder) decodeService(doc *mapping) *Service {
 	seenName := map[string]bool{}
 	seenPort := map[string]bool{}
 	for i, pn := range items {
-		pp := indexPath("spec.ports", i)
+		pp := yamldiag.Index("spec.ports", i)
 		pm := d.mapping(pn, pp, fields{Known: []string{"name", "protocol", "port", "targetPort", "nodePort"}, Ignored: []string{"appProtocol"}})
 		if pm == nil {
 			continue
@@ -668,14 +670,14 @@ func (d *decoder) decodeService(doc *mapping) *Service {
 		var sp ServicePort
 		sp.Name = pm.str("name")
 		if len(items) > 1 && sp.Name == "" {
-			d.errorf(pn, joinPath(pp, "name"), "every port of a multi-port Service needs a name")
+			d.errorf(pn, yamldiag.Join(pp, "name"), "every port of a multi-port Service needs a name")
 		}
 		if sp.Name != "" {
 			if !dns1123Label.MatchString(sp.Name) {
-				d.errorf(pm.get("name"), joinPath(pp, "name"), "invalid port name %q", sp.Name)
+				d.errorf(pm.get("name"), yamldiag.Join(pp, "name"), "invalid port name %q", sp.Name)
 			}
 			if seenName[sp.Name] {
-				d.errorf(pm.get("name"), joinPath(pp, "name"), "duplicate port name %q", sp.Name)
+				d.errorf(pm.get("name"), yamldiag.Join(pp, "name"), "duplicate port name %q", sp.Name)
 			}
 			seenName[sp.Name] = true
 		}
@@ -685,16 +687,16 @@ func (d *decoder) decodeService(doc *mapping) *Service {
 		}
 		key := fmt.Sprintf("%d/%s", sp.Port, sp.Protocol)
 		if seenPort[key] {
-			d.errorf(pm.get("port"), joinPath(pp, "port"), "duplicate port %s", key)
+			d.errorf(pm.get("port"), yamldiag.Join(pp, "port"), "duplicate port %s", key)
 		}
 		seenPort[key] = true
 		sp.TargetPort = IntOrString{Int: sp.Port}
 		if tp := pm.get("targetPort"); tp != nil {
-			sp.TargetPort = d.intOrString(tp, joinPath(pp, "targetPort"))
+			sp.TargetPort = d.intOrString(tp, yamldiag.Join(pp, "targetPort"))
 		}
 		if pm.has("nodePort") {
 			if !s.Type.HasNodePorts() {
-				d.errorf(pm.get("nodePort"), joinPath(pp, "nodePort"), "nodePort needs type: NodePort or LoadBalancer")
+				d.errorf(pm.get("nodePort"), yamldiag.Join(pp, "nodePort"), "nodePort needs type: NodePort or LoadBalancer")
 			}
 			sp.NodePort, _ = pm.integer("nodePort", 30000, 32767)
 		}
@@ -739,11 +741,11 @@ func (d *decoder) decodeExternalAddrs(s *Service, m *mapping) {
 	for i, v := range m.stringList("externalIPs") {
 		a, err := netip.ParseAddr(v)
 		if err != nil || !a.Is4() {
-			d.errorf(m.get("externalIPs"), indexPath("spec.externalIPs", i), "invalid IPv4 address %q", v)
+			d.errorf(m.get("externalIPs"), yamldiag.Index("spec.externalIPs", i), "invalid IPv4 address %q", v)
 			continue
 		}
 		if seen[a] {
-			d.errorf(m.get("externalIPs"), indexPath("spec.externalIPs", i), "duplicate address %s", a)
+			d.errorf(m.get("externalIPs"), yamldiag.Index("spec.externalIPs", i), "duplicate address %s", a)
 		}
 		seen[a] = true
 		s.ExternalIPs = append(s.ExternalIPs, a)
@@ -839,7 +841,7 @@ func (d *decoder) decodeCluster(doc *mapping) *Cluster {
 	names := map[string]bool{}
 	items := d.list(doc.get("nodes"), "nodes")
 	for i, n := range items {
-		p := indexPath("nodes", i)
+		p := yamldiag.Index("nodes", i)
 		m := d.mapping(n, p, kindNodeFields)
 		if m == nil {
 			continue
@@ -863,17 +865,17 @@ func (d *decoder) decodeCluster(doc *mapping) *Cluster {
 				}
 			}
 		case "":
-			d.errorf(n, joinPath(p, "role"), "required field is missing (control-plane or worker)")
+			d.errorf(n, yamldiag.Join(p, "role"), "required field is missing (control-plane or worker)")
 			continue
 		default:
-			d.errorf(m.get("role"), joinPath(p, "role"), "role must be control-plane or worker; got %q", node.Role)
+			d.errorf(m.get("role"), yamldiag.Join(p, "role"), "role must be control-plane or worker; got %q", node.Role)
 			continue
 		}
 		if !dns1123Subdomain.MatchString(node.Name) || len(node.Name) > 40 {
-			d.errorf(m.keyNode("name"), joinPath(p, "name"), "invalid node name %q (lower-case letters, digits, '-', at most 40 characters)", node.Name)
+			d.errorf(m.keyNode("name"), yamldiag.Join(p, "name"), "invalid node name %q (lower-case letters, digits, '-', at most 40 characters)", node.Name)
 		}
 		if names[node.Name] {
-			d.errorf(n, joinPath(p, "name"), "duplicate node name %q", node.Name)
+			d.errorf(n, yamldiag.Join(p, "name"), "duplicate node name %q", node.Name)
 		}
 		names[node.Name] = true
 		c.Nodes = append(c.Nodes, node)

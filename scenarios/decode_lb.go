@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // decodeLBIPPool reads a CiliumLoadBalancerIPPool.
@@ -37,7 +39,7 @@ func (d *decoder) decodeLBIPPool(doc *mapping, apiVersion string) *LBIPPool {
 		d.errorf(m.node, "spec.blocks", "a pool needs at least one block (cidr, or start and stop)")
 	}
 	for i, bn := range items {
-		path := indexPath("spec.blocks", i)
+		path := yamldiag.Index("spec.blocks", i)
 		bm := d.mapping(bn, path, fields{Known: []string{"cidr", "start", "stop"}})
 		if bm == nil {
 			continue
@@ -52,9 +54,9 @@ func (d *decoder) decodeLBIPPool(doc *mapping, apiVersion string) *LBIPPool {
 			pfx, err := netip.ParsePrefix(bm.str("cidr"))
 			if err != nil || !pfx.Addr().Is4() {
 				if err == nil && pfx.Addr().Is6() {
-					d.errorf(bm.get("cidr"), joinPath(path, "cidr"), "not supported yet: IPv6 pool %s", pfx)
+					d.errorf(bm.get("cidr"), yamldiag.Join(path, "cidr"), "not supported yet: IPv6 pool %s", pfx)
 				} else {
-					d.errorf(bm.get("cidr"), joinPath(path, "cidr"), "invalid IPv4 CIDR %q", bm.str("cidr"))
+					d.errorf(bm.get("cidr"), yamldiag.Join(path, "cidr"), "invalid IPv4 CIDR %q", bm.str("cidr"))
 				}
 				continue
 			}
@@ -62,19 +64,19 @@ func (d *decoder) decodeLBIPPool(doc *mapping, apiVersion string) *LBIPPool {
 		case bm.has("start"):
 			start, err := netip.ParseAddr(bm.str("start"))
 			if err != nil || !start.Is4() {
-				d.errorf(bm.get("start"), joinPath(path, "start"), "invalid IPv4 address %q", bm.str("start"))
+				d.errorf(bm.get("start"), yamldiag.Join(path, "start"), "invalid IPv4 address %q", bm.str("start"))
 				continue
 			}
 			stop := start
 			if bm.has("stop") {
 				stop, err = netip.ParseAddr(bm.str("stop"))
 				if err != nil || !stop.Is4() {
-					d.errorf(bm.get("stop"), joinPath(path, "stop"), "invalid IPv4 address %q", bm.str("stop"))
+					d.errorf(bm.get("stop"), yamldiag.Join(path, "stop"), "invalid IPv4 address %q", bm.str("stop"))
 					continue
 				}
 			}
 			if stop.Less(start) {
-				d.errorf(bm.get("stop"), joinPath(path, "stop"), "stop %s is before start %s", stop, start)
+				d.errorf(bm.get("stop"), yamldiag.Join(path, "stop"), "stop %s is before start %s", stop, start)
 				continue
 			}
 			b.Start, b.Stop = start, stop
@@ -116,7 +118,7 @@ func (d *decoder) decodeL2Policy(doc *mapping) *L2AnnouncementPolicy {
 		d.warnf(m.node, "spec", "neither loadBalancerIPs nor externalIPs is true: the policy announces nothing")
 	}
 	for i, expr := range m.stringList("interfaces") {
-		path := indexPath("spec.interfaces", i)
+		path := yamldiag.Index("spec.interfaces", i)
 		if _, err := regexp.Compile(expr); err != nil {
 			d.errorf(m.get("interfaces"), path, "invalid regular expression %q: %v", expr, err)
 			continue

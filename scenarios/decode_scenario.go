@@ -9,6 +9,10 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/datapath/flow"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // scenarioDecoder decodes the podlab Scenario document. References (peers,
@@ -86,7 +90,7 @@ func (sd *scenarioDecoder) decodeSteps() {
 		return
 	}
 	for i, c := range d.list(m.get("captures"), "captures") {
-		dev, dn, p, ok := sd.parseCapture(c, indexPath("captures", i))
+		dev, dn, p, ok := sd.parseCapture(c, yamldiag.Index("captures", i))
 		if ok {
 			sd.s.Captures = append(sd.s.Captures, dev)
 			sd.captureNodes = append(sd.captureNodes, c)
@@ -97,7 +101,7 @@ func (sd *scenarioDecoder) decodeSteps() {
 	items := d.list(m.get("steps"), "steps")
 	sd.s.Steps = make([]Step, len(items))
 	for i, n := range items {
-		sd.decodeStep(&sd.s.Steps[i], n, indexPath("steps", i))
+		sd.decodeStep(&sd.s.Steps[i], n, yamldiag.Index("steps", i))
 	}
 	sd.decodeDifferences()
 }
@@ -117,7 +121,7 @@ func (sd *scenarioDecoder) decodeDifferences() {
 		}
 	}
 	for i, n := range d.list(m.get("differences"), "differences") {
-		path := indexPath("differences", i)
+		path := yamldiag.Index("differences", i)
 		dm := d.mapping(n, path, fields{Known: []string{"step", "datapaths", "reason"}})
 		if dm == nil {
 			continue
@@ -150,9 +154,9 @@ func (sd *scenarioDecoder) decodeDifferences() {
 			for j, dp := range dm.stringList("datapaths") {
 				switch {
 				case !slices.Contains(DifferenceDatapaths, dp):
-					d.errorf(dn, indexPath(dm.sub("datapaths"), j), "unknown datapath %q (want %s)", dp, strings.Join(DifferenceDatapaths, ", "))
+					d.errorf(dn, yamldiag.Index(dm.sub("datapaths"), j), "unknown datapath %q (want %s)", dp, strings.Join(DifferenceDatapaths, ", "))
 				case slices.Contains(diff.Datapaths, dp):
-					d.errorf(dn, indexPath(dm.sub("datapaths"), j), "datapath %q listed twice", dp)
+					d.errorf(dn, yamldiag.Index(dm.sub("datapaths"), j), "datapath %q listed twice", dp)
 				default:
 					diff.Datapaths = append(diff.Datapaths, dp)
 				}
@@ -193,7 +197,7 @@ func (sd *scenarioDecoder) decodeStep(step *Step, n *yaml.Node, path string) {
 		return
 	}
 	for i, c := range d.list(m.get("capture"), m.sub("capture")) {
-		if dev, dn, p, ok := sd.parseCapture(c, indexPath(m.sub("capture"), i)); ok {
+		if dev, dn, p, ok := sd.parseCapture(c, yamldiag.Index(m.sub("capture"), i)); ok {
 			step.Captures = append(step.Captures, dev)
 			idx := len(step.Captures) - 1
 			sd.checks = append(sd.checks, func(st *state) { sd.resolveDevice(st, &step.Captures[idx], dn, p, false) })
@@ -226,7 +230,7 @@ func (sd *scenarioDecoder) decodeStep(step *Step, n *yaml.Node, path string) {
 			}
 			step.Probes = make([]ProbeStep, len(list))
 			for i, pn := range list {
-				sd.decodeProbe(&step.Probes[i], pn, indexPath(ap, i))
+				sd.decodeProbe(&step.Probes[i], pn, yamldiag.Index(ap, i))
 			}
 		case "flow":
 			step.Flow = sd.decodeFlow(an, ap)
@@ -236,7 +240,7 @@ func (sd *scenarioDecoder) decodeStep(step *Step, n *yaml.Node, path string) {
 			step.Serve = sd.decodeServe(an, ap, m.keyNode(action))
 		case "sleep":
 			before := len(d.ds.errs)
-			if isNull(an) {
+			if yamldiag.IsNull(an) {
 				d.errorf(m.keyNode("sleep"), ap, "expected a duration such as 500ms or 2s")
 			} else if step.Sleep = d.duration(an, ap); step.Sleep == 0 && len(d.ds.errs) == before {
 				d.errorf(an, ap, "sleep must be longer than 0")
@@ -252,7 +256,7 @@ func (sd *scenarioDecoder) decodeStep(step *Step, n *yaml.Node, path string) {
 			d.errorf(m.keyNode("packets"), pp, "expected a list of packet assertions")
 		}
 		for i, pn := range list {
-			sd.decodePacketAssertion(step, pn, indexPath(pp, i), action != "")
+			sd.decodePacketAssertion(step, pn, yamldiag.Index(pp, i), action != "")
 		}
 	}
 	if step.Name == "" {
@@ -356,7 +360,7 @@ func (sd *scenarioDecoder) decodeApply(n *yaml.Node, path string) *ApplyStep {
 	}
 	var done []applied
 	for i, it := range items {
-		p := indexPath(path, i)
+		p := yamldiag.Index(path, i)
 		before := len(a.Objects)
 		switch it.Kind {
 		case yaml.ScalarNode:
@@ -387,12 +391,12 @@ func (sd *scenarioDecoder) decodeApply(n *yaml.Node, path string) *ApplyStep {
 			switch kind {
 			case "":
 			case KindScenario, KindCluster, KindTopology:
-				d.errorf(it, joinPath(p, "kind"), "a %s cannot be applied by a step", kind)
+				d.errorf(it, yamldiag.Join(p, "kind"), "a %s cannot be applied by a step", kind)
 			default:
 				a.Objects = append(a.Objects, obj.(Object))
 			}
 		default:
-			d.errorf(it, p, "expected Kind/name or an inline manifest, got %s", kindName(it))
+			d.errorf(it, p, "expected Kind/name or an inline manifest, got %s", yamldiag.KindName(it))
 		}
 		if len(a.Objects) > before {
 			done = append(done, applied{obj: a.Objects[before], node: it, path: p})
@@ -415,7 +419,7 @@ func (sd *scenarioDecoder) decodeDelete(n *yaml.Node, path string) *DeleteStep {
 		return del
 	}
 	for i, it := range items {
-		p := indexPath(path, i)
+		p := yamldiag.Index(path, i)
 		ref, err := parseObjectRef(d.scalar(it, p))
 		if err != nil {
 			d.errorf(it, p, "%v", err)
@@ -453,7 +457,7 @@ func (sd *scenarioDecoder) decodeScale(n *yaml.Node, path string) *ScaleStep {
 		dn := m.get("deployment")
 		sd.checks = append(sd.checks, func(st *state) {
 			if _, ok := st.objects[ref]; !ok {
-				d.errorf(dn, joinPath(path, "deployment"), "no Deployment %s at this step%s", name, st.hint(KindDeployment, name))
+				d.errorf(dn, yamldiag.Join(path, "deployment"), "no Deployment %s at this step%s", name, st.hint(KindDeployment, name))
 			}
 		})
 	}
@@ -491,7 +495,7 @@ func (sd *scenarioDecoder) decodeWait(n *yaml.Node, path string) *WaitStep {
 		return w
 	}
 	for i, it := range d.list(rn, m.sub("ready")) {
-		p := indexPath(m.sub("ready"), i)
+		p := yamldiag.Index(m.sub("ready"), i)
 		raw := d.scalar(it, p)
 		peer, err := parsePeer(raw)
 		if err != nil {
@@ -556,7 +560,7 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 				p.HTTP.Headers = hm.stringList("headers")
 				for i, h := range p.HTTP.Headers {
 					if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(name, " \t") {
-						d.errorf(hm.get("headers"), indexPath(hm.sub("headers"), i), "expected a header as \"Name: value\", got %q", h)
+						d.errorf(hm.get("headers"), yamldiag.Index(hm.sub("headers"), i), "expected a header as \"Name: value\", got %q", h)
 					}
 				}
 				if hm.has("method") {
@@ -611,7 +615,7 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 			}
 			p.DNS.Answers = dm.stringList("answers")
 			for i, a := range p.DNS.Answers {
-				ap := indexPath(dm.sub("answers"), i)
+				ap := yamldiag.Index(dm.sub("answers"), i)
 				if _, err := netip.ParseAddr(a); err == nil {
 					continue
 				}
@@ -676,7 +680,7 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 			d.errorf(fn, m.sub("from"), "%v", err)
 		} else {
 			p.From = peer
-			sd.checks = append(sd.checks, func(st *state) { st.resolveSource(d, &p.From, fn, joinPath(path, "from")) })
+			sd.checks = append(sd.checks, func(st *state) { st.resolveSource(d, &p.From, fn, yamldiag.Join(path, "from")) })
 		}
 	}
 	if p.Protocol == ProbeDNS && !m.has("to") {
@@ -687,7 +691,7 @@ func (sd *scenarioDecoder) decodeProbe(p *ProbeStep, n *yaml.Node, path string) 
 			d.errorf(tn, m.sub("to"), "%v", err)
 		} else {
 			p.To = peer
-			sd.checks = append(sd.checks, func(st *state) { st.resolveTarget(d, p, tn, joinPath(path, "to")) })
+			sd.checks = append(sd.checks, func(st *state) { st.resolveTarget(d, p, tn, yamldiag.Join(path, "to")) })
 		}
 	}
 	if p.Expect == ExpectNXDomain && p.Protocol != ProbeDNS && p.To.Kind != PeerDNSName {
@@ -786,6 +790,13 @@ func (sd *scenarioDecoder) decodeMetric(n *yaml.Node, path string) *MetricAssert
 		}
 	}
 	ma.Labels = m.stringMap("labels")
+	if r, ok := ma.Labels["reason"]; ok && ma.Name == "hubble_drop_total" {
+		// Current Hubble labels drops with the enum name; older documents
+		// show the text ("Policy denied"), which would never match.
+		if dr, known := flow.ParseDropReason(r); known && dr.String() != r {
+			d.errorf(m.get("labels"), m.sub("labels")+".reason", "hubble_drop_total labels drops with the reason's enum name, as current Hubble prints it: %q, not %q", dr.String(), r)
+		}
+	}
 	if m.has("op") {
 		ma.Op = m.str("op")
 		if ma.Op == "==" {
@@ -800,7 +811,7 @@ func (sd *scenarioDecoder) decodeMetric(n *yaml.Node, path string) *MetricAssert
 	if m.require("value") {
 		vn := m.get("value")
 		if _, err := fmt.Sscanf(vn.Value, "%g", &ma.Value); err != nil || vn.Kind != yaml.ScalarNode {
-			d.errorf(vn, m.sub("value"), "expected a number, got %s", kindName(vn))
+			d.errorf(vn, m.sub("value"), "expected a number, got %s", yamldiag.KindName(vn))
 		}
 	}
 	return ma
@@ -879,43 +890,43 @@ func (sd *scenarioDecoder) decodeFault(kind FaultKind, n *yaml.Node, path string
 func (sd *scenarioDecoder) decodePacketAssertion(step *Step, n *yaml.Node, path string, own bool) {
 	d := sd.d
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "expected a packet assertion {on: DEVICE, ...}, got %s", kindName(n))
+		d.errorf(n, path, "expected a packet assertion {on: DEVICE, ...}, got %s", yamldiag.KindName(n))
 		return
 	}
 	var on, ether *yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		switch n.Content[i].Value {
 		case "on":
-			on = resolveAlias(n.Content[i+1])
+			on = yamldiag.Resolve(n.Content[i+1])
 		case "ether":
-			ether = resolveAlias(n.Content[i+1])
+			ether = yamldiag.Resolve(n.Content[i+1])
 		}
 	}
 	if on == nil {
-		d.errorf(n, joinPath(path, "on"), "required field is missing (the captured device, e.g. kind-worker/cilium_vxlan)")
+		d.errorf(n, yamldiag.Join(path, "on"), "required field is missing (the captured device, e.g. kind-worker/cilium_vxlan)")
 		return
 	}
-	dev, ok := sd.parseDevice(on, joinPath(path, "on"))
+	dev, ok := sd.parseDevice(on, yamldiag.Join(path, "on"))
 	if !ok {
 		return
 	}
 	pa := PacketAssertion{Device: dev, Spec: n, File: d.file, Source: srcOf(d, n)}
 	if ether != nil {
-		pa.Ether = d.decodeEther(ether, joinPath(path, "ether"))
+		pa.Ether = d.decodeEther(ether, yamldiag.Join(path, "ether"))
 	}
 	if !d.decodePacketSpec(&pa, n, path) {
 		return
 	}
 	step.Packets = append(step.Packets, pa)
 	idx := len(step.Packets) - 1
-	onPath := joinPath(path, "on")
+	onPath := yamldiag.Join(path, "on")
 	sd.checks = append(sd.checks, func(st *state) {
 		pa := &step.Packets[idx]
 		if !sd.resolveDevice(st, &pa.Device, on, onPath, false) {
 			return
 		}
 		if pa.Ether != nil {
-			sd.checkEther(pa.Ether, ether, joinPath(path, "ether"))
+			sd.checkEther(pa.Ether, ether, yamldiag.Join(path, "ether"))
 		}
 		for _, name := range pa.Names() {
 			if sd.s.Topology != nil {

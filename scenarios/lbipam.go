@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // DefaultLBPool is the lab-wide pool LoadBalancer Services get their
@@ -398,12 +400,12 @@ func validateLB(s *Scenario, ds *diagnostics) {
 	for _, svc := range services {
 		for i, ip := range svc.ExternalIPs {
 			if prev, dup := externals[ip]; dup {
-				ds.add(Diagnostic{File: svc.Source.File, Line: lineAt(svc, "spec.externalIPs"), Path: indexPath("spec.externalIPs", i),
+				ds.add(Diagnostic{File: svc.Source.File, Line: lineAt(svc, "spec.externalIPs"), Path: yamldiag.Index("spec.externalIPs", i),
 					Msg: fmt.Sprintf("%s is already an external IP of %s", ip, prev)})
 			}
 			externals[ip] = svc.Ref()
 			if DefaultUnderlay.Contains(ip) && ip.As4()[2] == 0 {
-				ds.warn(Diagnostic{File: svc.Source.File, Line: lineAt(svc, "spec.externalIPs"), Path: indexPath("spec.externalIPs", i),
+				ds.warn(Diagnostic{File: svc.Source.File, Line: lineAt(svc, "spec.externalIPs"), Path: yamldiag.Index("spec.externalIPs", i),
 					Msg: fmt.Sprintf("%s is in the node address range of the underlay; a node may own it", ip)})
 			}
 		}

@@ -11,10 +11,11 @@ import (
 	"reflect"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // File is one scenario file: its name (used in every message) and content.
@@ -142,8 +143,6 @@ type docRef struct {
 	node *yaml.Node
 }
 
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // documents splits a file into its non-empty document mappings.
 func (d *decoder) documents(data []byte) []*yaml.Node {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -155,24 +154,17 @@ func (d *decoder) documents(data []byte) []*yaml.Node {
 			return out
 		}
 		if err != nil {
-			msg := err.Error()
-			line := 0
-			if m := yamlLine.FindStringSubmatch(msg); m != nil {
-				line, _ = strconv.Atoi(m[1])
-				msg = m[2]
-			} else {
-				msg = strings.TrimPrefix(msg, "yaml: ")
-			}
+			line, msg := yamldiag.SyntaxError(err)
 			d.ds.add(Diagnostic{File: d.file, Line: line, Msg: "invalid YAML: " + msg})
 			return out
 		}
 		if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
-			root := resolveAlias(n.Content[0])
-			if isNull(root) {
+			root := yamldiag.Resolve(n.Content[0])
+			if yamldiag.IsNull(root) {
 				continue
 			}
 			if root.Kind != yaml.MappingNode {
-				d.errorf(root, "", "document %d: expected a Kubernetes object (a mapping with apiVersion and kind), got %s", i+1, kindName(root))
+				d.errorf(root, "", "document %d: expected a Kubernetes object (a mapping with apiVersion and kind), got %s", i+1, yamldiag.KindName(root))
 				continue
 			}
 			out = append(out, root)
@@ -188,10 +180,10 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 	for i := 0; i+1 < len(doc.Content); i += 2 {
 		switch doc.Content[i].Value {
 		case "apiVersion":
-			apiNode = resolveAlias(doc.Content[i+1])
+			apiNode = yamldiag.Resolve(doc.Content[i+1])
 			apiVersion = d.scalar(apiNode, "apiVersion")
 		case "kind":
-			kindNode = resolveAlias(doc.Content[i+1])
+			kindNode = yamldiag.Resolve(doc.Content[i+1])
 			kind = d.scalar(kindNode, "kind")
 		}
 	}
@@ -205,7 +197,7 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 	}
 	want, ok := apiVersions[kind]
 	if !ok {
-		if s := suggest(kind, keys(apiVersions)); s != "" {
+		if s := yamldiag.Suggest(kind, keys(apiVersions)); s != "" {
 			d.errorf(kindNode, "kind", "unknown kind %q; did you mean %q?", kind, s)
 		} else {
 			d.errorf(kindNode, "kind", "not supported yet: kind %s (podlab reads %s)", kind, strings.Join(supportedKinds(), ", "))

@@ -97,7 +97,7 @@ func TestBuiltinConnectivityCheckSteps(t *testing.T) {
 	for _, st := range s.Steps {
 		actions = append(actions, st.Action())
 	}
-	if got := strings.Join(actions, ","); got != "wait,probe,probe,probe,probe,probes,flow,flow,metric,packets" {
+	if got := strings.Join(actions, ","); got != "wait,probe,probe,probe,probe,probes,flow,flow,metric,packets,flow,flow" {
 		t.Errorf("actions %s", got)
 	}
 	p := s.Steps[1].Probes[0]
@@ -126,7 +126,7 @@ func TestBuiltinConnectivityCheckSteps(t *testing.T) {
 	if f := s.Steps[7].Flow; !f.Absent {
 		t.Errorf("flow %+v", f)
 	}
-	if m := s.Steps[8].Metric; m.Name != "hubble_drop_total" || m.Op != ">=" || m.Value != 1 || m.Labels["reason"] != "Policy denied" {
+	if m := s.Steps[8].Metric; m.Name != "hubble_drop_total" || m.Op != ">=" || m.Value != 1 || m.Labels["reason"] != "POLICY_DENIED" {
 		t.Errorf("metric %+v", m)
 	}
 	pk := s.Steps[9].Packets[0]
@@ -135,6 +135,12 @@ func TestBuiltinConnectivityCheckSteps(t *testing.T) {
 	}
 	if got := strings.Join(pk.Names(), ","); got != "pod-to-a,pod-to-a,deployment/echo-a" {
 		t.Errorf("names %s", got)
+	}
+	if f := s.Steps[10].Flow; !f.Absent || f.Port != 53 || f.Protocol != "UDP" || f.From.Name != "pod-to-a-l3-denied-cnp" {
+		t.Errorf("flow %+v", f)
+	}
+	if f := s.Steps[11].Flow; !f.Absent || f.Protocol != "UDP" || f.To.Name != "pod-to-a-l3-denied-cnp" {
+		t.Errorf("flow %+v", f)
 	}
 	initial := len(s.InitialObjects())
 	if initial != len(s.Objects) {
@@ -281,6 +287,7 @@ func TestMalformed(t *testing.T) {
 		{"apply unknown ref", "  - wait: ready", "  - apply: [Deployment/ghost]", 46, "steps[0].apply[0]", "not defined in the scenario's documents"},
 		{"bad peer syntax", "to: echo}", "to: svc/a/b/c}", 47, "steps[1].probe.to", "expected svc/NAME or svc/NAMESPACE/NAME"},
 		{"wait for unknown", "  - wait: ready", "  - wait: {ready: [ehco]}", 46, "steps[0].wait.ready[0]", `did you mean "echo"`},
+		{"drop metric reason as text", "  - wait: ready", "  - metric: {name: hubble_drop_total, labels: {reason: Policy denied}}", 46, "steps[0].metric.labels.reason", `enum name, as current Hubble prints it: "POLICY_DENIED", not "Policy denied"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

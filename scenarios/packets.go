@@ -13,6 +13,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/pcap"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // PacketAssertion is one packet assertion on a captured device: the
@@ -116,11 +118,11 @@ func (d *decoder) strictFields(n *yaml.Node, path string, t reflect.Type) bool {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	n = resolveAlias(n)
+	n = yamldiag.Resolve(n)
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			d.errorf(n, path, "expected a mapping, got %s", kindName(n))
+			d.errorf(n, path, "expected a mapping, got %s", yamldiag.KindName(n))
 			return false
 		}
 		byName := map[string]reflect.Type{}
@@ -138,9 +140,9 @@ func (d *decoder) strictFields(n *yaml.Node, path string, t reflect.Type) bool {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			ft, known := byName[k.Value]
-			fp := joinPath(path, k.Value)
+			fp := yamldiag.Join(path, k.Value)
 			if !known {
-				if s := suggest(k.Value, names); s != "" {
+				if s := yamldiag.Suggest(k.Value, names); s != "" {
 					d.errorf(k, fp, "unknown field %q; did you mean %q?", k.Value, s)
 				} else {
 					d.errorf(k, fp, "unknown field %q; known fields: %s", k.Value, strings.Join(names, ", "))
@@ -160,7 +162,7 @@ func (d *decoder) strictFields(n *yaml.Node, path string, t reflect.Type) bool {
 		if n.Kind == yaml.SequenceNode {
 			ok := true
 			for i, c := range n.Content {
-				if !d.strictFields(c, indexPath(path, i), t.Elem()) {
+				if !d.strictFields(c, yamldiag.Index(path, i), t.Elem()) {
 					ok = false
 				}
 			}

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // parsePeer reads a probe or flow endpoint:
@@ -316,7 +318,7 @@ func (st *state) hint(kind, name string) string {
 	if len(names) == 0 {
 		return fmt.Sprintf("; there are no %ss", kind)
 	}
-	if s := suggest(name, names); s != "" {
+	if s := yamldiag.Suggest(name, names); s != "" {
 		return fmt.Sprintf("; did you mean %q?", s)
 	}
 	return fmt.Sprintf("; %ss: %s", kind, strings.Join(names, ", "))
@@ -362,7 +364,7 @@ func (st *state) resolveWorkload(d *decoder, p *Peer, n *yaml.Node, path string,
 		}
 		all := append(st.names(KindDeployment), st.names(KindPod)...)
 		msg := fmt.Sprintf("no Deployment or Pod named %q at this step", p.Name)
-		if s := suggest(p.Name, all); s != "" {
+		if s := yamldiag.Suggest(p.Name, all); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		} else if len(all) > 0 {
 			msg += "; there are: " + strings.Join(all, ", ")

@@ -11,6 +11,8 @@ import (
 
 	"github.com/podlab/podlab/scenarios/workload"
 	"github.com/podlab/podlab/topo"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // A scenario may hold a podlab.io/v1alpha1 Topology document (the raw
@@ -57,13 +59,13 @@ func (d *decoder) specErrors(err error) {
 			if file == "" {
 				file = d.file
 			}
-			d.ds.add(Diagnostic{File: file, Line: e.Line, Path: e.Field, Msg: e.Msg})
+			d.ds.add(Diagnostic{File: file, Line: e.Line, Path: e.Path, Msg: e.Msg})
 		}
 		return
 	}
 	var one *topo.SpecError
 	if errors.As(err, &one) {
-		d.ds.add(Diagnostic{File: d.file, Line: one.Line, Path: one.Field, Msg: one.Msg})
+		d.ds.add(Diagnostic{File: d.file, Line: one.Line, Path: one.Path, Msg: one.Msg})
 		return
 	}
 	d.ds.add(Diagnostic{File: d.file, Msg: "topology: " + err.Error()})
@@ -84,7 +86,7 @@ func checkTopologyScenario(s *Scenario, ref *docRef, sd *scenarioDecoder, ds *di
 	if sd != nil && sd.doc != nil {
 		if st := sd.doc.get("settings"); st != nil && st.Kind == yaml.MappingNode {
 			for i := 0; i+1 < len(st.Content); i += 2 {
-				k, v := st.Content[i], resolveAlias(st.Content[i+1])
+				k, v := st.Content[i], yamldiag.Resolve(st.Content[i+1])
 				switch k.Value {
 				case "datapath":
 					if v.Value != DatapathNone {
@@ -116,7 +118,7 @@ func checkStepKinds(s *Scenario, raw bool, ds *diagnostics) {
 	for i := range s.Steps {
 		st := &s.Steps[i]
 		a := st.Action()
-		path := indexPath("steps", i) + "." + a
+		path := yamldiag.Index("steps", i) + "." + a
 		switch {
 		case raw && (a == "flow" || a == "metric"):
 			ds.add(Diagnostic{File: st.Source.File, Line: st.Source.Line, Path: path, Msg: "a raw topology lab has no datapath, so it records no flows and no metrics; assert with packets instead"})
@@ -130,7 +132,7 @@ func checkStepKinds(s *Scenario, raw bool, ds *diagnostics) {
 		}
 		for j := range st.Probes {
 			p := &st.Probes[j]
-			pp := indexPath("steps", i)
+			pp := yamldiag.Index("steps", i)
 			switch {
 			case p.Protocol == ProbeDNS:
 				ds.add(Diagnostic{File: p.Source.File, Line: p.Source.Line, Path: pp, Msg: "a raw topology lab has no DNS; probe with icmp, tcp, udp or http to an IP address"})
@@ -259,7 +261,7 @@ func (sd *scenarioDecoder) resolveRawDevice(dev *Device, n *yaml.Node, path stri
 	ns := dev.Node
 	if !contains(topologyNamespaces(spec), ns) {
 		msg := fmt.Sprintf("unknown namespace %q in %s", ns, dev.Raw)
-		if s := suggest(ns, topologyNamespaces(spec)); s != "" {
+		if s := yamldiag.Suggest(ns, topologyNamespaces(spec)); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		} else {
 			msg += "; namespaces of the topology: " + strings.Join(topologyNamespaces(spec), ", ")
@@ -270,7 +272,7 @@ func (sd *scenarioDecoder) resolveRawDevice(dev *Device, n *yaml.Node, path stri
 	devs := topologyDevices(spec, ns)
 	if _, ok := devs[dev.Name]; !ok {
 		msg := fmt.Sprintf("namespace %s has no device %q", ns, dev.Name)
-		if s := suggest(dev.Name, keys(devs)); s != "" {
+		if s := yamldiag.Suggest(dev.Name, keys(devs)); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		} else if len(devs) > 0 {
 			msg += "; its devices: " + strings.Join(keys(devs), ", ")
@@ -302,7 +304,7 @@ func (st *state) resolveRawPeer(d *decoder, p *Peer, n *yaml.Node, path string, 
 			return
 		}
 		msg := fmt.Sprintf("unknown namespace %q", p.Name)
-		if s := suggest(p.Name, topologyNamespaces(spec)); s != "" {
+		if s := yamldiag.Suggest(p.Name, topologyNamespaces(spec)); s != "" {
 			msg += fmt.Sprintf("; did you mean %q?", s)
 		} else {
 			msg += "; namespaces of the topology: " + strings.Join(topologyNamespaces(spec), ", ")
@@ -442,7 +444,7 @@ func (sd *scenarioDecoder) decodeSysctl(f *Fault, n *yaml.Node, path string, key
 		}
 		if !st.s.hasTopologyNamespace(f.Namespace) {
 			msg := fmt.Sprintf("unknown namespace %q", f.Namespace)
-			if s := suggest(f.Namespace, topologyNamespaces(st.s.Topology)); s != "" {
+			if s := yamldiag.Suggest(f.Namespace, topologyNamespaces(st.s.Topology)); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			d.errorf(nn, m.sub("namespace"), "%s", msg)
@@ -530,7 +532,7 @@ func (sd *scenarioDecoder) decodeServe(n *yaml.Node, path string, keyNode *yaml.
 		}
 	}
 	for i, pn := range d.list(m.get("ports"), m.sub("ports")) {
-		if p, ok := d.integer(pn, indexPath(m.sub("ports"), i), 1, 65535); ok {
+		if p, ok := d.integer(pn, yamldiag.Index(m.sub("ports"), i), 1, 65535); ok {
 			sv.Ports = append(sv.Ports, p)
 		}
 	}
@@ -549,7 +551,7 @@ func (sd *scenarioDecoder) decodeServe(n *yaml.Node, path string, keyNode *yaml.
 		}
 		if !st.s.hasTopologyNamespace(sv.Namespace) {
 			msg := fmt.Sprintf("unknown namespace %q", sv.Namespace)
-			if s := suggest(sv.Namespace, topologyNamespaces(st.s.Topology)); s != "" {
+			if s := yamldiag.Suggest(sv.Namespace, topologyNamespaces(st.s.Topology)); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			d.errorf(nn, m.sub("namespace"), "%s", msg)

@@ -9,6 +9,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/datapath/policy"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // validateObjects checks what holds across objects: namespaces exist,
@@ -94,7 +96,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 			}
 			k := fmt.Sprintf("%d/%s", p.NodePort, p.Protocol)
 			if prev, dup := nodePorts[k]; dup {
-				errf(svc, indexPath("spec.ports", i)+".nodePort", "node port %s is already used by %s", k, prev)
+				errf(svc, yamldiag.Index("spec.ports", i)+".nodePort", "node port %s is already used by %s", k, prev)
 			}
 			nodePorts[k] = svc.Ref().String()
 		}
@@ -107,7 +109,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 				matched = true
 				for i, p := range svc.Ports {
 					if p.TargetPort.IsNamed() && !hasPortNamed(sh.ports, p.TargetPort.Str, p.Protocol) {
-						warnf(svc, indexPath("spec.ports", i)+".targetPort", "a selected pod has no %s port named %q; it will not be a backend for this port", p.Protocol, p.TargetPort.Str)
+						warnf(svc, yamldiag.Index("spec.ports", i)+".targetPort", "a selected pod has no %s port named %q; it will not be a backend for this port", p.Protocol, p.TargetPort.Str)
 					}
 				}
 			}
@@ -234,7 +236,7 @@ func simulateSchedule(s *Scenario, ds *diagnostics) {
 	for i := range s.Steps {
 		st := &s.Steps[i]
 		stepErr := func(err error) {
-			ds.add(Diagnostic{File: st.Source.File, Line: st.Source.Line, Path: indexPath("steps", i) + "." + st.Action(), Msg: err.Error()})
+			ds.add(Diagnostic{File: st.Source.File, Line: st.Source.Line, Path: yamldiag.Index("steps", i) + "." + st.Action(), Msg: err.Error()})
 		}
 		switch {
 		case st.Apply != nil:
@@ -305,14 +307,14 @@ func lineAt(o Object, path string) int {
 				idx = v
 			}
 		}
-		n = resolveAlias(n)
+		n = yamldiag.Resolve(n)
 		if n == nil || n.Kind != yaml.MappingNode {
 			return line
 		}
 		var next *yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if n.Content[i].Value == name {
-				line, next = n.Content[i].Line, resolveAlias(n.Content[i+1])
+				line, next = n.Content[i].Line, yamldiag.Resolve(n.Content[i+1])
 			}
 		}
 		if next == nil {
@@ -322,7 +324,7 @@ func lineAt(o Object, path string) int {
 			if next.Kind != yaml.SequenceNode || idx >= len(next.Content) {
 				return line
 			}
-			next = resolveAlias(next.Content[idx])
+			next = yamldiag.Resolve(next.Content[idx])
 			line = next.Line
 		}
 		n = next

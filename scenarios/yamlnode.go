@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // decoder walks yaml.v3 nodes of one file and records diagnostics with the
@@ -45,45 +46,6 @@ func (d *decoder) fullPath(path string) string {
 	return d.prefix + "." + path
 }
 
-// joinPath appends a field to a path.
-func joinPath(path, field string) string {
-	if path == "" {
-		return field
-	}
-	return path + "." + field
-}
-
-// indexPath appends a list index to a path.
-func indexPath(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
-
-// resolveAlias follows YAML aliases.
-func resolveAlias(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	n = resolveAlias(n)
-	return n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "null"
-		}
-		return fmt.Sprintf("%q", n.Value)
-	}
-	return "an unexpected node"
-}
-
 // mapping is a checked YAML mapping: its keys were compared against the
 // fields a kind supports.
 type mapping struct {
@@ -107,10 +69,10 @@ type fields struct {
 // are reported as typos when close to an allowed one, otherwise as "not
 // supported yet". It returns nil (after reporting) when n is not a mapping.
 func (d *decoder) mapping(n *yaml.Node, path string, f fields) *mapping {
-	n = resolveAlias(n)
+	n = yamldiag.Resolve(n)
 	if n == nil || n.Kind != yaml.MappingNode {
 		if n != nil {
-			d.errorf(n, path, "expected a mapping, got %s", kindName(n))
+			d.errorf(n, path, "expected a mapping, got %s", yamldiag.KindName(n))
 		}
 		return nil
 	}
@@ -123,7 +85,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, f fields) *mapping {
 		allowed[k] = true
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolveAlias(n.Content[i]), n.Content[i+1]
+		k, v := yamldiag.Resolve(n.Content[i]), n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
 			d.errorf(k, path, "keys must be strings")
 			continue
@@ -132,7 +94,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, f fields) *mapping {
 			d.errorf(k, path, "not supported yet: YAML merge keys (<<)")
 			continue
 		}
-		fp := joinPath(path, k.Value)
+		fp := yamldiag.Join(path, k.Value)
 		if prev, dup := m.keys[k.Value]; dup {
 			d.errorf(k, fp, "duplicate field (first at line %d)", prev.Line)
 			continue
@@ -140,24 +102,24 @@ func (d *decoder) mapping(n *yaml.Node, path string, f fields) *mapping {
 		m.keys[k.Value] = k
 		if !allowed[k.Value] {
 			m.unknown = true
-			if s := suggest(k.Value, f.Known); s != "" {
+			if s := yamldiag.Suggest(k.Value, f.Known); s != "" {
 				d.errorf(k, fp, "unknown field %q; did you mean %q?", k.Value, s)
 			} else {
 				d.errorf(k, fp, "not supported yet: %s", fp)
 			}
 			continue
 		}
-		m.values[k.Value] = resolveAlias(v)
+		m.values[k.Value] = yamldiag.Resolve(v)
 	}
 	return m
 }
 
 // has reports whether key is present and not null.
-func (m *mapping) has(key string) bool { return m != nil && !isNull(m.values[key]) }
+func (m *mapping) has(key string) bool { return m != nil && !yamldiag.IsNull(m.values[key]) }
 
 // get returns the value of key, nil when absent or null.
 func (m *mapping) get(key string) *yaml.Node {
-	if m == nil || isNull(m.values[key]) {
+	if m == nil || yamldiag.IsNull(m.values[key]) {
 		return nil
 	}
 	return m.values[key]
@@ -171,7 +133,7 @@ func (m *mapping) keyNode(key string) *yaml.Node {
 	return m.node
 }
 
-func (m *mapping) sub(key string) string { return joinPath(m.path, key) }
+func (m *mapping) sub(key string) string { return yamldiag.Join(m.path, key) }
 
 // require reports a missing field and returns false.
 func (m *mapping) require(key string) bool {
@@ -232,18 +194,18 @@ func (m *mapping) duration(key string) time.Duration {
 
 // scalar returns the value of a scalar node of any type.
 func (d *decoder) scalar(n *yaml.Node, path string) string {
-	n = resolveAlias(n)
+	n = yamldiag.Resolve(n)
 	if n.Kind != yaml.ScalarNode {
-		d.errorf(n, path, "expected a string, got %s", kindName(n))
+		d.errorf(n, path, "expected a string, got %s", yamldiag.KindName(n))
 		return ""
 	}
 	return n.Value
 }
 
 func (d *decoder) integer(n *yaml.Node, path string, min, max int) (int, bool) {
-	n = resolveAlias(n)
+	n = yamldiag.Resolve(n)
 	if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!str") {
-		d.errorf(n, path, "expected an integer, got %s", kindName(n))
+		d.errorf(n, path, "expected an integer, got %s", yamldiag.KindName(n))
 		return 0, false
 	}
 	v, err := strconv.ParseInt(n.Value, 0, 64)
@@ -259,7 +221,7 @@ func (d *decoder) integer(n *yaml.Node, path string, min, max int) (int, bool) {
 }
 
 func (d *decoder) boolean(n *yaml.Node, path string) bool {
-	n = resolveAlias(n)
+	n = yamldiag.Resolve(n)
 	if n.Kind == yaml.ScalarNode {
 		switch n.Value {
 		case "true", "True", "TRUE":
@@ -268,25 +230,25 @@ func (d *decoder) boolean(n *yaml.Node, path string) bool {
 			return false
 		}
 	}
-	d.errorf(n, path, "expected true or false, got %s", kindName(n))
+	d.errorf(n, path, "expected true or false, got %s", yamldiag.KindName(n))
 	return false
 }
 
 func (d *decoder) stringMap(n *yaml.Node, path string) map[string]string {
-	n = resolveAlias(n)
+	n = yamldiag.Resolve(n)
 	if n.Kind != yaml.MappingNode {
-		d.errorf(n, path, "expected a mapping of strings, got %s", kindName(n))
+		d.errorf(n, path, "expected a mapping of strings, got %s", yamldiag.KindName(n))
 		return nil
 	}
 	out := make(map[string]string, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolveAlias(n.Content[i]), resolveAlias(n.Content[i+1])
+		k, v := yamldiag.Resolve(n.Content[i]), yamldiag.Resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode || v.Kind != yaml.ScalarNode {
-			d.errorf(k, joinPath(path, k.Value), "expected a string value, got %s", kindName(v))
+			d.errorf(k, yamldiag.Join(path, k.Value), "expected a string value, got %s", yamldiag.KindName(v))
 			continue
 		}
 		if _, dup := out[k.Value]; dup {
-			d.errorf(k, joinPath(path, k.Value), "duplicate key")
+			d.errorf(k, yamldiag.Join(path, k.Value), "duplicate key")
 			continue
 		}
 		out[k.Value] = v.Value
@@ -295,16 +257,16 @@ func (d *decoder) stringMap(n *yaml.Node, path string) map[string]string {
 }
 
 func (d *decoder) stringList(n *yaml.Node, path string) []string {
-	n = resolveAlias(n)
+	n = yamldiag.Resolve(n)
 	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, path, "expected a list of strings, got %s", kindName(n))
+		d.errorf(n, path, "expected a list of strings, got %s", yamldiag.KindName(n))
 		return nil
 	}
 	out := make([]string, 0, len(n.Content))
 	for i, c := range n.Content {
-		c = resolveAlias(c)
+		c = yamldiag.Resolve(c)
 		if c.Kind != yaml.ScalarNode {
-			d.errorf(c, indexPath(path, i), "expected a string, got %s", kindName(c))
+			d.errorf(c, yamldiag.Index(path, i), "expected a string, got %s", yamldiag.KindName(c))
 			continue
 		}
 		out = append(out, c.Value)
@@ -314,24 +276,24 @@ func (d *decoder) stringList(n *yaml.Node, path string) []string {
 
 // list returns the items of a sequence node.
 func (d *decoder) list(n *yaml.Node, path string) []*yaml.Node {
-	n = resolveAlias(n)
+	n = yamldiag.Resolve(n)
 	if n == nil {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		d.errorf(n, path, "expected a list, got %s", kindName(n))
+		d.errorf(n, path, "expected a list, got %s", yamldiag.KindName(n))
 		return nil
 	}
 	out := make([]*yaml.Node, len(n.Content))
 	for i, c := range n.Content {
-		out[i] = resolveAlias(c)
+		out[i] = yamldiag.Resolve(c)
 	}
 	return out
 }
 
 // duration accepts Go durations ("500ms", "5s") and plain numbers of seconds.
 func (d *decoder) duration(n *yaml.Node, path string) time.Duration {
-	n = resolveAlias(n)
+	n = yamldiag.Resolve(n)
 	if n.Kind == yaml.ScalarNode {
 		if f, err := strconv.ParseFloat(n.Value, 64); err == nil && n.Tag != "!!str" {
 			if f < 0 || f > math.MaxInt32 {
@@ -348,47 +310,6 @@ func (d *decoder) duration(n *yaml.Node, path string) time.Duration {
 			return v
 		}
 	}
-	d.errorf(n, path, "expected a duration such as 500ms, 5s or 2m, got %s", kindName(n))
+	d.errorf(n, path, "expected a duration such as 500ms, 5s or 2m, got %s", yamldiag.KindName(n))
 	return 0
-}
-
-// suggest returns the candidate closest to s when it is plausibly a typo.
-func suggest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		dist := editDistance(strings.ToLower(s), strings.ToLower(c))
-		if dist < bestD {
-			best, bestD = c, dist
-		}
-	}
-	if bestD > len(s)/3+1 {
-		return ""
-	}
-	return best
-}
-
-// editDistance is the optimal string alignment distance: insertions,
-// deletions, substitutions and transpositions of neighbours cost 1.
-func editDistance(a, b string) int {
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }

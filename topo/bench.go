@@ -21,6 +21,9 @@ type BenchResult struct {
 	Note     string
 	Skipped  bool
 	Parallel int
+	// Phases is where a podlab cluster's time went (nil for the other
+	// tools).
+	Phases *Phases
 }
 
 // PodsPerSecond is the bring-up rate.
@@ -42,13 +45,16 @@ func BenchCluster(ctx context.Context, lab string, nodes, podsPerNode int) Bench
 // timed as part of the teardown.
 func BenchClusterWith(ctx context.Context, lab string, nodes, podsPerNode int, tool string, hooks []ClusterHook, closeHooks func() error) BenchResult {
 	r := BenchResult{Tool: tool, Nodes: nodes, Pods: nodes * podsPerNode, Parallel: runtime.GOMAXPROCS(0) * 2}
-	c, err := NewCluster(ClusterConfig{Lab: lab, Nodes: DefaultNodes(nodes - 1), Hooks: hooks})
+	r.Phases = &Phases{}
+	c, err := NewCluster(ClusterConfig{Lab: lab, Nodes: DefaultNodes(nodes - 1), Hooks: hooks, Phases: r.Phases})
 	if err != nil {
 		r.Err = err
 		return r
 	}
 	start := time.Now()
-	if err := c.Up(ctx, nil); err != nil {
+	// Start, not Up: the nodes' datapath loads while the pods are wired,
+	// as a Go user of the cluster gets it.
+	if err := c.Start(ctx, nil); err != nil {
 		r.Err = err
 		return r
 	}
@@ -61,12 +67,16 @@ func BenchClusterWith(ctx context.Context, lab string, nodes, podsPerNode int, t
 	if _, err := c.AddPods(ctx, specs, r.Parallel); err != nil {
 		r.Err = err
 	}
+	if err := c.WaitNodes(); err != nil && r.Err == nil {
+		r.Err = err
+	}
 	r.Up = time.Since(start)
 	start = time.Now()
 	if closeHooks != nil {
 		if err := closeHooks(); err != nil && r.Err == nil {
 			r.Err = err
 		}
+		r.Phases.Since("down.datapath", start)
 	}
 	if err := c.Down(); err != nil && r.Err == nil {
 		r.Err = err

@@ -9,13 +9,13 @@ import (
 	"hash/fnv"
 	"net"
 	"net/netip"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
@@ -41,10 +41,16 @@ type ClusterConfig struct {
 	// datapath plugs in here. Without hooks pods are forwarded by plain
 	// kernel routing (--datapath=none).
 	Hooks []ClusterHook
+	// Phases, when set, receives the time of each bring-up and teardown
+	// phase (NewCluster makes one otherwise).
+	Phases *Phases
 }
 
 // ClusterHook is told about cluster changes. Hooks run after the kernel
 // objects exist (NodeAdded, PodAdded) or before they go (PodRemoved).
+// NodeAdded runs for all nodes at once (one goroutine per node), PodAdded
+// and PodRemoved for different pods at once: a hook locks what it shares.
+// A hook may record its own phases in Cluster.Phases.
 type ClusterHook interface {
 	NodeAdded(ctx context.Context, c *Cluster, n *Node) error
 	PodAdded(ctx context.Context, c *Cluster, p *Pod) error
@@ -74,6 +80,8 @@ type Cluster struct {
 	Fabric *Namespace
 	World  *Namespace
 	PodMTU int
+	// Phases adds up the time of each bring-up and teardown phase.
+	Phases *Phases
 
 	hooks []ClusterHook
 
@@ -83,6 +91,11 @@ type Cluster struct {
 	ipam    map[string]*ipam
 	nextEP  map[string]uint16
 	nsList  []string // namespaces created, in order
+
+	// nodesDone is closed when the nodes' hooks (started by Start) have
+	// run; nodesErr is their first error.
+	nodesDone chan struct{}
+	nodesErr  error
 }
 
 // WorldHosts are the emulated external addresses held by the world
@@ -159,10 +172,13 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 		return nil, err
 	}
 	seen := map[string]bool{}
-	c := &Cluster{Lab: cfg.Lab, PodMTU: cfg.PodMTU, hooks: cfg.Hooks,
+	c := &Cluster{Lab: cfg.Lab, PodMTU: cfg.PodMTU, hooks: cfg.Hooks, Phases: cfg.Phases,
 		pods: map[string]*Pod{}, handles: map[string]*netlink.Handle{}, ipam: map[string]*ipam{}, nextEP: map[string]uint16{}}
 	if c.PodMTU == 0 {
 		c.PodMTU = PodMTU
+	}
+	if c.Phases == nil {
+		c.Phases = &Phases{}
 	}
 	for i, s := range cfg.Nodes {
 		if err := validateNodeName(s.Name); err != nil {
@@ -281,9 +297,27 @@ func (c *Cluster) createNS(short string) (*Namespace, error) {
 	return ns, nil
 }
 
-// Up creates the fabric, the world and the nodes. On error everything
-// already created is removed.
-func (c *Cluster) Up(ctx context.Context, progress func(string)) (err error) {
+// Up creates the fabric, the world and the nodes and waits for the
+// datapath hooks of every node. On error everything already created is
+// removed.
+func (c *Cluster) Up(ctx context.Context, progress func(string)) error {
+	if err := c.Start(ctx, progress); err != nil {
+		return err
+	}
+	if err := c.WaitNodes(); err != nil {
+		_ = c.Down()
+		return err
+	}
+	return nil
+}
+
+// Start is Up without waiting for the nodes' datapath hooks: they run in
+// the background (loading BPF programs is CPU work for the verifier), so
+// pods can be wired meanwhile. AddPod waits for its node's hooks before
+// running the pod hooks; WaitNodes waits for all of them and returns the
+// first error; Down waits before removing anything. On an error of its
+// own Start removes everything already created.
+func (c *Cluster) Start(ctx context.Context, progress func(string)) (err error) {
 	report := func(stage string) {
 		if progress != nil {
 			progress(stage)
@@ -294,6 +328,7 @@ func (c *Cluster) Up(ctx context.Context, progress func(string)) (err error) {
 			_ = c.Down()
 		}
 	}()
+	start := time.Now()
 	if c.Fabric, err = c.createNS("fabric"); err != nil {
 		return err
 	}
@@ -325,7 +360,9 @@ func (c *Cluster) Up(ctx context.Context, progress func(string)) (err error) {
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	c.Phases.Since("up.namespaces", start)
 	report(fmt.Sprintf("Creating nodes (%d) 📦", len(c.Nodes)))
+	start = time.Now()
 
 	// Underlay: one veth per node (and the world) into the fabric bridge.
 	for _, n := range c.Nodes {
@@ -353,15 +390,45 @@ func (c *Cluster) Up(ctx context.Context, progress func(string)) (err error) {
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	c.Phases.Since("up.wiring", start)
 	report("Wiring underlay and overlay 🔌")
-	for _, n := range c.Nodes {
-		for _, h := range c.hooks {
-			if err := h.NodeAdded(ctx, c, n); err != nil {
-				return fmt.Errorf("datapath on %s: %w", n.Name, err)
-			}
-		}
+	// The datapath of every node at once, in the background: loading
+	// programs is CPU work (the verifier) that spreads over the machine's
+	// cores and overlaps with wiring pods.
+	c.nodesDone = make(chan struct{})
+	if len(c.hooks) == 0 {
+		close(c.nodesDone)
+		return nil
 	}
+	start = time.Now()
+	go func() {
+		var hg errgroup.Group
+		for _, n := range c.Nodes {
+			hg.Go(func() error {
+				for _, h := range c.hooks {
+					if err := h.NodeAdded(ctx, c, n); err != nil {
+						return fmt.Errorf("datapath on %s: %w", n.Name, err)
+					}
+				}
+				return nil
+			})
+		}
+		c.nodesErr = hg.Wait()
+		c.Phases.Since("up.datapath", start)
+		close(c.nodesDone)
+	}()
 	return nil
+}
+
+// WaitNodes waits until the datapath hooks of every node have run and
+// returns the first error. It returns nil at once for a cluster that was
+// never started.
+func (c *Cluster) WaitNodes() error {
+	if c.nodesDone == nil {
+		return nil
+	}
+	<-c.nodesDone
+	return c.nodesErr
 }
 
 func (c *Cluster) setupWorld() error {
@@ -485,6 +552,8 @@ type PodSpec struct {
 	// Ports and ServiceAccount are recorded on the pod for the datapath.
 	Ports          []ContainerPort
 	ServiceAccount string
+	// Workload is the controller owning the pod (zero for a bare pod).
+	Workload Workload
 }
 
 // HostVethName returns the host-side veth name of a pod: lxc + 11 hex digits.
@@ -497,7 +566,20 @@ func HostVethName(namespace, name string) string {
 // in the node namespace, eth0 created directly in the pod namespace), a /32
 // from the node's pod CIDR, a default route via the router IP and the
 // routes and neighbours that let the node reach it.
-func (c *Cluster) AddPod(ctx context.Context, s PodSpec) (p *Pod, err error) {
+func (c *Cluster) AddPod(ctx context.Context, s PodSpec) (*Pod, error) {
+	p, err := c.addPodDevices(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.addPodHooks(ctx, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// addPodDevices reserves the pod's name and endpoint ID and creates its
+// namespace and devices (AddPod without the hooks).
+func (c *Cluster) addPodDevices(s PodSpec) (p *Pod, err error) {
 	node := c.Node(s.Node)
 	if node == nil {
 		return nil, fmt.Errorf("pod %s/%s: unknown node %q", s.Namespace, s.Name, s.Node)
@@ -520,23 +602,56 @@ func (c *Cluster) AddPod(ctx context.Context, s PodSpec) (p *Pod, err error) {
 			c.mu.Unlock()
 		}
 	}()
-	p = &Pod{Namespace: s.Namespace, Name: s.Name, Node: node, HostNetwork: s.HostNetwork, Labels: s.Labels, EndpointID: epID, Ports: s.Ports, ServiceAccount: s.ServiceAccount}
+	p = &Pod{Namespace: s.Namespace, Name: s.Name, Node: node, HostNetwork: s.HostNetwork, Labels: s.Labels, EndpointID: epID, Ports: s.Ports, ServiceAccount: s.ServiceAccount, Workload: s.Workload}
+	start := time.Now()
 	if s.HostNetwork {
 		p.NS, p.IP = node.NS, node.IP
 		p.MAC = node.Eth0MAC
 	} else if err := c.wirePod(p, h, s.MTU); err != nil {
 		return nil, err
 	}
+	c.Phases.Since("pods.wire", start)
 	c.mu.Lock()
 	c.pods[key] = p
 	c.mu.Unlock()
+	return p, nil
+}
+
+// addPodHooks waits for the nodes' hooks, then runs the pod hooks; on
+// failure the pod is removed again.
+func (c *Cluster) addPodHooks(ctx context.Context, p *Pod) error {
+	if len(c.hooks) == 0 {
+		return nil
+	}
+	start := time.Now()
+	nerr := c.WaitNodes()
+	c.Phases.Since("pods.wait-nodes", start)
+	if nerr != nil {
+		_ = c.DeletePod(ctx, p.Namespace, p.Name)
+		return fmt.Errorf("pod %s: %w", p.Key(), nerr)
+	}
+	start = time.Now()
+	defer c.Phases.Since("pods.datapath", start)
 	for _, hk := range c.hooks {
 		if err := hk.PodAdded(ctx, c, p); err != nil {
-			_ = c.DeletePod(ctx, s.Namespace, s.Name)
-			return nil, fmt.Errorf("datapath for pod %s: %w", key, err)
+			_ = c.DeletePod(ctx, p.Namespace, p.Name)
+			return fmt.Errorf("datapath for pod %s: %w", p.Key(), err)
 		}
 	}
-	return p, nil
+	return nil
+}
+
+// nodesReady reports whether the nodes' hooks have run.
+func (c *Cluster) nodesReady() bool {
+	if c.nodesDone == nil {
+		return true
+	}
+	select {
+	case <-c.nodesDone:
+		return true
+	default:
+		return false
+	}
 }
 
 func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
@@ -566,17 +681,9 @@ func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
 	// eth0 is made there with its peer (lxc...) created directly in the
 	// node namespace, so no device is ever moved.
 	ns, err := CreateNamespaceWith(c.Lab, p.Namespace+"-"+p.Name, func(ph *netlink.Handle) error {
-		// Pods are IPv4-only, as the cluster is: without this their IPv6
-		// neighbour and router solicitations would be dropped by the
-		// datapath as "Unsupported L3 protocol" noise.
-		for _, k := range []string{"all", "default"} {
-			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/disable_ipv6", []byte("1"), 0o644); err != nil {
-				return fmt.Errorf("disable IPv6: %w", err)
-			}
-		}
 		const eth0Index = 2 // lo is 1 in a fresh namespace
 		v := &netlink.Veth{
-			LinkAttrs:        netlink.LinkAttrs{Name: PodEth0, Index: eth0Index, HardwareAddr: p.MAC, MTU: mtu, Flags: net.FlagUp, TxQLen: -1},
+			LinkAttrs:        netlink.LinkAttrs{Name: PodEth0, Index: eth0Index, HardwareAddr: p.MAC, MTU: mtu, TxQLen: -1},
 			PeerName:         p.HostVeth,
 			PeerHardwareAddr: p.HostMAC,
 			PeerTxQLen:       -1,
@@ -584,6 +691,19 @@ func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
 		}
 		if err := ph.LinkAdd(v); err != nil {
 			return fmt.Errorf("add veth %s/%s: %w", PodEth0, p.HostVeth, err)
+		}
+		// Pods are IPv4-only, as the cluster is: eth0 gets no IPv6
+		// address (address generation off before it comes up), so it
+		// sends no neighbour or router solicitations that the datapath
+		// would drop as "Unsupported L3 protocol" noise. (Writing the
+		// disable_ipv6 sysctl instead busy-retries the syscall while
+		// another thread holds RTNL, which made it the costliest step
+		// of a pod under load.)
+		if err := ph.LinkSetIP6AddrGenMode(v, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+			return fmt.Errorf("%s: IPv6 address generation off: %w", PodEth0, err)
+		}
+		if err := ph.LinkSetUp(v); err != nil {
+			return fmt.Errorf("%s up: %w", PodEth0, err)
 		}
 		p.Ifindex = v.Attrs().Index
 		if err := AddAddr(ph, p.Ifindex, netip.PrefixFrom(ip, 32)); err != nil {
@@ -665,6 +785,9 @@ func (c *Cluster) DeletePod(ctx context.Context, namespace, name string) error {
 // Down removes every namespace the cluster created. It does not run pod
 // hooks: the datapath is torn down by its owner before.
 func (c *Cluster) Down() error {
+	// Hooks still loading a node's datapath finish first.
+	_ = c.WaitNodes()
+	defer c.Phases.Since("down.namespaces", time.Now())
 	c.mu.Lock()
 	for _, h := range c.handles {
 		h.Close()
@@ -740,7 +863,9 @@ func (c *Cluster) IPAMStatus(node string) (used, total int, cidr netip.Prefix) {
 }
 
 // AddPods creates many pods with up to parallel workers (0: 4). It stops at
-// the first error and returns the pods created so far with it.
+// the first error and returns the pods created so far with it. While the
+// nodes' datapath is still loading (see Start), every pod's devices are
+// created first and the pod hooks run once the nodes are ready.
 func (c *Cluster) AddPods(ctx context.Context, specs []PodSpec, parallel int) ([]*Pod, error) {
 	if parallel <= 0 {
 		parallel = 4
@@ -748,24 +873,56 @@ func (c *Cluster) AddPods(ctx context.Context, specs []PodSpec, parallel int) ([
 	pods := make([]*Pod, len(specs))
 	var g errgroup.Group
 	g.SetLimit(parallel)
+	if c.nodesReady() {
+		for i, s := range specs {
+			g.Go(func() error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				p, err := c.AddPod(ctx, s)
+				pods[i] = p
+				return err
+			})
+		}
+		err := g.Wait()
+		return compactPods(pods), err
+	}
 	for i, s := range specs {
 		g.Go(func() error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			p, err := c.AddPod(ctx, s)
+			p, err := c.addPodDevices(s)
 			pods[i] = p
 			return err
 		})
 	}
 	err := g.Wait()
+	var h errgroup.Group
+	h.SetLimit(parallel)
+	for i, p := range pods {
+		if p == nil {
+			continue
+		}
+		h.Go(func() error {
+			if err := c.addPodHooks(ctx, p); err != nil {
+				pods[i] = nil
+				return err
+			}
+			return nil
+		})
+	}
+	return compactPods(pods), errors.Join(err, h.Wait())
+}
+
+func compactPods(pods []*Pod) []*Pod {
 	out := pods[:0]
 	for _, p := range pods {
 		if p != nil {
 			out = append(out, p)
 		}
 	}
-	return out, err
+	return out
 }
 
 // WaitLinksUp waits until the veths of pods are operationally up on both

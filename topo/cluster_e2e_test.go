@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 )
@@ -92,6 +94,21 @@ var _ = Describe("Cluster with --datapath=none", Ordered, func() {
 		for _, p := range c.Pods() {
 			Expect(p.Node.PodCIDR.Contains(p.IP)).To(BeTrue(), p.Key())
 			Expect(len(p.HostVeth)).To(BeNumerically("<=", MaxIfName))
+		}
+	})
+
+	It("gives pod eth0 no IPv6 address, so pods send no IPv6 of their own", func() {
+		for _, p := range c.Pods() {
+			Expect(Do(p.NS, func() error {
+				addrs, err := netlink.AddrList(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: p.Ifindex}}, netlink.FAMILY_V6)
+				if err != nil {
+					return err
+				}
+				if len(addrs) > 0 {
+					return fmt.Errorf("eth0 has IPv6 addresses %v", addrs)
+				}
+				return nil
+			})).To(Succeed(), p.Key())
 		}
 	})
 

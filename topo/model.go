@@ -79,6 +79,16 @@ type Pod struct {
 	Ports []ContainerPort
 	// ServiceAccount is the pod's service account (an identity label).
 	ServiceAccount string
+	// Workload is the controller owning the pod (Hubble's flow
+	// workloads); zero for a bare pod.
+	Workload Workload
+}
+
+// Workload names the controller that owns a pod, as Hubble reports it: a
+// Deployment (not its ReplicaSet), DaemonSet, StatefulSet, Job...
+type Workload struct {
+	Kind string
+	Name string
 }
 
 // ContainerPort is one port a pod's containers declare.

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // SpecAPIVersion and SpecKind identify a raw topology document.
@@ -201,54 +203,11 @@ type TCRule struct {
 // SpecError is one problem in a spec: the file, the line (0 when unknown,
 // e.g. for specs built in Go), the field path (links[2].a.ns) and what is
 // wrong.
-type SpecError struct {
-	File  string
-	Line  int
-	Field string
-	Msg   string
-}
-
-// Error renders "file:line: field: message", leaving out what is unknown.
-func (e *SpecError) Error() string {
-	var b strings.Builder
-	if e.File != "" {
-		b.WriteString(e.File)
-		if e.Line > 0 {
-			fmt.Fprintf(&b, ":%d", e.Line)
-		}
-		b.WriteString(": ")
-	} else if e.Line > 0 {
-		fmt.Fprintf(&b, "line %d: ", e.Line)
-	}
-	if e.Field != "" {
-		b.WriteString(e.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+type SpecError = yamldiag.Diagnostic
 
 // SpecErrors is every problem found in a spec, in file order. errors.As
 // finds the individual *SpecError values.
-type SpecErrors []*SpecError
-
-// Error renders one problem per line.
-func (es SpecErrors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
-}
-
-// Unwrap exposes the individual errors to errors.Is and errors.As.
-func (es SpecErrors) Unwrap() []error {
-	out := make([]error, len(es))
-	for i, e := range es {
-		out[i] = e
-	}
-	return out
-}
+type SpecErrors = yamldiag.List
 
 // problems collects SpecErrors for one spec.
 type problems struct {
@@ -274,7 +233,7 @@ func (p *problems) lineOf(path string) int {
 }
 
 func (p *problems) add(line int, field, format string, args ...any) {
-	e := &SpecError{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)}
+	e := SpecError{File: p.file, Line: line, Path: field, Msg: fmt.Sprintf(format, args...)}
 	key := e.Error()
 	if p.seen == nil {
 		p.seen = map[string]bool{}

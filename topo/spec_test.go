@@ -133,13 +133,13 @@ links:
 	}
 	// The decoder reports the MAC first; references are checked once the
 	// document decodes.
-	if len(es) != 1 || es[0].Line != 7 || es[0].Field != "links[0].a.mac" {
+	if len(es) != 1 || es[0].Line != 7 || es[0].Path != "links[0].a.mac" {
 		t.Errorf("errors = %v", err)
 	}
 	doc = strings.Replace(doc, "mac: zz", "mac: 02:00:00:00:00:01", 1)
 	doc = strings.Replace(doc, "name: eth1}", "name: eth1, mtu: 20}", 1)
 	_, err = ParseSpec("many.yaml", []byte(doc))
-	if !errors.As(err, &es) || len(es) != 1 || es[0].Field != "links[0].b.mtu" {
+	if !errors.As(err, &es) || len(es) != 1 || es[0].Path != "links[0].b.mtu" {
 		t.Errorf("errors = %v", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // nameRE is what a namespace, lab or topology name looks like: a DNS label.
@@ -108,7 +110,7 @@ func (s *Spec) index() (*specIndex, error) {
 			return true
 		}
 		msg := fmt.Sprintf("unknown namespace %q", name)
-		if c := closest(name, nsNames); c != "" {
+		if c := yamldiag.Suggest(name, nsNames); c != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", c)
 		}
 		p.errf(path, "%s", msg)
@@ -613,7 +615,7 @@ func quoteAll(ss []string) []string {
 }
 
 func suggest(name string, candidates []string) string {
-	if c := closest(name, candidates); c != "" {
+	if c := yamldiag.Suggest(name, candidates); c != "" {
 		return fmt.Sprintf(" (did you mean %q?)", c)
 	}
 	return ""

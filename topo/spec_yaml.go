@@ -8,11 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // LoadSpec reads, parses and validates the raw topology file at path.
@@ -31,7 +32,8 @@ func ParseSpec(file string, data []byte) (*Spec, error) {
 	d := &specDecoder{p: problems{file: file, lines: map[string]int{}}}
 	root, err := parseYAML(data)
 	if err != nil {
-		d.p.add(yamlErrLine(err), "", "%s", yamlErrMsg(err))
+		line, msg := yamldiag.SyntaxError(err)
+		d.p.add(line, "", "%s", msg)
 		return nil, d.p.err()
 	}
 	return d.decode(root)
@@ -91,22 +93,6 @@ func parseYAML(data []byte) (*yaml.Node, error) {
 	return nil, errors.New("empty document")
 }
 
-var yamlLineRE = regexp.MustCompile(`line (\d+): `)
-
-func yamlErrLine(err error) int {
-	m := yamlLineRE.FindStringSubmatch(err.Error())
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
-}
-
-func yamlErrMsg(err error) string {
-	s := strings.TrimPrefix(err.Error(), "yaml: ")
-	return yamlLineRE.ReplaceAllString(s, "")
-}
-
 // specDecoder turns the YAML node tree into a Spec, recording the line of
 // every field and reporting structural problems: wrong types, unknown or
 // duplicate fields, missing required fields, values that do not parse.
@@ -126,37 +112,8 @@ type fields struct {
 	ok     bool
 }
 
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "empty"
-		}
-		return fmt.Sprintf("%q", n.Value)
-	}
-	return "something else"
-}
-
 func (d *specDecoder) mapping(n *yaml.Node, path string) *fields {
-	n = resolve(n)
+	n = yamldiag.Resolve(n)
 	f := &fields{d: d, path: path, line: n.Line, values: map[string]*yaml.Node{}, used: map[string]bool{}}
 	d.p.lines[path] = n.Line
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -164,23 +121,23 @@ func (d *specDecoder) mapping(n *yaml.Node, path string) *fields {
 		return f
 	}
 	if n.Kind != yaml.MappingNode {
-		d.p.add(n.Line, path, "want a mapping (field: value), got %s", kindName(n))
+		d.p.add(n.Line, path, "want a mapping (field: value), got %s", yamldiag.KindName(n))
 		return f
 	}
 	f.ok = true
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Value == "<<" {
-			d.p.add(k.Line, join(path, "<<"), "merge keys are not supported")
+			d.p.add(k.Line, yamldiag.Join(path, "<<"), "merge keys are not supported")
 			continue
 		}
 		if _, dup := f.values[k.Value]; dup {
-			d.p.add(k.Line, join(path, k.Value), "field given twice")
+			d.p.add(k.Line, yamldiag.Join(path, k.Value), "field given twice")
 			continue
 		}
 		f.values[k.Value] = v
 		f.keys = append(f.keys, k)
-		d.p.lines[join(path, k.Value)] = k.Line
+		d.p.lines[yamldiag.Join(path, k.Value)] = k.Line
 	}
 	return f
 }
@@ -192,7 +149,7 @@ func (f *fields) get(key string) *yaml.Node {
 	if !ok {
 		return nil
 	}
-	v = resolve(v)
+	v = yamldiag.Resolve(v)
 	if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
 		return nil
 	}
@@ -200,7 +157,7 @@ func (f *fields) get(key string) *yaml.Node {
 }
 
 func (f *fields) missing(key string) {
-	f.d.p.add(f.line, join(f.path, key), "required field missing")
+	f.d.p.add(f.line, yamldiag.Join(f.path, key), "required field missing")
 }
 
 // done reports unknown fields, suggesting a close known one.
@@ -213,17 +170,17 @@ func (f *fields) done(known ...string) {
 			continue
 		}
 		msg := "unknown field"
-		if s := closest(k.Value, known); s != "" {
+		if s := yamldiag.Suggest(k.Value, known); s != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
 		} else if len(known) > 0 {
 			msg += fmt.Sprintf(" (known: %s)", strings.Join(known, ", "))
 		}
-		f.d.p.add(k.Line, join(f.path, k.Value), "%s", msg)
+		f.d.p.add(k.Line, yamldiag.Join(f.path, k.Value), "%s", msg)
 	}
 }
 
 func (f *fields) scalar(key string, required bool) (string, string, bool) {
-	path := join(f.path, key)
+	path := yamldiag.Join(f.path, key)
 	v := f.get(key)
 	if v == nil {
 		if required {
@@ -232,7 +189,7 @@ func (f *fields) scalar(key string, required bool) (string, string, bool) {
 		return "", path, false
 	}
 	if v.Kind != yaml.ScalarNode {
-		f.d.p.add(v.Line, path, "want a single value, got %s", kindName(v))
+		f.d.p.add(v.Line, path, "want a single value, got %s", yamldiag.KindName(v))
 		return "", path, false
 	}
 	return v.Value, path, true
@@ -303,19 +260,19 @@ func (f *fields) addr(key string, required bool) netip.Addr {
 
 // list returns the items of a list field, with their paths.
 func (f *fields) list(key string) ([]*yaml.Node, []string) {
-	path := join(f.path, key)
+	path := yamldiag.Join(f.path, key)
 	v := f.get(key)
 	if v == nil {
 		return nil, nil
 	}
 	if v.Kind != yaml.SequenceNode {
-		f.d.p.add(v.Line, path, "want a list, got %s", kindName(v))
+		f.d.p.add(v.Line, path, "want a list, got %s", yamldiag.KindName(v))
 		return nil, nil
 	}
 	var items []*yaml.Node
 	var paths []string
 	for i, it := range v.Content {
-		it = resolve(it)
+		it = yamldiag.Resolve(it)
 		p := fmt.Sprintf("%s[%d]", path, i)
 		f.d.p.lines[p] = it.Line
 		items = append(items, it)
@@ -329,7 +286,7 @@ func (f *fields) strings(key string) []string {
 	var out []string
 	for i, it := range items {
 		if it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
-			f.d.p.add(it.Line, paths[i], "want a name, got %s", kindName(it))
+			f.d.p.add(it.Line, paths[i], "want a name, got %s", yamldiag.KindName(it))
 			continue
 		}
 		out = append(out, it.Value)
@@ -342,7 +299,7 @@ func (f *fields) prefixes(key string) []netip.Prefix {
 	var out []netip.Prefix
 	for i, it := range items {
 		if it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
-			f.d.p.add(it.Line, paths[i], "want an address with prefix length, got %s", kindName(it))
+			f.d.p.add(it.Line, paths[i], "want an address with prefix length, got %s", yamldiag.KindName(it))
 			continue
 		}
 		p, err := parseIfAddr(it.Value)
@@ -427,13 +384,13 @@ func (d *specDecoder) namespace(n *yaml.Node, path string) NamespaceSpec {
 	f := d.mapping(n, path)
 	ns.Name = f.str("name", true)
 	if v := f.get("sysctls"); v != nil {
-		sp := join(path, "sysctls")
+		sp := yamldiag.Join(path, "sysctls")
 		if v.Kind != yaml.MappingNode {
-			d.p.add(v.Line, sp, "want a mapping of sysctl: value, got %s", kindName(v))
+			d.p.add(v.Line, sp, "want a mapping of sysctl: value, got %s", yamldiag.KindName(v))
 		} else {
 			seen := map[string]bool{}
 			for i := 0; i+1 < len(v.Content); i += 2 {
-				k, val := v.Content[i], resolve(v.Content[i+1])
+				k, val := v.Content[i], yamldiag.Resolve(v.Content[i+1])
 				kp := fmt.Sprintf("%s[%s]", sp, k.Value)
 				d.p.lines[kp] = k.Line
 				if seen[k.Value] {
@@ -442,7 +399,7 @@ func (d *specDecoder) namespace(n *yaml.Node, path string) NamespaceSpec {
 				}
 				seen[k.Value] = true
 				if val.Kind != yaml.ScalarNode || val.Tag == "!!null" {
-					d.p.add(val.Line, kp, "want a value, got %s", kindName(val))
+					d.p.add(val.Line, kp, "want a value, got %s", yamldiag.KindName(val))
 					continue
 				}
 				ns.Sysctls = append(ns.Sysctls, Sysctl{Key: k.Value, Value: val.Value})
@@ -525,7 +482,7 @@ func (d *specDecoder) device(n *yaml.Node, path string) DeviceSpec {
 	for _, k := range other {
 		if _, ok := f.values[k]; ok {
 			f.used[k] = true
-			d.p.errf(join(path, k), "field %s does not apply to a %s device", k, dev.Kind)
+			d.p.errf(yamldiag.Join(path, k), "field %s does not apply to a %s device", k, dev.Kind)
 		}
 	}
 	f.done(known...)
@@ -552,12 +509,12 @@ func (d *specDecoder) link(n *yaml.Node, path string) LinkSpec {
 		d.p.errf(kp, "unknown link kind %q (only veth links are supported; other devices go under a namespace's devices)", k)
 	}
 	if a := f.get("a"); a != nil {
-		l.A = d.endpoint(a, join(path, "a"))
+		l.A = d.endpoint(a, yamldiag.Join(path, "a"))
 	} else {
 		f.missing("a")
 	}
 	if b := f.get("b"); b != nil {
-		l.B = d.endpoint(b, join(path, "b"))
+		l.B = d.endpoint(b, yamldiag.Join(path, "b"))
 	} else {
 		f.missing("b")
 	}
@@ -644,36 +601,4 @@ func (d *specDecoder) tcRule(n *yaml.Node, path string) TCRule {
 	}
 	f.done("ns", "dev", "hook", "action", "to", "toDirection")
 	return t
-}
-
-// closest returns the candidate closest to s if it is a likely typo: within
-// edit distance 2, and small against the length of s.
-func closest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD && 3*d <= len(s) {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -342,6 +342,15 @@ enum event_type {
 #define EV_F_NEW     (1 << 1)
 #define EV_F_ALLOWED (1 << 2)
 
+/* Puts the enums the Go side shares (drop reasons, observation points,
+ * event types) into every object's BTF, so that bpf2go -type generates
+ * their Go constants (datapath/gen.go): one definition, in C. Never called;
+ * cilium/ebpf links only the .text functions a program calls. */
+int podlab_btf_enums(enum drop_reason r, enum obs_point o, enum event_type e)
+{
+	return r + o + e;
+}
+
 /* What the program translated, recorded with the event so that observation
  * points before the translation show the packet as it was there. */
 enum xlate_kind {

@@ -149,14 +149,19 @@ static __always_inline void trace_forward(struct __sk_buff *skb, const struct no
 		   target);
 }
 
-static __always_inline void policy_verdict_emit(struct __sk_buff *skb, __u8 pol_dir, int allowed,
-						__u8 match, __u32 remote_id, __u32 local_id,
-						__u16 ep_id, const struct flow *f)
+/* policy_verdict_emit reports a policy decision; reason is 0 when allowed,
+ * else the drop reason (DROP_POLICY for default deny, DROP_POLICY_DENY for
+ * a deny rule), carried in the event's code as Cilium's verdict
+ * notification carries it. */
+static __always_inline void policy_verdict_emit(struct __sk_buff *skb, __u8 pol_dir,
+						enum drop_reason reason, __u8 match,
+						__u32 remote_id, __u32 local_id, __u16 ep_id,
+						const struct flow *f)
 {
 	__u8 dir = pol_dir == POL_INGRESS ? DIR_INGRESS : DIR_EGRESS;
 	__u32 src = pol_dir == POL_INGRESS ? remote_id : local_id;
 	__u32 dst = pol_dir == POL_INGRESS ? local_id : remote_id;
 
-	event_emit(skb, EVENT_POLICY_VERDICT, 0, dir, allowed ? EV_F_ALLOWED : 0, src, dst,
-		   ep_id, f, match, 0);
+	event_emit(skb, EVENT_POLICY_VERDICT, (__u8)reason, dir, reason ? 0 : EV_F_ALLOWED, src,
+		   dst, ep_id, f, match, 0);
 }

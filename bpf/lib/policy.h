@@ -102,16 +102,18 @@ static __always_inline int policy_enforce(struct __sk_buff *skb, const struct en
 {
 	__u8 flag = dir == POL_INGRESS ? EP_F_INGRESS_ENFORCED : EP_F_EGRESS_ENFORCED;
 	struct policy_result res;
+	enum drop_reason reason;
 
 	*proxy_port = 0;
 	if (!(ep->flags & flag))
 		return 0;
 	policy_lookup(ep, dir, remote_id, f, &res);
 	*proxy_port = res.proxy_port;
-	if (is_new || !res.allowed)
-		policy_verdict_emit(skb, dir, res.allowed, res.match_type, remote_id,
-				    ep->identity, ep->ep_id, f);
-	if (res.allowed)
-		return 0;
-	return res.deny_rule ? DROP_POLICY_DENY : DROP_POLICY;
+	/* A deny rule's drop is Cilium's DROP_POLICY_DENY (181, "Policy denied
+	 * by denylist"); no allowing entry is DROP_POLICY (133). */
+	reason = res.allowed ? 0 : res.deny_rule ? DROP_POLICY_DENY : DROP_POLICY;
+	if (is_new || reason)
+		policy_verdict_emit(skb, dir, reason, res.match_type, remote_id, ep->identity,
+				    ep->ep_id, f);
+	return reason;
 }

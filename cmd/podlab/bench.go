@@ -4,20 +4,21 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/podlab/podlab/datapath/bpffs"
 	"github.com/podlab/podlab/datapath/controlplane"
-	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/topo"
 )
 
 func newBenchCmd() *cobra.Command {
 	var rounds int
 	var settleTime time.Duration
-	var noCompare bool
+	var noCompare, phases bool
 	cmd := &cobra.Command{
 		Use:   "bench topo",
 		Short: "Benchmark bring-up and teardown (topo: podlab vs ip -batch vs mininet, same run)",
@@ -46,7 +47,7 @@ func newBenchCmd() *cobra.Command {
 			// The same 3 × 100 shape with the BPF datapath: programs loaded
 			// and attached on every node and every pod, identities,
 			// ipcache and policy maps filled.
-			if err := preflight.EnsureBPFFS(); err == nil {
+			if err := bpffs.Ensure(); err == nil {
 				for _, mode := range controlplane.AttachModes {
 					for range rounds {
 						cp := controlplane.New("bench", controlplane.Options{AllowLocalhost: true, Attach: mode})
@@ -74,6 +75,9 @@ func newBenchCmd() *cobra.Command {
 					fmt.Fprintf(tw, "%s\t-\t%d\t-\t-\t-\tskipped: %s\n", r.Tool, r.Pods, note)
 					continue
 				}
+				if phases && r.Phases != nil {
+					note = strings.TrimPrefix(note+"; "+r.Phases.String(), "; ")
+				}
 				fmt.Fprintf(tw, "%s\t%d\t%d\t%.3f\t%.3f\t%.0f\t%s\n", r.Tool, r.Nodes, r.Pods, r.Up.Seconds(), r.Down.Seconds(), r.PodsPerSecond(), note)
 			}
 			if err := tw.Flush(); err != nil {
@@ -88,5 +92,6 @@ func newBenchCmd() *cobra.Command {
 	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds per podlab shape")
 	cmd.Flags().DurationVar(&settleTime, "settle", 3*time.Second, "pause between rounds for the kernel to free the previous round's namespaces")
 	cmd.Flags().BoolVar(&noCompare, "no-compare", false, "skip the ip -batch and mininet comparisons")
+	cmd.Flags().BoolVar(&phases, "phases", false, "print where each podlab run's time went (phase totals summed over parallel workers)")
 	return cmd
 }

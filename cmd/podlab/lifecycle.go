@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -14,8 +13,6 @@ import (
 	"github.com/podlab/podlab/scenarios/lab"
 	"github.com/podlab/podlab/topo"
 )
-
-func newMux() *http.ServeMux { return http.NewServeMux() }
 
 func newDownCmd() *cobra.Command {
 	return &cobra.Command{

@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/netip"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,112 +22,10 @@ import (
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/reports"
+	"github.com/podlab/podlab/scenarios/agent"
 	"github.com/podlab/podlab/scenarios/lab"
 	"github.com/podlab/podlab/topo"
 )
-
-// loopbackAddr accepts only host:port on a loopback address.
-func loopbackAddr(s string) error {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil {
-		return fmt.Errorf("%q: want a loopback address and port, e.g. 127.0.0.1:9965", s)
-	}
-	if !ap.Addr().IsLoopback() {
-		return fmt.Errorf("%q: metrics are served on loopback only", s)
-	}
-	return nil
-}
-
-// keepMetrics serves the Hubble metrics of a kept lab at /metrics: the
-// flows so far, then each new flow as it is decoded, plus the datapath's
-// own per-reason counters of every node.
-func keepMetrics(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
-	m := reports.NewMetrics()
-	if cp := l.ControlPlane; cp != nil {
-		for _, node := range cp.Nodes() {
-			_ = m.RegisterDatapathCounters(node, reports.DatapathMetrics(cp.NodeDatapath(node).Metrics))
-		}
-	}
-	backlog, sub := store.Follow(-1, 65536, nil)
-	for _, f := range backlog {
-		m.Observe(f)
-	}
-	go func() {
-		for f := range sub.C {
-			m.Observe(f)
-		}
-	}()
-	l.OnDown(func() error { sub.Close(); return nil })
-	mux.Handle("GET /metrics", m.Handler())
-}
-
-// listenMetrics binds the metrics address, so that a busy port fails
-// before a lab is built.
-func listenMetrics(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics: %w", err)
-	}
-	return ln, nil
-}
-
-// serveMetrics serves GET /metrics of mux on ln until the returned stop.
-func serveMetrics(ln net.Listener, mux *http.ServeMux) func() error {
-	only := http.NewServeMux()
-	only.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { mux.ServeHTTP(w, r) })
-	srv := &http.Server{Handler: only, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return srv.Close
-}
-
-// agentGet fetches a path from a lab's agent.
-func agentGet(name, path string) ([]byte, error) {
-	if err := topo.ValidateLabName(name); err != nil {
-		return nil, err
-	}
-	if !topo.LabAlive(name) {
-		return nil, fmt.Errorf("lab %q is not running (see `podlab list`)", name)
-	}
-	return lab.NewClient(name).Get(path)
-}
-
-// agentJSON fetches path from the agent of the lab named in args (or the
-// only running lab) and decodes its JSON answer into v.
-func agentJSON(args []string, path string, v any) error {
-	name, err := defaultLab(args)
-	if err != nil {
-		return err
-	}
-	b, err := agentGet(name, path)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, v)
-}
-
-// defaultLab picks the only running lab when none is named.
-func defaultLab(args []string) (string, error) {
-	if len(args) > 0 {
-		return args[0], nil
-	}
-	labs, err := topo.ListLabs()
-	if err != nil {
-		return "", err
-	}
-	var alive []string
-	for _, l := range labs {
-		if l.Alive {
-			alive = append(alive, l.Name)
-		}
-	}
-	switch len(alive) {
-	case 1:
-		return alive[0], nil
-	case 0:
-		return "", errors.New("no lab is running (start one with `podlab up`)")
-	}
-	return "", fmt.Errorf("several labs run (%s): name one", strings.Join(alive, ", "))
-}
 
 func newObserveCmd() *cobra.Command {
 	var ff flow.FilterFlags
@@ -146,7 +42,7 @@ func newObserveCmd() *cobra.Command {
 		Args:    cobra.MaximumNArgs(1),
 		PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
+			name, err := agent.DefaultLab(args)
 			if err != nil {
 				return err
 			}
@@ -239,7 +135,7 @@ func newStatusCmd() *cobra.Command {
 		Args:    cobra.MaximumNArgs(1),
 		PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
+			name, err := agent.DefaultLab(args)
 			if err != nil {
 				return err
 			}
@@ -247,7 +143,7 @@ func newStatusCmd() *cobra.Command {
 			if noHealth {
 				path += "?health=0"
 			}
-			b, err := agentGet(name, path)
+			b, err := agent.Get(name, path)
 			if err != nil {
 				return err
 			}
@@ -267,19 +163,32 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
-// hubbleStatusLine is the flow part of Cilium's Hubble status line:
-// "Current/Max Flows: 4,095/4,095 (100.00%), Flows/s: 15.26", plus the
-// flows seen and lost events.
+// hubbleStatusLine is the Hubble line of `cilium status` (what follows
+// "Hubble:"): the state, "Current/Max Flows: 4095/4095 (100.00%), Flows/s:
+// 15.26" with the flows seen over the uptime, and whether the lab serves
+// Hubble metrics ("Metrics: Ok" or "Metrics: Disabled").
 func hubbleStatusLine(s *lab.StatusReport) string {
-	pct := 0.0
+	var observer []string
 	if s.FlowsMax > 0 {
-		pct = 100 * float64(s.FlowsStored) / float64(s.FlowsMax)
+		observer = append(observer, fmt.Sprintf("Current/Max Flows: %d/%d (%.2f%%)", s.FlowsStored, s.FlowsMax, 100*float64(s.FlowsStored)/float64(s.FlowsMax)))
 	}
-	line := fmt.Sprintf("Current/Max Flows: %d/%d (%.2f%%), Flows/s: %.2f, seen: %d", s.FlowsStored, s.FlowsMax, pct, s.FlowsRate, s.Flows)
-	if len(s.Lost) > 0 {
-		line += fmt.Sprintf(", lost: %v", s.Lost)
+	if s.Uptime > 0 {
+		observer = append(observer, fmt.Sprintf("Flows/s: %.2f", float64(s.Flows)/s.Uptime.Seconds()))
 	}
-	return line
+	metrics := "Disabled"
+	if s.Metrics != "" {
+		metrics = "Ok"
+	}
+	return strings.Join([]string{"Ok", strings.Join(observer, ", "), "Metrics: " + metrics}, "   ")
+}
+
+// lostList prints lost-event counts as "source=N, ..." in source order.
+func lostList(lost map[string]uint64) string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(lost)) {
+		out = append(out, fmt.Sprintf("%s=%d", k, lost[k]))
+	}
+	return strings.Join(out, ", ")
 }
 
 func printStatus(w io.Writer, s *lab.StatusReport) error {
@@ -289,7 +198,13 @@ func printStatus(w io.Writer, s *lab.StatusReport) error {
 	fmt.Fprintf(w, "Identities:              %d\n", s.Identities)
 	fmt.Fprintf(w, "Endpoints:               %d\n", s.Endpoints)
 	fmt.Fprintf(w, "Policies:                %d %s\n", len(s.Policies), strings.Join(s.Policies, ", "))
-	fmt.Fprintf(w, "Hubble:                  Ok   %s\n", hubbleStatusLine(s))
+	fmt.Fprintf(w, "Hubble:                  %s\n", hubbleStatusLine(s))
+	if s.Metrics != "" {
+		fmt.Fprintf(w, "Hubble metrics:          http://%s/metrics\n", s.Metrics)
+	}
+	if len(s.Lost) > 0 {
+		fmt.Fprintf(w, "Hubble lost events:      %s\n", lostList(s.Lost))
+	}
 	for _, n := range s.Nodes {
 		fmt.Fprintf(w, "\nNode %s (%s)\n", n.Node, n.NodeIP)
 		fmt.Fprintf(w, "  IPAM:                  IPv4: %d/%d allocated from %s\n", n.IPAM.Used, n.IPAM.Total, n.IPAM.CIDR)
@@ -325,22 +240,68 @@ func printStatus(w io.Writer, s *lab.StatusReport) error {
 
 func newEndpointCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "endpoint", Short: "Endpoints of the datapath"}
-	cmd.AddCommand(&cobra.Command{
-		Use: "list [LAB]", Short: "List endpoints, like `cilium endpoint list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
+	var node string
+	list := &cobra.Command{
+		Use: "list [LAB]", Short: "List endpoints, like `cilium endpoint list` on each node (--node: one node's table only)", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var eps []lab.EndpointView
-			if err := agentJSON(args, "/endpoints", &eps); err != nil {
+			if err := agent.GetJSON(args, "/endpoints", &eps); err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ENDPOINT\tPOLICY (ingress)\tPOLICY (egress)\tIDENTITY\tLABELS\tIPv4\tNODE\tDEVICE")
-			for _, e := range eps {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.ID, enf(e.Ingress), enf(e.Egress), e.Identity, e.Labels, e.IP, e.Node, e.Device)
-			}
-			return tw.Flush()
+			return writeEndpointLists(os.Stdout, eps, node)
 		},
-	})
+	}
+	list.Flags().StringVar(&node, "node", "", "print only this node's endpoints, exactly as `cilium endpoint list` on it")
+	cmd.AddCommand(list)
 	return cmd
+}
+
+// writeEndpointLists prints the endpoints as `cilium endpoint list` does,
+// one table per node (endpoint IDs are node-local), each preceded by the
+// node's name; with only set, that node's table alone.
+func writeEndpointLists(w io.Writer, eps []lab.EndpointView, only string) error {
+	byNode := map[string][]lab.EndpointView{}
+	for _, e := range eps {
+		byNode[e.Node] = append(byNode[e.Node], e)
+	}
+	if only != "" {
+		if _, ok := byNode[only]; !ok {
+			return fmt.Errorf("--node %s: no endpoints on a node of that name", only)
+		}
+		return writeEndpointList(w, byNode[only])
+	}
+	for i, n := range slices.Sorted(maps.Keys(byNode)) {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s:\n", n)
+		if err := writeEndpointList(w, byNode[n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeEndpointList is `cilium endpoint list` of one node: endpoints by ID,
+// the policy enforcement per direction, the identity, one label per line
+// (sorted), the addresses and the state.
+func writeEndpointList(w io.Writer, eps []lab.EndpointView) error {
+	eps = slices.Clone(eps)
+	slices.SortFunc(eps, func(a, b lab.EndpointView) int { return int(a.ID) - int(b.ID) })
+	tw := tabwriter.NewWriter(w, 5, 0, 3, ' ', 0)
+	fmt.Fprintf(tw, "ENDPOINT\tPOLICY (ingress)\tPOLICY (egress)\tIDENTITY\tLABELS (source:key[=value])\tIPv6\tIPv4\tSTATUS\t\n")
+	fmt.Fprintf(tw, "\tENFORCEMENT\tENFORCEMENT\t\t\t\t\t\n")
+	for _, e := range eps {
+		labels := slices.Sorted(slices.Values(e.Labels))
+		if len(labels) == 0 {
+			labels = []string{"no labels"}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", e.ID, enf(e.Ingress), enf(e.Egress), e.Identity, labels[0], "", e.IP, "ready")
+		for _, l := range labels[1:] {
+			fmt.Fprintf(tw, "\t\t\t\t%s\t\t\t\t\n", l)
+		}
+	}
+	return tw.Flush()
 }
 
 func enf(b bool) string {
@@ -356,7 +317,7 @@ func newIdentityCmd() *cobra.Command {
 		Use: "list [LAB]", Short: "List identities, like `cilium identity list`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var ids []controlplane.IdentityView
-			if err := agentJSON(args, "/identities", &ids); err != nil {
+			if err := agent.GetJSON(args, "/identities", &ids); err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -379,7 +340,7 @@ func newPolicyCmd() *cobra.Command {
 			if len(args) == 2 {
 				path += "?pod=" + url.QueryEscape(args[1])
 			}
-			b, err := agentGet(args[0], path)
+			b, err := agent.Get(args[0], path)
 			if err != nil {
 				return err
 			}
@@ -416,11 +377,11 @@ func newBPFCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list [LAB]", Short: "List conntrack entries, like `cilium bpf ct list global`", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
+			name, err := agent.DefaultLab(args)
 			if err != nil {
 				return err
 			}
-			b, err := agentGet(name, "/ct?node="+url.QueryEscape(node))
+			b, err := agent.Get(name, "/ct?node="+url.QueryEscape(node))
 			if err != nil {
 				return err
 			}
@@ -464,7 +425,7 @@ func newMapCmd() *cobra.Command {
 	dump := &cobra.Command{
 		Use: "dump LAB NAME", Short: "Dump a pinned map of every node (hex key => value)", Args: cobra.ExactArgs(2), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := agentGet(args[0], "/map?name="+url.QueryEscape(args[1])+"&node="+url.QueryEscape(node))
+			b, err := agent.Get(args[0], "/map?name="+url.QueryEscape(args[1])+"&node="+url.QueryEscape(node))
 			if err != nil {
 				return err
 			}
@@ -492,14 +453,14 @@ func newServiceCmd() *cobra.Command {
 		Use: "list [LAB]", Short: "List service frontends and backends, like `cilium service list`; then LoadBalancer and external IPs as `kubectl get services` shows them, with their L2 announcer", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var rows []controlplane.ServiceRow
-			if err := agentJSON(args, "/services", &rows); err != nil {
+			if err := agent.GetJSON(args, "/services", &rows); err != nil {
 				return err
 			}
 			if err := controlplane.WriteServiceTable(os.Stdout, rows); err != nil {
 				return err
 			}
 			var sts []controlplane.ServiceStatus
-			if err := agentJSON(args, "/services/status", &sts); err != nil {
+			if err := agent.GetJSON(args, "/services/status", &sts); err != nil {
 				return err
 			}
 			var ext bytes.Buffer
@@ -548,11 +509,11 @@ func newMetricsCmd() *cobra.Command {
 	return &cobra.Command{
 		Use: "metrics [LAB]", Short: "Print the lab's Prometheus metrics (Hubble names)", Args: cobra.MaximumNArgs(1), PreRunE: needRoot,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := defaultLab(args)
+			name, err := agent.DefaultLab(args)
 			if err != nil {
 				return err
 			}
-			b, err := agentGet(name, "/metrics")
+			b, err := agent.Get(name, "/metrics")
 			if err != nil {
 				return err
 			}

@@ -94,7 +94,7 @@ var _ = Describe("observability after the connectivity-check", Ordered, func() {
 	It("counts the drop in hubble_drop_total", func() {
 		out, err := podlab("metrics", "tobs")
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(out).To(MatchRegexp(`hubble_drop_total\{protocol="TCP",reason="Policy denied"\} [1-9]`))
+		Expect(out).To(MatchRegexp(`hubble_drop_total\{protocol="TCP",reason="POLICY_DENIED"\} [1-9]`))
 	})
 
 	It("shows status, endpoints, identities, policies and conntrack", func() {
@@ -103,9 +103,12 @@ var _ = Describe("observability after the connectivity-check", Ordered, func() {
 		Expect(out).To(ContainSubstring("cil_from_container"))
 		Expect(out).To(MatchRegexp(`IPAM:\s+IPv4: \d+/254 allocated from 10.244.1.0/24`))
 		Expect(out).To(MatchRegexp(`kind-worker2 \(172.18.0.4\): ok`))
+		Expect(out).To(MatchRegexp(`Hubble:\s+Ok   Current/Max Flows: [1-9]\d*/\d+ \(\d+\.\d\d%\), Flows/s: \d+\.\d\d   Metrics: (Ok|Disabled)`))
 		out, err = podlab("endpoint", "list", "tobs")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(ContainSubstring("k8s:name=pod-to-a-l3-denied-cnp"))
+		Expect(out).To(ContainSubstring("kind-worker:\nENDPOINT   POLICY (ingress)   POLICY (egress)   IDENTITY   LABELS (source:key[=value])"))
+		Expect(out).To(MatchRegexp(`\n\s+k8s:io\.kubernetes\.pod\.namespace=default\s*\n`)) // one label per line
 		out, err = podlab("identity", "list", "tobs")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(ContainSubstring("reserved:world"))
@@ -135,8 +138,8 @@ var _ = Describe("observability after the connectivity-check", Ordered, func() {
 		out, err := podlab("service", "list", "tobs")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(MatchRegexp(`ID\s+Frontend\s+Service Type\s+Backend`))
-		Expect(out).To(MatchRegexp(`10\.96\.0\.10:53/UDP\s+ClusterIP\s+1 => 10\.244\.\d+\.\d+:53 \(active\)`))
-		Expect(out).To(MatchRegexp(`10\.\d+\.\d+\.\d+:80/TCP\s+ClusterIP\s+1 => 10\.244\.\d+\.\d+:80 \(active\)`))
+		Expect(out).To(MatchRegexp(`10\.96\.0\.10:53/UDP\s+ClusterIP\s+1 => 10\.244\.\d+\.\d+:53/UDP \(active\)`))
+		Expect(out).To(MatchRegexp(`10\.\d+\.\d+\.\d+:80/TCP\s+ClusterIP\s+1 => 10\.244\.\d+\.\d+:80/TCP \(active\)`))
 	})
 
 	It("wrote a merged pcapng whose dropped SYN carries its comment", func() {

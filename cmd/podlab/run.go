@@ -17,6 +17,7 @@ import (
 	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/reports"
 	"github.com/podlab/podlab/scenarios"
+	"github.com/podlab/podlab/scenarios/agent"
 	"github.com/podlab/podlab/scenarios/lab"
 	"github.com/podlab/podlab/scenarios/run"
 )
@@ -131,7 +132,7 @@ scenario exactly once (podlab report merge joins their run folders).`,
 				ro.WriteRun = reports.WriteRun
 				ro.WriteComparison = reports.WriteComparison
 				ro.KeepHandlers = func(l *lab.Lab, store *flow.Store, mux *http.ServeMux) {
-					keepMetrics(l, store, mux)
+					agent.KeepMetrics(l, store, mux)
 					l.SetHubbleListen(hubbleAddr)
 				}
 				if base == "" {

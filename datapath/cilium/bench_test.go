@@ -71,9 +71,9 @@ func BenchmarkCiliumFromContainer(b *testing.B) {
 	e2e.Require(b, e2e.Root, e2e.BPFFS)
 	objs := objectsForTest(b)
 	ctx := context.Background()
-	bld := &Builder{Tree: objs.Tree, objs: map[string]*Objects{"5/false": objs}}
-	n, err := LoadNode(ctx, bld, NodeConfig{Lab: "ccbench", Node: "bench", VXLANIfindex: 5, HostIfindex: 3, NetIfindex: 4,
-		NodeIP: netip.MustParseAddr("172.18.0.3"), RouterIP: netip.MustParseAddr("10.244.1.1")})
+	bld := &Builder{Tree: objs.Tree, objs: map[Flavour]*Objects{testFlavour: objs}}
+	n, err := LoadNode(ctx, bld, NodeConfig{Lab: "ccbench", Node: "bench", VXLANIfindex: 5, HostIfindex: 3, NetIfindex: 4, Eth0Ifindex: 2,
+		NodeIP: testFlavour.NodeIP, RouterIP: testFlavour.RouterIP})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -26,6 +26,8 @@ func (ep *Endpoint) validate() error {
 	switch {
 	case ep.ID == 0:
 		return errors.New("endpoint ID 0")
+	case ep.ID == HostEndpointID:
+		return fmt.Errorf("endpoint ID %d is the host endpoint's", ep.ID)
 	case !ep.IP.Is4():
 		return fmt.Errorf("endpoint %d: IPv4 address required, got %v", ep.ID, ep.IP)
 	case ep.Ifindex <= 0:
@@ -45,7 +47,9 @@ func CallsMapName(id uint16) string { return fmt.Sprintf("cilium_calls_%05d", id
 
 // AddEndpoint loads bpf_lxc for the endpoint (its own constants, policy map
 // and tail-call map), registers its policy programs in the call-policy
-// tables, attaches cil_from_container/cil_to_container to its lxc veth and
+// tables, attaches cil_from_container/cil_to_container to its lxc veth
+// (per-endpoint routes: the node's own packets reach the pod through its
+// /32 route, marked as the host by podlab_hostmark first) and
 // writes it into cilium_lxc. Write the endpoint's policy (SetPolicy)
 // before: an endpoint without policy entries drops everything.
 func (n *Node) AddEndpoint(ep Endpoint) error {

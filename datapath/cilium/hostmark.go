@@ -9,11 +9,12 @@ import (
 
 // Cilium's agent marks packets the node itself sends with MARK_MAGIC_HOST
 // (an iptables rule in the OUTPUT chain: --set-xmark 0xc00/0xf00), which is
-// how cil_to_container tells the host identity from the world when a
-// packet arrives from the host stack. A lab node has no iptables; the same
-// mark is set by a small tcx program placed before cil_to_container on
-// every lxc egress hook: packets with no ingress device were sent by the
-// node itself.
+// how Cilium's programs tell the host identity from the world:
+// cil_to_container on a pod's lxc (per-endpoint routes: the node's packets
+// to its pods), cil_from_host on cilium_host and cil_to_netdev on eth0
+// read it. A lab node has no iptables; the same mark is set by a small tcx
+// program placed before Cilium's on the egress hooks of those devices:
+// packets with no ingress device were sent by the node itself.
 const (
 	markMagicHost     = 0x0c00
 	markMagicHostMask = 0x0f00

@@ -165,6 +165,27 @@ type ct4Value struct {
 	LastRx    uint32 `btf:"last_rx_report"`
 }
 
+// deviceState mirrors struct device_state (cilium_devices: the devices
+// bpf_host redirects to after a FIB lookup, with their MAC).
+type deviceState struct {
+	MAC  [8]byte `btf:"mac"`
+	L3   uint8   `btf:"l3,bit=64"` // l3:1, pad0:7
+	Pad1 uint8   `btf:"pad1"`
+	Pad2 uint16  `btf:"pad2"`
+	Pad3 uint32  `btf:"pad3"`
+}
+
+// l2ResponderKey mirrors struct l2_responder_v4_key.
+type l2ResponderKey struct {
+	IP      [4]byte `btf:"ip4"`
+	Ifindex uint32  `btf:"ifindex"`
+}
+
+// l2ResponderStats mirrors struct l2_responder_stats.
+type l2ResponderStats struct {
+	ResponsesSent uint64 `btf:"responses_sent"`
+}
+
 // Map names of Cilium v1.20 that podlab fills or reads.
 const (
 	mapLxc        = "cilium_lxc"
@@ -180,6 +201,9 @@ const (
 	mapEvents     = "cilium_events"
 	mapCT4        = "cilium_ct4_global"
 	mapCTAny4     = "cilium_ct_any4_global"
+	mapDevices    = "cilium_devices"
+	mapL2Resp     = "cilium_l2_responder_v4"
+	mapRuntimeCfg = "cilium_runtime_config"
 )
 
 // mirror pairs a map with its Go key and value mirrors.
@@ -198,6 +222,9 @@ var mirrors = []mirror{
 	{mapMetrics, metricsKey{}, metricsValue{}},
 	{mapCT4, ct4Key{}, ct4Value{}},
 	{mapCTAny4, ct4Key{}, ct4Value{}},
+	{mapDevices, uint32(0), deviceState{}},
+	{mapL2Resp, l2ResponderKey{}, l2ResponderStats{}},
+	{mapRuntimeCfg, uint32(0), uint64(0)},
 }
 
 // LayoutError is a Go mirror that does not match the BTF of a map in the

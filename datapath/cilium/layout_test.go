@@ -3,6 +3,7 @@ package cilium
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func objectsForTest(t testing.TB) *Objects {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, err := b.Objects(context.Background(), 5, false)
+	o, err := b.Objects(context.Background(), testFlavour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,3 +99,6 @@ func TestCompilePolicyKeys(t *testing.T) {
 		t.Fatalf("range keys: %+v", keys)
 	}
 }
+
+// testFlavour is the node the unit tests and benchmarks compile for.
+var testFlavour = Flavour{EncapIfindex: 5, NodeIP: netip.MustParseAddr("172.18.0.3"), RouterIP: netip.MustParseAddr("10.244.1.1")}

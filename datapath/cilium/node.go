@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podlab/podlab/datapath/bpffs"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -46,8 +47,9 @@ type NodeConfig struct {
 // /sys/fs/bpf/podlab/<lab>/<node>.
 func PinDir(lab, node string) string { return filepath.Join(topo.BPFDir(lab), node) }
 
-// Node is Cilium's datapath on one lab node: bpf_overlay on cilium_vxlan and
-// one bpf_lxc per endpoint, sharing the node's pinned maps.
+// Node is Cilium's datapath on one lab node: bpf_overlay on cilium_vxlan,
+// bpf_host on cilium_host, cilium_net and eth0, and one bpf_lxc per
+// endpoint, sharing the node's pinned maps.
 type Node struct {
 	cfg    NodeConfig
 	objs   *Objects
@@ -56,10 +58,17 @@ type Node struct {
 
 	overlay  *ebpf.Collection
 	attached []*attachment
-	hostMark *ebpf.Program
+	// hostColls are bpf_host's collections, kept only without a namespace
+	// (for BPF_PROG_TEST_RUN).
+	hostColls []*ebpf.Collection
+	hostMark  *ebpf.Program
+	netMAC    net.HardwareAddr // cilium_net
+	stopLive  chan struct{}
+	liveDone  chan struct{}
 
 	// Shared maps, opened from the overlay's collection.
 	lxc, ipcache, callPolicy, egressCall, services, backends, revNat, metrics, events, ct4, ctAny4 *ebpf.Map
+	devices, l2resp, runtimeCfg                                                                    *ebpf.Map
 
 	mu  sync.Mutex
 	eps map[uint16]*endpointState
@@ -80,8 +89,9 @@ type endpointState struct {
 }
 
 // LoadNode compiles (or takes from the cache) Cilium's objects for the node,
-// loads bpf_overlay, pins the node's shared maps and attaches
-// cil_from_overlay/cil_to_overlay to cilium_vxlan.
+// loads bpf_overlay, pins the node's shared maps, attaches
+// cil_from_overlay/cil_to_overlay to cilium_vxlan and bpf_host to
+// cilium_host, cilium_net and eth0 (see loadHost).
 func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -89,12 +99,15 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500
 	}
-	objs, err := b.Objects(ctx, cfg.VXLANIfindex, cfg.MonitorAggregation)
+	objs, err := b.Objects(ctx, Flavour{EncapIfindex: cfg.VXLANIfindex, NodeIP: cfg.NodeIP, RouterIP: cfg.RouterIP, Aggregation: cfg.MonitorAggregation})
 	if err != nil {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, objs: objs, pinDir: PinDir(cfg.Lab, cfg.Node), log: cfg.Log, eps: map[uint16]*endpointState{}, pending: map[uint16]map[policyKey]policyEntry{}}
 	n.lb.init()
+	if err := bpffs.Ensure(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(n.pinDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cilium pin dir of %s: %w", cfg.Node, err)
 	}
@@ -107,6 +120,9 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	var vxMAC net.HardwareAddr
 	if cfg.NS != nil {
 		if vxMAC, err = n.linkMAC(cfg.VXLANIfindex); err != nil {
+			return nil, err
+		}
+		if n.netMAC, err = n.linkMAC(cfg.NetIfindex); err != nil {
 			return nil, err
 		}
 	}
@@ -139,20 +155,27 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 			return nil, err
 		}
 	}
-	if n.hostMark, err = loadHostMark(); err != nil {
-		return nil, err
-	}
-	// Every other map bpf_lxc pins by name is created now, so that
-	// endpoints loading in parallel only ever open existing pins.
-	for name, ms := range objs.lxc.Maps {
-		if ms.Pinning != ebpf.PinByName || name == mapPolicy {
-			continue
-		}
-		m, err := n.sharedMap(objs.lxc, name)
-		if err != nil {
+	for _, m := range []struct {
+		dst  **ebpf.Map
+		name string
+	}{{&n.devices, mapDevices}, {&n.l2resp, mapL2Resp}, {&n.runtimeCfg, mapRuntimeCfg}} {
+		if *m.dst, err = n.sharedMap(objs.host, m.name); err != nil {
 			return nil, err
 		}
-		m.Close()
+	}
+	// Every other map bpf_lxc or bpf_host pins by name is created now, so
+	// that endpoints loading in parallel only ever open existing pins.
+	for _, spec := range []*ebpf.CollectionSpec{objs.lxc, objs.host} {
+		for name, ms := range spec.Maps {
+			if ms.Pinning != ebpf.PinByName || name == mapPolicy {
+				continue
+			}
+			m, err := n.sharedMap(spec, name)
+			if err != nil {
+				return nil, err
+			}
+			m.Close()
+		}
 	}
 	for _, a := range []struct {
 		prog    string
@@ -174,6 +197,12 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 		if err := pinMap(coll.Maps[name], filepath.Join(n.pinDir, spec.Maps[name].Name)); err != nil {
 			return nil, err
 		}
+	}
+	if err := n.loadHost(); err != nil {
+		return nil, err
+	}
+	if cfg.NS != nil {
+		n.startLiveness()
 	}
 	ok = true
 	return n, nil
@@ -210,15 +239,32 @@ func (n *Node) nodeConstants() map[string]any {
 	c := map[string]any{
 		"cilium_host_ifindex": uint32(n.cfg.HostIfindex),
 		"cilium_net_ifindex":  uint32(n.cfg.NetIfindex),
-		"device_mtu":          uint16(n.cfg.MTU),
-		"tunnel_port":         uint16(VXLANPort),
-		"tunnel_protocol":     uint8(1), // TUNNEL_PROTOCOL_VXLAN
-		"trace_payload_len":   uint32(128),
-		"nodeport_port_min":   uint16(30000),
-		"nodeport_port_max":   uint16(32767),
+		// eth0 is the direct-routing device (NodePort's native device);
+		// BPF host routing is on, as the agent enables it with
+		// kube-proxy replacement on a kernel that has the FIB helpers.
+		"direct_routing_dev_ifindex":     uint32(n.cfg.Eth0Ifindex),
+		"enable_bpf_host_routing":        true,
+		"supports_fib_lookup_skip_neigh": true,
+		"supports_fib_lookup_src":        true,
+		"device_mtu":                     uint16(n.cfg.MTU),
+		"tunnel_port":                    uint16(VXLANPort),
+		"tunnel_protocol":                uint8(1), // TUNNEL_PROTOCOL_VXLAN
+		"trace_payload_len":              uint32(128),
+		"nodeport_port_min":              uint16(30000),
+		"nodeport_port_max":              uint16(32767),
+		// Per-endpoint routes (see compileDefines): local delivery
+		// marks the source identity and hands the packet to the pod's
+		// lxc veth, whose cil_to_container enforces ingress policy.
+		"enable_endpoint_routes": true,
+		// The agent's default (--enable-identity-mark): forwarded packets
+		// carry their source identity in the mark.
+		"enable_identity_mark": true,
 	}
 	if len(n.cfg.HostMAC) == 6 {
 		c["cilium_host_mac"] = mac8(n.cfg.HostMAC)
+	}
+	if len(n.netMAC) == 6 {
+		c["cilium_net_mac"] = mac8(n.netMAC)
 	}
 	return c
 }
@@ -377,6 +423,7 @@ func (n *Node) LoadTimes() []time.Duration {
 // Close detaches everything, closes the programs and removes the node's
 // pins.
 func (n *Node) Close() error {
+	n.stopLiveness()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var errs []error
@@ -395,7 +442,11 @@ func (n *Node) Close() error {
 		n.hostMark.Close()
 		n.hostMark = nil
 	}
-	for _, m := range []*ebpf.Map{n.lxc, n.ipcache, n.services, n.backends, n.revNat, n.metrics, n.events, n.ct4, n.ctAny4, n.callPolicy, n.egressCall} {
+	for _, c := range n.hostColls {
+		c.Close()
+	}
+	n.hostColls = nil
+	for _, m := range []*ebpf.Map{n.lxc, n.ipcache, n.services, n.backends, n.revNat, n.metrics, n.events, n.ct4, n.ctAny4, n.callPolicy, n.egressCall, n.devices, n.l2resp, n.runtimeCfg} {
 		if m != nil {
 			m.Close()
 		}

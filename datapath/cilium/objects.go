@@ -1,5 +1,6 @@
 // Package cilium runs Cilium's production BPF programs (bpf_lxc.c on the
-// pods' lxc veths, bpf_overlay.c on cilium_vxlan) in a podlab lab.
+// pods' lxc veths, bpf_overlay.c on cilium_vxlan, bpf_host.c on
+// cilium_host, cilium_net and the node's eth0) in a podlab lab.
 //
 // The C sources come from datapath/cilium/source (a pinned release from the
 // Go module proxy, or a local checkout) and are compiled with clang-19 into
@@ -15,8 +16,10 @@ package cilium
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,37 +30,91 @@ import (
 	"github.com/podlab/podlab/datapath/cilium/source"
 )
 
-// Compile-time options of podlab's Cilium flavour: IPv4, tunnel mode with
-// VXLAN, routing through the host stack, policy-verdict notifications.
-func compileDefines(encapIfindex int, aggregation bool) map[string]string {
-	agg := "0"
-	if aggregation {
-		agg = "3" // TRACE_AGGREGATE_ACTIVE_CT: Cilium's default "medium"
-	}
-	return map[string]string{
-		"ENABLE_IPV4":           "1",
-		"ENABLE_ROUTING":        "1",
-		"TUNNEL_MODE":           "1",
-		"ENCAP_IFINDEX":         strconv.Itoa(encapIfindex),
-		"POLICY_VERDICT_NOTIFY": "1",
-		"MONITOR_AGGREGATION":   agg,
-	}
+// Flavour is what Cilium's agent compiles into one node's objects (its
+// node_config.h): the ifindex of cilium_vxlan, the node's own addresses
+// and the monitor aggregation level. Everything else is a load-time
+// constant.
+type Flavour struct {
+	EncapIfindex int
+	// NodeIP is the node's address on its native device (Cilium's
+	// IPV4_DIRECT_ROUTING: NodePort SNAT and tunnel source); RouterIP the
+	// address of cilium_host (IPV4_GATEWAY). Zero values compile the
+	// release's defaults (objects for BPF_PROG_TEST_RUN only).
+	NodeIP, RouterIP netip.Addr
+	Aggregation      bool
 }
 
-// Objects are the compiled Cilium objects of one node flavour (the
-// ifindex of cilium_vxlan and the aggregation level are compiled in).
+// compileDefines are the compile-time options of podlab's Cilium flavour,
+// what the agent's node_config.h writer defines for such a node: IPv4,
+// tunnel mode with VXLAN, kube-proxy replacement (ENABLE_NODEPORT, SNAT
+// mode: no DSR), policy-verdict notifications, and Cilium's
+// per-endpoint-routes mode (--enable-endpoint-routes): a lab node routes
+// each pod by a /32 route on its lxc veth, so the agent leaves
+// ENABLE_ROUTING out of the endpoint template (RequireRouting false), sets
+// enable_endpoint_routes and attaches cil_to_container, which enforces the
+// pod's ingress policy once. With ENABLE_ROUTING and cil_to_container
+// attached together, the ingress policy ran twice: in the policy tail call
+// (which reverse-NATs a service reply) and again in cil_to_container on
+// the translated packet, whose conntrack lookup then missed (replies of
+// ClusterIP connections dropped as Policy denied).
+func compileDefines(f Flavour) map[string]string {
+	agg := "0"
+	if f.Aggregation {
+		agg = "3" // TRACE_AGGREGATE_ACTIVE_CT: Cilium's default "medium"
+	}
+	d := map[string]string{
+		"ENABLE_IPV4":           "1",
+		"TUNNEL_MODE":           "1",
+		"ENCAP_IFINDEX":         strconv.Itoa(f.EncapIfindex),
+		"POLICY_VERDICT_NOTIFY": "1",
+		"MONITOR_AGGREGATION":   agg,
+		"ENABLE_NODEPORT":       "1",
+		// DSR dispatch modes (the agent always defines them); SNAT mode.
+		"DSR_ENCAP_MODE":   "0",
+		"DSR_ENCAP_NONE":   "1",
+		"DSR_ENCAP_IPIP":   "2",
+		"DSR_ENCAP_GENEVE": "3",
+		"ENCAP4_IFINDEX":   "0",
+		"ENCAP6_IFINDEX":   "0",
+	}
+	if f.NodeIP.Is4() {
+		d["IPV4_DIRECT_ROUTING"] = strconv.FormatUint(uint64(hostOrder(f.NodeIP)), 10)
+	}
+	return d
+}
+
+// hostOrder is an IPv4 address as Cilium's header writer renders it: the
+// network-order bytes read as a native (little-endian) integer.
+func hostOrder(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.LittleEndian.Uint32(b[:])
+}
+
+// nodeHeaders override the release's node_config.h where a node's value
+// is compiled in: its defaults come first (#include_next), then the node's
+// addresses.
+func nodeHeaders(f Flavour) map[string]string {
+	if !f.RouterIP.Is4() {
+		return nil
+	}
+	return map[string]string{"node_config.h": fmt.Sprintf(
+		"/* podlab: node_config.h of the release, with this node's addresses */\n"+
+			"#include_next \"node_config.h\"\n#undef IPV4_GATEWAY\n#define IPV4_GATEWAY %#x\n", hostOrder(f.RouterIP))}
+}
+
+// Objects are the compiled Cilium objects of one node flavour.
 type Objects struct {
 	Tree *source.Tree
-	// LxcPath and OverlayPath are the cached object files.
-	LxcPath, OverlayPath string
-	lxc, overlay         *ebpf.CollectionSpec
+	// LxcPath, OverlayPath and HostPath are the cached object files.
+	LxcPath, OverlayPath, HostPath string
+	lxc, overlay, host             *ebpf.CollectionSpec
 }
 
 // Builder compiles and parses Cilium objects once per flavour.
 type Builder struct {
 	Tree *source.Tree
 	mu   sync.Mutex
-	objs map[string]*Objects
+	objs map[Flavour]*Objects
 }
 
 // NewBuilder resolves the sources (version or srcDir, see source.Resolve).
@@ -66,44 +123,45 @@ func NewBuilder(ctx context.Context, version, srcDir string) (*Builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Builder{Tree: t, objs: map[string]*Objects{}}, nil
+	return &Builder{Tree: t, objs: map[Flavour]*Objects{}}, nil
 }
 
-// Objects returns the objects for a node whose cilium_vxlan has
-// encapIfindex, compiling them on a cache miss; their map layouts are
-// checked against podlab's mirrors.
-func (b *Builder) Objects(ctx context.Context, encapIfindex int, aggregation bool) (*Objects, error) {
-	key := fmt.Sprintf("%d/%v", encapIfindex, aggregation)
+// Objects returns bpf_lxc, bpf_overlay and bpf_host for a node flavour,
+// compiling them on a cache miss; their map layouts are checked against
+// podlab's mirrors.
+func (b *Builder) Objects(ctx context.Context, f Flavour) (*Objects, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if o := b.objs[key]; o != nil {
+	if o := b.objs[f]; o != nil {
 		return o, nil
 	}
-	defs := compileDefines(encapIfindex, aggregation)
+	defs, hdrs := compileDefines(f), nodeHeaders(f)
 	o := &Objects{Tree: b.Tree}
+	files := []struct {
+		file string
+		path *string
+		spec **ebpf.CollectionSpec
+	}{{"bpf_lxc.c", &o.LxcPath, &o.lxc}, {"bpf_overlay.c", &o.OverlayPath, &o.overlay}, {"bpf_host.c", &o.HostPath, &o.host}}
+	errs := make([]error, len(files))
 	var wg sync.WaitGroup
-	var lerr, oerr error
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		o.LxcPath, lerr = b.Tree.Compile(ctx, source.CompileRequest{File: "bpf_lxc.c", Defines: defs})
-	}()
-	go func() {
-		defer wg.Done()
-		o.OverlayPath, oerr = b.Tree.Compile(ctx, source.CompileRequest{File: "bpf_overlay.c", Defines: defs})
-	}()
+	for i, fl := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			*fl.path, errs[i] = b.Tree.Compile(ctx, source.CompileRequest{File: fl.file, Defines: defs, ExtraHeaders: hdrs})
+		}()
+	}
 	wg.Wait()
-	if err := errors.Join(lerr, oerr); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	var err error
-	if o.lxc, err = loadSpec(o.LxcPath); err != nil {
-		return nil, err
+	for _, fl := range files {
+		var err error
+		if *fl.spec, err = loadSpec(*fl.path); err != nil {
+			return nil, err
+		}
 	}
-	if o.overlay, err = loadSpec(o.OverlayPath); err != nil {
-		return nil, err
-	}
-	b.objs[key] = o
+	b.objs[f] = o
 	return o, nil
 }
 

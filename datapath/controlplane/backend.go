@@ -45,7 +45,7 @@ var _ NodeDatapath = (*datapath.Datapath)(nil)
 var Datapaths = []string{"bpf", "cilium"}
 
 // loadBackend loads the configured datapath into a node.
-func (cp *ControlPlane) loadBackend(ctx context.Context, n *topo.Node) (NodeDatapath, error) {
+func (cp *ControlPlane) loadBackend(ctx context.Context, n *topo.Node, phases *topo.Phases) (NodeDatapath, error) {
 	switch cp.opts.Datapath {
 	case "", "bpf":
 		return datapath.Load(datapath.NodeConfig{
@@ -54,6 +54,7 @@ func (cp *ControlPlane) loadBackend(ctx context.Context, n *topo.Node) (NodeData
 			VXLANIfindex: n.VXLANIfindex, Eth0Ifindex: n.Eth0Ifindex, HostIfindex: n.HostIfindex,
 			ConntrackSize: cp.opts.ConntrackSize, Logger: cp.log,
 			ForceNetlink: cp.opts.Attach != "tcx", MonitorAggregation: cp.opts.MonitorAggregation,
+			Phases: phases,
 		})
 	case "cilium":
 		b, err := cp.ciliumBuilder(ctx)

@@ -47,6 +47,7 @@ func BenchmarkBringUp(b *testing.B) {
 					if r.Err != nil {
 						b.Fatal(r.Err)
 					}
+					b.Logf("up %.3fs down %.3fs: %s", r.Up.Seconds(), r.Down.Seconds(), r.Phases)
 					b.ReportMetric(r.Up.Seconds(), "up-s")
 					b.ReportMetric(r.PodsPerSecond(), "pods/s")
 					if len(loads) > 0 {

@@ -112,12 +112,17 @@ var _ = Describe("Cilium's datapath (--datapath cilium) on a 3-node cluster", Or
 		}
 	})
 
-	It("attaches cil_from_container/cil_to_container on lxc and cil_from_overlay/cil_to_overlay on cilium_vxlan", func() {
+	It("attaches bpf_lxc on lxc, bpf_overlay on cilium_vxlan and bpf_host on cilium_host, cilium_net and eth0", func() {
 		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_from_container"}))
 		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"podlab_hostmark", "cil_to_container"}))
 		w := c.Node("kind-worker")
 		Expect(tcxPrograms(w.NS, w.VXLANIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_from_overlay"}))
 		Expect(tcxPrograms(w.NS, w.VXLANIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"cil_to_overlay"}))
+		Expect(tcxPrograms(w.NS, w.HostIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_to_host"}))
+		Expect(tcxPrograms(w.NS, w.HostIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"podlab_hostmark", "cil_from_host"}))
+		Expect(tcxPrograms(w.NS, w.NetIfindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_to_host"}))
+		Expect(tcxPrograms(w.NS, w.Eth0Ifindex, ebpf.AttachTCXIngress)).To(Equal([]string{"cil_from_netdev"}))
+		Expect(tcxPrograms(w.NS, w.Eth0Ifindex, ebpf.AttachTCXEgress)).To(Equal([]string{"podlab_hostmark", "cil_to_netdev"}))
 	})
 
 	It("forwards pod to pod on one node and across nodes", func() {
@@ -184,9 +189,18 @@ spec:
 `))).To(Succeed())
 		Expect(tcpOK(client.NS, echo.IP, 80)).To(Succeed())
 		Expect(tcpOK(remote.NS, echo.IP, 80)).To(Succeed())
-		// Not yet: replies of a ClusterIP connection into an
-		// ingress-enforced client are dropped (Policy denied); see
-		// docs/cilium-datapath.md.
+		// Through a ClusterIP: the reply is reverse-NATed by the client's
+		// ingress policy program; cil_to_container must not judge the
+		// translated packet a second time (it did with ENABLE_ROUTING
+		// and cil_to_container both in place: Policy denied).
+		vip := netip.MustParseAddr("10.96.0.43")
+		Expect(cp.UpsertService(Service{Namespace: "default", Name: "echo-closed", ClusterIP: vip,
+			Ports: []ServicePort{{Port: 8000, Proto: 6, Backends: []Backend{{IP: echo.IP, Port: 80, Node: "kind-worker"}}}}})).To(Succeed())
+		DeferCleanup(func() { Expect(cp.DeleteService("default", "echo-closed")).To(Succeed()) })
+		drops := ciliumDrops(cp, "kind-worker", datapath.DropPolicy) + ciliumDrops(cp, "kind-worker2", datapath.DropPolicy)
+		Expect(tcpOK(client.NS, vip, 8000)).To(Succeed())
+		Expect(tcpOK(remote.NS, vip, 8000)).To(Succeed())
+		Expect(ciliumDrops(cp, "kind-worker", datapath.DropPolicy) + ciliumDrops(cp, "kind-worker2", datapath.DropPolicy)).To(Equal(drops))
 	})
 
 	It("load-balances a ClusterIP service to its backends", func() {
@@ -195,5 +209,48 @@ spec:
 		DeferCleanup(func() { Expect(cp.DeleteService("default", "echo")).To(Succeed()) })
 		Expect(tcpOK(client.NS, netip.MustParseAddr("10.96.0.42"), 8000)).To(Succeed())
 		Expect(tcpOK(remote.NS, netip.MustParseAddr("10.96.0.42"), 8000)).To(Succeed())
+	})
+
+	It("sees the node's own packets as host and another node's as remote-node (bpf_host)", func() {
+		Expect(cp.ApplyPolicy(mustPolicy(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: echo-nodes, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: echo}}
+  ingress:
+  - fromEntities: [host]
+    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+  - fromEntities: [remote-node]
+    toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+`))).To(Succeed())
+		local, peer := echo.Node, c.Node("kind-worker2")
+		// (The lab allows localhost, as Cilium's agent does by default:
+		// the local node passes whatever the ports.)
+		Expect(tcpOK(local.NS, echo.IP, 80)).To(Succeed())
+		Expect(tcpOK(peer.NS, echo.IP, 8080)).To(Succeed())
+		Expect(tcpOK(peer.NS, echo.IP, 80)).NotTo(Succeed())
+		Eventually(func() []*flow.Flow {
+			return store.Last(1, func(f *flow.Flow) bool {
+				return f.IP != nil && f.IP.Source == local.IP.String() && f.IP.Destination == echo.IP.String() &&
+					f.Source != nil && f.Source.Identity == 1
+			})
+		}, 3*time.Second, 100*time.Millisecond).To(HaveLen(1))
+		// The other node's SYN entered through cil_from_netdev on eth0,
+		// which resolved its sender in the ipcache: remote-node (6).
+		Eventually(func() []*flow.Flow {
+			return store.Last(1, func(f *flow.Flow) bool {
+				return f.Verdict == flow.VerdictForwarded && f.IP != nil && f.IP.Source == peer.IP.String() &&
+					f.IP.Destination == echo.IP.String() && f.Source != nil && f.Source.Identity == 6 &&
+					f.TraceObservationPoint == flow.TraceFromNetwork
+			})
+		}, 3*time.Second, 100*time.Millisecond).To(HaveLen(1))
+		// Replies go back to the pod through the same node: the pod
+		// reaches both nodes' addresses (host and remote-node entries of
+		// cilium_lxc and the ipcache).
+		listen(local.NS, 9090)
+		Expect(tcpOK(echo.NS, local.IP, 9090)).To(Succeed())
+		listen(peer.NS, 9091)
+		Expect(tcpOK(echo.NS, peer.IP, 9091)).To(Succeed())
 	})
 })

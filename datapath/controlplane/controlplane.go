@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -113,14 +114,16 @@ var _ topo.ClusterHook = (*ControlPlane)(nil)
 // NodeAdded loads the datapath into a node and fills its ipcache with what
 // is already known.
 func (cp *ControlPlane) NodeAdded(ctx context.Context, c *topo.Cluster, n *topo.Node) error {
-	dp, err := cp.loadBackend(ctx, n)
+	dp, err := cp.loadBackend(ctx, n, c.Phases)
 	if err != nil {
 		return err
 	}
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.nodes[n.Name] = &node{n: n, dp: dp, proxy: cp.newNodeProxy(n, dp)}
-	cp.order = append(cp.order, n.Name)
+	// Nodes load at once: keep them in the cluster's order.
+	at := sort.Search(len(cp.order), func(i int) bool { return cp.nodes[cp.order[i]].n.Index > n.Index })
+	cp.order = slices.Insert(cp.order, at, n.Name)
 	cp.reindexLocked()
 	return errors.Join(cp.syncIPCacheLocked(), cp.syncServicesLocked())
 }
@@ -198,6 +201,7 @@ func (cp *ControlPlane) PodAdded(ctx context.Context, c *topo.Cluster, p *topo.P
 	if p.HostNetwork {
 		return nil // host identity, no endpoint of its own
 	}
+	start := time.Now()
 	cp.mu.Lock()
 	nd := cp.nodes[p.Node.Name]
 	if nd == nil {
@@ -224,11 +228,14 @@ func (cp *ControlPlane) PodAdded(ctx context.Context, c *topo.Cluster, p *topo.P
 		perr = cp.recomputeSomeLocked(map[string]bool{p.Key(): true})
 	}
 	cp.mu.Unlock()
+	c.Phases.Since("pods.datapath.policy", start)
 	if perr != nil {
 		return perr
 	}
 	// Attaching programs (the slow part) runs outside the lock, so pods of
 	// different nodes come up in parallel.
+	start = time.Now()
+	defer c.Phases.Since("pods.datapath.attach+ipcache", start)
 	if err := nd.dp.AddEndpoint(datapath.Endpoint{ID: p.EndpointID, IP: p.IP, Ifindex: p.HostIfindex, MAC: p.MAC, HostMAC: p.HostMAC, Identity: id}); err != nil {
 		cp.mu.Lock()
 		delete(cp.eps, p.Key())

@@ -185,10 +185,20 @@ func (cp *ControlPlane) flowEvent(node string, ev datapath.Event) *flow.Event {
 		fe.Type, fe.DropReason = flow.EventDrop, uint8(e.Reason)
 	case *datapath.TraceEvent:
 		fe.Type, fe.ObsPoint, fe.BeforeXlate = flow.EventTrace, flow.ObsPoint(e.ObsPoint), e.Entry
+		// The connection-tracking state the program traced the packet
+		// with: first packet, reply, or any later one.
+		switch {
+		case e.IsNew:
+			fe.TraceReason = flow.TraceReasonNew
+		case h.IsReply:
+			fe.TraceReason = flow.TraceReasonReply
+		default:
+			fe.TraceReason = flow.TraceReasonEstablished
+		}
 	case *datapath.PolicyVerdictEvent:
 		fe.Type, fe.PolicyMatch = flow.EventPolicyVerdict, flow.PolicyMatch(e.Match)
 		if !e.Allowed {
-			fe.DropReason = uint8(datapath.DropPolicy)
+			fe.DropReason = uint8(e.Reason)
 		}
 	}
 	return fe
@@ -217,7 +227,7 @@ func (cp *ControlPlane) reindexLocked() {
 		ifNames[name] = map[int]string{n.Eth0Ifindex: topo.NodeEth0, n.VXLANIfindex: topo.NodeVXLAN, n.HostIfindex: topo.NodeHost, n.NetIfindex: topo.NodeNet}
 	}
 	for _, ep := range cp.eps {
-		byIP[ep.pod.IP] = flow.EndpointInfo{ID: uint32(ep.pod.EndpointID), Identity: uint32(ep.id), Namespace: ep.pod.Namespace, PodName: ep.pod.Name, Labels: labelStrings(ep.labels), Node: ep.pod.Node.Name}
+		byIP[ep.pod.IP] = endpointInfo(ep)
 		if m := ifNames[ep.pod.Node.Name]; m != nil {
 			m[ep.pod.HostIfindex] = ep.pod.HostVeth
 		}
@@ -228,9 +238,19 @@ func (cp *ControlPlane) reindexLocked() {
 	cp.index.mu.Unlock()
 }
 
+// endpointInfo is what the flow decoder learns of an endpoint.
+func endpointInfo(ep *endpoint) flow.EndpointInfo {
+	info := flow.EndpointInfo{ID: uint32(ep.pod.EndpointID), Identity: uint32(ep.id), Namespace: ep.pod.Namespace, PodName: ep.pod.Name,
+		Labels: labelStrings(ep.labels), Node: ep.pod.Node.Name}
+	if w := ep.pod.Workload; w.Kind != "" {
+		info.Workload = &flow.Workload{Kind: w.Kind, Name: w.Name}
+	}
+	return info
+}
+
 // indexEndpointLocked adds one endpoint to the resolver index.
 func (cp *ControlPlane) indexEndpointLocked(ep *endpoint) {
-	info := flow.EndpointInfo{ID: uint32(ep.pod.EndpointID), Identity: uint32(ep.id), Namespace: ep.pod.Namespace, PodName: ep.pod.Name, Labels: labelStrings(ep.labels), Node: ep.pod.Node.Name}
+	info := endpointInfo(ep)
 	cp.index.mu.Lock()
 	defer cp.index.mu.Unlock()
 	if cp.index.byIP == nil {

@@ -198,8 +198,8 @@ func (cp *ControlPlane) l7Flow(node string, r httpproxy.Record) *flow.Flow {
 		Verdict:          flow.VerdictForwarded,
 		IP:               &flow.IP{Source: src.Addr().String(), Destination: dst.Addr().String(), IPVersion: flow.IPv4},
 		L4:               &flow.Layer4{TCP: &flow.TCP{SourcePort: uint32(src.Port()), DestinationPort: uint32(dst.Port())}},
-		Source:           cp.l7Endpoint(src.Addr(), srcID),
-		Destination:      cp.l7Endpoint(dst.Addr(), dstID),
+		Source:           cp.l7Endpoint(src.Addr(), srcID, node),
+		Destination:      cp.l7Endpoint(dst.Addr(), dstID, node),
 		Type:             flow.FlowTypeL7,
 		NodeName:         node,
 		EventType:        &flow.CiliumEventType{Type: int32(flow.EventL7)},
@@ -219,12 +219,14 @@ func (cp *ControlPlane) l7Flow(node string, r httpproxy.Record) *flow.Flow {
 	return f
 }
 
-func (cp *ControlPlane) l7Endpoint(ip netip.Addr, id uint32) *flow.Endpoint {
+func (cp *ControlPlane) l7Endpoint(ip netip.Addr, id uint32, node string) *flow.Endpoint {
 	if info, ok := cp.EndpointByIP(ip); ok {
-		return &flow.Endpoint{ID: info.ID, Identity: info.Identity, Namespace: info.Namespace, PodName: info.PodName, Labels: info.Labels}
+		ep := info.Endpoint(node)
+		return &ep
 	}
 	if id == 0 {
 		id = 2
 	}
-	return &flow.Endpoint{Identity: id, Labels: cp.IdentityLabels(id)}
+	labels := cp.IdentityLabels(id)
+	return &flow.Endpoint{Identity: id, ClusterName: flow.ClusterNameOf(labels), Labels: labels}
 }

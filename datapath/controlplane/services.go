@@ -345,7 +345,7 @@ type ServiceRow struct {
 	ID       int
 	Frontend string // address:port/PROTO
 	Type     string // ClusterIP, NodePort, HostPort, LoadBalancer, ExternalIPs
-	// Backends are rendered "address:port (active)" in slot order.
+	// Backends are rendered "address:port/PROTO (active)" in slot order.
 	Backends []string
 }
 
@@ -360,7 +360,8 @@ func (cp *ControlPlane) rowLocked(fe netip.AddrPort, proto uint8, typ string, ba
 	}
 	r := ServiceRow{ID: id, Frontend: name, Type: typ}
 	for _, b := range backends {
-		r.Backends = append(r.Backends, b.String()+" (active)")
+		// Cilium prints backends with their protocol too (L3n4Addr).
+		r.Backends = append(r.Backends, fmt.Sprintf("%s/%s (active)", b, policy.ProtoName(proto)))
 	}
 	return r
 }

@@ -80,15 +80,15 @@ func TestServiceFrontendsPerNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `ID   Frontend               Service Type   Backend
-1    10.96.0.20:80/TCP      ClusterIP      1 => 10.244.1.5:8080 (active)
-                                           2 => 10.244.2.5:8080 (active)
+1    10.96.0.20:80/TCP      ClusterIP      1 => 10.244.1.5:8080/TCP (active)
+                                           2 => 10.244.2.5:8080/TCP (active)
 2    172.18.0.2:30080/TCP   NodePort
-3    172.18.0.3:30080/TCP   NodePort       1 => 10.244.1.5:8080 (active)
-4    172.18.0.4:30080/TCP   NodePort       1 => 10.244.2.5:8080 (active)
-5    0.0.0.0:30080/TCP      NodePort       1 => 10.244.1.5:8080 (active)
-                                           2 => 10.244.2.5:8080 (active)
-6    172.18.0.3:8081/TCP    HostPort       1 => 10.244.1.9:80 (active)
-7    0.0.0.0:8081/TCP       HostPort       1 => 10.244.1.9:80 (active)
+3    172.18.0.3:30080/TCP   NodePort       1 => 10.244.1.5:8080/TCP (active)
+4    172.18.0.4:30080/TCP   NodePort       1 => 10.244.2.5:8080/TCP (active)
+5    0.0.0.0:30080/TCP      NodePort       1 => 10.244.1.5:8080/TCP (active)
+                                           2 => 10.244.2.5:8080/TCP (active)
+6    172.18.0.3:8081/TCP    HostPort       1 => 10.244.1.9:80/TCP (active)
+7    0.0.0.0:8081/TCP       HostPort       1 => 10.244.1.9:80/TCP (active)
 `
 	if buf.String() != want {
 		t.Fatalf("service table:\n%s\nwant:\n%s", buf.String(), want)

@@ -68,6 +68,13 @@ type Event struct {
 	// translation (the entry point of a trace record): the flow shows the
 	// packet as it was there.
 	BeforeXlate bool
+	// TraceReason is the connection-tracking state of a traced packet
+	// (NEW, ESTABLISHED, REPLY...; unknown when the datapath did not say).
+	TraceReason TraceReason
+	// DropFile and DropLine locate a drop in the datapath's sources, where
+	// the datapath reports it (Cilium's programs do; podlab's do not).
+	DropFile string
+	DropLine uint32
 }
 
 // Xlate is a service translation done by the datapath.
@@ -101,6 +108,39 @@ type EndpointInfo struct {
 	Labels []string
 	// Node hosting the endpoint.
 	Node string
+	// Workload is the controller owning the pod (nil for a bare pod or a
+	// non-pod).
+	Workload *Workload
+}
+
+// clusterLabel is the identity label that names an endpoint's cluster.
+const clusterLabel = "k8s:io.cilium.k8s.policy.cluster="
+
+// ClusterNameOf returns the cluster an identity's labels name
+// (k8s:io.cilium.k8s.policy.cluster=NAME), as Hubble fills cluster_name;
+// empty for identities without one (reserved identities).
+func ClusterNameOf(labels []string) string {
+	for _, l := range labels {
+		if strings.HasPrefix(l, clusterLabel) {
+			return l[len(clusterLabel):]
+		}
+	}
+	return ""
+}
+
+// Endpoint returns the flow endpoint of a known IP as Hubble's parser fills
+// it on node: an endpoint local to node carries its endpoint ID and
+// workload; a remote one only its identity, cluster, namespace, pod name
+// and labels.
+func (i EndpointInfo) Endpoint(node string) Endpoint {
+	ep := Endpoint{Identity: i.Identity, ClusterName: ClusterNameOf(i.Labels), Namespace: i.Namespace, PodName: i.PodName, Labels: i.Labels}
+	if i.Node == node {
+		ep.ID = i.ID
+		if i.Workload != nil {
+			ep.Workloads = []*Workload{i.Workload}
+		}
+	}
+	return ep
 }
 
 // EndpointResolver answers the decoder's questions about addresses and
@@ -228,8 +268,12 @@ func (d *Decoder) Decode(ev *Event) (*Flow, error) {
 		f.DropReason = uint32(ev.DropReason)
 		f.DropReasonDesc = DropReason(ev.DropReason)
 		b.et.SubType = int32(ev.DropReason)
+		if ev.DropFile != "" {
+			f.File = &FileInfo{Name: ev.DropFile, Line: ev.DropLine}
+		}
 	case EventTrace:
 		f.Verdict = VerdictForwarded
+		f.TraceReason = ev.TraceReason
 		f.TraceObservationPoint = ev.ObsPoint.TraceObservationPoint()
 		b.et.SubType = int32(ev.ObsPoint)
 		if f.TrafficDirection == DirectionUnknown {
@@ -255,8 +299,8 @@ func (d *Decoder) Decode(ev *Event) (*Flow, error) {
 	if ev.Xlate != XlateNone && ev.XlateAddr.IsValid() && f.IP != nil {
 		srcIP, dstIP = d.untranslate(ev, b, srcIP, dstIP)
 	}
-	f.Source = d.endpoint(&b.src, srcIP, ev.SrcIdentity)
-	f.Destination = d.endpoint(&b.dst, dstIP, ev.DstIdentity)
+	f.Source = d.endpoint(&b.src, srcIP, ev.SrcIdentity, ev.Node)
+	f.Destination = d.endpoint(&b.dst, dstIP, ev.DstIdentity, ev.Node)
 	if sr, ok := d.resolver.(ServiceResolver); ok && f.IP != nil {
 		sp, dp := f.Ports()
 		if ns, name, ok := sr.ServiceByAddr(srcIP, uint16(sp)); ok {
@@ -501,16 +545,17 @@ func (d *Decoder) mac(hw net.HardwareAddr) string {
 	return e.s
 }
 
-// endpoint fills ep for ip: from the resolver when it knows the address,
-// otherwise from the identity the datapath reported.
-func (d *Decoder) endpoint(ep *Endpoint, ip netip.Addr, identity uint32) *Endpoint {
+// endpoint fills ep for ip as seen on node: from the resolver when it
+// knows the address, otherwise from the identity the datapath reported.
+func (d *Decoder) endpoint(ep *Endpoint, ip netip.Addr, identity uint32, node string) *Endpoint {
 	if ip.IsValid() && d.resolver != nil {
 		if info, ok := d.resolver.EndpointByIP(ip); ok {
-			*ep = Endpoint{ID: info.ID, Identity: info.Identity, Namespace: info.Namespace, PodName: info.PodName, Labels: info.Labels}
+			*ep = info.Endpoint(node)
 			if identity != 0 && identity != info.Identity {
 				// The datapath's view wins: it is what policy judged.
 				ep.Identity = identity
 				ep.Labels = d.resolver.IdentityLabels(identity)
+				ep.ClusterName = ClusterNameOf(ep.Labels)
 			}
 			return ep
 		}
@@ -524,6 +569,7 @@ func (d *Decoder) endpoint(ep *Endpoint, ip netip.Addr, identity uint32) *Endpoi
 	}
 	if d.resolver != nil {
 		ep.Labels = d.resolver.IdentityLabels(ep.Identity)
+		ep.ClusterName = ClusterNameOf(ep.Labels)
 	}
 	return ep
 }
@@ -556,21 +602,24 @@ func dnsInfo(m *layers.DNS) *DNS {
 }
 
 // RcodeText returns Hubble's text for a DNS response code ("No Error",
-// "Non-Existent Domain").
-func RcodeText(rcode uint8) string {
-	switch rcode {
-	case 0:
-		return "No Error"
-	case 1:
-		return "Format Error"
-	case 2:
-		return "Server Failure"
-	case 3:
-		return "Non-Existent Domain"
-	case 4:
-		return "Not Implemented"
-	case 5:
-		return "Query Refused"
+// "Non-Existent Domain"; the names of RFC 6895's registry that Hubble's
+// DNS metrics use), or the number for a code Hubble does not name.
+func RcodeText(rcode uint32) string {
+	if t, ok := rcodeTexts[rcode]; ok {
+		return t
 	}
-	return strconv.Itoa(int(rcode))
+	return strconv.FormatUint(uint64(rcode), 10)
+}
+
+// RcodeName returns the rcode label of Hubble's DNS metrics: the text of
+// RcodeText, empty for a code Hubble does not name.
+func RcodeName(rcode uint32) string { return rcodeTexts[rcode] }
+
+var rcodeTexts = map[uint32]string{
+	0: "No Error", 1: "Format Error", 2: "Server Failure", 3: "Non-Existent Domain", 4: "Not Implemented",
+	5: "Query Refused", 6: "Name Exists when it should not", 7: "RR Set Exists when it should not",
+	8: "RR Set that should exist does not", 9: "Not Authorized", 10: "Name not contained in zone",
+	11: "DSO-TYPE Not Implemented", 16: "Bad OPT Version", 17: "Key not recognized",
+	18: "Signature out of time window", 19: "Bad TKEY Mode", 20: "Duplicate key name",
+	21: "Algorithm not supported", 22: "Bad Truncation", 23: "Bad/missing Server Cookie",
 }

@@ -45,9 +45,11 @@ func (r labResolver) IdentityLabels(id uint32) []string {
 
 var testResolver = labResolver{
 	netip.MustParseAddr("10.244.1.17"): {ID: 1234, Identity: 30582, Namespace: "default", PodName: "pod-to-a-l3-denied-cnp-7f64d7b7c4-fsxrm",
-		Labels: []string{"k8s:io.kubernetes.pod.namespace=default", "k8s:name=pod-to-a-l3-denied-cnp"}, Node: "kind-worker"},
+		Labels: []string{"k8s:io.cilium.k8s.policy.cluster=default", "k8s:io.kubernetes.pod.namespace=default", "k8s:name=pod-to-a-l3-denied-cnp"}, Node: "kind-worker",
+		Workload: &Workload{Kind: "Deployment", Name: "pod-to-a-l3-denied-cnp"}},
 	netip.MustParseAddr("10.244.2.31"): {ID: 345, Identity: 4711, Namespace: "default", PodName: "echo-a-8b6595b89-w9kt2",
-		Labels: []string{"k8s:io.kubernetes.pod.namespace=default", "k8s:name=echo-a"}, Node: "kind-worker2"},
+		Labels: []string{"k8s:io.cilium.k8s.policy.cluster=default", "k8s:io.kubernetes.pod.namespace=default", "k8s:name=echo-a"}, Node: "kind-worker2",
+		Workload: &Workload{Kind: "Deployment", Name: "echo-a"}},
 }
 
 type pktSpec struct {

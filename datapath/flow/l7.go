@@ -82,7 +82,7 @@ func L7Summary(l *Layer7) string {
 	if l != nil && l.DNS != nil {
 		d := l.DNS
 		if l.Type == L7Response {
-			return fmt.Sprintf("DNS Answer %q TTL: %d (Proxy %s %s) %s", strings.Join(d.IPs, ","), d.TTL, d.Query, strings.Join(d.QTypes, ","), RcodeText(uint8(d.Rcode)))
+			return fmt.Sprintf("DNS Answer %q TTL: %d (Proxy %s %s) %s", strings.Join(d.IPs, ","), d.TTL, d.Query, strings.Join(d.QTypes, ","), RcodeText(d.Rcode))
 		}
 		return fmt.Sprintf("DNS Query %s %s", d.Query, strings.Join(d.QTypes, ","))
 	}

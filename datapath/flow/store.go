@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"context"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,9 @@ type Store struct {
 	total uint64
 	lost  map[string]uint64
 	subs  map[*Subscription]struct{}
+	// added is closed (and replaced) when flows are added while a Reader
+	// waits for them.
+	added chan struct{}
 }
 
 // NewStore returns a store that keeps the last capacity flows (at least 1).
@@ -50,6 +54,10 @@ func (s *Store) Add(f *Flow) {
 		s.n++
 	}
 	s.total++
+	if s.added != nil {
+		close(s.added)
+		s.added = nil
+	}
 	for sub := range s.subs {
 		if sub.match != nil && !sub.match(f) {
 			continue
@@ -204,4 +212,71 @@ func (s *Store) Rate(at time.Time) float64 {
 		return 0
 	}
 	return float64(count) / d
+}
+
+// Reader follows the store's ring with a cursor of its own, as Hubble's
+// ring reader does: it never holds flows itself, so a slow reader can
+// fall behind by at most the ring's capacity; flows the ring overwrote
+// before the reader got to them are reported as skipped, never waited
+// for. A Reader is used by one goroutine.
+type Reader struct {
+	s     *Store
+	seq   uint64 // sequence number (Total) of the next flow to read
+	match func(*Flow) bool
+}
+
+// Tail atomically returns the last n matching flows (none when n == 0,
+// all stored when n < 0) and a Reader positioned right after the newest
+// stored flow, so that nothing falls between the backlog and what the
+// reader reads next.
+func (s *Store) Tail(n int, match func(*Flow) bool) ([]*Flow, *Reader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var backlog []*Flow
+	if n != 0 {
+		backlog = s.lastLocked(n, match)
+	}
+	return backlog, &Reader{s: s, seq: s.total, match: match}
+}
+
+// Read waits until flows were added after the reader's position (or ctx
+// ends) and copies up to len(buf) of them, oldest first, into buf. It
+// returns how many flows it copied that match the reader's filter and
+// how many flows the ring overwrote before the reader could read them
+// (those are lost to this reader, whatever their filter). With ctx done
+// it returns ctx's error.
+func (r *Reader) Read(ctx context.Context, buf []*Flow) (n int, skipped uint64, err error) {
+	if len(buf) == 0 {
+		return 0, 0, nil
+	}
+	s := r.s
+	for {
+		s.mu.Lock()
+		if oldest := s.total - uint64(s.n); r.seq < oldest {
+			skipped += oldest - r.seq
+			r.seq = oldest
+		}
+		for r.seq < s.total && n < len(buf) {
+			f := s.ring[r.seq%uint64(len(s.ring))]
+			r.seq++
+			if r.match == nil || r.match(f) {
+				buf[n] = f
+				n++
+			}
+		}
+		if n > 0 || skipped > 0 {
+			s.mu.Unlock()
+			return n, skipped, nil
+		}
+		if s.added == nil {
+			s.added = make(chan struct{})
+		}
+		wait := s.added
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-wait:
+		}
+	}
 }

@@ -168,7 +168,9 @@ func (ls Labels) HasSource(source string) bool {
 // kubernetes.io/metadata.name=<namespace>, which Kubernetes sets on every
 // namespace), the cluster (k8s:io.cilium.k8s.policy.cluster=default) and,
 // when serviceAccount is not empty, the service account
-// (k8s:io.cilium.k8s.policy.serviceaccount).
+// (k8s:io.cilium.k8s.policy.serviceaccount); filtered as Cilium's default
+// label filter does (IdentityLabels: no pod-template-hash,
+// controller-revision-hash, ...).
 func K8sLabels(namespace string, podLabels, namespaceLabels map[string]string, serviceAccount string) Labels {
 	ls := make([]Label, 0, len(podLabels)+len(namespaceLabels)+3)
 	for _, k := range slices.Sorted(maps.Keys(podLabels)) {
@@ -189,5 +191,5 @@ func K8sLabels(namespace string, podLabels, namespaceLabels map[string]string, s
 	if serviceAccount != "" {
 		ls = append(ls, Label{Source: SourceK8s, Key: ServiceAccountKey, Value: serviceAccount})
 	}
-	return NewLabels(ls...)
+	return IdentityLabels(NewLabels(ls...))
 }

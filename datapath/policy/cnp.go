@@ -9,6 +9,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/datapath/identity"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // ciliumRule decodes one CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy
@@ -22,7 +24,7 @@ import (
 // on reserved labels are left alone.
 func (d *decoder) ciliumRule(n *yaml.Node, path, namespace string) (Rule, error) {
 	r := Rule{Path: path}
-	if isNull(resolve(n)) {
+	if yamldiag.IsNull(yamldiag.Resolve(n)) {
 		return r, d.errf(n, path, "empty rule: endpointSelector is required")
 	}
 	var subject *Selector
@@ -64,7 +66,7 @@ func (d *decoder) ciliumRule(n *yaml.Node, path, namespace string) (Rule, error)
 		return r, err
 	}
 	if subject == nil {
-		return r, d.errf(n, join(path, "endpointSelector"), "missing field")
+		return r, d.errf(n, yamldiag.Join(path, "endpointSelector"), "missing field")
 	}
 	r.Subject = *subject
 	if namespace != "" {
@@ -140,8 +142,8 @@ func (pc peerContext) peerSelector(s Selector) Selector {
 
 func (d *decoder) ciliumPeerRule(n *yaml.Node, path string, dir Direction, deny bool, pc peerContext) (PeerRule, error) {
 	pr := PeerRule{Direction: dir, Deny: deny}
-	if !isNull(n) && n.Kind != yaml.MappingNode {
-		return pr, d.errf(n, path, "expected a mapping, got %s", kindName(n))
+	if !yamldiag.IsNull(n) && n.Kind != yaml.MappingNode {
+		return pr, d.errf(n, path, "expected a mapping, got %s", yamldiag.KindName(n))
 	}
 	l3 := false // an L3 field is present (even as an empty list)
 	l4 := false
@@ -171,7 +173,7 @@ func (d *decoder) ciliumPeerRule(n *yaml.Node, path string, dir Direction, deny 
 				return err
 			}
 			for i, e := range ents {
-				ent, err := d.entity(nodes[i], index(p, i), e)
+				ent, err := d.entity(nodes[i], yamldiag.Index(p, i), e)
 				if err != nil {
 					return err
 				}
@@ -186,7 +188,7 @@ func (d *decoder) ciliumPeerRule(n *yaml.Node, path string, dir Direction, deny 
 				return err
 			}
 			for i, c := range cidrs {
-				pfx, err := d.cidr(nodes[i], index(p, i), c)
+				pfx, err := d.cidr(nodes[i], yamldiag.Index(p, i), c)
 				if err != nil {
 					return err
 				}
@@ -254,7 +256,7 @@ func (d *decoder) ciliumPeerRule(n *yaml.Node, path string, dir Direction, deny 
 	if present := keys(n); present["toFQDNs"] != nil {
 		for _, other := range []string{"toEndpoints", "toEntities", "toCIDR", "toCIDRSet", "toServices", "toGroups", "toNodes", "toRequires"} {
 			if k := present[other]; k != nil {
-				return pr, d.errf(k, join(path, other), "combining toFQDNs and %s in one rule is not supported (Cilium refuses it); write two egress rules", other)
+				return pr, d.errf(k, yamldiag.Join(path, other), "combining toFQDNs and %s in one rule is not supported (Cilium refuses it); write two egress rules", other)
 			}
 		}
 	}
@@ -366,10 +368,10 @@ func (d *decoder) cidrSet(n *yaml.Node, path, field string) (CIDRRule, error) {
 	case len(groupNodes) > 1 || (len(groupNodes) == 1 && cidrNode != nil):
 		return c, d.errf(n, path, "give exactly one of cidr, cidrGroupRef and cidrGroupSelector")
 	case cidrNode == nil && len(groupNodes) == 0:
-		return c, d.errf(n, join(path, field), "missing field")
+		return c, d.errf(n, yamldiag.Join(path, field), "missing field")
 	}
 	for i, e := range excepts {
-		p := index(join(path, "except"), i)
+		p := yamldiag.Index(yamldiag.Join(path, "except"), i)
 		ex, err := d.cidr(exceptNodes[i], p, e)
 		if err != nil {
 			return c, err
@@ -435,15 +437,15 @@ func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool, dir Direc
 	}
 	if l7 != nil {
 		if len(out) == 0 {
-			return nil, d.errf(l7Node, join(path, "rules"), "L7 rules need ports (toPorts[].ports)")
+			return nil, d.errf(l7Node, yamldiag.Join(path, "rules"), "L7 rules need ports (toPorts[].ports)")
 		}
 		for i := range out {
-			p := index(join(path, "ports"), i)
+			p := yamldiag.Index(yamldiag.Join(path, "ports"), i)
 			switch {
 			case out[i].Proto != ProtoTCP && out[i].Proto != ProtoAny:
-				return nil, d.errf(portNodes[i], join(p, "protocol"), "HTTP rules apply to TCP ports only, not %s", ProtoName(out[i].Proto))
+				return nil, d.errf(portNodes[i], yamldiag.Join(p, "protocol"), "HTTP rules apply to TCP ports only, not %s", ProtoName(out[i].Proto))
 			case out[i].Name == "" && out[i].Port == 0:
-				return nil, d.errf(portNodes[i], join(p, "port"), "L7 rules need a port (port 0 means every port)")
+				return nil, d.errf(portNodes[i], yamldiag.Join(p, "port"), "L7 rules need a port (port 0 means every port)")
 			}
 			out[i].Proto = ProtoTCP
 			out[i].L7 = l7
@@ -497,10 +499,10 @@ func (d *decoder) ciliumPort(n *yaml.Node, path string) (PortRule, error) {
 	if endNode != nil && pr.Name == "" && endPort != 0 {
 		// Cilium ignores endPort on named ports.
 		if pr.Port == 0 {
-			return pr, d.errf(endNode, join(path, "endPort"), "endPort needs a non-zero port")
+			return pr, d.errf(endNode, yamldiag.Join(path, "endPort"), "endPort needs a non-zero port")
 		}
 		if uint16(endPort) < pr.Port {
-			return pr, d.errf(endNode, join(path, "endPort"), "endPort %d is below port %d", endPort, pr.Port)
+			return pr, d.errf(endNode, yamldiag.Join(path, "endPort"), "endPort %d is below port %d", endPort, pr.Port)
 		}
 		pr.EndPort = uint16(endPort)
 	}
@@ -562,7 +564,7 @@ func (d *decoder) icmpField(n *yaml.Node, path string) (uint8, error) {
 		return 0, err
 	}
 	if typeNode == nil {
-		return 0, d.errf(n, join(path, "type"), "missing field")
+		return 0, d.errf(n, yamldiag.Join(path, "type"), "missing field")
 	}
 	return t, nil
 }
@@ -607,7 +609,7 @@ func (d *decoder) selector(n *yaml.Node, path, defaultSource string) (Selector, 
 					return err
 				}
 				if keyNode == nil {
-					return d.errf(it, join(p, "key"), "missing field")
+					return d.errf(it, yamldiag.Join(p, "key"), "missing field")
 				}
 				exprs = append(exprs, r)
 				exprNodes = append(exprNodes, it)
@@ -621,14 +623,14 @@ func (d *decoder) selector(n *yaml.Node, path, defaultSource string) (Selector, 
 	// Validate piece by piece so the error points at the right entry.
 	for k := range ml {
 		if _, err := newSelector(defaultSource, map[string]string{k: ml[k]}, nil); err != nil {
-			return Selector{}, d.errf(valueNode(mlNode, k), join(join(path, "matchLabels"), k), "%s", strings.TrimPrefix(err.Error(), "matchLabels["+k+"]: "))
+			return Selector{}, d.errf(valueNode(mlNode, k), yamldiag.Join(yamldiag.Join(path, "matchLabels"), k), "%s", strings.TrimPrefix(err.Error(), "matchLabels["+k+"]: "))
 		}
 	}
 	for i, e := range exprs {
 		if _, err := newSelector(defaultSource, nil, []Requirement{e}); err != nil {
 			msg := strings.TrimPrefix(err.Error(), "matchExpressions[0]")
 			msg = strings.TrimPrefix(msg, ": ")
-			p := index(join(path, "matchExpressions"), i)
+			p := yamldiag.Index(yamldiag.Join(path, "matchExpressions"), i)
 			if f, rest, ok := strings.Cut(msg, ": "); ok && (f == ".key" || f == ".values" || f == ".operator") {
 				p, msg = p+f, rest
 			}

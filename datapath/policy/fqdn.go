@@ -12,6 +12,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/datapath/identity"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // FQDNSelector is one toFQDNs entry or one DNS rule (toPorts[].rules.dns):
@@ -160,7 +162,7 @@ func (d *decoder) fqdnSelector(n *yaml.Node, path string) (FQDNSelector, error) 
 	if field, err := s.validate(); err != nil {
 		at, p := n, path
 		if v := keys(n)[field]; v != nil && field != "" {
-			at, p = v, join(path, field)
+			at, p = v, yamldiag.Join(path, field)
 		}
 		return s, d.errf(at, p, "%v", err)
 	}
@@ -388,21 +390,21 @@ func (r *Repository) dnsNamesLocked() FQDNNames {
 // and TCP).
 func (d *decoder) dnsPorts(ports []PortRule, nodes []*yaml.Node, l7 *L7Rules, l7Node *yaml.Node, path string, dir Direction) ([]PortRule, error) {
 	if dir == Ingress {
-		return nil, d.errf(l7Node, join(join(path, "rules"), "dns"), "DNS rules are not allowed on ingress (Cilium refuses them)")
+		return nil, d.errf(l7Node, yamldiag.Join(yamldiag.Join(path, "rules"), "dns"), "DNS rules are not allowed on ingress (Cilium refuses them)")
 	}
 	if len(ports) == 0 {
-		return nil, d.errf(l7Node, join(path, "rules"), "L7 rules need ports (toPorts[].ports)")
+		return nil, d.errf(l7Node, yamldiag.Join(path, "rules"), "L7 rules need ports (toPorts[].ports)")
 	}
 	var out []PortRule
 	for i, pr := range ports {
-		p := index(join(path, "ports"), i)
+		p := yamldiag.Index(yamldiag.Join(path, "ports"), i)
 		switch {
 		case pr.Proto != ProtoUDP && pr.Proto != ProtoTCP && pr.Proto != ProtoAny:
-			return nil, d.errf(nodes[i], join(p, "protocol"), "DNS rules apply to UDP and TCP ports only, not %s", ProtoName(pr.Proto))
+			return nil, d.errf(nodes[i], yamldiag.Join(p, "protocol"), "DNS rules apply to UDP and TCP ports only, not %s", ProtoName(pr.Proto))
 		case pr.Name == "" && pr.Port == 0:
-			return nil, d.errf(nodes[i], join(p, "port"), "L7 rules need a port (port 0 means every port)")
+			return nil, d.errf(nodes[i], yamldiag.Join(p, "port"), "L7 rules need a port (port 0 means every port)")
 		case pr.EndPort != pr.Port && pr.Name == "":
-			return nil, d.errf(nodes[i], join(p, "endPort"), "DNS rules do not support port ranges (Cilium refuses them)")
+			return nil, d.errf(nodes[i], yamldiag.Join(p, "endPort"), "DNS rules do not support port ranges (Cilium refuses them)")
 		}
 		pr.L7 = l7
 		if pr.Proto == ProtoAny {

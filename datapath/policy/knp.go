@@ -6,6 +6,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/datapath/identity"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // networkPolicySpec decodes the spec of a networking.k8s.io/v1
@@ -72,7 +74,7 @@ func (d *decoder) networkPolicySpec(n *yaml.Node, path, namespace string) (Rule,
 		case "Egress":
 			r.EgressDefaultDeny = true
 		default:
-			return r, d.errf(typesNodes[i], index(join(path, "policyTypes"), i), "invalid policy type %q (want Ingress or Egress)", t)
+			return r, d.errf(typesNodes[i], yamldiag.Index(yamldiag.Join(path, "policyTypes"), i), "invalid policy type %q (want Ingress or Egress)", t)
 		}
 	}
 	if r.IngressDefaultDeny {
@@ -153,7 +155,7 @@ func (d *decoder) networkPolicyPeer(n *yaml.Node, path, namespace string, pr *Pe
 	case block != nil:
 		for _, ex := range block.Except {
 			if ex.Bits() == block.Prefix.Bits() {
-				return d.errf(n, join(path, "ipBlock.except"), "except %s must be strictly inside %s", ex, block.Prefix)
+				return d.errf(n, yamldiag.Join(path, "ipBlock.except"), "except %s must be strictly inside %s", ex, block.Prefix)
 			}
 		}
 		pr.CIDRs = append(pr.CIDRs, *block)
@@ -232,7 +234,7 @@ func (d *decoder) networkPolicyPort(n *yaml.Node, path string) (PortRule, error)
 	}
 	pr.EndPort = pr.Port
 	if endNode != nil {
-		p := join(path, "endPort")
+		p := yamldiag.Join(path, "endPort")
 		switch {
 		case pr.Name != "":
 			return pr, d.errf(endNode, p, "endPort cannot be used with a named port")

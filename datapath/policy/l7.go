@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // L7Parser names the L7 protocol of a set of L7 rules (Cilium's parser
@@ -263,7 +265,7 @@ func (d *decoder) httpRule(n *yaml.Node, path string) (HTTPRule, error) {
 			for i, s := range hs {
 				name, _, _ := strings.Cut(s, ":")
 				if strings.TrimSpace(name) == "" {
-					return d.errf(nodes[i], index(p, i), "empty header name in %q", s)
+					return d.errf(nodes[i], yamldiag.Index(p, i), "empty header name in %q", s)
 				}
 			}
 			h.Headers = hs
@@ -304,7 +306,7 @@ func (d *decoder) httpRule(n *yaml.Node, path string) (HTTPRule, error) {
 					},
 				})
 				if err == nil && m.Name == "" {
-					return d.errf(it, join(p, "name"), "missing field")
+					return d.errf(it, yamldiag.Join(p, "name"), "missing field")
 				}
 				h.HeaderMatches = append(h.HeaderMatches, m)
 				return err

@@ -10,6 +10,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/podlab/podlab/datapath/identity"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // API versions of the policy kinds.
@@ -48,8 +50,8 @@ func Parse(file string, data []byte) ([]*Policy, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
-		n := resolve(&doc)
-		if isNull(n) {
+		n := yamldiag.Resolve(&doc)
+		if yamldiag.IsNull(n) {
 			continue
 		}
 		ks := keys(n)
@@ -76,7 +78,7 @@ func scalarOf(ks map[string]*yaml.Node, n *yaml.Node, name string) string {
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == name {
-			if v := resolve(n.Content[i+1]); v != nil && v.Kind == yaml.ScalarNode {
+			if v := yamldiag.Resolve(n.Content[i+1]); v != nil && v.Kind == yaml.ScalarNode {
 				return v.Value
 			}
 		}
@@ -91,7 +93,7 @@ var dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 // mapping). Errors are *Error values carrying file, line and field path.
 func Decode(file string, doc *yaml.Node) (*Policy, error) {
 	d := &decoder{file: file}
-	n := resolve(doc)
+	n := yamldiag.Resolve(doc)
 	if n == nil || n.Kind != yaml.MappingNode {
 		return nil, d.errf(n, "", "expected a policy object (a mapping)")
 	}

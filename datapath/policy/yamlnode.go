@@ -7,35 +7,13 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/podlab/podlab/internal/yamldiag"
 )
 
 // Error is a problem in a policy manifest, located by file, line and field
 // path: "cnp.yaml:12: spec.ingress[0].toPorts[0].ports[0].port: invalid port \"x\"".
-type Error struct {
-	File string
-	Line int
-	// Path is the field path inside the document ("spec.egress[1].toCIDR[0]").
-	Path string
-	Msg  string
-}
-
-// Error formats the location and the message.
-func (e *Error) Error() string {
-	s := ""
-	if e.File != "" {
-		s = e.File + ":"
-	}
-	if e.Line > 0 {
-		s += strconv.Itoa(e.Line) + ":"
-	}
-	if s != "" {
-		s += " "
-	}
-	if e.Path != "" {
-		s += e.Path + ": "
-	}
-	return s + e.Msg
-}
+type Error = yamldiag.Diagnostic
 
 // notSupported is the message prefix of constructs podlab does not implement.
 const notSupported = "not supported yet: "
@@ -53,64 +31,26 @@ func (d *decoder) errf(n *yaml.Node, path, format string, args ...any) error {
 	return e
 }
 
-func join(path, field string) string {
-	if path == "" {
-		return field
-	}
-	return path + "." + field
-}
-
-func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
-
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
-		return resolve(n.Content[0])
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "null"
-		}
-		return fmt.Sprintf("the scalar %q", n.Value)
-	}
-	return "an unexpected node"
-}
-
 // fieldFunc decodes the value of one mapping field.
 type fieldFunc func(v *yaml.Node, path string) error
 
 // fields decodes a mapping, calling the handler of each key; unknown and
 // duplicate keys are errors. A null node is an empty mapping.
 func (d *decoder) fields(n *yaml.Node, path string, handlers map[string]fieldFunc) error {
-	n = resolve(n)
-	if isNull(n) {
+	n = yamldiag.Resolve(n)
+	if yamldiag.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return d.errf(n, path, "expected a mapping, got %s", kindName(n))
+		return d.errf(n, path, "expected a mapping, got %s", yamldiag.KindName(n))
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolve(n.Content[i+1])
+		k, v := n.Content[i], yamldiag.Resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
-			return d.errf(k, path, "expected a field name, got %s", kindName(k))
+			return d.errf(k, path, "expected a field name, got %s", yamldiag.KindName(k))
 		}
-		p := join(path, k.Value)
+		p := yamldiag.Join(path, k.Value)
 		if seen[k.Value] {
 			return d.errf(k, p, "duplicate field")
 		}
@@ -137,7 +77,7 @@ func (d *decoder) fields(n *yaml.Node, path string, handlers map[string]fieldFun
 
 // keys returns the field names present in a mapping node.
 func keys(n *yaml.Node) map[string]*yaml.Node {
-	n = resolve(n)
+	n = yamldiag.Resolve(n)
 	out := map[string]*yaml.Node{}
 	if n == nil || n.Kind != yaml.MappingNode {
 		return out
@@ -150,15 +90,15 @@ func keys(n *yaml.Node) map[string]*yaml.Node {
 
 // list calls fn for each item of a sequence; null is an empty list.
 func (d *decoder) list(n *yaml.Node, path string, fn func(item *yaml.Node, path string) error) error {
-	n = resolve(n)
-	if isNull(n) {
+	n = yamldiag.Resolve(n)
+	if yamldiag.IsNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		return d.errf(n, path, "expected a list, got %s", kindName(n))
+		return d.errf(n, path, "expected a list, got %s", yamldiag.KindName(n))
 	}
 	for i, it := range n.Content {
-		if err := fn(resolve(it), index(path, i)); err != nil {
+		if err := fn(yamldiag.Resolve(it), yamldiag.Index(path, i)); err != nil {
 			return err
 		}
 	}
@@ -166,12 +106,12 @@ func (d *decoder) list(n *yaml.Node, path string, fn func(item *yaml.Node, path 
 }
 
 func (d *decoder) str(n *yaml.Node, path string) (string, error) {
-	n = resolve(n)
-	if isNull(n) {
+	n = yamldiag.Resolve(n)
+	if yamldiag.IsNull(n) {
 		return "", nil
 	}
 	if n.Kind != yaml.ScalarNode {
-		return "", d.errf(n, path, "expected a string, got %s", kindName(n))
+		return "", d.errf(n, path, "expected a string, got %s", yamldiag.KindName(n))
 	}
 	return n.Value, nil
 }
@@ -192,17 +132,17 @@ func (d *decoder) strList(n *yaml.Node, path string) ([]string, []*yaml.Node, er
 }
 
 func (d *decoder) strMap(n *yaml.Node, path string) (map[string]string, error) {
-	n = resolve(n)
+	n = yamldiag.Resolve(n)
 	out := map[string]string{}
-	if isNull(n) {
+	if yamldiag.IsNull(n) {
 		return out, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, d.errf(n, path, "expected a mapping, got %s", kindName(n))
+		return nil, d.errf(n, path, "expected a mapping, got %s", yamldiag.KindName(n))
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolve(n.Content[i+1])
-		p := join(path, k.Value)
+		k, v := n.Content[i], yamldiag.Resolve(n.Content[i+1])
+		p := yamldiag.Join(path, k.Value)
 		if _, dup := out[k.Value]; dup {
 			return nil, d.errf(k, p, "duplicate field")
 		}
@@ -216,7 +156,7 @@ func (d *decoder) strMap(n *yaml.Node, path string) (map[string]string, error) {
 }
 
 func (d *decoder) boolean(n *yaml.Node, path string) (bool, error) {
-	n = resolve(n)
+	n = yamldiag.Resolve(n)
 	if n == nil || n.Kind != yaml.ScalarNode {
 		return false, d.errf(n, path, "expected true or false")
 	}
@@ -229,7 +169,7 @@ func (d *decoder) boolean(n *yaml.Node, path string) (bool, error) {
 
 // integer decodes an integer scalar in [lo, hi].
 func (d *decoder) integer(n *yaml.Node, path string, lo, hi int64) (int64, error) {
-	n = resolve(n)
+	n = yamldiag.Resolve(n)
 	if n == nil || n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 		v := ""
 		if n != nil {
@@ -247,7 +187,7 @@ func (d *decoder) integer(n *yaml.Node, path string, lo, hi int64) (int64, error
 // valueNode returns the value node of field name in mapping n, or n itself
 // when absent (for error lines).
 func valueNode(n *yaml.Node, name string) *yaml.Node {
-	m := resolve(n)
+	m := yamldiag.Resolve(n)
 	if m != nil && m.Kind == yaml.MappingNode {
 		for i := 0; i+1 < len(m.Content); i += 2 {
 			if m.Content[i].Value == name {

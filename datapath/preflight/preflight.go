@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
+	"github.com/podlab/podlab/datapath/bpffs"
 	"github.com/podlab/podlab/datapath/cilium/bpftest"
 	"github.com/podlab/podlab/datapath/cilium/source"
 	"golang.org/x/sys/unix"
@@ -215,25 +216,10 @@ func valueOr(v, def string) string {
 // bpffsCheck makes sure a bpf filesystem is mounted on /sys/fs/bpf.
 func bpffsCheck() Check {
 	c := Check{Name: "bpffs on /sys/fs/bpf", Required: true, Fix: "mount -t bpf bpf /sys/fs/bpf"}
-	if err := EnsureBPFFS(); err != nil {
+	if err := bpffs.Ensure(); err != nil {
 		c.Detail = err.Error()
 		return c
 	}
 	c.OK, c.Detail = true, "mounted"
 	return c
-}
-
-// EnsureBPFFS mounts bpffs on /sys/fs/bpf if nothing of type bpf is there.
-func EnsureBPFFS() error {
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/bpf", &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
-		return nil
-	}
-	if err := os.MkdirAll("/sys/fs/bpf", 0o755); err != nil {
-		return fmt.Errorf("create /sys/fs/bpf: %w", err)
-	}
-	if err := unix.Mount("bpf", "/sys/fs/bpf", "bpf", 0, ""); err != nil {
-		return fmt.Errorf("mount bpffs on /sys/fs/bpf: %w", err)
-	}
-	return nil
 }

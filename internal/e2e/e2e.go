@@ -12,7 +12,8 @@
 //
 //	BeforeAll(func() { e2e.RequireSpec(e2e.Root) })
 //
-// It imports nothing of podlab, so every layer's tests may use it.
+// It imports nothing of podlab but the leaf package datapath/bpffs, so
+// every layer's tests may use it.
 package e2e
 
 import (
@@ -22,7 +23,7 @@ import (
 	"strings"
 
 	"github.com/onsi/ginkgo/v2"
-	"golang.org/x/sys/unix"
+	"github.com/podlab/podlab/datapath/bpffs"
 )
 
 // EnvVar is the environment variable that turns unmet needs into failures.
@@ -44,18 +45,13 @@ var Root = Need{check: func() string {
 	return ""
 }}
 
-// bpfFSMagic is BPF_FS_MAGIC from linux/magic.h.
-const bpfFSMagic = 0xcafe4a11
-
 // BPFFS is met when /sys/fs/bpf is a mounted bpf filesystem (pinned maps
-// and programs).
+// and programs). As podlab itself does, it mounts one there when none is
+// (a fresh machine has an empty sysfs directory), so a test sees the machine
+// podlab would; it is missing only when that mount fails.
 var BPFFS = Need{check: func() string {
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/bpf", &st); err != nil {
-		return fmt.Sprintf("a bpffs mounted on /sys/fs/bpf (%v)", err)
-	}
-	if uint32(st.Type) != bpfFSMagic {
-		return "a bpffs mounted on /sys/fs/bpf (it is not a bpf filesystem: mount -t bpf bpf /sys/fs/bpf)"
+	if err := bpffs.Ensure(); err != nil {
+		return fmt.Sprintf("a bpffs mounted on %s (%v)", bpffs.Root, err)
 	}
 	return ""
 }}
@@ -163,4 +159,18 @@ func Check(what string, probe func() error) Need {
 		}
 		return ""
 	}}
+}
+
+// EnvFile is met when the environment variable env names an existing file
+// (a tool the Makefile builds and exports, e.g. PODLAB_HUBBLE_METRICS);
+// what says how to get it.
+func EnvFile(env, what string) Need {
+	return Check(what, func() error {
+		p := os.Getenv(env)
+		if p == "" {
+			return fmt.Errorf("$%s is not set", env)
+		}
+		_, err := os.Stat(p)
+		return err
+	})
 }

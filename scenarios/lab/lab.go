@@ -16,9 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/podlab/podlab/datapath/bpffs"
 	"github.com/podlab/podlab/datapath/controlplane"
 	"github.com/podlab/podlab/datapath/flow"
-	"github.com/podlab/podlab/datapath/preflight"
 	"github.com/podlab/podlab/topo"
 	"github.com/podlab/podlab/topo/labca"
 )
@@ -126,7 +126,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}()
 	l.OnDown(cl.Down)
 	if cp != nil {
-		if err := preflight.EnsureBPFFS(); err != nil {
+		if err := bpffs.Ensure(); err != nil {
 			return l, err
 		}
 		l.OnDown(cp.Close) // runs before the namespaces go

@@ -60,7 +60,11 @@ func (l *Lab) ObserveHandlers(mux *http.ServeMux) {
 		}
 		var out []EndpointView
 		for _, e := range cp.Endpoints() {
-			out = append(out, EndpointView{e.Pod.EndpointID, e.Pod.Key(), e.Pod.Node.Name, e.Pod.IP.String(), uint32(e.Identity), e.Labels.String(), e.Policy.IngressEnforced, e.Policy.EgressEnforced, e.Pod.HostVeth})
+			labels := make([]string, 0, len(e.Labels))
+			for _, lb := range e.Labels {
+				labels = append(labels, lb.String())
+			}
+			out = append(out, EndpointView{e.Pod.EndpointID, e.Pod.Key(), e.Pod.Node.Name, e.Pod.IP.String(), uint32(e.Identity), labels, e.Policy.IngressEnforced, e.Policy.EgressEnforced, e.Pod.HostVeth})
 		}
 		writeJSON(w, out)
 	})
@@ -128,10 +132,11 @@ type EndpointView struct {
 	Node     string `json:"node"`
 	IP       string `json:"ip"`
 	Identity uint32 `json:"identity"`
-	Labels   string `json:"labels"`
-	Ingress  bool   `json:"ingressEnforced"`
-	Egress   bool   `json:"egressEnforced"`
-	Device   string `json:"device"`
+	// Labels are the identity's labels, "source:key=value".
+	Labels  []string `json:"labels"`
+	Ingress bool     `json:"ingressEnforced"`
+	Egress  bool     `json:"egressEnforced"`
+	Device  string   `json:"device"`
 }
 
 func (l *Lab) needCP(w http.ResponseWriter) *controlplane.ControlPlane {
@@ -191,39 +196,32 @@ func (l *Lab) serveFlows(w http.ResponseWriter, r *http.Request) {
 		writeLost()
 		return
 	}
-	backlog, sub := store.Follow(last, 4096, filt.Match)
-	defer sub.Close()
+	backlog, rd := store.Tail(last, filt.Match)
 	for _, f := range backlog {
 		_ = enc.Encode(flow.NewResponse(f))
 	}
 	if flusher != nil {
 		flusher.Flush()
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var reported uint64
+	// The reader walks the ring itself: flows the ring overwrote before
+	// this client took them are reported as lost right away.
+	buf := make([]*flow.Flow, 256)
 	for {
-		select {
-		case <-r.Context().Done():
+		n, skipped, err := rd.Read(r.Context(), buf)
+		if err != nil {
 			return
-		case f, ok := <-sub.C:
-			if !ok {
-				return
-			}
+		}
+		if skipped > 0 {
+			_ = enc.Encode(LostLine{Lost: map[string]uint64{flow.LostObserverQueue: skipped}})
+		}
+		for _, f := range buf[:n] {
 			if err := enc.Encode(flow.NewResponse(f)); err != nil {
 				return
 			}
-			if flusher != nil {
-				flusher.Flush()
-			}
-		case <-tick.C:
-			if n := sub.Lost(); n > reported {
-				_ = enc.Encode(LostLine{Lost: map[string]uint64{flow.LostObserverQueue: n - reported}})
-				reported = n
-				if flusher != nil {
-					flusher.Flush()
-				}
-			}
+		}
+		clear(buf[:n])
+		if flusher != nil {
+			flusher.Flush()
 		}
 	}
 }
@@ -244,12 +242,22 @@ type StatusReport struct {
 	FlowsMax    int               `json:"flowsMax"`
 	FlowsRate   float64           `json:"flowsRate"`
 	Lost        map[string]uint64 `json:"lostEvents,omitempty"`
+	// Uptime is how long the lab has been up (Flows/s of `cilium status`
+	// is the flows seen over it).
+	Uptime time.Duration `json:"uptimeNs"`
+	// Metrics is the address the lab serves its Hubble metrics on (empty:
+	// not served).
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // StatusReport gathers the lab's status; with health it also pings every
 // node from every other node over the underlay.
 func (l *Lab) StatusReport(health bool) StatusReport {
-	s := StatusReport{Lab: l.Name, Datapath: l.State().Datapath}
+	st := l.State()
+	s := StatusReport{Lab: l.Name, Datapath: st.Datapath, Metrics: st.Metrics}
+	if !st.Created.IsZero() {
+		s.Uptime = time.Since(st.Created)
+	}
 	if l.Cluster != nil && health {
 		s.Health = controlplane.Health(l.Cluster)
 	}

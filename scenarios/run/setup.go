@@ -187,6 +187,9 @@ func (r *Runner) createPods(ctx context.Context, placements []scenarios.Placemen
 
 func podSpec(pl scenarios.Placement) topo.PodSpec {
 	s := topo.PodSpec{Namespace: pl.Pod.Namespace, Name: pl.Pod.Name, Node: pl.Node, Labels: pl.Pod.Labels}
+	if o := pl.Pod.Owner; o.Kind != "" && o.Kind != "Pod" {
+		s.Workload = topo.Workload{Kind: o.Kind, Name: o.Name}
+	}
 	if pl.Pod.Spec != nil {
 		s.HostNetwork = pl.Pod.Spec.HostNetwork
 		s.ServiceAccount = pl.Pod.Spec.ServiceAccount

@@ -49,7 +49,7 @@ func loadLxcTB(t testing.TB) *ebpf.Collection {
 	if err != nil {
 		t.Fatalf("cilium sources: %v", err)
 	}
-	objs, err := b.Objects(ctx, 4, false)
+	objs, err := b.Objects(ctx, cilium.Flavour{EncapIfindex: 4})
 	if err != nil {
 		t.Fatalf("compile bpf_lxc: %v", err)
 	}

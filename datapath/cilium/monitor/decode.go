@@ -150,6 +150,7 @@ func (d *Decoder) trace(b []byte, ev *flow.Event) error {
 
 	reason := tn.Reason &^ ReasonEncryptedMask
 	known := reason != ReasonUnknown
+	ev.TraceReason = traceReason(reason)
 	switch {
 	case !known || reason == ReasonSRv6Encap || reason == ReasonSRv6Decap:
 		ev.ReplyUnknown = true
@@ -182,6 +183,7 @@ func (d *Decoder) drop(b []byte, ev *flow.Event) error {
 	}
 	ev.Type = flow.EventDrop
 	ev.DropReason = dn.Subtype
+	ev.DropFile, ev.DropLine = FileName(dn.File), uint32(dn.Line)
 	ev.Ifindex = dn.Ifindex
 	ev.SrcIdentity, ev.DstIdentity = dn.SrcLabel, dn.DstLabel
 	ev.OrigLen = dn.OrigLen
@@ -333,3 +335,34 @@ func sourceAddr(data []byte, l3 bool) (netip.Addr, bool) {
 }
 
 func ne16be(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
+
+// traceReason maps a datapath TRACE_REASON_* (encryption bit cleared) to
+// Hubble's TraceReason: the values below TRACE_REASON_UNKNOWN shift up by
+// one (Hubble keeps 0 for unknown), the ones above map as they are.
+func traceReason(r uint8) flow.TraceReason {
+	switch {
+	case r == ReasonUnknown:
+		return flow.TraceReasonUnknown
+	case r < ReasonUnknown:
+		return flow.TraceReason(r) + 1
+	}
+	return flow.TraceReason(r)
+}
+
+// FileName names the Cilium source file of a drop notification's file
+// number, as Hubble prints it (the numbering of bpf/lib/source_info.h of
+// the pinned release); "unknown(N)" for a number it does not know.
+func FileName(id uint8) string {
+	if n, ok := sourceFiles[id]; ok {
+		return n
+	}
+	return fmt.Sprintf("unknown(%d)", id)
+}
+
+// sourceFiles are the file numbers Cilium's programs report drops with.
+var sourceFiles = map[uint8]string{
+	1: "bpf_host.c", 2: "bpf_lxc.c", 3: "bpf_overlay.c", 4: "bpf_xdp.c", 5: "bpf_sock.c", 7: "bpf_wireguard.c",
+	101: "drop.h", 102: "srv6.h", 103: "icmp6.h", 104: "nodeport.h", 105: "lb.h", 106: "mcast.h", 107: "ipv4.h",
+	108: "conntrack.h", 109: "local_delivery.h", 110: "trace.h", 111: "encap.h", 112: "host_firewall.h",
+	113: "nodeport_egress.h", 114: "ipv6.h", 115: "classifiers.h",
+}

@@ -365,3 +365,82 @@ func TestSelectorParsing(t *testing.T) {
 		}
 	}
 }
+
+// TestGetFlowsFollowPastRing follows a stream while far more flows than
+// the ring holds (and than the old 65,536-flow follow buffer took) come in
+// and the client does not read: the stream neither hangs nor loses count.
+// Every flow added after the stream subscribed is either received or
+// reported in a LostEvent, and a flow added after the burst still arrives.
+func TestGetFlowsFollowPastRing(t *testing.T) {
+	const ring, burst = 1024, 200_000
+	store := flow.NewStore(ring)
+	c := serve(t, store)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := c.GetFlows(ctx, &observerpb.GetFlowsRequest{Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged := func(kind string, i int) *flow.Flow {
+		f := sample(i)
+		f.NodeName = kind
+		f.UUID = fmt.Sprintf("%s-%d", kind, i)
+		return f
+	}
+	// Warm-up: until the stream has subscribed, flows added are not for
+	// it; the first warm-up flow it receives is the first one after it
+	// subscribed (nothing is lost yet, and order is kept).
+	first := make(chan *flowpb.Flow, 1)
+	go func() {
+		r, err := st.Recv()
+		if err != nil {
+			t.Error(err)
+		}
+		first <- r.GetFlow()
+	}()
+	warm := 0
+	var firstWarm *flowpb.Flow
+	for firstWarm == nil {
+		store.Add(tagged("warm", warm))
+		warm++
+		select {
+		case firstWarm = <-first:
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	var j int
+	if _, err := fmt.Sscanf(firstWarm.GetUuid(), "warm-%d", &j); err != nil {
+		t.Fatalf("first flow %q: %v", firstWarm.GetUuid(), err)
+	}
+	after := warm - j // warm-up flows from the first received one on
+	for i := range burst {
+		store.Add(tagged("burst", i))
+	}
+	store.Add(tagged("end", 0))
+	got, lost, lostEvents := 1, uint64(0), 0
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatalf("after %d flows and %d lost: %v", got, lost, err)
+		}
+		if le := r.GetLostEvents(); le != nil {
+			if le.GetSource() != flowpb.LostEventSource_HUBBLE_RING_BUFFER {
+				t.Errorf("lost event source %v, want HUBBLE_RING_BUFFER", le.GetSource())
+			}
+			lost += le.GetNumEventsLost()
+			lostEvents++
+			continue
+		}
+		got++
+		if r.GetFlow().GetNodeName() == "end" {
+			break
+		}
+	}
+	if want := uint64(after + burst + 1); uint64(got)+lost != want {
+		t.Errorf("received %d + lost %d = %d, want %d flows accounted for", got, lost, uint64(got)+lost, want)
+	}
+	if lost == 0 || lostEvents == 0 {
+		t.Errorf("a client that did not read through %d flows with a ring of %d lost none: %d received", burst, ring, got)
+	}
+	t.Logf("received %d, lost %d in %d lost events", got, lost, lostEvents)
+}

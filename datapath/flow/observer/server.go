@@ -26,9 +26,9 @@ import (
 // Version is what ServerStatus and GetNodes report as the server version.
 const Version = "podlab (Hubble Observer API of cilium v1.20.2)"
 
-// FollowBuffer is how many flows a following GetFlows client may fall
-// behind before flows are counted as lost for it.
-const FollowBuffer = 1 << 16
+// followBatch is how many flows a following stream takes from the ring
+// at a time.
+const followBatch = 256
 
 // lostInterval is how often a following stream reports lost flows.
 const lostInterval = time.Second
@@ -201,10 +201,9 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStr
 	}
 
 	var stored []*flow.Flow
-	var sub *flow.Subscription
+	var rd *flow.Reader
 	if req.GetFollow() {
-		stored, sub = s.store.Follow(-1, FollowBuffer, nil)
-		defer sub.Close()
+		stored, rd = s.store.Tail(-1, nil)
 	} else {
 		stored = s.store.Last(0, nil)
 	}
@@ -235,19 +234,34 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStr
 		return nil
 	}
 
+	return s.follow(stream, rd, match, until, send)
+}
+
+// follow streams the flows added after rd's position until the client
+// goes away or a flow is newer than until. The reader walks the store's
+// ring itself: a client slower than the flows come in falls behind by at
+// most the ring's size, and what the ring overwrote before it was sent is
+// reported at once as a LostEvent (HUBBLE_RING_BUFFER), as Hubble's ring
+// reader does; datapath losses (PERF_EVENT_RING_BUFFER) are reported at
+// most every lostInterval.
+func (s *Server) follow(stream grpc.ServerStreamingServer[observerpb.GetFlowsResponse], rd *flow.Reader, match Match, until time.Time, send func(*flowpb.Flow) error) error {
 	ctx := stream.Context()
-	tick := time.NewTicker(lostInterval)
-	defer tick.Stop()
-	var reportedSub uint64
 	reportedDP := s.store.Lost()[flow.LostRingBuffer]
+	lastCheck := time.Now()
+	buf := make([]*flow.Flow, followBatch)
 	for {
-		select {
-		case <-ctx.Done():
+		rctx, cancel := context.WithTimeout(ctx, lostInterval)
+		n, skipped, err := rd.Read(rctx, buf)
+		cancel()
+		if err != nil && ctx.Err() != nil {
 			return nil
-		case f, ok := <-sub.C:
-			if !ok {
-				return nil
+		}
+		if skipped > 0 {
+			if err := sendLost(stream, flowpb.LostEventSource_HUBBLE_RING_BUFFER, skipped, s.opts.Now()); err != nil {
+				return err
 			}
+		}
+		for _, f := range buf[:n] {
 			if !until.IsZero() && f.Time.After(until) {
 				return nil
 			}
@@ -258,16 +272,12 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStr
 			if err := send(p); err != nil {
 				return err
 			}
-		case <-tick.C:
-			now := s.opts.Now()
-			if n := sub.Lost(); n > reportedSub {
-				if err := sendLost(stream, flowpb.LostEventSource_HUBBLE_RING_BUFFER, n-reportedSub, now); err != nil {
-					return err
-				}
-				reportedSub = n
-			}
+		}
+		clear(buf[:n])
+		if time.Since(lastCheck) >= lostInterval {
+			lastCheck = time.Now()
 			if n := s.store.Lost()[flow.LostRingBuffer]; n > reportedDP {
-				if err := sendLost(stream, flowpb.LostEventSource_PERF_EVENT_RING_BUFFER, n-reportedDP, now); err != nil {
+				if err := sendLost(stream, flowpb.LostEventSource_PERF_EVENT_RING_BUFFER, n-reportedDP, s.opts.Now()); err != nil {
 					return err
 				}
 				reportedDP = n
