@@ -66,6 +66,9 @@ type NodeConfig struct {
 	ForceNetlink bool
 	// Logger receives progress and warnings (nil: slog.Default()).
 	Logger *slog.Logger
+	// ServiceCIDR is routed to cilium_host, where from-host translates
+	// ClusterIPs for the node's own processes (zero: topo.DefaultServiceCIDR).
+	ServiceCIDR netip.Prefix
 	// Phases, when set, receives the time Load spends creating maps,
 	// loading programs and attaching ("node.maps", "node.programs",
 	// "node.attach").

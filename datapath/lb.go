@@ -138,7 +138,7 @@ func (d *Datapath) attachServices() error {
 	return nil
 }
 
-// routeServices routes the service CIDR (topo.DefaultServiceCIDR) to
+// routeServices routes the service CIDR (NodeConfig.ServiceCIDR) to
 // cilium_host in the node namespace, with the router IP as source address.
 func (d *Datapath) routeServices() error {
 	h, err := d.netlinkHandle()
@@ -155,7 +155,10 @@ func (d *Datapath) routeServices() error {
 		IP: gw, HardwareAddr: host.Attrs().HardwareAddr}); err != nil {
 		return fmt.Errorf("service route: neighbour %v on %s in %s: %w", serviceGateway, host.Attrs().Name, d.nsName(), err)
 	}
-	cidr := topo.DefaultServiceCIDR
+	cidr := d.cfg.ServiceCIDR
+	if !cidr.IsValid() {
+		cidr = topo.DefaultServiceCIDR
+	}
 	r := &netlink.Route{
 		LinkIndex: d.cfg.HostIfindex,
 		Dst:       &net.IPNet{IP: cidr.Addr().AsSlice(), Mask: net.CIDRMask(cidr.Bits(), 32)},

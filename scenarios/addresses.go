@@ -12,7 +12,8 @@ const (
 	NodePortMax = 32767
 )
 
-// KubernetesServiceIP is the ClusterIP of default/kubernetes, kept free.
+// KubernetesServiceIP is the ClusterIP of default/kubernetes with the
+// default service subnet, kept free.
 var KubernetesServiceIP = netip.MustParseAddr("10.96.0.1")
 
 // ServiceAddress is what a Service was given: its ClusterIP (invalid for
@@ -22,24 +23,25 @@ type ServiceAddress struct {
 	NodePorts []int
 }
 
-// ServiceAddresses hands out ClusterIPs from DefaultServiceCIDR and node
-// ports from NodePortMin..NodePortMax. Addresses a Service asks for are
-// honoured; the others are derived from a hash of namespace/name (moving on
-// when taken), so a Service keeps its address from run to run whatever
-// other Services exist. 10.96.0.1 (kubernetes) and 10.96.0.10 (kube-dns)
-// are reserved. It is not safe for concurrent use.
+// ServiceAddresses hands out ClusterIPs from the cluster's service range
+// and node ports from NodePortMin..NodePortMax. Addresses a Service asks
+// for are honoured; the others are derived from a hash of namespace/name
+// (moving on when taken), so a Service keeps its address from run to run
+// whatever other Services exist. The range's first address (kubernetes)
+// and its 10th (kube-dns) are reserved. It is not safe for concurrent use.
 type ServiceAddresses struct {
-	ips   map[netip.Addr]ObjectRef
+	subnet netip.Prefix
+	ips    map[netip.Addr]ObjectRef
 	ports map[string]ObjectRef // "30080/TCP"
 	given map[ObjectRef]ServiceAddress
 }
 
-// NewServiceAddresses returns an allocator with the reserved addresses
-// taken.
-func NewServiceAddresses() *ServiceAddresses {
-	a := &ServiceAddresses{ips: map[netip.Addr]ObjectRef{}, ports: map[string]ObjectRef{}, given: map[ObjectRef]ServiceAddress{}}
-	a.ips[KubernetesServiceIP] = ObjectRef{Kind: KindService, Namespace: DefaultNamespace, Name: "kubernetes"}
-	a.ips[ClusterDNSIP] = ObjectRef{Kind: KindService, Namespace: ClusterDNSNamespace, Name: ClusterDNSService}
+// NewServiceAddresses returns an allocator for the service range of
+// cluster c (nil: the default range) with the reserved addresses taken.
+func NewServiceAddresses(c *Cluster) *ServiceAddresses {
+	a := &ServiceAddresses{subnet: c.ServiceRange(), ips: map[netip.Addr]ObjectRef{}, ports: map[string]ObjectRef{}, given: map[ObjectRef]ServiceAddress{}}
+	a.ips[c.KubernetesIP()] = ObjectRef{Kind: KindService, Namespace: DefaultNamespace, Name: "kubernetes"}
+	a.ips[c.DNSIP()] = ObjectRef{Kind: KindService, Namespace: ClusterDNSNamespace, Name: ClusterDNSService}
 	return a
 }
 
@@ -66,9 +68,9 @@ func (a *ServiceAddresses) Assign(svc *Service) (ServiceAddress, error) {
 		}
 		out.ClusterIP = svc.ClusterIP
 	default:
-		bits := 32 - DefaultServiceCIDR.Bits()
+		bits := 32 - a.subnet.Bits()
 		size := uint32(1) << bits
-		base := DefaultServiceCIDR.Masked().Addr().As4()
+		base := a.subnet.Masked().Addr().As4()
 		start := hash32(ref.String()) % size
 		for i := uint32(0); i < size; i++ {
 			off := (start + i) % size
@@ -84,7 +86,7 @@ func (a *ServiceAddresses) Assign(svc *Service) (ServiceAddress, error) {
 			}
 		}
 		if !out.ClusterIP.IsValid() {
-			return out, fmt.Errorf("service %s: no free ClusterIP in %s", ref, DefaultServiceCIDR)
+			return out, fmt.Errorf("service %s: no free ClusterIP in %s", ref, a.subnet)
 		}
 	}
 	out.NodePorts = make([]int, len(svc.Ports))

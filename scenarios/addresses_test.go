@@ -11,7 +11,7 @@ func TestServiceAddresses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewServiceAddresses()
+	a := NewServiceAddresses(nil)
 	_, dns := ClusterDNSObjects()
 	if got, err := a.Assign(dns); err != nil || got.ClusterIP != ClusterDNSIP {
 		t.Fatalf("dns %v %v", got, err)
@@ -25,7 +25,7 @@ func TestServiceAddresses(t *testing.T) {
 	}
 	// Same Service, same answer; a fresh allocator gives the same address.
 	again, _ := a.Assign(s.Services[0])
-	other, _ := NewServiceAddresses().Assign(s.Services[0])
+	other, _ := NewServiceAddresses(nil).Assign(s.Services[0])
 	if again.ClusterIP != web.ClusterIP || other.ClusterIP != web.ClusterIP {
 		t.Errorf("not stable: %v %v %v", web, again, other)
 	}

@@ -572,8 +572,9 @@ var serviceSpecFields = fields{
 	Ignored: []string{"loadBalancerSourceRanges", "healthCheckNodePort"},
 }
 
-// DefaultServiceCIDR is where ClusterIPs come from (as topo's default).
-var DefaultServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
+// DefaultServiceCIDR is where ClusterIPs come from without a kind
+// networking.serviceSubnet (as topo's default).
+var DefaultServiceCIDR = topo.DefaultServiceCIDR
 
 func (d *decoder) decodeService(doc *mapping) *Service {
 	s := &Service{Source: srcOf(d, doc.node), Type: ServiceClusterIP, ExternalTrafficPolicy: "Cluster", node: doc.node}
@@ -623,9 +624,8 @@ func (d *decoder) decodeService(doc *mapping) *Service {
 		switch {
 		case err != nil || !a.Is4():
 			d.errorf(clusterIPNode, "spec.clusterIP", "invalid IPv4 address %q", ipStr)
-		case !DefaultServiceCIDR.Contains(a):
-			d.errorf(clusterIPNode, "spec.clusterIP", "%s is outside the service range %s", a, DefaultServiceCIDR)
 		default:
+			// Checked against the cluster's service range in validate.
 			s.ClusterIP = a
 		}
 	}
@@ -816,23 +816,41 @@ func (d *decoder) decodeCluster(doc *mapping) *Cluster {
 				d.errorf(m.get(k), m.sub(k), "invalid IPv4 prefix %q", m.str(k))
 				continue
 			}
+			pfx = pfx.Masked()
 			switch {
 			case k == "podSubnet" && pfx.Bits() > 24:
 				d.errorf(m.get(k), m.sub(k), "%s is too small: each node takes a /24 of the pod subnet", pfx)
 			case k == "podSubnet":
-				c.PodSubnet = pfx.Masked()
-			case pfx.Masked() != DefaultServiceCIDR:
-				d.errorf(m.get(k), m.sub(k), "not supported yet: serviceSubnet %s; podlab's service range is %s (ClusterIPs, the cluster DNS at %s)", pfx, DefaultServiceCIDR, ClusterDNSIP)
+				c.PodSubnet = pfx
+			case pfx.Bits() < 12:
+				// kube-apiserver's limit for --service-cluster-ip-range.
+				d.errorf(m.get(k), m.sub(k), "%s is too large: a service subnet is at most a /12", pfx)
+			case pfx.Bits() > 28:
+				d.errorf(m.get(k), m.sub(k), "%s is too small: the cluster DNS takes its 10th address, at least a /28 is needed", pfx)
 			default:
-				c.ServiceSubnet = pfx.Masked()
+				c.ServiceSubnet = pfx
+			}
+		}
+		if c.ServiceSubnet.IsValid() {
+			pods := c.PodSubnet
+			if !pods.IsValid() {
+				pods = topo.DefaultPodCIDR
+			}
+			for _, o := range []struct {
+				what string
+				p    netip.Prefix
+			}{{"the pod subnet", pods}, {"the node network", topo.DefaultUnderlay}, {"the emulated internet", topo.WorldRange}} {
+				if c.ServiceSubnet.Overlaps(o.p) {
+					d.errorf(m.get("serviceSubnet"), m.sub("serviceSubnet"), "%s overlaps %s %s", c.ServiceSubnet, o.what, o.p)
+				}
 			}
 		}
 		m.boolean("disableDefaultCNI")
 		if f := m.str("ipFamily"); f != "" && f != "ipv4" {
 			d.errorf(m.get("ipFamily"), m.sub("ipFamily"), "not supported yet: ipFamily %s (podlab is IPv4 only)", f)
 		}
-		if k := m.str("kubeProxyMode"); k != "" && k != "none" {
-			d.errorf(m.get("kubeProxyMode"), m.sub("kubeProxyMode"), "not supported: kubeProxyMode %s; podlab's datapath replaces kube-proxy (services are load-balanced in BPF): use none or leave it out", k)
+		if k := m.str("kubeProxyMode"); k != "" && k != "none" && k != "kube-proxy-replacement" {
+			d.errorf(m.get("kubeProxyMode"), m.sub("kubeProxyMode"), "not supported: kubeProxyMode %s; podlab's datapath replaces kube-proxy (services are load-balanced in BPF): use none (or kube-proxy-replacement), or leave it out", k)
 		}
 		podSubnetNode = m.get("podSubnet")
 	}

@@ -249,7 +249,7 @@ type state struct {
 
 func newState(s *Scenario) *state {
 	st := &state{s: s, objects: map[ObjectRef]Object{}, all: map[ObjectRef]Object{}}
-	for _, o := range systemObjects() {
+	for _, o := range systemObjects(s.Cluster) {
 		st.objects[o.Ref()] = o
 	}
 	for _, o := range s.Objects {
@@ -271,9 +271,9 @@ func newState(s *Scenario) *state {
 	return st
 }
 
-// systemObjects are the objects every lab has.
-func systemObjects() []Object {
-	dep, svc := ClusterDNSObjects()
+// systemObjects are the objects every lab of cluster c has.
+func systemObjects(c *Cluster) []Object {
+	dep, svc := c.DNSObjects()
 	return []Object{
 		&Namespace{Meta: ObjectMeta{Name: DefaultNamespace}, Source: Source{File: "(built-in)"}},
 		&Namespace{Meta: ObjectMeta{Name: ClusterDNSNamespace}, Source: Source{File: "(built-in)"}},

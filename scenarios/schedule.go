@@ -167,7 +167,7 @@ func (s *Scenario) PodInstances(g *NameGenerator) []PodInstance {
 	if s.Topology != nil {
 		return nil // a raw topology lab has no pods, not even the cluster DNS
 	}
-	dns, _ := ClusterDNSObjects()
+	dns, _ := s.Cluster.DNSObjects()
 	out := dns.Instances(g, dns.Replicas)
 	for _, o := range s.InitialObjects() {
 		switch v := o.(type) {

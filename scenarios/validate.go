@@ -32,7 +32,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 		}
 	}
 	system := map[ObjectRef]bool{}
-	for _, o := range systemObjects() {
+	for _, o := range systemObjects(s.Cluster) {
 		system[o.Ref()] = true
 	}
 	for _, o := range s.Objects {
@@ -51,7 +51,7 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 		ports  []ContainerPort
 	}
 	var shapes []podShape
-	dnsDep, _ := ClusterDNSObjects()
+	dnsDep, _ := s.Cluster.DNSObjects()
 	shapes = append(shapes, podShape{ClusterDNSNamespace, dnsDep.Template.Labels, dnsDep.Template.Spec.Ports()})
 	services := map[ObjectRef]*Service{}
 	var allObjects []Object
@@ -75,16 +75,22 @@ func validateObjects(s *Scenario, ds *diagnostics) {
 			services[v.Ref()] = v
 		}
 	}
-	_, dnsSvc := ClusterDNSObjects()
+	_, dnsSvc := s.Cluster.DNSObjects()
 	services[dnsSvc.Ref()] = dnsSvc
-	clusterIPs := map[string]string{ClusterDNSIP.String(): "Service kube-system/kube-dns"}
+	serviceRange := s.Cluster.ServiceRange()
+	clusterIPs := map[string]string{
+		s.Cluster.DNSIP().String():        "Service kube-system/kube-dns",
+		s.Cluster.KubernetesIP().String(): "Service default/kubernetes",
+	}
 	nodePorts := map[string]string{}
 	for _, o := range allObjects {
 		svc, ok := o.(*Service)
 		if !ok {
 			continue
 		}
-		if svc.ClusterIP.IsValid() {
+		if svc.ClusterIP.IsValid() && !serviceRange.Contains(svc.ClusterIP) {
+			errf(svc, "spec.clusterIP", "%s is outside the service range %s", svc.ClusterIP, serviceRange)
+		} else if svc.ClusterIP.IsValid() {
 			if prev, dup := clusterIPs[svc.ClusterIP.String()]; dup {
 				errf(svc, "spec.clusterIP", "%s is already used by %s", svc.ClusterIP, prev)
 			}

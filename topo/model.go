@@ -13,11 +13,20 @@ var (
 	DefaultPodCIDR = netip.MustParsePrefix("10.244.0.0/16")
 	// DefaultServiceCIDR holds ClusterIPs; DNS is at 10.96.0.10.
 	DefaultServiceCIDR = netip.MustParsePrefix("10.96.0.0/12")
-	// DefaultDNSIP is the ClusterIP of kube-system/kube-dns.
+	// DefaultDNSIP is the ClusterIP of kube-system/kube-dns
+	// (DNSIPOf(DefaultServiceCIDR)).
 	DefaultDNSIP = netip.MustParseAddr("10.96.0.10")
 	// WorldUnderlayIP is the world namespace's address on the node network.
 	WorldUnderlayIP = netip.MustParseAddr("172.18.255.254")
 )
+
+// ServiceIPOf returns the n-th address of a service subnet: 1 is
+// default/kubernetes, 10 the cluster DNS (kubeadm's choice).
+func ServiceIPOf(subnet netip.Prefix, n int) netip.Addr { return nthAddr(subnet, n) }
+
+// DNSIPOf returns the cluster DNS address of a service subnet: its 10th
+// address, as kubeadm (and so kind) sets it.
+func DNSIPOf(subnet netip.Prefix) netip.Addr { return ServiceIPOf(subnet, 10) }
 
 // Device names inside a node namespace.
 const (

@@ -54,7 +54,7 @@ func (cp *ControlPlane) loadBackend(ctx context.Context, n *topo.Node, phases *t
 			VXLANIfindex: n.VXLANIfindex, Eth0Ifindex: n.Eth0Ifindex, HostIfindex: n.HostIfindex,
 			ConntrackSize: cp.opts.ConntrackSize, Logger: cp.log,
 			ForceNetlink: cp.opts.Attach != "tcx", MonitorAggregation: cp.opts.MonitorAggregation,
-			Phases: phases,
+			ServiceCIDR: cp.opts.ServiceCIDR, Phases: phases,
 		})
 	case "cilium":
 		b, err := cp.ciliumBuilder(ctx)

@@ -45,6 +45,9 @@ type Options struct {
 	// of every forwarded packet; drops and policy verdicts are always
 	// reported.
 	MonitorAggregation bool
+	// ServiceCIDR is the cluster's service range (zero:
+	// topo.DefaultServiceCIDR): the nodes route it to the datapath.
+	ServiceCIDR netip.Prefix
 	// Datapath is "bpf" (podlab's own programs, the default) or "cilium"
 	// (Cilium's production programs, compiled from CiliumVersion or the
 	// checkout CiliumSrc).

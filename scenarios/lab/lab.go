@@ -36,6 +36,9 @@ type Options struct {
 	CiliumVersion, CiliumSrc string
 	// PodSubnet is split into the nodes' pod CIDRs (zero: 10.244.0.0/16).
 	PodSubnet netip.Prefix
+	// ServiceSubnet holds the ClusterIPs, the cluster DNS at its 10th
+	// address (zero: 10.96.0.0/12).
+	ServiceSubnet netip.Prefix
 	// Attach is how BPF programs are attached: "netlink" (clsact, the
 	// default) or "tcx" (BPF links; about 14 ms per device to attach).
 	Attach string
@@ -98,7 +101,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		if o.Attach != "" && o.Attach != "tcx" && o.Attach != "netlink" {
 			return nil, fmt.Errorf("attach %q: use tcx or netlink", o.Attach)
 		}
-		cp = controlplane.New(o.Name, controlplane.Options{Log: o.Log, AllowLocalhost: true, Attach: o.Attach,
+		cp = controlplane.New(o.Name, controlplane.Options{Log: o.Log, AllowLocalhost: true, Attach: o.Attach, ServiceCIDR: o.ServiceSubnet,
 			Datapath: o.Datapath, CiliumVersion: o.CiliumVersion, CiliumSrc: o.CiliumSrc})
 		// Cilium's sources and compiler are checked before anything is
 		// created (a bad version or a missing clang-19 changes nothing).
@@ -113,7 +116,11 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err = claim(o.Name, o.Log, topo.LabState{Kind: "cluster", Source: o.Source, Datapath: o.Datapath, DNS: topo.DefaultDNSIP.String()})
+	dnsIP := topo.DefaultDNSIP
+	if o.ServiceSubnet.IsValid() {
+		dnsIP = topo.DNSIPOf(o.ServiceSubnet)
+	}
+	l, err = claim(o.Name, o.Log, topo.LabState{Kind: "cluster", Source: o.Source, Datapath: o.Datapath, DNS: dnsIP.String()})
 	if err != nil {
 		return nil, err
 	}

@@ -159,8 +159,8 @@ func Run(ctx context.Context, s *scenarios.Scenario, o Options) (*Result, error)
 		s: s, o: o,
 		names: scenarios.NewNameGenerator(s.Settings.Seed), sched: scenarios.NewScheduler(s.Nodes()),
 		pods: map[string]*podRT{}, services: map[string]*svcRT{},
-		addrs:   scenarios.NewServiceAddresses(),
-		records: workload.NewRecords(workload.DefaultClusterDomain), dnsIP: topo.DefaultDNSIP,
+		addrs:   scenarios.NewServiceAddresses(s.Cluster),
+		records: workload.NewRecords(workload.DefaultClusterDomain), dnsIP: s.Cluster.DNSIP(),
 		store: flow.NewStore(200000),
 		run:   &result.Run{Scenario: s.Name, Lab: o.Lab, Datapath: dp, Description: s.Description, Started: time.Now()},
 	}

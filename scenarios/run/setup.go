@@ -30,7 +30,7 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 		return r.setupRaw(ctx)
 	}
 	nodes := r.s.Cluster.NodeSpecs()
-	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, PodSubnet: r.s.Cluster.PodSubnet, Datapath: datapath, CiliumVersion: r.o.CiliumVersion, CiliumSrc: r.o.CiliumSrc, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
+	l, err := lab.Up(ctx, lab.Options{Name: r.o.Lab, Nodes: nodes, PodSubnet: r.s.Cluster.PodSubnet, ServiceSubnet: r.s.Cluster.ServiceSubnet, Datapath: datapath, CiliumVersion: r.o.CiliumVersion, CiliumSrc: r.o.CiliumSrc, Attach: r.o.Attach, Source: strings.Join(r.s.Files, ","), Log: r.o.Log, Progress: r.o.Progress})
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 			}
 		}
 	}
-	dnsDep, dnsSvc := scenarios.ClusterDNSObjects()
+	dnsDep, dnsSvc := r.s.Cluster.DNSObjects()
 	if r.services[dnsSvc.Meta.Namespace+"/"+dnsSvc.Meta.Name] == nil {
 		if err := r.applyService(dnsSvc); err != nil {
 			return err
