@@ -79,7 +79,7 @@ type Scenario struct {
 	// EnvoyConfigs are its CiliumEnvoyConfigs and
 	// CiliumClusterwideEnvoyConfigs.
 	EnvoyConfigs []*EnvoyConfig
-	L2Policies []*L2AnnouncementPolicy
+	L2Policies   []*L2AnnouncementPolicy
 	// Captures run for the whole scenario.
 	Captures []Device
 	Steps    []Step
