@@ -80,7 +80,6 @@ func BPFTestJUnit(res *bpftest.Result) JUnitTestSuites {
 		root.Tests += suite.Tests
 		root.Failures += suite.Failures
 		root.Errors += suite.Errors
-		root.Skipped += suite.Skipped
 		root.Suites = append(root.Suites, suite)
 	}
 	return root

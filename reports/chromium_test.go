@@ -2,6 +2,7 @@ package reports
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,6 +83,19 @@ func TestHTMLInChromium(t *testing.T) {
 	if !strings.Contains(filtered, `<span id="flow-count" class="meta">3 / 11 flows</span>`) {
 		i := strings.Index(filtered, `id="flow-count"`)
 		t.Errorf("verdict filter: %s", filtered[max(0, i-20):min(len(filtered), i+80)])
+	}
+
+	// A step's flow link (?step=N) keeps the flows of that step.
+	inStep := 0
+	for _, f := range run.Flows {
+		if stepAt(run.Steps, f.Time) == 2 {
+			inStep++
+		}
+	}
+	stepped := string(runChromium(t, bin, "--virtual-time-budget=2000", "--dump-dom", page+"?step=2"))
+	if want := fmt.Sprintf(`<span id="flow-count" class="meta">%d / 11 flows</span>`, inStep); !strings.Contains(stepped, want) {
+		i := strings.Index(stepped, `id="flow-count"`)
+		t.Errorf("step filter: want %s, got %s", want, stepped[max(0, i-20):min(len(stepped), i+80)])
 	}
 
 	shot := filepath.Join(dir, "report.png")

@@ -13,11 +13,16 @@ import (
 // table, drop reasons as a bar chart, failed expectations with their
 // evidence and links to the capture files.
 func WriteHTML(w io.Writer, run *Run) error {
-	return writeHTMLAt(w, run, time.Now())
+	return writeHTMLAt(w, run, time.Now(), "", nil)
 }
 
-func writeHTMLAt(w io.Writer, run *Run, now time.Time) error {
-	if err := htmlTemplate.Execute(w, buildView(run, now)); err != nil {
+// writeHTMLAt renders the page as of now; frames are the packet times of
+// the merged capture file (in file order), to link each step to the frames
+// taken during it.
+func writeHTMLAt(w io.Writer, run *Run, now time.Time, captureFile string, frames []time.Time) error {
+	v := buildView(run, now)
+	v.attachFrames(captureFile, frames)
+	if err := htmlTemplate.Execute(w, v); err != nil {
 		return fmt.Errorf("render HTML report: %w", err)
 	}
 	return nil
@@ -31,6 +36,8 @@ var htmlTemplate = template.Must(template.New("report").Parse(comparisonSection 
 {{- range .Rects}}<rect x="{{printf "%.1f" .X}}" y="{{printf "%.1f" .Y}}" width="{{printf "%.1f" .W}}" height="{{printf "%.1f" .H}}" rx="6" class="{{.Class}}"><title>{{.Title}}</title></rect>
 {{end -}}
 {{- if not .LinesFirst}}{{template "lines" .}}{{end -}}
+{{- range .Paths}}<polyline points="{{.PointsAttr}}" class="{{.Class}}" fill="none"><title>{{.Title}}</title></polyline>
+{{end -}}
 {{- range .Circles}}<circle cx="{{printf "%.1f" .CX}}" cy="{{printf "%.1f" .CY}}" r="{{printf "%.1f" .R}}" class="{{.Class}}"><title>{{.Title}}</title></circle>
 {{end -}}
 {{- range .Texts}}<text x="{{printf "%.1f" .X}}" y="{{printf "%.1f" .Y}}" class="{{.Class}}" text-anchor="{{.Anchor}}">{{.Text}}</text>
@@ -77,6 +84,7 @@ svg .node-name { font-weight: 600; font-size: 13px; }
 svg .pod-name { font-weight: 600; }
 svg .sub, svg .dev-name { font-size: 11px; fill: #57606a; }
 svg .link { stroke: #8c959f; stroke-width: 1.5; }
+td.evidence-links { white-space: nowrap; }
 svg .link-vxlan { stroke: #0969da; stroke-dasharray: 6 4; stroke-width: 2; }
 svg .edge { stroke-width: 2; }
 svg .edge-fwd { stroke: var(--ok); fill: var(--ok); }
@@ -126,15 +134,16 @@ svg .bar-value { font-weight: 600; }
 <section id="steps">
 <h2>Steps</h2>
 <table>
-<thead><tr><th>#</th><th>Step</th><th>Kind</th><th>Verdict</th><th>Start</th><th>Duration</th><th>Expectations</th></tr></thead>
+<thead><tr><th>#</th><th>Step</th><th>Kind</th><th>Verdict</th><th>Start</th><th>Duration</th><th>Expectations</th><th>Evidence</th></tr></thead>
 <tbody>
 {{range .Steps}}
 <tr class="step">
 <td class="num">{{.Index}}</td><td>{{.Name}}{{if .Message}}<div class="meta">{{.Message}}</div>{{end}}</td><td>{{.Kind}}</td>
 <td><span class="badge v-{{.Verdict}}">{{.Verdict}}</span></td><td class="num">{{.Offset}}</td><td class="num">{{.Duration}}</td>
 <td>{{if .Expectations}}<ul class="exp-list">{{range .Expectations}}<li class="expectation"><span class="badge v-{{.Verdict}}">{{.Verdict}}</span> {{.Description}} <span class="meta">({{.Duration}})</span>{{if .Message}}<div class="meta">{{.Message}}</div>{{end}}</li>{{end}}</ul>{{end}}</td>
+<td class="evidence-links">{{if .Flows}}<a class="step-flows" href="?step={{.Index}}#flows-section">{{.Flows}} flows</a>{{end}}{{if .FrameFirst}}{{if .Flows}}<br>{{end}}<a class="step-frames" href="{{.CaptureFile}}" title="in Wireshark: frame.number &gt;= {{.FrameFirst}} &amp;&amp; frame.number &lt;= {{.FrameLast}}">{{.Frames}} frames ({{.FrameFirst}}–{{.FrameLast}})</a>{{end}}</td>
 </tr>
-{{else}}<tr><td colspan="7" class="empty">no steps</td></tr>
+{{else}}<tr><td colspan="8" class="empty">no steps</td></tr>
 {{end}}
 </tbody>
 </table>
@@ -177,6 +186,7 @@ svg .bar-value { font-weight: 600; }
 <p class="meta">{{.FlowsShown}} of {{.FlowsTotal}} flows shown{{if lt .FlowsShown .FlowsTotal}} (newest); all are in <a href="flows.jsonl">flows.jsonl</a>{{end}}.</p>
 <div class="filters">
 <input id="flow-filter" type="search" placeholder="filter: pod, IP, port, type, summary…" aria-label="filter flows">
+<select id="step-filter" aria-label="step"><option value="">all steps</option>{{range .Steps}}{{if .Flows}}<option value="{{.Index}}">step {{.Index}}: {{.Name}}</option>{{end}}{{end}}</select>
 <select id="verdict-filter" aria-label="verdict"><option value="">all verdicts</option><option value="FORWARDED">FORWARDED</option><option value="DROPPED">DROPPED</option><option value="ALLOWED">ALLOWED</option><option value="DENIED">DENIED</option><option value="AUDIT">AUDIT</option></select>
 <span id="flow-count" class="meta"></span>
 </div>
@@ -184,7 +194,7 @@ svg .bar-value { font-weight: 600; }
 <table id="flows">
 <thead><tr><th>TIMESTAMP</th><th>NODE</th><th>SOURCE</th><th>DESTINATION</th><th>TYPE</th><th>VERDICT</th><th>SUMMARY</th></tr></thead>
 <tbody>
-{{range .Flows}}<tr class="{{.Class}}" data-verdict="{{.Verdict}}"><td>{{.Time}}</td><td>{{.Node}}</td><td>{{.Src}}</td><td>{{.Dst}}</td><td>{{.Type}}</td><td>{{.Verdict}}</td><td>{{.Summary}}</td></tr>
+{{range .Flows}}<tr class="{{.Class}}" data-verdict="{{.Verdict}}" data-step="{{.Step}}"><td>{{.Time}}</td><td>{{.Node}}</td><td>{{.Src}}</td><td>{{.Dst}}</td><td>{{.Type}}</td><td>{{.Verdict}}</td><td>{{.Summary}}</td></tr>
 {{end}}
 </tbody>
 </table>
@@ -211,15 +221,18 @@ svg .bar-value { font-weight: 600; }
 (function () {
   var input = document.getElementById('flow-filter');
   var verdict = document.getElementById('verdict-filter');
+  var step = document.getElementById('step-filter');
   var count = document.getElementById('flow-count');
   var rows = Array.prototype.slice.call(document.querySelectorAll('#flows tbody tr'));
   function apply() {
     var terms = input.value.toLowerCase().split(/\s+/).filter(Boolean);
     var v = verdict.value;
+    var st = step.value;
     var shown = 0;
     rows.forEach(function (r) {
       var text = r.textContent.toLowerCase();
       var ok = (!v || r.getAttribute('data-verdict') === v) &&
+        (!st || r.getAttribute('data-step') === st) &&
         terms.every(function (t) { return text.indexOf(t) >= 0; });
       r.style.display = ok ? '' : 'none';
       if (ok) { shown++; }
@@ -228,7 +241,9 @@ svg .bar-value { font-weight: 600; }
   }
   input.addEventListener('input', apply);
   verdict.addEventListener('change', apply);
+  step.addEventListener('change', apply);
   var q = new URLSearchParams(window.location.search);
+  if (q.get('step')) { step.value = q.get('step'); }
   if (q.get('filter')) { input.value = q.get('filter'); }
   if (q.get('verdict')) { verdict.value = q.get('verdict'); }
   apply();

@@ -28,6 +28,25 @@ type svgLine struct {
 	Title          string
 }
 
+// svgPath is a polyline: an orthogonally routed topology link.
+type svgPath struct {
+	Points []float64 // x1 y1 x2 y2 ...
+	Class  string
+	Title  string
+}
+
+// PointsAttr renders Points for the points attribute.
+func (p svgPath) PointsAttr() string {
+	var b strings.Builder
+	for i := 0; i+1 < len(p.Points); i += 2 {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%.1f,%.1f", p.Points[i], p.Points[i+1])
+	}
+	return b.String()
+}
+
 type svgText struct {
 	X, Y   float64
 	Text   string
@@ -49,6 +68,7 @@ type svgDrawing struct {
 	Rects      []svgRect
 	Circles    []svgCircle
 	Lines      []svgLine
+	Paths      []svgPath
 	Texts      []svgText
 }
 
@@ -85,11 +105,21 @@ type stepView struct {
 	Duration     string
 	Message      string
 	Expectations []expView
+	// Flows is how many flows of the run happened during the step (the
+	// flow table filters to them with ?step=Index).
+	Flows int
+	// Frames of the merged capture (CaptureFile) were taken during the
+	// step, the first and last of them FrameFirst and FrameLast (steps
+	// that overlap in time interleave their frames).
+	Frames, FrameFirst, FrameLast int
+	CaptureFile                   string
 }
 
 type flowRow struct {
 	Time, Node, Src, Dst, Type, Verdict, Summary string
 	Class                                        string
+	// Step is the step the flow happened in (0: between steps).
+	Step int
 }
 
 type countView struct {
@@ -188,9 +218,15 @@ func buildView(run *Run, now time.Time) *htmlView {
 		flows = flows[len(flows)-MaxHTMLFlows:]
 	}
 	v.FlowsShown = len(flows)
+	for _, f := range run.Flows {
+		if i := stepAt(run.Steps, f.Time); i > 0 {
+			v.Steps[i-1].Flows++
+		}
+	}
 	for _, f := range flows {
 		src, dst := Hosts(f)
-		row := flowRow{Time: formatTime(f.Time), Node: f.NodeName, Src: src, Dst: dst, Type: FlowTypeText(f), Verdict: VerdictText(f), Summary: f.Summary, Class: "fwd"}
+		row := flowRow{Time: formatTime(f.Time), Node: f.NodeName, Src: src, Dst: dst, Type: FlowTypeText(f), Verdict: VerdictText(f), Summary: f.Summary, Class: "fwd",
+			Step: stepAt(run.Steps, f.Time)}
 		switch f.Verdict {
 		case flow.VerdictDropped, flow.VerdictError:
 			row.Class = "drop"
@@ -218,17 +254,67 @@ func buildView(run *Run, now time.Time) *htmlView {
 	return v
 }
 
+// stepAt returns the 1-based index of the step whose time window
+// [Started, Started+Duration] holds t (the first such), 0 for none.
+func stepAt(steps []Step, t time.Time) int {
+	for i, s := range steps {
+		if s.Started.IsZero() {
+			continue
+		}
+		if !t.Before(s.Started) && !t.After(s.Started.Add(s.Duration)) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// attachFrames records, per step, the frames of the merged capture file
+// (frame times in file order, frame 1 first) taken during the step.
+func (v *htmlView) attachFrames(file string, frames []time.Time) {
+	for i, t := range frames {
+		if s := stepAt(v.Run.Steps, t); s > 0 {
+			sv := &v.Steps[s-1]
+			if sv.FrameFirst == 0 {
+				sv.FrameFirst = i + 1
+			}
+			sv.FrameLast = i + 1
+			sv.Frames++
+			sv.CaptureFile = file
+		}
+	}
+}
+
+// box is a rectangle of the topology drawing.
+type box struct{ x, y, w, h float64 }
+
+// topoEnd is where a topology link ends: a device pill or a pod inside a
+// container (a node, or a namespace of the lower row), or a container
+// itself.
+type topoEnd struct {
+	b         box  // the pill, pod or container the link ends at
+	container box  // the node or namespace box it sits in
+	lower     bool // in the lower row (namespaces, unplaced pods)
+	right     bool // a node's right column: leaves through the right channel
+	self      bool // the end is the container itself
+	key       string
+}
+
 // topologyDrawing draws nodes side by side with their devices and pods,
-// the lab's other namespaces (world, fabric) below them, and the links.
+// the lab's other namespaces (world, fabric) below them, and the links,
+// routed orthogonally so that no link crosses a box it does not end in:
+// inside a node a link runs in the channel between the node's border and
+// its pills and pods; between the rows it runs in a lane of its own.
 func topologyDrawing(t Topology) *svgDrawing {
-	d := &svgDrawing{LinesFirst: true}
+	d := &svgDrawing{}
 	const (
 		margin = 20.0
 		nodeW  = 260.0
 		gap    = 40.0
-		pillW  = 118.0
+		inset  = 16.0 // a node's channel between border and content
+		pillW  = 112.0
 		pillH  = 20.0
 		podH   = 36.0
+		lane   = 8.0 // spacing of the lanes between the rows
 	)
 	nodeIdx := map[string]int{}
 	var nodes []Node
@@ -271,7 +357,7 @@ func topologyDrawing(t Topology) *svgDrawing {
 		return nil
 	}
 
-	anchors := map[string][2]float64{} // "owner:device" and "ns/pod" -> centre
+	ends := map[string]topoEnd{} // "owner:device", "ns/pod", owner -> end
 	pillRows := func(n int) float64 { return math.Ceil(float64(n) / 2) }
 	maxH := 0.0
 	for _, n := range nodes {
@@ -279,75 +365,211 @@ func topologyDrawing(t Topology) *svgDrawing {
 		maxH = math.Max(maxH, h)
 	}
 	top := margin
+	if len(nodes) == 0 {
+		maxH = 0
+	}
 	for i, n := range nodes {
 		x := margin + float64(i)*(nodeW+gap)
+		nb := box{x, top, nodeW, maxH}
 		d.rect(x, top, nodeW, maxH, "node", n.Name)
 		d.text(x+10, top+20, n.Name, "node-name", "")
 		sub := strings.TrimSpace(strings.Join(nonEmpty(n.IP, n.PodCIDR), "  ·  "))
 		d.text(x+10, top+38, sub, "sub", "")
+		ends[n.Name] = topoEnd{b: nb, container: nb, self: true, key: n.Name}
 		y := top + 50.0
+		colGap := nodeW - 2*inset - 2*pillW
 		for j, dev := range devByOwner[n.Name] {
-			px := x + 10 + float64(j%2)*(pillW+4)
+			px := x + inset + float64(j%2)*(pillW+colGap)
 			py := y + float64(j/2)*(pillH+6)
 			d.rect(px, py, pillW, pillH, "dev dev-"+safeClass(dev.Kind), dev.Name+" "+dev.Kind+" "+dev.Address)
 			d.text(px+pillW/2, py+14, dev.Name, "dev-name", "middle")
-			anchors[n.Name+":"+dev.Name] = [2]float64{px + pillW/2, py + pillH/2}
+			k := n.Name + ":" + dev.Name
+			ends[k] = topoEnd{b: box{px, py, pillW, pillH}, container: nb, right: j%2 == 1, key: k}
 		}
 		y += pillRows(len(devByOwner[n.Name]))*(pillH+6) + 4
 		for _, p := range podsByNode[n.Name] {
 			key := p.Namespace + "/" + p.Name
-			d.rect(x+10, y, nodeW-20, podH, "pod", key+" "+p.IP+" "+strings.Join(p.Labels, ","))
-			d.text(x+18, y+15, truncate(key, 36), "pod-name", "")
-			d.text(x+18, y+30, strings.Join(nonEmpty(p.IP, identityLabel(p.Identity)), "  "), "sub", "")
-			c := [2]float64{x + nodeW/2, y + podH/2}
-			anchors[key] = c
+			d.rect(x+inset, y, nodeW-2*inset, podH, "pod", key+" "+p.IP+" "+strings.Join(p.Labels, ","))
+			d.text(x+inset+8, y+15, truncate(key, 29), "pod-name", "")
+			d.text(x+inset+8, y+30, strings.Join(nonEmpty(p.IP, identityLabel(p.Identity)), "  "), "sub", "")
+			e := topoEnd{b: box{x + inset, y, nodeW - 2*inset, podH}, container: nb, key: key}
+			ends[key] = e
 			for _, dev := range devByOwner[key] {
-				anchors[key+":"+dev.Name] = c
+				ends[key+":"+dev.Name] = e
 			}
 			y += podH + 8
 		}
 	}
-	width := margin*2 + math.Max(1, float64(len(nodes)))*(nodeW+gap) - gap
-	rowY := top + maxH + 50
+
+	// Resolve the links first: the lanes between the rows are sized by
+	// how many links cross between containers.
+	type link struct {
+		a, b  topoEnd
+		l     Link
+		inner bool // both ends in one container
+	}
+	lookup := func(k string) (string, bool) {
+		if _, ok := ends[k]; ok {
+			return k, true
+		}
+		owner, _, _ := strings.Cut(k, ":")
+		_, ok := ends[owner]
+		return owner, ok
+	}
+	// The lanes between the rows are sized by the links that join two
+	// containers: count them from the names before the lower row is laid
+	// out.
+	containerOf := func(k string) string {
+		owner, _, _ := strings.Cut(k, ":")
+		for n, pods := range podsByNode {
+			for _, p := range pods {
+				if p.Namespace+"/"+p.Name == owner {
+					return n
+				}
+			}
+		}
+		return owner
+	}
+	crossing := 0
+	for _, l := range t.Links {
+		if containerOf(l.A) != containerOf(l.B) {
+			crossing++
+		}
+	}
+	rowY := top + maxH + 24 + float64(crossing)*lane
+	if len(nodes) == 0 {
+		rowY = top + 12 + float64(crossing)*lane
+	}
 	x := margin
 	extraH := 0.0
 	for _, owner := range extraOwners {
 		devs := devByOwner[owner]
 		w := math.Max(160, float64(len(devs))*(pillW+6)+14)
-		h := 60.0
+		h := 64.0
+		ob := box{x, rowY, w, h}
 		d.rect(x, rowY, w, h, "ns ns-"+safeClass(owner), owner)
 		d.text(x+10, rowY+18, owner, "node-name", "")
+		ends[owner] = topoEnd{b: ob, container: ob, lower: true, self: true, key: owner}
 		for j, dev := range devs {
 			px := x + 8 + float64(j)*(pillW+6)
-			d.rect(px, rowY+28, pillW, pillH, "dev dev-"+safeClass(dev.Kind), dev.Name+" "+dev.Kind+" "+dev.Address)
-			d.text(px+pillW/2, rowY+42, dev.Name, "dev-name", "middle")
-			anchors[owner+":"+dev.Name] = [2]float64{px + pillW/2, rowY + 38}
+			d.rect(px, rowY+26, pillW, pillH, "dev dev-"+safeClass(dev.Kind), dev.Name+" "+dev.Kind+" "+dev.Address)
+			d.text(px+pillW/2, rowY+40, dev.Name, "dev-name", "middle")
+			k := owner + ":" + dev.Name
+			ends[k] = topoEnd{b: box{px, rowY + 26, pillW, pillH}, container: ob, lower: true, key: k}
 		}
-		anchors[owner] = [2]float64{x + w/2, rowY + h/2}
 		x += w + gap
-		extraH = h
+		extraH = math.Max(extraH, h)
 	}
 	for _, p := range unplaced {
 		key := p.Namespace + "/" + p.Name
+		pb := box{x, rowY, 200, podH}
 		d.rect(x, rowY, 200, podH, "pod", key)
 		d.text(x+8, rowY+15, truncate(key, 30), "pod-name", "")
 		d.text(x+8, rowY+30, p.IP, "sub", "")
-		anchors[key] = [2]float64{x + 100, rowY + podH/2}
+		ends[key] = topoEnd{b: pb, container: pb, lower: true, self: true, key: key}
 		x += 200 + gap
 		extraH = math.Max(extraH, podH)
 	}
-	width = math.Max(width, x)
+	width := math.Max(margin*2+math.Max(1, float64(len(nodes)))*(nodeW+gap)-gap, x)
 	height := top + maxH + margin
 	if extraH > 0 {
 		height = rowY + extraH + margin
 	}
+
+	var links []link
+	uses := map[string]int{} // links per end, to spread their attachment points
 	for _, l := range t.Links {
-		a, okA := lookupAnchor(anchors, l.A)
-		b, okB := lookupAnchor(anchors, l.B)
+		ka, okA := lookup(l.A)
+		kb, okB := lookup(l.B)
 		if !okA || !okB {
 			continue
 		}
-		d.line(a[0], a[1], b[0], b[1], "link link-"+safeClass(l.Kind), "", l.A+" ↔ "+l.B+" ("+l.Kind+")")
+		a, b := ends[ka], ends[kb]
+		if a.lower && !b.lower {
+			a, b = b, a // a is the upper end
+		}
+		links = append(links, link{a: a, b: b, l: l, inner: a.container == b.container})
+		uses[a.key]++
+		uses[b.key]++
+	}
+	seen := map[string]int{}
+	spread := func(e topoEnd) float64 { // offset along a pill for the i-th of its links
+		n := uses[e.key]
+		i := seen[e.key]
+		seen[e.key]++
+		return (float64(i) - float64(n-1)/2) * 6
+	}
+	chanUse := map[string]int{}
+	channelX := func(e topoEnd) float64 { // x of the container channel an end leaves by
+		side := "L"
+		if e.right {
+			side = "R"
+		}
+		k := fmt.Sprintf("%.0f%s", e.container.x, side)
+		off := 3 + float64(chanUse[k]%4)*3
+		chanUse[k]++
+		if e.right {
+			return e.container.x + e.container.w - off
+		}
+		return e.container.x + off
+	}
+	laneNext := 0
+	for _, ln := range links {
+		a, b := ln.a, ln.b
+		title := ln.l.A + " ↔ " + ln.l.B + " (" + ln.l.Kind + ")"
+		var pts []float64
+		switch {
+		case ln.inner && !a.lower:
+			// Within a node: out of the pill's side into the channel, along
+			// it, into the other end's side.
+			if b.right && !a.right {
+				a, b = b, a
+			}
+			cx := channelX(a)
+			ax, bx := a.b.x, b.b.x
+			if a.right {
+				ax, bx = a.b.x+a.b.w, b.b.x+b.b.w
+			}
+			ay, by := a.b.y+a.b.h/2, b.b.y+b.b.h/2
+			pts = []float64{ax, ay, cx, ay, cx, by, bx, by}
+		case ln.inner:
+			// Within a namespace of the lower row: below its pills.
+			y := a.container.y + a.container.h - 8
+			ax, bx := a.b.x+a.b.w/2+spread(a), b.b.x+b.b.w/2+spread(b)
+			pts = []float64{ax, a.b.y + a.b.h, ax, y, bx, y, bx, b.b.y + b.b.h}
+		default:
+			ly := top + maxH + 14 + float64(laneNext)*lane
+			if len(nodes) == 0 {
+				ly = top + 6 + float64(laneNext)*lane
+			}
+			laneNext++
+			// Each end reaches the lane on its own: an end of the lower
+			// row straight up, a container from its bottom edge, a pill or
+			// pod of a node through the node's channel.
+			toLane := func(e topoEnd) []float64 {
+				switch {
+				case e.lower:
+					x := e.b.x + e.b.w/2 + spread(e)
+					return []float64{x, e.b.y, x, ly}
+				case e.self:
+					x := e.b.x + e.b.w/2 + spread(e)
+					return []float64{x, e.b.y + e.b.h, x, ly}
+				}
+				cx := channelX(e)
+				ex := e.b.x
+				if e.right {
+					ex = e.b.x + e.b.w
+				}
+				y := e.b.y + e.b.h/2
+				return []float64{ex, y, cx, y, cx, ly}
+			}
+			pts = toLane(a)
+			back := toLane(b)
+			for i := len(back) - 2; i >= 0; i -= 2 {
+				pts = append(pts, back[i], back[i+1])
+			}
+		}
+		d.Paths = append(d.Paths, svgPath{Points: pts, Class: "link link-" + safeClass(ln.l.Kind), Title: title})
 	}
 	d.W, d.H = width, height
 	return d

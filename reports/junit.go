@@ -9,14 +9,16 @@ import (
 	"time"
 )
 
-// JUnitTestSuites is the root element of junit.xml.
+// JUnitTestSuites is the root element of junit.xml. It has no skipped
+// count: the common JUnit schemas (Jenkins' junit-10.xsd, which GitLab and
+// the GitHub reporters follow) allow it on testsuite only; each suite
+// carries its own.
 type JUnitTestSuites struct {
 	XMLName  xml.Name         `xml:"testsuites"`
 	Name     string           `xml:"name,attr"`
 	Tests    int              `xml:"tests,attr"`
 	Failures int              `xml:"failures,attr"`
 	Errors   int              `xml:"errors,attr"`
-	Skipped  int              `xml:"skipped,attr"`
 	Time     string           `xml:"time,attr"`
 	Suites   []JUnitTestSuite `xml:"testsuite"`
 }
@@ -129,7 +131,7 @@ func JUnit(run *Run) JUnitTestSuites {
 	}
 	return JUnitTestSuites{
 		Name: run.Scenario, Tests: suite.Tests, Failures: suite.Failures, Errors: suite.Errors,
-		Skipped: suite.Skipped, Time: suite.Time, Suites: []JUnitTestSuite{suite},
+		Time: suite.Time, Suites: []JUnitTestSuite{suite},
 	}
 }
 
@@ -264,7 +266,7 @@ func junitByTest(run *Run) JUnitTestSuites {
 	}
 	return JUnitTestSuites{
 		Name: run.Scenario, Tests: suite.Tests, Failures: suite.Failures, Errors: suite.Errors,
-		Skipped: suite.Skipped, Time: suite.Time, Suites: []JUnitTestSuite{suite},
+		Time: suite.Time, Suites: []JUnitTestSuite{suite},
 	}
 }
 

@@ -3,6 +3,7 @@ package reports
 import (
 	"bytes"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,7 +70,10 @@ func renderSampleHTML(t *testing.T) string {
 	run := sampleRun(t)
 	run.MetricsText = "hubble_drop_total{protocol=\"TCP\",reason=\"POLICY_DENIED\"} 2\n"
 	var buf bytes.Buffer
-	if err := writeHTMLAt(&buf, run, time.Date(2026, 9, 3, 1, 0, 0, 0, time.UTC)); err != nil {
+	// Frames of the merged capture: two during step 2 (frames 2 and 3),
+	// one before any step.
+	frames := []time.Time{t0.Add(-time.Hour), t0.Add(time.Millisecond), t0.Add(20 * time.Millisecond)}
+	if err := writeHTMLAt(&buf, run, time.Date(2026, 9, 3, 1, 0, 0, 0, time.UTC), "capture.pcapng", frames); err != nil {
 		t.Fatal(err)
 	}
 	return buf.String()
@@ -98,7 +102,7 @@ func TestHTMLReport(t *testing.T) {
 			t.Errorf("HTML lacks %s", want)
 		}
 	}
-	if n := strings.Count(html, `<tr class="drop" data-verdict="DROPPED">`); n != 3 {
+	if n := strings.Count(html, `<tr class="drop" data-verdict="DROPPED" data-step=`); n != 3 {
 		t.Errorf("%d dropped flow rows, want 3", n)
 	}
 	// Self-contained: no external resources.
@@ -172,5 +176,35 @@ func TestWriteAndLoadRun(t *testing.T) {
 	os.WriteFile(filepath.Join(bad, FlowsFile), []byte("{not json\n"), 0o644)
 	if _, err := LoadRun(bad); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("bad flows.jsonl: %v", err)
+	}
+}
+
+// Each step links the flows that happened during it (the flow table
+// filters to them with ?step=N) and the frames of the merged capture
+// taken during it.
+func TestHTMLStepLinks(t *testing.T) {
+	page := renderSampleHTML(t)
+	run := sampleRun(t)
+	want := 0
+	for _, f := range run.Flows {
+		if stepAt(run.Steps, f.Time) == 2 {
+			want++
+		}
+	}
+	if want == 0 {
+		t.Fatal("sample has no flow in step 2")
+	}
+	for _, s := range []string{
+		fmt.Sprintf(`<a class="step-flows" href="?step=2#flows-section">%d flows</a>`, want),
+		`<a class="step-frames" href="capture.pcapng" title="in Wireshark: frame.number &gt;= 2 &amp;&amp; frame.number &lt;= 3">2 frames (2–3)</a>`,
+		`<option value="2">step 2: `,
+		`data-step="2"`,
+	} {
+		if !strings.Contains(page, s) {
+			t.Errorf("page lacks %s", s)
+		}
+	}
+	if strings.Contains(page, `href="?step=1#flows-section"`) {
+		t.Error("step 1 (no flows during it) links flows")
 	}
 }

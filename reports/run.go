@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/podlab/podlab/datapath/flow"
+	"github.com/podlab/podlab/pcap"
 	"github.com/podlab/podlab/scenarios/result"
 )
 
@@ -103,21 +106,33 @@ func WriteRun(dir string, run *Run) error {
 		return err
 	}
 
-	buf.Reset()
-	if err := WriteHTML(&buf, run); err != nil {
+	return WriteHTMLFile(dir, run)
+}
+
+// WriteHTMLFile regenerates only index.html of a run folder. When the
+// folder holds the merged capture (capture.pcapng), each step links the
+// frames taken during it.
+func WriteHTMLFile(dir string, run *Run) error {
+	var frames []time.Time
+	file := ""
+	if f, err := pcap.ReadFile(filepath.Join(dir, MergedCaptureFile)); err == nil {
+		file = MergedCaptureFile
+		for _, p := range f.Packets {
+			frames = append(frames, p.Time)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("index.html: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := writeHTMLAt(&buf, run, time.Now(), file, frames); err != nil {
 		return err
 	}
 	return writeFile(dir, HTMLFile, buf.Bytes())
 }
 
-// WriteHTMLFile regenerates only index.html of a run folder.
-func WriteHTMLFile(dir string, run *Run) error {
-	var buf bytes.Buffer
-	if err := WriteHTML(&buf, run); err != nil {
-		return err
-	}
-	return writeFile(dir, HTMLFile, buf.Bytes())
-}
+// MergedCaptureFile is the run folder's capture of every device, in time
+// order.
+const MergedCaptureFile = "capture.pcapng"
 
 // writeFile replaces dir/name atomically.
 func writeFile(dir, name string, data []byte) error {

@@ -100,5 +100,35 @@ func TestCompilePolicyKeys(t *testing.T) {
 	}
 }
 
+// Tail calls no entry program can reach are not loaded: bpf_lxc's
+// ct-ingress-policy-only copy (cil_lxc_policy inlines it) and the ICMPv6
+// helpers of an IPv4-only build; the reachable chain stays.
+func TestPruneTailCalls(t *testing.T) {
+	o := objectsForTest(t)
+	spec := o.lxc.Copy()
+	if err := resolveTailCalls(spec); err != nil {
+		t.Fatal(err)
+	}
+	dropped := pruneTailCalls(spec)
+	if len(dropped) == 0 {
+		t.Fatal("nothing pruned")
+	}
+	for _, name := range dropped {
+		if spec.Programs[name] != nil {
+			t.Errorf("%s dropped but still in the spec", name)
+		}
+	}
+	for _, name := range []string{"tail_handle_ipv4", "tail_ipv4_ct_egress", "tail_handle_ipv4_cont", "tail_ipv4_ct_ingress",
+		"tail_ipv4_to_endpoint", "tail_ipv4_policy", "tail_handle_arp", "tail_drop_notify", "cil_lxc_policy", "cil_from_container"} {
+		if spec.Programs[name] == nil {
+			t.Errorf("reachable program %s pruned", name)
+		}
+	}
+	if len(spec.Maps[mapCalls].Contents)+len(dropped) != len(o.lxc.Programs)-4 {
+		t.Errorf("calls slots %d + dropped %d, want every tail call of %d programs (4 entries)", len(spec.Maps[mapCalls].Contents), len(dropped), len(o.lxc.Programs))
+	}
+	t.Logf("pruned %v", dropped)
+}
+
 // testFlavour is the node the unit tests and benchmarks compile for.
 var testFlavour = Flavour{EncapIfindex: 5, NodeIP: netip.MustParseAddr("172.18.0.3"), RouterIP: netip.MustParseAddr("10.244.1.1")}

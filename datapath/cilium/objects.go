@@ -229,6 +229,7 @@ func prepare(r loadRequest) (*ebpf.CollectionSpec, []string, error) {
 	if err := resolveTailCalls(spec); err != nil {
 		return nil, nil, err
 	}
+	pruneTailCalls(spec)
 	if err := sizeAuxData(spec); err != nil {
 		return nil, nil, err
 	}

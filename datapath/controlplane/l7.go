@@ -57,8 +57,9 @@ func (cp *ControlPlane) newHTTPProxy(node string, np *nodeProxy) *httpproxy.Prox
 			ep, ok := (*np.local.Load())[a]
 			return ep, ok
 		},
-		Report: func(r httpproxy.Record) { cp.reportL7(node, r) },
-		Log:    cp.log.With("node", node, "proxy", "http"),
+		Report:       func(r httpproxy.Record) { cp.reportL7(node, r) },
+		Log:          cp.log.With("node", node, "proxy", "http"),
+		LoadBalancer: cp.loadBalancer,
 	})
 }
 
