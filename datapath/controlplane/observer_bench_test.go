@@ -3,7 +3,6 @@ package controlplane
 import (
 	"context"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/podlab/podlab/datapath/flow"
 	"github.com/podlab/podlab/datapath/flow/observer"
-	"github.com/podlab/podlab/internal/e2e"
-	"github.com/podlab/podlab/topo"
 )
 
 // BenchmarkGetFlowsAtEventRate streams the flows of the real datapath to
@@ -29,56 +26,9 @@ import (
 //
 //	sudo go test ./datapath/controlplane -run '^$' -bench GetFlowsAtEventRate -benchtime 1x -count 3
 func BenchmarkGetFlowsAtEventRate(b *testing.B) {
-	e2e.Require(b, e2e.Root, e2e.BPFFS)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cp := New("tbgf", Options{})
-	c, err := topo.NewCluster(topo.ClusterConfig{Lab: "tbgf", Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cp.Close(); _ = c.Down() })
-	if err := c.Up(ctx, nil); err != nil {
-		b.Fatal(err)
-	}
-	src, err := c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: "src", Node: "kind-worker", Labels: map[string]string{"app": "src"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	dst, err := c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: "dst", Node: "kind-worker2", Labels: map[string]string{"app": "dst"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := c.WaitLinksUp(ctx, []*topo.Pod{src, dst}, 5*time.Second); err != nil {
-		b.Fatal(err)
-	}
-	var rx *net.UDPConn
-	if err := topo.Do(dst.NS, func() error {
-		var err error
-		rx, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 9000})
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
-	defer rx.Close()
-	_ = rx.SetReadBuffer(8 << 20)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, err := rx.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	var tx *net.UDPConn
-	if err := topo.Do(src.NS, func() error {
-		var err error
-		tx, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst.IP, 9000)))
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
-	defer tx.Close()
+	cp, tx := udpAcrossNodes(b, "tbgf")
 
 	for _, rate := range []int{10_000, 20_000, 0} {
 		name := "max"
