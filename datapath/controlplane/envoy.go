@@ -3,9 +3,9 @@ package controlplane
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
-	"sort"
 
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/datapath/proxy"
@@ -106,13 +106,8 @@ func (cp *ControlPlane) closeStaleListenersLocked(old *envoyconfig.Config) error
 // redirects with the proxy port of its listener on nd, opening the
 // listener first.
 func (cp *ControlPlane) l7FrontendsLocked(nd *node, want feSet) error {
-	keys := make([]string, 0, len(cp.lb.envoy))
-	for k := range cp.lb.envoy {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var errs []error
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(cp.lb.envoy)) {
 		c := cp.lb.envoy[k]
 		for _, ref := range c.Services {
 			l := c.ListenerOf(ref)
@@ -121,10 +116,7 @@ func (cp *ControlPlane) l7FrontendsLocked(nd *node, want feSet) error {
 				continue
 			}
 			pl := lbListener(c, l)
-			nd.proxy.mu.Lock()
-			err := nd.proxy.http.Ensure(pl)
-			nd.proxy.mu.Unlock()
-			if err != nil {
+			if err := nd.proxy.ensureHTTP(pl); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -193,10 +185,5 @@ func (cp *ControlPlane) clusterEndpoints(cl *envoyconfig.Cluster, frontendPort u
 func (cp *ControlPlane) EnvoyConfigs() []string {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	out := make([]string, 0, len(cp.lb.envoy))
-	for k := range cp.lb.envoy {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(cp.lb.envoy))
 }
