@@ -132,6 +132,9 @@ func (b *ciliumBackend) UpsertService(s datapath.Service) error {
 	if !ok {
 		return fmt.Errorf("service %v: frontend type %s not supported yet on --datapath cilium", s.Frontend, s.Type)
 	}
+	if s.L7ProxyPort != 0 {
+		return fmt.Errorf("service %v: L7 load-balancing (CiliumEnvoyConfig) not supported yet on --datapath cilium", s.Frontend)
+	}
 	fe := cilium.Frontend{Addr: s.Frontend, Proto: s.Proto, Kind: kind, Backends: s.Backends}
 	if s.Local {
 		fe.Local, fe.LocalBackends, fe.Backends = true, s.Backends, s.ClusterBackends

@@ -13,6 +13,7 @@ import (
 
 	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/policy"
+	"github.com/podlab/podlab/datapath/proxy/envoyconfig"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -72,6 +73,8 @@ type lbState struct {
 	applied  map[string]feSet     // by node name
 	ids      map[string]int       // frontend -> service ID (cilium service list)
 	nextID   int
+	// envoy holds the CiliumEnvoyConfigs by key (envoy.go).
+	envoy map[string]*envoyconfig.Config
 }
 
 // feKey identifies a frontend in one node's maps.
@@ -88,6 +91,7 @@ func (l *lbState) init() {
 		l.hostPods = map[string]*topo.Pod{}
 		l.applied = map[string]feSet{}
 		l.ids = map[string]int{}
+		l.envoy = map[string]*envoyconfig.Config{}
 	}
 }
 
@@ -282,6 +286,9 @@ func (cp *ControlPlane) syncServicesLocked() error {
 	for _, name := range cp.order {
 		nd := cp.nodes[name]
 		want := cp.desiredFrontendsLocked(nd.n)
+		if err := cp.l7FrontendsLocked(nd, want); err != nil {
+			errs = append(errs, err)
+		}
 		have := cp.lb.applied[name]
 		if have == nil {
 			// A node seen for the first time may hold frontends of an
@@ -324,7 +331,7 @@ func (cp *ControlPlane) syncServicesLocked() error {
 
 func sameService(a, b datapath.Service) bool {
 	return a.Frontend == b.Frontend && a.Proto == b.Proto && a.Type == b.Type && a.Local == b.Local &&
-		slices.Equal(a.Backends, b.Backends) && slices.Equal(a.ClusterBackends, b.ClusterBackends)
+		a.L7ProxyPort == b.L7ProxyPort && slices.Equal(a.Backends, b.Backends) && slices.Equal(a.ClusterBackends, b.ClusterBackends)
 }
 
 // Services lists the services the control plane programs, by namespace
