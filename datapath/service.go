@@ -29,6 +29,10 @@ type Service struct {
 	// externalTrafficPolicy: Local (the caller passes only the node's own
 	// backends).
 	Local bool
+	// ClusterBackends are, with Local, all the service's backends: Cilium
+	// serves in-cluster traffic to such a frontend from them (its internal
+	// scope). podlab's datapath serves Backends to everyone.
+	ClusterBackends []netip.AddrPort
 	// L7ProxyPort makes the frontend an L7 load balancer (a Service a
 	// CiliumEnvoyConfig redirects): pods' TCP connections to it go to the
 	// node proxy's listener on this port, untranslated and before policy;

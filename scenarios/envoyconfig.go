@@ -1,11 +1,8 @@
 package scenarios
 
 import (
-	"errors"
-
 	"gopkg.in/yaml.v3"
 
-	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/datapath/proxy/envoyconfig"
 )
 
@@ -50,12 +47,7 @@ func (d *decoder) decodeEnvoyConfig(doc *mapping, kind string) *EnvoyConfig {
 	}
 	decoded, err := envoyconfig.DecodeSpec(d.file, ns, e.Meta.Name, doc.get("spec"))
 	if err != nil {
-		var pe *policy.Error
-		if errors.As(err, &pe) {
-			d.ds.add(Diagnostic{File: d.file, Line: pe.Line, Path: d.fullPath(pe.Path), Msg: pe.Msg})
-		} else {
-			d.errorf(doc.node, "spec", "%v", err)
-		}
+		d.located(err, doc.node, "spec")
 		return e
 	}
 	e.Decoded = decoded

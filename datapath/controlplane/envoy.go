@@ -3,9 +3,9 @@ package controlplane
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
-	"sort"
 
 	"github.com/podlab/podlab/datapath/policy"
 	"github.com/podlab/podlab/datapath/proxy"
@@ -15,10 +15,10 @@ import (
 
 // SetEnvoyConfig applies a CiliumEnvoyConfig or
 // CiliumClusterwideEnvoyConfig (replacing one with the same key): each
-// node's HTTP proxy opens a listener per Envoy listener, and the ClusterIP
-// frontends of spec.services (TCP, the ports listed, all when none) become
-// L7 load-balanced: pods' connections to them go to the listener before
-// policy, and the proxy routes, rewrites, picks the backend and enforces
+// node's HTTP proxy opens a listener per Envoy listener, and the frontends
+// of spec.services (ClusterIP, the node's NodePort, external IPs; TCP, the
+// ports listed, all when none) become L7 load-balanced: pods' connections
+// to them go to the listener before policy, and the proxy routes, rewrites, picks the backend and enforces
 // the policies (package proxy/httpproxy).
 func (cp *ControlPlane) SetEnvoyConfig(c *envoyconfig.Config) error {
 	cp.mu.Lock()
@@ -106,13 +106,8 @@ func (cp *ControlPlane) closeStaleListenersLocked(old *envoyconfig.Config) error
 // redirects with the proxy port of its listener on nd, opening the
 // listener first.
 func (cp *ControlPlane) l7FrontendsLocked(nd *node, want feSet) error {
-	keys := make([]string, 0, len(cp.lb.envoy))
-	for k := range cp.lb.envoy {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var errs []error
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(cp.lb.envoy)) {
 		c := cp.lb.envoy[k]
 		for _, ref := range c.Services {
 			l := c.ListenerOf(ref)
@@ -121,10 +116,7 @@ func (cp *ControlPlane) l7FrontendsLocked(nd *node, want feSet) error {
 				continue
 			}
 			pl := lbListener(c, l)
-			nd.proxy.mu.Lock()
-			err := nd.proxy.http.Ensure(pl)
-			nd.proxy.mu.Unlock()
-			if err != nil {
+			if err := nd.proxy.ensureHTTP(pl); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -133,10 +125,23 @@ func (cp *ControlPlane) l7FrontendsLocked(nd *node, want feSet) error {
 				if sp.Proto != policy.ProtoTCP || len(ref.Ports) > 0 && !slices.Contains(ref.Ports, sp.Port) {
 					continue
 				}
-				fk := feKey{netip.AddrPortFrom(svc.ClusterIP, sp.Port), sp.Proto}
-				if s, ok := want[fk]; ok {
-					s.L7ProxyPort = port
-					want[fk] = s
+				// Every frontend of the port on this node: pods reaching
+				// the NodePort or an external IP are redirected too
+				// (traffic entering from the network is not, see
+				// docs/l7.md).
+				fes := []netip.AddrPort{netip.AddrPortFrom(svc.ClusterIP, sp.Port)}
+				if sp.NodePort != 0 {
+					fes = append(fes, netip.AddrPortFrom(nd.n.IP, sp.NodePort))
+				}
+				for _, ea := range svc.externalFrontends() {
+					fes = append(fes, netip.AddrPortFrom(ea.addr, sp.Port))
+				}
+				for _, fe := range fes {
+					fk := feKey{fe, sp.Proto}
+					if s, ok := want[fk]; ok {
+						s.L7ProxyPort = port
+						want[fk] = s
+					}
 				}
 			}
 		}
@@ -193,10 +198,5 @@ func (cp *ControlPlane) clusterEndpoints(cl *envoyconfig.Cluster, frontendPort u
 func (cp *ControlPlane) EnvoyConfigs() []string {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	out := make([]string, 0, len(cp.lb.envoy))
-	for k := range cp.lb.envoy {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(cp.lb.envoy))
 }

@@ -223,7 +223,7 @@ func (cp *ControlPlane) desiredFrontendsLocked(n *topo.Node) feSet {
 					bs = backendAddrs(p.Backends, n.Name)
 				}
 				fe := netip.AddrPortFrom(n.IP, p.NodePort)
-				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: datapath.ServiceNodePort, Local: s.ExternalTrafficPolicyLocal}
+				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: datapath.ServiceNodePort, Local: s.ExternalTrafficPolicyLocal, ClusterBackends: clusterBackends(s, all)}
 			}
 			for _, ea := range s.externalFrontends() {
 				bs := all
@@ -231,7 +231,7 @@ func (cp *ControlPlane) desiredFrontendsLocked(n *topo.Node) feSet {
 					bs = backendAddrs(p.Backends, n.Name)
 				}
 				fe := netip.AddrPortFrom(ea.addr, p.Port)
-				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: ea.typ, Local: s.ExternalTrafficPolicyLocal}
+				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: ea.typ, Local: s.ExternalTrafficPolicyLocal, ClusterBackends: clusterBackends(s, all)}
 			}
 		}
 	}
@@ -253,6 +253,15 @@ func (cp *ControlPlane) desiredFrontendsLocked(n *topo.Node) feSet {
 		}
 	}
 	return want
+}
+
+// clusterBackends returns all of a Local service's backends (nil for a
+// Cluster one).
+func clusterBackends(s Service, all []netip.AddrPort) []netip.AddrPort {
+	if !s.ExternalTrafficPolicyLocal {
+		return nil
+	}
+	return all
 }
 
 // backendAddrs returns the backends (those on node when node is set),
@@ -322,7 +331,7 @@ func (cp *ControlPlane) syncServicesLocked() error {
 
 func sameService(a, b datapath.Service) bool {
 	return a.Frontend == b.Frontend && a.Proto == b.Proto && a.Type == b.Type && a.Local == b.Local &&
-		a.L7ProxyPort == b.L7ProxyPort && slices.Equal(a.Backends, b.Backends)
+		a.L7ProxyPort == b.L7ProxyPort && slices.Equal(a.Backends, b.Backends) && slices.Equal(a.ClusterBackends, b.ClusterBackends)
 }
 
 // Services lists the services the control plane programs, by namespace
@@ -372,10 +381,17 @@ func (cp *ControlPlane) rowLocked(fe netip.AddrPort, proto uint8, typ string, ba
 // address and on 0.0.0.0, and every pod's hostPort (node address and
 // 0.0.0.0). Rows are sorted by ID; IDs stay stable for the control plane's
 // life.
-func (cp *ControlPlane) ServiceTable() []ServiceRow {
+//
+// On --datapath cilium the rows are read from every node's Cilium LB maps
+// (cilium_lb4_services_v2 and _backends_v3), as `cilium service list`
+// reads its node's: see ciliumServiceTableLocked.
+func (cp *ControlPlane) ServiceTable() ([]ServiceRow, error) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.lb.init()
+	if cp.opts.Datapath == "cilium" {
+		return cp.ciliumServiceTableLocked()
+	}
 	keys := make([]string, 0, len(cp.lb.services))
 	for k := range cp.lb.services {
 		keys = append(keys, k)
@@ -431,7 +447,7 @@ func (cp *ControlPlane) ServiceTable() []ServiceRow {
 		}
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
-	return rows
+	return rows, nil
 }
 
 // WriteServiceTable renders rows as `cilium service list` prints them:

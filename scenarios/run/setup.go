@@ -20,10 +20,7 @@ import (
 
 // setup builds the lab and creates the scenario's initial objects.
 func (r *Runner) setup(ctx context.Context, datapath string) error {
-	if svc := externalService(r.s); svc != nil && datapath != "bpf" {
-		if datapath == "cilium" {
-			return fmt.Errorf("%s: Service %s/%s: not supported yet on --datapath cilium: LoadBalancer IPs and externalIPs (L2 announcements); use --datapath bpf", svc.Source, svc.Meta.Namespace, svc.Meta.Name)
-		}
+	if svc := externalService(r.s); svc != nil && datapath != "bpf" && datapath != "cilium" {
 		return fmt.Errorf("%s: Service %s/%s: LoadBalancer IPs and externalIPs need a datapath that serves them; --datapath %s has none (use --datapath bpf)", svc.Source, svc.Meta.Namespace, svc.Meta.Name, datapath)
 	}
 	if r.s.Topology != nil {
