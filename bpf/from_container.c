@@ -24,7 +24,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	struct flow f;
 	struct lb_nat nat;
 	enum ct_status st;
-	__be16 proxy_port = 0, pp;
+	__be16 proxy_port = 0, pp, l7lb;
 	__u32 dst_id;
 	__u8 evf;
 	int ret;
@@ -45,8 +45,18 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	if (!src || src->ifindex != skb->ifindex)
 		return drop_packet(skb, DROP_INVALID_SIP, DIR_EGRESS, 0, 0, 0, &f);
 
-	/* Services are translated first: policy judges the backend. */
-	ret = lb_translate(skb, cfg, &f, &nat);
+	/* Services are translated first: policy judges the backend. An L7
+	 * load-balanced frontend is left alone: its connections go to the
+	 * proxy, which picks the backend. */
+	l7lb = lb_l7_proxy_port(cfg, &f);
+	if (l7lb) {
+		nat.addr = 0;
+		nat.port = 0;
+		nat.flags = 0;
+		ret = 0;
+	} else {
+		ret = lb_translate(skb, cfg, &f, &nat);
+	}
 	if (ret == DROP_NO_SERVICE)
 		return lb_no_backend(skb, DIR_EGRESS, src->identity, src->ep_id, &f, skb->ifindex, 0);
 	if (ret)
@@ -73,6 +83,23 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 			return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id, src->ep_id, &f);
 		if (ct && (ct->nat_flags & CT_NAT_F_LOOPBACK)) /* hairpin reply: back to the pod */
 			dst = endpoint_lookup(f.daddr);
+	} else if (l7lb) {
+		/* To the L7 load balancer before policy, as Cilium does (the
+		 * proxy enforces it). */
+		proxy_port = l7lb;
+		if (st == CT_NEW) {
+			ret = ct_create(&key, first, &f, src->identity, dst_id, 0, 0,
+					CT_F_PROXY_REDIRECT, proxy_port);
+			if (ret)
+				return drop_packet(skb, ret, DIR_EGRESS, src->identity, dst_id,
+						   src->ep_id, &f);
+		}
+		ret = proxy_redirect(skb, &f, proxy_port);
+		if (ret < 0)
+			return drop_packet(skb, -ret, DIR_EGRESS, src->identity, dst_id, src->ep_id, &f);
+		trace_forward(skb, cfg, OBS_FROM_ENDPOINT, OBS_TO_PROXY, DIR_EGRESS, evf, src->identity,
+			      dst_id, src->ep_id, &f, 0);
+		return ret;
 	} else {
 		ret = policy_enforce(skb, src, POL_EGRESS, dst_id, &f, st == CT_NEW, &proxy_port);
 		if (ret)

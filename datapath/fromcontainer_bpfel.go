@@ -127,10 +127,11 @@ type fromContainerLbBackendKey struct {
 }
 
 type fromContainerLbService struct {
-	_     structs.HostLayout
-	Count uint16
-	Flags uint16
-	Pad2  uint32
+	_         structs.HostLayout
+	Count     uint16
+	Flags     uint16
+	ProxyPort uint16
+	Pad2      uint16
 }
 
 type fromContainerLbServiceKey struct {

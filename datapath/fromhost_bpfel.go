@@ -94,10 +94,11 @@ type fromHostLbBackendKey struct {
 }
 
 type fromHostLbService struct {
-	_     structs.HostLayout
-	Count uint16
-	Flags uint16
-	Pad2  uint32
+	_         structs.HostLayout
+	Count     uint16
+	Flags     uint16
+	ProxyPort uint16
+	Pad2      uint16
 }
 
 type fromHostLbServiceKey struct {

@@ -188,6 +188,7 @@ func (d *Datapath) Services() ([]Service, error) {
 		s := Service{
 			Frontend: netip.AddrPortFrom(addrFromBE(k.Addr), be16(k.Port)),
 			Proto:    k.Proto, Type: serviceTypeOf(v.Flags), Local: v.Flags&lbFlagLocal != 0,
+			L7ProxyPort: be16(v.ProxyPort),
 		}
 		for slot := uint32(1); slot <= uint32(v.Count); slot++ {
 			bk := lbBackendKey{Addr: k.Addr, Port: k.Port, Proto: k.Proto, Slot: slot}

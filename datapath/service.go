@@ -29,6 +29,15 @@ type Service struct {
 	// externalTrafficPolicy: Local (the caller passes only the node's own
 	// backends).
 	Local bool
+	// ClusterBackends are, with Local, all the service's backends: Cilium
+	// serves in-cluster traffic to such a frontend from them (its internal
+	// scope). podlab's datapath serves Backends to everyone.
+	ClusterBackends []netip.AddrPort
+	// L7ProxyPort makes the frontend an L7 load balancer (a Service a
+	// CiliumEnvoyConfig redirects): pods' TCP connections to it go to the
+	// node proxy's listener on this port, untranslated and before policy;
+	// the proxy picks the backend. 0: load-balanced by the datapath.
+	L7ProxyPort uint16
 }
 
 func (s *Service) validate() error {
@@ -83,7 +92,7 @@ func (d *Datapath) UpsertService(s Service) error {
 			return fmt.Errorf("service %v: write backend %v: %w", s.Frontend, b, err)
 		}
 	}
-	sv := lbServiceValue{Count: uint16(len(s.Backends)), Flags: s.flags()}
+	sv := lbServiceValue{Count: uint16(len(s.Backends)), Flags: s.flags(), ProxyPort: be16(s.L7ProxyPort)}
 	if err := d.maps[mapServices].Put(&sk, &sv); err != nil {
 		return fmt.Errorf("service %v: %w", s.Frontend, err)
 	}

@@ -775,16 +775,22 @@ func (d *decoder) decodePolicy(doc *mapping, apiVersion, kind string) *Policy {
 	}
 	decoded, err := policy.Decode(d.file, doc.node)
 	if err != nil {
-		var pe *policy.Error
-		if errors.As(err, &pe) {
-			d.ds.add(Diagnostic{File: d.file, Line: pe.Line, Path: d.fullPath(pe.Path), Msg: pe.Msg})
-		} else {
-			d.errorf(doc.node, "", "%v", err)
-		}
+		d.located(err, doc.node, "")
 		return p
 	}
 	p.Decoded = decoded
 	return p
+}
+
+// located records an error of a decoder below this package: a
+// *policy.Error keeps its line and field, anything else is reported at n.
+func (d *decoder) located(err error, n *yaml.Node, path string) {
+	var pe *policy.Error
+	if errors.As(err, &pe) {
+		d.ds.add(Diagnostic{File: d.file, Line: pe.Line, Path: d.fullPath(pe.Path), Msg: pe.Msg})
+		return
+	}
+	d.errorf(n, path, "%v", err)
 }
 
 var kindNodeFields = fields{

@@ -313,6 +313,8 @@ var kindAliases = map[string]string{
 	"networkpolicy": KindNetworkPolicy, "netpol": KindNetworkPolicy,
 	"ciliumnetworkpolicy": KindCiliumNetworkPolicy, "cnp": KindCiliumNetworkPolicy,
 	"ciliumclusterwidenetworkpolicy": KindCiliumClusterwideNetworkPolicy, "ccnp": KindCiliumClusterwideNetworkPolicy,
+	"ciliumenvoyconfig": KindCiliumEnvoyConfig, "cec": KindCiliumEnvoyConfig,
+	"ciliumclusterwideenvoyconfig": KindCiliumClusterwideEnvoyConfig, "ccec": KindCiliumClusterwideEnvoyConfig,
 }
 
 // parseObjectRef reads "Kind/name" or "Kind/namespace/name".
@@ -326,7 +328,7 @@ func parseObjectRef(s string) (ObjectRef, error) {
 		return ObjectRef{}, fmt.Errorf("unknown kind %q in %q", parts[0], s)
 	}
 	ref := ObjectRef{Kind: kind, Name: parts[len(parts)-1]}
-	namespaced := kind != KindNamespace && kind != KindCiliumClusterwideNetworkPolicy
+	namespaced := kind != KindNamespace && kind != KindCiliumClusterwideNetworkPolicy && kind != KindCiliumClusterwideEnvoyConfig
 	switch {
 	case len(parts) == 3 && !namespaced:
 		return ObjectRef{}, fmt.Errorf("%s is cluster-scoped: write %s/name", kind, parts[0])

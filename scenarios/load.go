@@ -246,6 +246,8 @@ func (d *decoder) decodeDocument(doc *yaml.Node, s *Scenario) (any, string) {
 		return d.decodeL2Policy(m), kind
 	case KindCiliumCIDRGroup:
 		return d.decodeCIDRGroup(m, apiVersion), kind
+	case KindCiliumEnvoyConfig, KindCiliumClusterwideEnvoyConfig:
+		return d.decodeEnvoyConfig(m, kind), kind
 	default:
 		return d.decodePolicy(m, apiVersion, kind), kind
 	}
@@ -291,6 +293,8 @@ func (s *Scenario) addObject(d *decoder, doc *yaml.Node, o Object) {
 		s.L2Policies = append(s.L2Policies, v)
 	case *CIDRGroup:
 		s.CIDRGroups = append(s.CIDRGroups, v)
+	case *EnvoyConfig:
+		s.EnvoyConfigs = append(s.EnvoyConfigs, v)
 	}
 }
 

@@ -44,6 +44,8 @@ var apiVersions = map[string]string{
 	KindCiliumLoadBalancerIPPool:       "cilium.io/v2",
 	KindCiliumL2AnnouncementPolicy:     "cilium.io/v2alpha1",
 	KindCiliumCIDRGroup:                "cilium.io/v2",
+	KindCiliumEnvoyConfig:              "cilium.io/v2",
+	KindCiliumClusterwideEnvoyConfig:   "cilium.io/v2",
 }
 
 // otherAPIVersions are further apiVersions a kind may carry.

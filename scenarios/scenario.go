@@ -76,7 +76,10 @@ type Scenario struct {
 	LBIPPools []*LBIPPool
 	// CIDRGroups are the scenario's CiliumCIDRGroups.
 	CIDRGroups []*CIDRGroup
-	L2Policies []*L2AnnouncementPolicy
+	// EnvoyConfigs are its CiliumEnvoyConfigs and
+	// CiliumClusterwideEnvoyConfigs.
+	EnvoyConfigs []*EnvoyConfig
+	L2Policies   []*L2AnnouncementPolicy
 	// Captures run for the whole scenario.
 	Captures []Device
 	Steps    []Step

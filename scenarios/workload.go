@@ -24,6 +24,8 @@ const (
 	WorkloadDNS = string(workload.KindDNS)
 	// WorkloadDeathstar is the cilium/starwars deathstar API.
 	WorkloadDeathstar = string(workload.KindDeathstar)
+	// WorkloadHelloworld is Istio's helloworld sample (port 5000).
+	WorkloadHelloworld = string(workload.KindHelloworld)
 )
 
 // WorkloadAnnotation on a pod (or a Deployment's pod template) chooses the
@@ -32,7 +34,7 @@ const WorkloadAnnotation = "podlab.io/workload"
 
 // BuiltinWorkloads lists the built-in workload names.
 func BuiltinWorkloads() []string {
-	return []string{WorkloadHTTPEcho, WorkloadClient, WorkloadTCPEcho, WorkloadUDPEcho, WorkloadDNS, WorkloadDeathstar}
+	return []string{WorkloadHTTPEcho, WorkloadClient, WorkloadTCPEcho, WorkloadUDPEcho, WorkloadDNS, WorkloadDeathstar, WorkloadHelloworld}
 }
 
 // Workload is the built-in program a container runs and the ports it
@@ -48,6 +50,8 @@ func defaultWorkloadPorts(name string) []ContainerPort {
 	switch name {
 	case WorkloadHTTPEcho, WorkloadDeathstar:
 		return []ContainerPort{{Name: "http", ContainerPort: 80, Protocol: "TCP"}}
+	case WorkloadHelloworld:
+		return []ContainerPort{{Name: "http", ContainerPort: 5000, Protocol: "TCP"}}
 	case WorkloadTCPEcho:
 		return []ContainerPort{{Name: "echo", ContainerPort: 7, Protocol: "TCP"}}
 	case WorkloadUDPEcho:

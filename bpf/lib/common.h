@@ -262,7 +262,10 @@ struct lb_service_key {
 struct lb_service {
 	__u16 count;      /* backends in slots 1..count; 0: no backend */
 	__u16 flags;      /* LB_F_*, informational for the datapath */
-	__u32 pad2;
+	__be16 proxy_port; /* L7 load-balancer (CiliumEnvoyConfig): the proxy
+			    * listener that takes the frontend's connections,
+			    * network order; 0: load-balanced here */
+	__u16 pad2;
 };
 
 #define LB_F_CLUSTERIP (1 << 0)

@@ -67,45 +67,61 @@ static __always_inline int event_is_dns(const struct flow *f)
 	       (f->sport == bpf_htons(53) || f->dport == bpf_htons(53));
 }
 
-/* event_emit reserves a ring-buffer record, writes the event header and
- * copies the first bytes of the packet (EVENT_CAP_LEN, or
- * EVENT_LONG_CAP_LEN for DNS). */
-static __always_inline void event_emit(struct __sk_buff *skb, __u8 type, __u8 code,
-				       __u8 dir, __u8 flags, __u32 src_id, __u32 dst_id,
-				       __u16 ep_id, const struct flow *f, __u8 match,
-				       __u32 target)
+/* event_submit copies a filled header and the first bytes of the packet
+ * (EVENT_CAP_LEN, or EVENT_LONG_CAP_LEN when long is set) into a
+ * ring-buffer record. It is a global function: the verifier checks it once
+ * per object instead of at every drop, trace and verdict site of every
+ * path, which is most of what loading a program costs. */
+__attribute__((noinline)) int event_submit(struct __sk_buff *skb, const struct event_hdr *hdr,
+					   int long_cap)
 {
-	__u32 cap = skb->len;
+	__u32 cap;
 
-	if (event_is_dns(f)) {
+	if (!skb || !hdr)
+		return 0;
+	cap = skb->len;
+	if (long_cap) {
 		struct event_long *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 
 		if (!ev) {
 			event_lost();
-			return;
+			return 0;
 		}
-		event_fill(&ev->h, skb, type, code, dir, flags, src_id, dst_id, ep_id, f, match,
-			   target);
+		__builtin_memcpy(&ev->h, hdr, sizeof(ev->h));
 		if (cap > EVENT_LONG_CAP_LEN)
 			cap = EVENT_LONG_CAP_LEN;
 		if (cap > 0 && bpf_skb_load_bytes(skb, 0, ev->data, cap & 0x3ff) == 0)
 			ev->h.cap_len = cap;
 		bpf_ringbuf_submit(ev, event_wakeup());
-		return;
+		return 0;
 	}
 
 	struct event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 
 	if (!ev) {
 		event_lost();
-		return;
+		return 0;
 	}
-	event_fill(&ev->h, skb, type, code, dir, flags, src_id, dst_id, ep_id, f, match, target);
+	__builtin_memcpy(&ev->h, hdr, sizeof(ev->h));
 	if (cap > EVENT_CAP_LEN)
 		cap = EVENT_CAP_LEN;
 	if (cap > 0 && bpf_skb_load_bytes(skb, 0, ev->data, cap & 0xff) == 0)
 		ev->h.cap_len = cap;
 	bpf_ringbuf_submit(ev, event_wakeup());
+	return 0;
+}
+
+/* event_emit writes an event: the header from the arguments, then the
+ * first bytes of the packet (more for DNS, see event_submit). */
+static __always_inline void event_emit(struct __sk_buff *skb, __u8 type, __u8 code,
+				       __u8 dir, __u8 flags, __u32 src_id, __u32 dst_id,
+				       __u16 ep_id, const struct flow *f, __u8 match,
+				       __u32 target)
+{
+	struct event_hdr h;
+
+	event_fill(&h, skb, type, code, dir, flags, src_id, dst_id, ep_id, f, match, target);
+	event_submit(skb, &h, event_is_dns(f));
 }
 
 /* drop_packet is the single exit of every drop: it counts the drop by

@@ -132,6 +132,25 @@ static __always_inline int lb_translate(struct __sk_buff *skb, const struct node
 	return 0;
 }
 
+/* lb_l7_proxy_port returns the proxy port of an L7 load-balanced frontend
+ * (a Service a CiliumEnvoyConfig lists in spec.services), 0 for any other
+ * destination. Such a connection is not translated here: it goes to the
+ * node proxy's listener before any policy (the proxy picks the backend and
+ * enforces the policy), as Cilium's lb4_svc_is_l7_loadbalancer path does. */
+static __always_inline __be16 lb_l7_proxy_port(const struct node_config *cfg, const struct flow *f)
+{
+	struct lb_service_key sk = {};
+	struct lb_service *svc;
+
+	if (!(cfg->flags & CFG_HAS_SERVICES) || f->proto != IPPROTO_TCP)
+		return 0;
+	sk.addr = f->daddr;
+	sk.port = f->dport;
+	sk.proto = f->proto;
+	svc = bpf_map_lookup_elem(&lb_services, &sk);
+	return svc ? svc->proxy_port : 0;
+}
+
 /* lb_external_frontend reports whether the packet's destination is a
  * LoadBalancer or external IP frontend: those (and not ClusterIPs) are
  * served to traffic that enters the node from the network. */

@@ -265,12 +265,16 @@ func (n *Node) nodeConstants() map[string]any {
 		"enable_bpf_host_routing":        true,
 		"supports_fib_lookup_skip_neigh": true,
 		"supports_fib_lookup_src":        true,
-		"device_mtu":                     uint16(n.cfg.MTU),
-		"tunnel_port":                    uint16(VXLANPort),
-		"tunnel_protocol":                uint8(1), // TUNNEL_PROTOCOL_VXLAN
-		"trace_payload_len":              uint32(128),
-		"nodeport_port_min":              uint16(30000),
-		"nodeport_port_max":              uint16(32767),
+		// --enable-no-service-endpoints-routable (the agent's default):
+		// a frontend without backends is answered (ICMP unreachable,
+		// SERVICE_NO_BACKEND_RESPONSE) rather than passed to the stack.
+		"enable_no_service_endpoints_routable": true,
+		"device_mtu":                           uint16(n.cfg.MTU),
+		"tunnel_port":                          uint16(VXLANPort),
+		"tunnel_protocol":                      uint8(1), // TUNNEL_PROTOCOL_VXLAN
+		"trace_payload_len":                    uint32(128),
+		"nodeport_port_min":                    uint16(30000),
+		"nodeport_port_max":                    uint16(32767),
 		// Per-endpoint routes (see compileDefines): local delivery
 		// marks the source identity and hands the packet to the pod's
 		// lxc veth, whose cil_to_container enforces ingress policy.

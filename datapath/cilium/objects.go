@@ -76,6 +76,9 @@ func compileDefines(f Flavour) map[string]string {
 		"DSR_ENCAP_GENEVE": "3",
 		"ENCAP4_IFINDEX":   "0",
 		"ENCAP6_IFINDEX":   "0",
+		// --service-no-backend-response=reject (the agent's default): a
+		// service without backends answers ICMP unreachable.
+		"SERVICE_NO_BACKEND_RESPONSE": "1",
 	}
 	if f.NodeIP.Is4() {
 		d["IPV4_DIRECT_ROUTING"] = strconv.FormatUint(uint64(hostOrder(f.NodeIP)), 10)

@@ -120,11 +120,26 @@ func (b *ciliumBackend) SetPolicy(epID uint16, p policy.EndpointPolicy) error {
 	return b.n.SetPolicy(epID, p)
 }
 
+// ciliumKinds maps podlab's frontend types to Cilium's.
+var ciliumKinds = map[datapath.ServiceType]cilium.FrontendKind{
+	datapath.ServiceClusterIP: cilium.ClusterIP, datapath.ServiceNodePort: cilium.NodePort,
+	datapath.ServiceHostPort: cilium.HostPort, datapath.ServiceLoadBalancer: cilium.LoadBalancer,
+	datapath.ServiceExternalIP: cilium.ExternalIP,
+}
+
 func (b *ciliumBackend) UpsertService(s datapath.Service) error {
-	if s.Type != datapath.ServiceClusterIP {
-		return fmt.Errorf("service %v: %s frontends are not supported yet on --datapath cilium (they need bpf_host on the node's devices)", s.Frontend, s.Type)
+	kind, ok := ciliumKinds[s.Type]
+	if !ok {
+		return fmt.Errorf("service %v: frontend type %s not supported yet on --datapath cilium", s.Frontend, s.Type)
 	}
-	return b.n.UpsertService(s.Frontend, s.Proto, s.Backends)
+	if s.L7ProxyPort != 0 {
+		return fmt.Errorf("service %v: L7 load-balancing (CiliumEnvoyConfig) not supported yet on --datapath cilium", s.Frontend)
+	}
+	fe := cilium.Frontend{Addr: s.Frontend, Proto: s.Proto, Kind: kind, Backends: s.Backends}
+	if s.Local {
+		fe.Local, fe.LocalBackends, fe.Backends = true, s.Backends, s.ClusterBackends
+	}
+	return b.n.UpsertService(fe)
 }
 
 func (b *ciliumBackend) DeleteService(fe netip.AddrPort, proto uint8) error {
@@ -162,12 +177,9 @@ func (b *ciliumBackend) Connections() ([]datapath.Connection, error) {
 	return out, nil
 }
 
-func (b *ciliumBackend) Announce(addr netip.Addr, dev string) error {
-	return fmt.Errorf("L2 announcement of %v: not supported yet on --datapath cilium", addr)
-}
+func (b *ciliumBackend) Announce(addr netip.Addr, dev string) error { return b.n.Announce(addr, dev) }
 
-// Withdraw has nothing to withdraw: Announce never succeeds on Cilium.
-func (b *ciliumBackend) Withdraw(addr netip.Addr) error { return nil }
+func (b *ciliumBackend) Withdraw(addr netip.Addr) error { return b.n.Withdraw(addr) }
 
 // Reload loads Cilium's programs again over the node's live maps
 // (conntrack, policy, services kept).

@@ -20,55 +20,8 @@ import (
 //
 //	go test ./datapath/controlplane -run '^$' -bench EventThroughput -benchtime 1x
 func BenchmarkEventThroughput(b *testing.B) {
-	e2e.Require(b, e2e.Root, e2e.BPFFS)
 	ctx := context.Background()
-	cp := New("tbev", Options{})
-	c, err := topo.NewCluster(topo.ClusterConfig{Lab: "tbev", Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cp.Close(); _ = c.Down() })
-	if err := c.Up(ctx, nil); err != nil {
-		b.Fatal(err)
-	}
-	src, err := c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: "src", Node: "kind-worker", Labels: map[string]string{"app": "src"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	dst, err := c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: "dst", Node: "kind-worker2", Labels: map[string]string{"app": "dst"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := c.WaitLinksUp(ctx, []*topo.Pod{src, dst}, 5*time.Second); err != nil {
-		b.Fatal(err)
-	}
-	var rx *net.UDPConn
-	if err := topo.Do(dst.NS, func() error {
-		var err error
-		rx, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 9000})
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
-	defer rx.Close()
-	_ = rx.SetReadBuffer(8 << 20)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, err := rx.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	var tx *net.UDPConn
-	if err := topo.Do(src.NS, func() error {
-		var err error
-		tx, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst.IP, 9000)))
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
-	defer tx.Close()
+	cp, tx := udpAcrossNodes(b, "tbev")
 
 	for _, rate := range []int{20000, 100000} {
 		b.Run(rateName(rate), func(b *testing.B) {
@@ -104,6 +57,63 @@ func BenchmarkEventThroughput(b *testing.B) {
 			b.ReportMetric(float64(lost), "lost-events")
 		})
 	}
+}
+
+// udpAcrossNodes brings up a two-node lab with a pod on each worker, a
+// UDP sink on port 9000 in the kind-worker2 pod and returns the control
+// plane and a UDP socket of the kind-worker pod connected to the sink
+// (everything is removed when b ends).
+func udpAcrossNodes(b *testing.B, lab string) (*ControlPlane, *net.UDPConn) {
+	e2e.Require(b, e2e.Root, e2e.BPFFS)
+	ctx := context.Background()
+	cp := New(lab, Options{})
+	c, err := topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cp.Close(); _ = c.Down() })
+	if err := c.Up(ctx, nil); err != nil {
+		b.Fatal(err)
+	}
+	src, err := c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: "src", Node: "kind-worker", Labels: map[string]string{"app": "src"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst, err := c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: "dst", Node: "kind-worker2", Labels: map[string]string{"app": "dst"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.WaitLinksUp(ctx, []*topo.Pod{src, dst}, 5*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	var rx *net.UDPConn
+	if err := topo.Do(dst.NS, func() error {
+		var err error
+		rx, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 9000})
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rx.Close() })
+	_ = rx.SetReadBuffer(8 << 20)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, err := rx.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	var tx *net.UDPConn
+	if err := topo.Do(src.NS, func() error {
+		var err error
+		tx, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst.IP, 9000)))
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tx.Close() })
+	return cp, tx
 }
 
 func rateName(r int) string {

@@ -365,6 +365,7 @@ func (cp *ControlPlane) recomputeLocked() error { return cp.recomputeSomeLocked(
 // recomputeSomeLocked is recomputeLocked limited to the endpoints in only
 // (nil: every endpoint).
 func (cp *ControlPlane) recomputeSomeLocked(only map[string]bool) error {
+	cp.forgetIdentityLabels() // fqdn: labels follow the policies
 	var errs []error
 	want := cp.repo.CIDRPrefixes()
 	for p := range cp.cidrs {

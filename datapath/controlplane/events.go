@@ -313,6 +313,13 @@ func (cp *ControlPlane) IdentityLabels(id uint32) []string {
 	}
 	if i, found := cp.alloc.Lookup(identity.ID(id)); found {
 		ls = labelStrings(i.Labels)
+		// An address learned through toFQDNs carries the selectors'
+		// fqdn: labels and reserved:world, as in Cilium v1.20.
+		if i.IsCIDR() && i.Prefix.IsSingleIP() {
+			if fl := cp.repo.FQDNLabels(i.Prefix.Addr()); len(fl) > 0 {
+				ls = append(fl, "reserved:world")
+			}
+		}
 	} else if name := identity.ReservedName(identity.ID(id)); name != "" {
 		ls = []string{"reserved:" + name}
 	}

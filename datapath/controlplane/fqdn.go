@@ -31,6 +31,16 @@ func (cp *ControlPlane) ObserveDNS(name string, addrs []netip.Addr, ttl time.Dur
 	return err
 }
 
+// forgetIdentityLabels drops the cached label strings of identities (the
+// fqdn: labels of learned addresses follow DNS answers and policies).
+func (cp *ControlPlane) forgetIdentityLabels() {
+	cp.index.mu.Lock()
+	if cp.index.idLabels != nil {
+		cp.index.idLabels = map[uint32][]string{}
+	}
+	cp.index.mu.Unlock()
+}
+
 // SelectsFQDN reports whether a toFQDNs rule selects name.
 func (cp *ControlPlane) SelectsFQDN(name string) bool { return cp.repo.SelectsFQDN(name) }
 

@@ -42,7 +42,10 @@ default/taken is <pending>: 172.18.255.200 is already used by Service/default/we
 	if got := b.String(); got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
-	rows := cp.ServiceTable()
+	rows, err := cp.ServiceTable()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var types []string
 	for _, r := range rows {
 		types = append(types, r.Frontend+" "+r.Type)

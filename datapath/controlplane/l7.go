@@ -57,8 +57,9 @@ func (cp *ControlPlane) newHTTPProxy(node string, np *nodeProxy) *httpproxy.Prox
 			ep, ok := (*np.local.Load())[a]
 			return ep, ok
 		},
-		Report: func(r httpproxy.Record) { cp.reportL7(node, r) },
-		Log:    cp.log.With("node", node, "proxy", "http"),
+		Report:       func(r httpproxy.Record) { cp.reportL7(node, r) },
+		Log:          cp.log.With("node", node, "proxy", "http"),
+		LoadBalancer: cp.loadBalancer,
 	})
 }
 
@@ -95,10 +96,7 @@ func (cp *ControlPlane) withProxyPortsLocked(nd *node, pol policy.EndpointPolicy
 		l := proxy.Listener{Parser: e.L7.Parser(), Ingress: e.Direction == policy.Ingress}
 		switch l.Parser {
 		case policy.ParserHTTP:
-			nd.proxy.mu.Lock()
-			err := nd.proxy.http.Ensure(l)
-			nd.proxy.mu.Unlock()
-			if err != nil {
+			if err := nd.proxy.ensureHTTP(l); err != nil {
 				errs = append(errs, err)
 				continue
 			}
@@ -160,6 +158,13 @@ func (cp *ControlPlane) RestartProxy(nodeName string) error {
 		errs = append(errs, nd.proxy.http.Ensure(l))
 	}
 	return errors.Join(errs...)
+}
+
+// ensureHTTP opens an HTTP proxy listener unless it is open.
+func (np *nodeProxy) ensureHTTP(l proxy.Listener) error {
+	np.mu.Lock()
+	defer np.mu.Unlock()
+	return np.http.Ensure(l)
 }
 
 func (np *nodeProxy) close() error {

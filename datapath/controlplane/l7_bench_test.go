@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/podlab/podlab/datapath/policy"
+	"github.com/podlab/podlab/datapath/proxy/envoyconfig"
 	"github.com/podlab/podlab/internal/e2e"
 	"github.com/podlab/podlab/topo"
 )
@@ -20,8 +23,10 @@ import (
 // BenchmarkL7Proxy measures HTTP/1.1 requests on one kept-alive connection
 // from a pod on kind-worker to a pod on kind-worker2, with an L4 rule (the
 // datapath only) and with an L7 rule on the same port (every request
-// through the proxies: the server's node proxy at ingress), in the same
-// run; it reports requests/s and the p50/p99 latency of one request:
+// through the proxies: the server's node proxy at ingress) and to a
+// ClusterIP a CiliumEnvoyConfig load-balances (l7lb: the client's node
+// proxy routes every request to the server), in the same run; it reports
+// requests/s and the p50/p99 latency of one request:
 //
 //	go test ./datapath/controlplane -run '^$' -bench L7Proxy -benchtime 20000x
 func BenchmarkL7Proxy(b *testing.B) {
@@ -66,13 +71,37 @@ func BenchmarkL7Proxy(b *testing.B) {
 	defer srv.Close()
 
 	rules := map[string]string{
-		"l4": "",
+		"l4":   "",
+		"l7lb": "",
 		"l7": `
       rules:
         http: [{method: GET, path: "/api/.*"}]`,
 	}
-	for _, mode := range []string{"l4", "l7"} {
+	// l7lb: the same requests to a ClusterIP that a CiliumEnvoyConfig
+	// load-balances (the client's node proxy routes each request).
+	clusterIP := netip.MustParseAddr("10.96.200.1")
+	if err := cp.UpsertService(Service{Namespace: "default", Name: "server", ClusterIP: clusterIP,
+		Ports: []ServicePort{{Name: "http", Proto: 6, Port: 80, Backends: []Backend{{IP: dst.IP, Port: 80, Node: dst.Node.Name}}}}}); err != nil {
+		b.Fatal(err)
+	}
+	var spec yaml.Node
+	if err := yaml.Unmarshal([]byte(benchEnvoyConfig), &spec); err != nil {
+		b.Fatal(err)
+	}
+	cec, err := envoyconfig.DecodeSpec("bench.yaml", "default", "bench", spec.Content[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []string{"l4", "l7", "l7lb"} {
 		b.Run(mode, func(b *testing.B) {
+			target := netip.AddrPortFrom(dst.IP, 80)
+			if mode == "l7lb" {
+				if err := cp.SetEnvoyConfig(cec); err != nil {
+					b.Fatal(err)
+				}
+				defer cp.DeleteEnvoyConfig(cec.Key())
+				target = netip.AddrPortFrom(clusterIP, 80)
+			}
 			ps, err := policy.Parse("bench.yaml", []byte(fmt.Sprintf(`apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: server}
@@ -92,7 +121,7 @@ spec:
 			var conn net.Conn
 			if err := topo.Do(src.NS, func() error {
 				var err error
-				conn, err = net.DialTimeout("tcp4", netip.AddrPortFrom(dst.IP, 80).String(), 2*time.Second)
+				conn, err = net.DialTimeout("tcp4", target.String(), 2*time.Second)
 				return err
 			}); err != nil {
 				b.Fatal(err)
@@ -133,3 +162,23 @@ spec:
 		})
 	}
 }
+
+// benchEnvoyConfig sends the server Service's requests to its endpoints
+// through an Envoy listener (route /, one EDS cluster).
+const benchEnvoyConfig = `services: [{name: server}]
+resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: lb
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        route_config:
+          virtual_hosts:
+          - {name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: default/server}}]}
+        http_filters: [{name: envoy.filters.http.router}]
+- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: default/server
+  type: EDS
+`

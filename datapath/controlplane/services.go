@@ -13,6 +13,7 @@ import (
 
 	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/policy"
+	"github.com/podlab/podlab/datapath/proxy/envoyconfig"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -72,6 +73,8 @@ type lbState struct {
 	applied  map[string]feSet     // by node name
 	ids      map[string]int       // frontend -> service ID (cilium service list)
 	nextID   int
+	// envoy holds the CiliumEnvoyConfigs by key (envoy.go).
+	envoy map[string]*envoyconfig.Config
 }
 
 // feKey identifies a frontend in one node's maps.
@@ -88,6 +91,7 @@ func (l *lbState) init() {
 		l.hostPods = map[string]*topo.Pod{}
 		l.applied = map[string]feSet{}
 		l.ids = map[string]int{}
+		l.envoy = map[string]*envoyconfig.Config{}
 	}
 }
 
@@ -219,7 +223,7 @@ func (cp *ControlPlane) desiredFrontendsLocked(n *topo.Node) feSet {
 					bs = backendAddrs(p.Backends, n.Name)
 				}
 				fe := netip.AddrPortFrom(n.IP, p.NodePort)
-				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: datapath.ServiceNodePort, Local: s.ExternalTrafficPolicyLocal}
+				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: datapath.ServiceNodePort, Local: s.ExternalTrafficPolicyLocal, ClusterBackends: clusterBackends(s, all)}
 			}
 			for _, ea := range s.externalFrontends() {
 				bs := all
@@ -227,7 +231,7 @@ func (cp *ControlPlane) desiredFrontendsLocked(n *topo.Node) feSet {
 					bs = backendAddrs(p.Backends, n.Name)
 				}
 				fe := netip.AddrPortFrom(ea.addr, p.Port)
-				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: ea.typ, Local: s.ExternalTrafficPolicyLocal}
+				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: ea.typ, Local: s.ExternalTrafficPolicyLocal, ClusterBackends: clusterBackends(s, all)}
 			}
 		}
 	}
@@ -249,6 +253,15 @@ func (cp *ControlPlane) desiredFrontendsLocked(n *topo.Node) feSet {
 		}
 	}
 	return want
+}
+
+// clusterBackends returns all of a Local service's backends (nil for a
+// Cluster one).
+func clusterBackends(s Service, all []netip.AddrPort) []netip.AddrPort {
+	if !s.ExternalTrafficPolicyLocal {
+		return nil
+	}
+	return all
 }
 
 // backendAddrs returns the backends (those on node when node is set),
@@ -273,6 +286,9 @@ func (cp *ControlPlane) syncServicesLocked() error {
 	for _, name := range cp.order {
 		nd := cp.nodes[name]
 		want := cp.desiredFrontendsLocked(nd.n)
+		if err := cp.l7FrontendsLocked(nd, want); err != nil {
+			errs = append(errs, err)
+		}
 		have := cp.lb.applied[name]
 		if have == nil {
 			// A node seen for the first time may hold frontends of an
@@ -314,7 +330,8 @@ func (cp *ControlPlane) syncServicesLocked() error {
 }
 
 func sameService(a, b datapath.Service) bool {
-	return a.Frontend == b.Frontend && a.Proto == b.Proto && a.Type == b.Type && a.Local == b.Local && slices.Equal(a.Backends, b.Backends)
+	return a.Frontend == b.Frontend && a.Proto == b.Proto && a.Type == b.Type && a.Local == b.Local &&
+		a.L7ProxyPort == b.L7ProxyPort && slices.Equal(a.Backends, b.Backends) && slices.Equal(a.ClusterBackends, b.ClusterBackends)
 }
 
 // Services lists the services the control plane programs, by namespace
@@ -364,10 +381,17 @@ func (cp *ControlPlane) rowLocked(fe netip.AddrPort, proto uint8, typ string, ba
 // address and on 0.0.0.0, and every pod's hostPort (node address and
 // 0.0.0.0). Rows are sorted by ID; IDs stay stable for the control plane's
 // life.
-func (cp *ControlPlane) ServiceTable() []ServiceRow {
+//
+// On --datapath cilium the rows are read from every node's Cilium LB maps
+// (cilium_lb4_services_v2 and _backends_v3), as `cilium service list`
+// reads its node's: see ciliumServiceTableLocked.
+func (cp *ControlPlane) ServiceTable() ([]ServiceRow, error) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.lb.init()
+	if cp.opts.Datapath == "cilium" {
+		return cp.ciliumServiceTableLocked()
+	}
 	keys := make([]string, 0, len(cp.lb.services))
 	for k := range cp.lb.services {
 		keys = append(keys, k)
@@ -423,7 +447,7 @@ func (cp *ControlPlane) ServiceTable() []ServiceRow {
 		}
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
-	return rows
+	return rows, nil
 }
 
 // WriteServiceTable renders rows as `cilium service list` prints them:

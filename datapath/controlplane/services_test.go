@@ -76,7 +76,11 @@ func TestServiceFrontendsPerNode(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	if err := WriteServiceTable(&buf, cp.ServiceTable()); err != nil {
+	rows, err := cp.ServiceTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteServiceTable(&buf, rows); err != nil {
 		t.Fatal(err)
 	}
 	want := `ID   Frontend               Service Type   Backend
@@ -97,7 +101,7 @@ func TestServiceFrontendsPerNode(t *testing.T) {
 	if err := cp.DeleteService("default", "nope"); err != nil {
 		t.Fatal(err)
 	}
-	if rows := cp.ServiceTable(); rows[0].ID != 1 || rows[6].ID != 7 {
+	if rows, _ := cp.ServiceTable(); rows[0].ID != 1 || rows[6].ID != 7 {
 		t.Fatalf("IDs moved: %+v", rows)
 	}
 	if err := cp.UpsertService(Service{Namespace: "default", Name: "sctp", Ports: []ServicePort{{Proto: 132, Port: 9}}}); !errors.Is(err, ErrServicesNotSupported) {
@@ -478,11 +482,13 @@ var _ = Describe("services on a 3-node cluster", Ordered, func() {
 
 	It("lists every frontend as cilium service list does", func() {
 		var buf bytes.Buffer
-		Expect(WriteServiceTable(&buf, cp.ServiceTable())).To(Succeed())
+		rows, err := cp.ServiceTable()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(WriteServiceTable(&buf, rows)).To(Succeed())
 		out := buf.String()
 		Expect(out).To(ContainSubstring("10.96.100.1:80/TCP"))
-		Expect(out).To(MatchRegexp(`0\.0\.0\.0:30080/TCP\s+NodePort\s+1 => 10\.244\.\d+\.\d+:80 \(active\)`))
-		Expect(out).To(MatchRegexp(`%s:8081/TCP\s+HostPort\s+1 => %s:80 \(active\)`, strings.ReplaceAll(c.Node("kind-worker2").IP.String(), ".", `\.`), strings.ReplaceAll(hp.IP.String(), ".", `\.`)))
+		Expect(out).To(MatchRegexp(`0\.0\.0\.0:30080/TCP\s+NodePort\s+1 => 10\.244\.\d+\.\d+:80/TCP \(active\)`))
+		Expect(out).To(MatchRegexp(`%s:8081/TCP\s+HostPort\s+1 => %s:80/TCP \(active\)`, strings.ReplaceAll(c.Node("kind-worker2").IP.String(), ".", `\.`), strings.ReplaceAll(hp.IP.String(), ".", `\.`)))
 		svcs, err := cp.Datapath("kind-worker").Services()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(len(svcs)).To(BeNumerically(">=", 3))

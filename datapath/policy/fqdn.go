@@ -320,6 +320,50 @@ func (r *Repository) NextDNSExpiry() time.Time {
 	return next
 }
 
+// FQDNLabels returns the labels Cilium gives the identity of an address
+// learned through toFQDNs: "fqdn:<matchName or matchPattern>" for every
+// toFQDNs selector that selects a name currently resolving to a, sorted
+// (none when no learned name resolves to a).
+func (r *Repository) FQDNLabels(a netip.Addr) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var names []string
+	for name, known := range r.fqdn {
+		if _, ok := known[a]; ok {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range r.policies {
+		for i := range p.Rules {
+			for j := range p.Rules[i].Peers {
+				for _, sel := range p.Rules[i].Peers[j].FQDNs {
+					v := sel.MatchName
+					if v == "" {
+						v = sel.MatchPattern
+					}
+					if seen[v] {
+						continue
+					}
+					for _, n := range names {
+						if sel.Matches(n) {
+							seen[v] = true
+							out = append(out, "fqdn:"+v)
+							break
+						}
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // DNSNames returns the learned names and their valid addresses.
 func (r *Repository) DNSNames() FQDNNames {
 	r.mu.RLock()

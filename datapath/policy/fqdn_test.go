@@ -157,6 +157,13 @@ func TestFQDNPolicyFollowsDNS(t *testing.T) {
 	if _, ok := repo.CIDRPrefixes()[netip.PrefixFrom(a, 32)]; !ok {
 		t.Fatalf("ipcache prefixes miss %s", a)
 	}
+	// Cilium v1.20 labels a learned address with its selectors.
+	if got := repo.FQDNLabels(a); !slices.Equal(got, []string{"fqdn:*.example.com"}) {
+		t.Fatalf("FQDN labels of %s: %v", a, got)
+	}
+	if got := repo.FQDNLabels(b); got != nil {
+		t.Fatalf("FQDN labels of the unselected %s: %v", b, got)
+	}
 	if ch, _ := repo.ObserveDNS("www.example.com", []netip.Addr{a}, 10*time.Second, now); ch {
 		t.Fatal("a repeated answer changed the policy")
 	}

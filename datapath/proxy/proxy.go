@@ -77,14 +77,22 @@ type Config struct {
 	Identity func(netip.Addr) uint32
 }
 
-// Listener names one proxy listener: an L7 parser in one direction.
+// Listener names one proxy listener: an L7 parser in one direction, or
+// (Name set) an L7 load balancer's listener.
 type Listener struct {
 	Parser  policy.L7Parser
 	Ingress bool
+	// Name is the qualified name of a CiliumEnvoyConfig listener
+	// ("namespace/config/listener"), whose frontends the datapath hands to
+	// it before policy; empty for policy redirects.
+	Name string
 }
 
-// String returns "http/ingress".
+// String returns "http/ingress", or "http/lb:namespace/config/listener".
 func (l Listener) String() string {
+	if l.Name != "" {
+		return string(l.Parser) + "/lb:" + l.Name
+	}
 	if l.Ingress {
 		return string(l.Parser) + "/ingress"
 	}
@@ -97,6 +105,9 @@ type Registry struct {
 	cfg   Config
 	mu    sync.Mutex
 	ports map[Listener]uint16
+
+	portsOnce sync.Once
+	portsErr  error
 }
 
 // NewRegistry returns the registry of one node.
@@ -263,11 +274,36 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+// UpstreamPortRange is the node namespace's ip_local_port_range, where the
+// proxy's upstream sockets (bound to a client's address, port 0) get
+// their ports. It lies above the range pods pick their own ports from
+// (Linux's default 32768-60999): the datapath's conntrack is keyed by the
+// 5-tuple, so an upstream connection must never reuse a tuple of the
+// client's own connections to the same server (its replies would go to
+// the wrong socket).
+const UpstreamPortRange = "61000 65535"
+
+// reserveUpstreamPorts sets UpstreamPortRange (and TIME_WAIT reuse for
+// the proxy's outgoing connections) in the node namespace, once.
+func (r *Registry) reserveUpstreamPorts() error {
+	r.portsOnce.Do(func() {
+		if r.cfg.NS == nil {
+			return
+		}
+		r.portsErr = errors.Join(topo.SetSysctl(r.cfg.NS, "net.ipv4.ip_local_port_range", UpstreamPortRange),
+			topo.SetSysctl(r.cfg.NS, "net.ipv4.tcp_tw_reuse", "1"))
+	})
+	return r.portsErr
+}
+
 // DialUpstream opens the proxy's connection to dst on behalf of a client:
 // from the client's address (src, IP_TRANSPARENT, any port), marked with
 // the client's identity so that the datapath delivers it without judging
 // the client's egress again.
 func (r *Registry) DialUpstream(ctx context.Context, l Listener, src netip.Addr, srcID uint32, dst netip.AddrPort) (net.Conn, error) {
+	if err := r.reserveUpstreamPorts(); err != nil {
+		return nil, err
+	}
 	var c net.Conn
 	err := topo.Do(r.cfg.NS, func() error {
 		d := net.Dialer{
@@ -289,6 +325,9 @@ func (r *Registry) DialUpstream(ctx context.Context, l Listener, src netip.Addr,
 // to dst and marked with the client's identity; the datapath hands dst's
 // replies back to it.
 func (r *Registry) DialUpstreamUDP(ctx context.Context, l Listener, src netip.Addr, srcID uint32, dst netip.AddrPort) (net.Conn, error) {
+	if err := r.reserveUpstreamPorts(); err != nil {
+		return nil, err
+	}
 	var c net.Conn
 	err := topo.Do(r.cfg.NS, func() error {
 		d := net.Dialer{

@@ -103,7 +103,12 @@ func (l *Lab) ObserveHandlers(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /services", func(w http.ResponseWriter, r *http.Request) {
 		if cp := l.needCP(w); cp != nil {
-			writeJSON(w, cp.ServiceTable())
+			rows, err := cp.ServiceTable()
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			writeJSON(w, rows)
 		}
 	})
 	mux.HandleFunc("GET /services/status", func(w http.ResponseWriter, r *http.Request) {

@@ -20,10 +20,7 @@ import (
 
 // setup builds the lab and creates the scenario's initial objects.
 func (r *Runner) setup(ctx context.Context, datapath string) error {
-	if svc := externalService(r.s); svc != nil && datapath != "bpf" {
-		if datapath == "cilium" {
-			return fmt.Errorf("%s: Service %s/%s: not supported yet on --datapath cilium: LoadBalancer IPs and externalIPs (L2 announcements); use --datapath bpf", svc.Source, svc.Meta.Namespace, svc.Meta.Name)
-		}
+	if svc := externalService(r.s); svc != nil && datapath != "bpf" && datapath != "cilium" {
 		return fmt.Errorf("%s: Service %s/%s: LoadBalancer IPs and externalIPs need a datapath that serves them; --datapath %s has none (use --datapath bpf)", svc.Source, svc.Meta.Namespace, svc.Meta.Name, datapath)
 	}
 	if r.s.Topology != nil {
@@ -63,6 +60,13 @@ func (r *Runner) setup(ctx context.Context, datapath string) error {
 	for _, o := range r.s.InitialObjects() {
 		if g, ok := o.(*scenarios.CIDRGroup); ok && r.cp != nil {
 			if err := r.cp.SetCIDRGroup(g.Group()); err != nil {
+				return err
+			}
+		}
+	}
+	for _, o := range r.s.InitialObjects() {
+		if e, ok := o.(*scenarios.EnvoyConfig); ok {
+			if err := r.applyEnvoyConfig(e); err != nil {
 				return err
 			}
 		}
@@ -129,6 +133,21 @@ func (r *Runner) applyPolicy(p *scenarios.Policy) error {
 	}
 	if err := r.cp.ApplyPolicy(p.Decoded); err != nil {
 		return fmt.Errorf("%s: apply %s %s: %w", p.Source, p.Kind, p.Meta.Name, err)
+	}
+	return nil
+}
+
+// applyEnvoyConfig applies a CiliumEnvoyConfig or
+// CiliumClusterwideEnvoyConfig to the control plane.
+func (r *Runner) applyEnvoyConfig(e *scenarios.EnvoyConfig) error {
+	if r.cp == nil {
+		return fmt.Errorf("%s: %s: not supported yet: Envoy configs without a datapath (--datapath none)", e.Source, e.Ref())
+	}
+	if e.Decoded == nil {
+		return fmt.Errorf("%s: %s was not decoded", e.Source, e.Ref())
+	}
+	if err := r.cp.SetEnvoyConfig(e.Decoded); err != nil {
+		return fmt.Errorf("%s: apply %s: %w", e.Source, e.Ref(), err)
 	}
 	return nil
 }
@@ -202,6 +221,9 @@ func (r *Runner) startWorkloads(ctx context.Context, rt *podRT) error {
 		}
 		if kind == workload.KindDNS {
 			spec.Records = r.records
+		}
+		if kind == workload.KindHelloworld {
+			spec.Version = workload.HelloworldVersion(c.Image)
 		}
 		if rt.pod.HostNetwork {
 			// A host-network process listens on the node's address and

@@ -102,6 +102,8 @@ func (r *Runner) apply(ctx context.Context, objs []scenarios.Object) error {
 			if r.cp != nil {
 				errs = append(errs, r.cp.SetCIDRGroup(v.Group()))
 			}
+		case *scenarios.EnvoyConfig:
+			errs = append(errs, r.applyEnvoyConfig(v))
 		case *scenarios.LBIPPool:
 			errs = append(errs, fmt.Errorf("%s: %s: not supported yet: changing LoadBalancer IP pools of a running lab; put the pool among the scenario's documents", v.Source, v.Ref()))
 		case *scenarios.Pod:
@@ -179,6 +181,14 @@ func (r *Runner) delete(ctx context.Context, refs []scenarios.ObjectRef) error {
 		case scenarios.KindCiliumCIDRGroup:
 			if r.cp != nil {
 				errs = append(errs, r.cp.DeleteCIDRGroup(ref.Name))
+			}
+		case scenarios.KindCiliumEnvoyConfig, scenarios.KindCiliumClusterwideEnvoyConfig:
+			if r.cp != nil {
+				key := ref.Name
+				if ref.Kind == scenarios.KindCiliumEnvoyConfig {
+					key = ref.Namespace + "/" + ref.Name
+				}
+				errs = append(errs, r.cp.DeleteEnvoyConfig(key))
 			}
 		case "NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy":
 			if r.cp != nil {

@@ -46,11 +46,15 @@ const (
 	// KindDeathstar is the cilium/starwars deathstar API (the Star Wars
 	// demo).
 	KindDeathstar Kind = "deathstar"
+	// KindHelloworld is Istio's helloworld sample
+	// (istio/examples-helloworld-v1 and -v2), which Cilium's Envoy
+	// load-balancing demo uses.
+	KindHelloworld Kind = "helloworld"
 )
 
 // Kinds returns every built-in workload kind, for error messages and help.
 func Kinds() []Kind {
-	return []Kind{KindHTTPEcho, KindTCPEcho, KindUDPEcho, KindDNS, KindWorldHost, KindClient, KindDeathstar}
+	return []Kind{KindHTTPEcho, KindTCPEcho, KindUDPEcho, KindDNS, KindWorldHost, KindClient, KindDeathstar, KindHelloworld}
 }
 
 // ParseKind checks a workload name (e.g. from the podlab.io/workload
@@ -93,6 +97,8 @@ func KindForImage(image string) (Kind, error) {
 		return KindDNS, nil
 	case base == "starwars":
 		return KindDeathstar, nil
+	case base == "examples-helloworld-v1", base == "examples-helloworld-v2":
+		return KindHelloworld, nil
 	case strings.Contains(base, "curl"), base == "alpine", base == "busybox", base == "netshoot",
 		base == "ubuntu", base == "debian", base == "network-multitool", base == "netperf":
 		return KindClient, nil
@@ -306,6 +312,9 @@ type Spec struct {
 	Records *Records
 	// World is the emulated host (KindWorldHost).
 	World WorldHostConfig
+	// Version is the application version an image names (KindHelloworld:
+	// v1 or v2).
+	Version string
 }
 
 // Start starts the workload spec describes inside ns. KindClient starts
@@ -339,6 +348,8 @@ func Start(ctx context.Context, ns *topo.Namespace, spec Spec) (Workload, error)
 		return StartWorldHost(ctx, ns, w)
 	case KindDeathstar:
 		return StartDeathstar(ctx, ns, spec)
+	case KindHelloworld:
+		return StartHelloworld(ctx, ns, spec)
 	case KindClient:
 		if err := checkNS(ns, KindClient); err != nil {
 			return nil, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -36,6 +37,45 @@ type Server struct {
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 	closed bool
+	// flows serialises the UDP exchanges of one client socket with one
+	// server: each goes out on a transparent socket bound to the client's
+	// own address and port, so two at once would share a 4-tuple and
+	// could take each other's answers.
+	flows flowLocks
+}
+
+// flowLocks are per-flow mutexes, dropped when nobody holds them.
+type flowLocks struct {
+	mu sync.Mutex
+	m  map[[2]netip.AddrPort]*flowLock
+}
+
+type flowLock struct {
+	sync.Mutex
+	users int
+}
+
+func (f *flowLocks) lock(k [2]netip.AddrPort) func() {
+	f.mu.Lock()
+	if f.m == nil {
+		f.m = map[[2]netip.AddrPort]*flowLock{}
+	}
+	l := f.m[k]
+	if l == nil {
+		l = &flowLock{}
+		f.m[k] = l
+	}
+	l.users++
+	f.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		f.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(f.m, k)
+		}
+		f.mu.Unlock()
+	}
 }
 
 // NewServer returns a server with no listener open yet. cfg.Exchange may
@@ -186,6 +226,8 @@ func (s *Server) exchange(ctx context.Context, q Query, msg []byte) ([]byte, err
 	dial := s.reg.DialUpstreamUDP
 	if q.TCP {
 		dial = s.reg.DialUpstream
+	} else {
+		defer s.flows.lock([2]netip.AddrPort{q.Source, q.OrigDst})()
 	}
 	c, err := dial(ctx, l, q.Source.Addr(), q.SourceIdentity, q.OrigDst)
 	if err != nil {

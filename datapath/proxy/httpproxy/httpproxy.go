@@ -78,6 +78,9 @@ type Config struct {
 	Log    *slog.Logger
 	// UpstreamTimeout bounds dialing the original destination (0: 3s).
 	UpstreamTimeout time.Duration
+	// LoadBalancer returns what an L7 load balancer's listener
+	// (proxy.Listener.Name set) serves; nil: the listener is gone.
+	LoadBalancer func(proxy.Listener) *LoadBalancer
 }
 
 // Proxy serves the HTTP listeners of one node.
@@ -87,6 +90,8 @@ type Proxy struct {
 	lns map[proxy.Listener]*proxy.TCPListener
 	cns map[net.Conn]struct{}
 	wg  sync.WaitGroup
+	// clusters is the load-balancing state of L7 load balancers' clusters.
+	clusters clusterStates
 }
 
 // New returns a proxy with no listener open yet.
@@ -262,6 +267,9 @@ func (p *Proxy) policyFor(c *proxy.Conn) connPolicy {
 
 // handle serves the requests of one client connection.
 func (p *Proxy) handle(c *proxy.Conn) error {
+	if c.Listener.Name != "" {
+		return p.handleLB(c)
+	}
 	br := bufio.NewReader(c)
 	var up net.Conn
 	var upBr *bufio.Reader
@@ -327,24 +335,31 @@ func (p *Proxy) handle(c *proxy.Conn) error {
 		if err != nil {
 			return p.fail(c, req, rec, start, "upstream connect error or disconnect/reset before headers. reset reason: connection termination")
 		}
-		cW := bufio.NewWriterSize(c, 16<<10)
-		_, _ = cW.Write(rhead)
-		untilClose := resp.ContentLength < 0 && len(resp.TransferEncoding) == 0 && bodyAllowed(req, resp)
-		if bodyAllowed(req, resp) {
-			if err := copyBody(cW, upBr, resp.Header, resp.ContentLength, resp.TransferEncoding, untilClose); err != nil {
-				return err
-			}
-		}
-		if err := cW.Flush(); err != nil {
+		done, err := p.relayResponse(c, upBr, rhead, resp, req, rec, start)
+		if err != nil || done {
 			return err
 		}
-		p.report(Record{Time: time.Now(), Response: true, Ingress: rec.Ingress, Source: rec.Source, Destination: rec.Destination,
-			SourceIdentity: rec.SourceIdentity, DestinationIdentity: rec.DestinationIdentity, Method: req.Method, URL: rec.URL,
-			Protocol: resp.Proto, Code: resp.StatusCode, Headers: resp.Header, Latency: time.Since(start)})
-		if req.Close || resp.Close || untilClose {
-			return nil
+	}
+}
+
+// relayResponse forwards a response whose head was read to the client
+// and reports it; done is set when the connection ends with it.
+func (p *Proxy) relayResponse(c net.Conn, upBr *bufio.Reader, rhead []byte, resp *http.Response, req *http.Request, rec Record, start time.Time) (done bool, err error) {
+	cW := bufio.NewWriterSize(c, 16<<10)
+	_, _ = cW.Write(rhead)
+	untilClose := resp.ContentLength < 0 && len(resp.TransferEncoding) == 0 && bodyAllowed(req, resp)
+	if bodyAllowed(req, resp) {
+		if err := copyBody(cW, upBr, resp.Header, resp.ContentLength, resp.TransferEncoding, untilClose); err != nil {
+			return true, err
 		}
 	}
+	if err := cW.Flush(); err != nil {
+		return true, err
+	}
+	p.report(Record{Time: time.Now(), Response: true, Ingress: rec.Ingress, Source: rec.Source, Destination: rec.Destination,
+		SourceIdentity: rec.SourceIdentity, DestinationIdentity: rec.DestinationIdentity, Method: req.Method, URL: rec.URL,
+		Protocol: resp.Proto, Code: resp.StatusCode, Headers: resp.Header, Latency: time.Since(start)})
+	return req.Close || resp.Close || untilClose, nil
 }
 
 func (p *Proxy) report(r Record) {
@@ -528,8 +543,14 @@ func applyActions(head []byte, req *http.Request, acts []policy.HeaderAction) []
 	if !changed {
 		return head
 	}
+	return requestHead(req, req.RequestURI)
+}
+
+// requestHead serialises a request head for target from req's method,
+// protocol, host, framing and headers.
+func requestHead(req *http.Request, target string) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s %s %s\r\n", req.Method, req.RequestURI, req.Proto)
+	fmt.Fprintf(&b, "%s %s %s\r\n", req.Method, target, req.Proto)
 	if req.Host != "" {
 		fmt.Fprintf(&b, "Host: %s\r\n", req.Host)
 	}
