@@ -15,10 +15,10 @@ import (
 
 // SetEnvoyConfig applies a CiliumEnvoyConfig or
 // CiliumClusterwideEnvoyConfig (replacing one with the same key): each
-// node's HTTP proxy opens a listener per Envoy listener, and the ClusterIP
-// frontends of spec.services (TCP, the ports listed, all when none) become
-// L7 load-balanced: pods' connections to them go to the listener before
-// policy, and the proxy routes, rewrites, picks the backend and enforces
+// node's HTTP proxy opens a listener per Envoy listener, and the frontends
+// of spec.services (ClusterIP, the node's NodePort, external IPs; TCP, the
+// ports listed, all when none) become L7 load-balanced: pods' connections
+// to them go to the listener before policy, and the proxy routes, rewrites, picks the backend and enforces
 // the policies (package proxy/httpproxy).
 func (cp *ControlPlane) SetEnvoyConfig(c *envoyconfig.Config) error {
 	cp.mu.Lock()
@@ -125,10 +125,23 @@ func (cp *ControlPlane) l7FrontendsLocked(nd *node, want feSet) error {
 				if sp.Proto != policy.ProtoTCP || len(ref.Ports) > 0 && !slices.Contains(ref.Ports, sp.Port) {
 					continue
 				}
-				fk := feKey{netip.AddrPortFrom(svc.ClusterIP, sp.Port), sp.Proto}
-				if s, ok := want[fk]; ok {
-					s.L7ProxyPort = port
-					want[fk] = s
+				// Every frontend of the port on this node: pods reaching
+				// the NodePort or an external IP are redirected too
+				// (traffic entering from the network is not, see
+				// docs/l7.md).
+				fes := []netip.AddrPort{netip.AddrPortFrom(svc.ClusterIP, sp.Port)}
+				if sp.NodePort != 0 {
+					fes = append(fes, netip.AddrPortFrom(nd.n.IP, sp.NodePort))
+				}
+				for _, ea := range svc.externalFrontends() {
+					fes = append(fes, netip.AddrPortFrom(ea.addr, sp.Port))
+				}
+				for _, fe := range fes {
+					fk := feKey{fe, sp.Proto}
+					if s, ok := want[fk]; ok {
+						s.L7ProxyPort = port
+						want[fk] = s
+					}
 				}
 			}
 		}

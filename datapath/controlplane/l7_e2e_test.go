@@ -12,10 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/podlab/podlab/datapath/flow"
+	"github.com/podlab/podlab/datapath/proxy/envoyconfig"
 	"github.com/podlab/podlab/datapath/proxy/httpproxy"
 	"github.com/podlab/podlab/internal/e2e"
 	"github.com/podlab/podlab/topo"
@@ -312,6 +315,73 @@ spec:
 			Expect(err).NotTo(HaveOccurred())
 			Expect(code).To(Equal(403))
 		}
+	})
+
+	It("load-balances a CiliumEnvoyConfig Service's ClusterIP and NodePort through the client node's proxy, rewriting the path", func() {
+		clusterIP := netip.MustParseAddr("10.96.77.1")
+		Expect(cp.UpsertService(Service{Namespace: "default", Name: "web", ClusterIP: clusterIP, Type: "NodePort",
+			Ports: []ServicePort{{Name: "http", Proto: 6, Port: 80, NodePort: 30090, Backends: []Backend{{IP: web.IP, Port: 80, Node: web.Node.Name}}}}})).To(Succeed())
+		DeferCleanup(func() { Expect(cp.DeleteService("default", "web")).To(Succeed()) })
+		var spec yaml.Node
+		Expect(yaml.Unmarshal([]byte(`services: [{name: web}]
+resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: lb
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        route_config:
+          virtual_hosts:
+          - name: all
+            domains: ["*"]
+            routes:
+            - {match: {prefix: /old/}, route: {cluster: default/web, prefixRewrite: /new/}}
+            - {match: {prefix: /}, route: {cluster: default/web}}
+- {"@type": type.googleapis.com/envoy.config.cluster.v3.Cluster, name: default/web, type: EDS}
+`), &spec)).To(Succeed())
+		cec, err := envoyconfig.DecodeSpec("cec.yaml", "default", "web-lb", spec.Content[0])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cp.SetEnvoyConfig(cec)).To(Succeed())
+		DeferCleanup(func() { Expect(cp.DeleteEnvoyConfig(cec.Key())).To(Succeed()) })
+		// The ClusterIP from both nodes, and a pod's own node's NodePort.
+		for _, t := range []struct {
+			from *topo.Pod
+			to   netip.AddrPort
+		}{
+			{client, netip.AddrPortFrom(clusterIP, 80)},
+			{remote, netip.AddrPortFrom(clusterIP, 80)},
+			{remote, netip.AddrPortFrom(remote.Node.IP, 30090)},
+		} {
+			h, err := dialHTTP(t.from.NS, t.to.Addr(), int(t.to.Port()))
+			Expect(err).NotTo(HaveOccurred(), "%s -> %v", t.from.Name, t.to)
+			code, body, err := h.do("GET", "/old/x?q=1")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(200))
+			Expect(body).To(Equal("GET /new/x?q=1 "), "%s -> %v", t.from.Name, t.to)
+			code, body, err = h.do("GET", "/kept")
+			Expect(err).NotTo(HaveOccurred())
+			Expect(code).To(Equal(200))
+			Expect(body).To(Equal("GET /kept "))
+			Expect(h.Close()).To(Succeed())
+		}
+		// The load balancer names the backend in its L7 flows.
+		Eventually(func() bool {
+			for _, f := range store.Last(4096, nil) {
+				if f.Type == flow.FlowTypeL7 && f.L7 != nil && f.L7.HTTP != nil && f.L7.Type == flow.L7Request &&
+					f.L7.HTTP.URL == "http://web/old/x?q=1" && f.Destination != nil && f.Destination.PodName == "web" {
+					return true
+				}
+			}
+			return false
+		}, 3*time.Second, 50*time.Millisecond).Should(BeTrue())
+		// Without the config the datapath load-balances again.
+		Expect(cp.DeleteEnvoyConfig(cec.Key())).To(Succeed())
+		code, body, err := get(client.NS, clusterIP, "GET", "/old/x")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(200))
+		Expect(body).To(Equal("GET /old/x "))
 	})
 
 	It("reports L7 flows: forwarded and dropped requests, responses with latency", func() {
