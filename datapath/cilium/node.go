@@ -63,6 +63,7 @@ type Node struct {
 	hostColls []*ebpf.Collection
 	hostMark  *ebpf.Program
 	netMAC    net.HardwareAddr // cilium_net
+	vxMAC     net.HardwareAddr // cilium_vxlan
 	stopLive  chan struct{}
 	liveDone  chan struct{}
 
@@ -128,19 +129,10 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 			return nil, err
 		}
 	}
-	consts := n.nodeConstants()
-	consts["interface_ifindex"] = uint32(cfg.VXLANIfindex)
-	consts["interface_mac"] = mac8(vxMAC)
-	spec, manual, err := prepare(loadRequest{
-		spec: objs.overlay, constants: consts, pinDir: n.pinDir,
-		renames: map[string]string{mapCalls: "cilium_calls_overlay"},
-	})
+	n.vxMAC = vxMAC
+	coll, spec, manual, err := n.loadOverlayObjects()
 	if err != nil {
-		return nil, fmt.Errorf("bpf_overlay for %s: %w", cfg.Node, err)
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: n.pinDir}})
-	if err != nil {
-		return nil, verifierError(fmt.Sprintf("load bpf_overlay on %s", cfg.Node), err)
+		return nil, err
 	}
 	n.overlay = coll
 	// The node's shared maps, pinned by the overlay's load or created now
@@ -179,26 +171,8 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 			m.Close()
 		}
 	}
-	for _, a := range []struct {
-		prog    string
-		ingress bool
-	}{{"cil_from_overlay", true}, {"cil_to_overlay", false}} {
-		p := coll.Programs[a.prog]
-		if p == nil {
-			return nil, fmt.Errorf("bpf_overlay has no program %s", a.prog)
-		}
-		at, err := n.attach(a.prog, p, cfg.VXLANIfindex, a.ingress, false)
-		if err != nil {
-			return nil, err
-		}
-		if at != nil {
-			n.attached = append(n.attached, at)
-		}
-	}
-	for _, name := range manual {
-		if err := pinMap(coll.Maps[name], filepath.Join(n.pinDir, spec.Maps[name].Name)); err != nil {
-			return nil, err
-		}
+	if err := n.hookOverlay(coll, spec, manual); err != nil {
+		return nil, err
 	}
 	hostStart := time.Now()
 	if err := n.loadHost(); err != nil {
@@ -210,6 +184,51 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	}
 	ok = true
 	return n, nil
+}
+
+// loadOverlayObjects applies the load steps to bpf_overlay for the node's
+// cilium_vxlan and loads it; the maps it pins by name are the node's
+// shared maps (a second load, Reload, gets the same maps).
+func (n *Node) loadOverlayObjects() (*ebpf.Collection, *ebpf.CollectionSpec, []string, error) {
+	consts := n.nodeConstants()
+	consts["interface_ifindex"] = uint32(n.cfg.VXLANIfindex)
+	consts["interface_mac"] = mac8(n.vxMAC)
+	spec, manual, err := prepare(loadRequest{
+		spec: n.objs.overlay, constants: consts, pinDir: n.pinDir,
+		renames: map[string]string{mapCalls: "cilium_calls_overlay"},
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("bpf_overlay for %s: %w", n.cfg.Node, err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: n.pinDir}})
+	if err != nil {
+		return nil, nil, nil, verifierError(fmt.Sprintf("load bpf_overlay on %s", n.cfg.Node), err)
+	}
+	return coll, spec, manual, nil
+}
+
+// hookOverlay puts cil_from_overlay/cil_to_overlay on cilium_vxlan
+// (attached, or swapped in on a reload) and pins the overlay's tail-call
+// map.
+func (n *Node) hookOverlay(coll *ebpf.Collection, spec *ebpf.CollectionSpec, manual []string) error {
+	for _, a := range []struct {
+		prog    string
+		ingress bool
+	}{{"cil_from_overlay", true}, {"cil_to_overlay", false}} {
+		p := coll.Programs[a.prog]
+		if p == nil {
+			return fmt.Errorf("bpf_overlay has no program %s", a.prog)
+		}
+		if err := n.hookUp(&n.attached, a.prog, p, n.cfg.VXLANIfindex, a.ingress); err != nil {
+			return err
+		}
+	}
+	for _, name := range manual {
+		if err := pinMap(coll.Maps[name], filepath.Join(n.pinDir, spec.Maps[name].Name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sharedMap creates (or opens) one pinned map of spec by itself.
@@ -396,6 +415,45 @@ func (n *Node) detach(a *attachment) error {
 	f := filterOf(a.ifindex, a.ingress, a.prio(), 0, a.prog)
 	if err := h.FilterDel(f); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("delete %s filter of ifindex %d in %s: %w", a.prog, a.ifindex, n.cfg.NS.Name, err)
+	}
+	return nil
+}
+
+// hookUp attaches prog to the hook of ifindex, or, when list already has
+// this program's attachment there (a reload), swaps the new program in
+// atomically: tcx link update, or a netlink filter replaced in place. No
+// packet meets an empty hook.
+func (n *Node) hookUp(list *[]*attachment, name string, prog *ebpf.Program, ifindex int, ingress bool) error {
+	for _, a := range *list {
+		if a.prog == name && a.ifindex == ifindex && a.ingress == ingress {
+			return n.replace(a, prog)
+		}
+	}
+	at, err := n.attach(name, prog, ifindex, ingress, false)
+	if err != nil {
+		return err
+	}
+	if at != nil {
+		*list = append(*list, at)
+	}
+	return nil
+}
+
+// replace swaps the program of an attachment.
+func (n *Node) replace(a *attachment, prog *ebpf.Program) error {
+	if a.tcx != nil {
+		if err := a.tcx.Update(prog); err != nil {
+			return fmt.Errorf("replace %s on %s of ifindex %d: %w", a.prog, hook(a.ingress), a.ifindex, err)
+		}
+		return nil
+	}
+	h, err := n.cfg.NS.Handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := h.FilterReplace(filterOf(a.ifindex, a.ingress, a.prio(), prog.FD(), a.prog)); err != nil {
+		return fmt.Errorf("replace %s filter on %s of ifindex %d in %s: %w", a.prog, hook(a.ingress), a.ifindex, n.cfg.NS.Name, err)
 	}
 	return nil
 }
