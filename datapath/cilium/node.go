@@ -78,6 +78,8 @@ type Node struct {
 	lb      lbTables
 	// LoadTimes are the durations of endpoint loads (verifier included).
 	loadTimes []time.Duration
+	// hostLoad is how long bpf_host's three loads and attachments took.
+	hostLoad time.Duration
 }
 
 type endpointState struct {
@@ -172,9 +174,11 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	if err := n.hookOverlay(coll, spec, manual); err != nil {
 		return nil, err
 	}
+	hostStart := time.Now()
 	if err := n.loadHost(); err != nil {
 		return nil, err
 	}
+	n.hostLoad = time.Since(hostStart)
 	if cfg.NS != nil {
 		n.startLiveness()
 	}
@@ -481,6 +485,10 @@ func (n *Node) LoadTimes() []time.Duration {
 	defer n.mu.Unlock()
 	return append([]time.Duration(nil), n.loadTimes...)
 }
+
+// HostLoadTime returns how long loading and attaching bpf_host (on
+// cilium_host, cilium_net and eth0, verifier included) took.
+func (n *Node) HostLoadTime() time.Duration { return n.hostLoad }
 
 // Close detaches everything, closes the programs and removes the node's
 // pins.
