@@ -96,6 +96,9 @@ type Cluster struct {
 	// run; nodesErr is their first error.
 	nodesDone chan struct{}
 	nodesErr  error
+	// hostIfindex is the last ifindex given to a pod's host-side veth,
+	// per node.
+	hostIfindex map[string]int
 }
 
 // WorldHosts are the emulated external addresses held by the world
@@ -180,6 +183,7 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	if c.Phases == nil {
 		c.Phases = &Phases{}
 	}
+	c.hostIfindex = map[string]int{}
 	for i, s := range cfg.Nodes {
 		if err := validateNodeName(s.Name); err != nil {
 			return nil, fmt.Errorf("nodes[%d].name: %w", i, err)
@@ -682,16 +686,21 @@ func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
 	// node namespace, so no device is ever moved.
 	ns, err := CreateNamespaceWith(c.Lab, p.Namespace+"-"+p.Name, func(ph *netlink.Handle) error {
 		const eth0Index = 2 // lo is 1 in a fresh namespace
-		v := &netlink.Veth{
-			LinkAttrs:        netlink.LinkAttrs{Name: PodEth0, Index: eth0Index, HardwareAddr: p.MAC, MTU: mtu, TxQLen: -1},
-			PeerName:         p.HostVeth,
-			PeerHardwareAddr: p.HostMAC,
-			PeerTxQLen:       -1,
-			PeerNamespace:    netlink.NsFd(int(nodeFd)),
+		v := podVeth{Name: PodEth0, PeerName: p.HostVeth, Index: eth0Index, MAC: p.MAC, PeerMAC: p.HostMAC, MTU: mtu}
+		for attempt := 0; ; attempt++ {
+			v.PeerIndex = c.nextHostIfindex(node.Name)
+			err := addPodVeth(v, int(nodeFd))
+			if err == nil {
+				break
+			}
+			// The ifindex is taken in the node namespace (by a device
+			// someone else made there): try the next one.
+			if attempt < 3 && (errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST)) {
+				continue
+			}
+			return err
 		}
-		if err := ph.LinkAdd(v); err != nil {
-			return fmt.Errorf("add veth %s/%s: %w", PodEth0, p.HostVeth, err)
-		}
+		p.Ifindex, p.HostIfindex = v.Index, v.PeerIndex
 		// Pods are IPv4-only, as the cluster is: eth0 gets no IPv6
 		// address (address generation off before it comes up), so it
 		// sends no neighbour or router solicitations that the datapath
@@ -699,13 +708,13 @@ func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
 		// disable_ipv6 sysctl instead busy-retries the syscall while
 		// another thread holds RTNL, which made it the costliest step
 		// of a pod under load.)
-		if err := ph.LinkSetIP6AddrGenMode(v, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+		eth0 := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: eth0Index}}
+		if err := ph.LinkSetIP6AddrGenMode(eth0, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
 			return fmt.Errorf("%s: IPv6 address generation off: %w", PodEth0, err)
 		}
-		if err := ph.LinkSetUp(v); err != nil {
+		if err := ph.LinkSetUp(eth0); err != nil {
 			return fmt.Errorf("%s up: %w", PodEth0, err)
 		}
-		p.Ifindex = v.Attrs().Index
 		if err := AddAddr(ph, p.Ifindex, netip.PrefixFrom(ip, 32)); err != nil {
 			return err
 		}
@@ -726,12 +735,7 @@ func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
 			_ = DeleteNamespace(ns.Name)
 		}
 	}()
-	host, err := h.LinkByName(p.HostVeth)
-	if err != nil {
-		return fmt.Errorf("pod %s: find %s: %w", p.Key(), p.HostVeth, err)
-	}
-	p.HostIfindex = host.Attrs().Index
-	if err := h.LinkSetUp(host); err != nil {
+	if err := h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: p.HostIfindex}}); err != nil {
 		return fmt.Errorf("pod %s: %s up: %w", p.Key(), p.HostVeth, err)
 	}
 	if err := AddNeigh(h, p.HostIfindex, ip, p.MAC); err != nil {
@@ -741,6 +745,22 @@ func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
 		return fmt.Errorf("pod %s: %w", p.Key(), err)
 	}
 	return nil
+}
+
+// firstHostIfindex is where the ifindexes of pods' host-side veths start
+// in a node namespace, well above the node's own devices.
+const firstHostIfindex = 1000
+
+// nextHostIfindex returns a fresh ifindex for a pod's host-side veth on
+// node (ifindexes are per namespace; deleted pods' are not reused).
+func (c *Cluster) nextHostIfindex(node string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hostIfindex[node] < firstHostIfindex {
+		c.hostIfindex[node] = firstHostIfindex
+	}
+	c.hostIfindex[node]++
+	return c.hostIfindex[node]
 }
 
 // DeletePod removes a pod: datapath hooks first, then its namespace (which

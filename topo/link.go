@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -340,4 +341,45 @@ func RestoreRoutes(h *netlink.Handle, routes []netlink.Route) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// podVeth is a pod's veth pair as addPodVeth creates it in one request:
+// eth0 in the calling thread's namespace and its peer in the node
+// namespace nodeFd, both down and with fixed ifindexes, so nothing has to
+// look the peer up afterwards. (A veth cannot be created up: its peer is
+// not linked yet when the kernel would open it.)
+type podVeth struct {
+	Name, PeerName   string
+	Index, PeerIndex int
+	MAC, PeerMAC     net.HardwareAddr
+	MTU              int
+}
+
+// addPodVeth creates v with one RTM_NEWLINK request on a fresh socket in
+// the current thread's namespace (netlink.Veth cannot set the peer's
+// ifindex).
+func addPodVeth(v podVeth, nodeFd int) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(v.Index)
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(v.Name)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_ADDRESS, v.MAC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(v.MTU))))
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	peer := data.AddRtAttr(nl.VETH_INFO_PEER, nil)
+	pm := nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	// The kernel takes the peer's ifindex when the first end has one.
+	pm.Index = int32(v.PeerIndex)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(v.PeerName))
+	peer.AddRtAttr(unix.IFLA_ADDRESS, v.PeerMAC)
+	peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(v.MTU)))
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(nodeFd)))
+	req.AddData(info)
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		return fmt.Errorf("add veth %s/%s: %w", v.Name, v.PeerName, err)
+	}
+	return nil
 }

@@ -57,24 +57,9 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 		return err
 	}
 	start := time.Now()
-	consts := n.nodeConstants()
-	consts["endpoint_id"] = ep.ID
-	consts["security_label"] = ep.Identity
-	consts["endpoint_ipv4"] = ep.IP.As4()
-	consts["interface_ifindex"] = uint32(ep.Ifindex)
-	consts["interface_mac"] = mac8(ep.HostMAC)
-	consts["enable_arp_responder"] = true
-	consts["policy_verdict_log_filter"] = uint32(3) // ingress and egress verdicts
-	spec, manual, err := prepare(loadRequest{
-		spec: n.objs.lxc, constants: consts, pinDir: n.pinDir,
-		renames: map[string]string{mapCalls: CallsMapName(ep.ID), mapPolicy: PolicyMapName(ep.ID)},
-	})
+	coll, spec, manual, err := n.loadEndpointObjects(ep)
 	if err != nil {
-		return fmt.Errorf("bpf_lxc for endpoint %d: %w", ep.ID, err)
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: n.pinDir}})
-	if err != nil {
-		return verifierError(fmt.Sprintf("load bpf_lxc for endpoint %d on %s", ep.ID, n.cfg.Node), err)
+		return err
 	}
 	st := &endpointState{ep: ep, coll: coll, policy: coll.Maps[mapPolicy]}
 	ok := false
@@ -100,16 +85,69 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 	if err != nil {
 		return err
 	}
-	if err := n.callPolicy.Put(uint32(ep.ID), coll.Programs["cil_lxc_policy"]); err != nil {
-		return fmt.Errorf("%s[%d]: %w", mapCallPolicy, ep.ID, err)
-	}
-	if err := n.egressCall.Put(uint32(ep.ID), coll.Programs["cil_lxc_policy_egress"]); err != nil {
-		return fmt.Errorf("%s[%d]: %w", mapEgressCall, ep.ID, err)
+	if err := n.hookEndpoint(st, coll, spec, manual); err != nil {
+		return err
 	}
 	if err := n.lxc.Put(lxcKeyOf(ep.IP), lxcValue{
 		Ifindex: uint32(ep.Ifindex), LxcID: ep.ID, MAC: mac8(ep.MAC), NodeMAC: mac8(ep.HostMAC), SecID: ep.Identity,
 	}); err != nil {
 		return fmt.Errorf("%s %v: %w", mapLxc, ep.IP, err)
+	}
+	at, err := n.attach("podlab_hostmark", n.hostMark, ep.Ifindex, false, true)
+	if err != nil {
+		return err
+	}
+	if at != nil {
+		st.attached = append(st.attached, at)
+	}
+	if n.cfg.NS != nil {
+		n.releaseEndpointObjects(coll, true)
+		st.coll = nil
+	}
+	ok = true
+	n.mu.Lock()
+	n.loadTimes = append(n.loadTimes, time.Since(start))
+	n.mu.Unlock()
+	return nil
+}
+
+// loadEndpointObjects applies the load steps to bpf_lxc for an endpoint
+// and loads it (the verifier runs here). The endpoint's policy map is its
+// pinned cilium_policy_v3_<id>: a second load (Reload) gets the same map.
+func (n *Node) loadEndpointObjects(ep Endpoint) (*ebpf.Collection, *ebpf.CollectionSpec, []string, error) {
+	consts := n.nodeConstants()
+	consts["endpoint_id"] = ep.ID
+	consts["security_label"] = ep.Identity
+	consts["endpoint_ipv4"] = ep.IP.As4()
+	consts["interface_ifindex"] = uint32(ep.Ifindex)
+	consts["interface_mac"] = mac8(ep.HostMAC)
+	consts["enable_arp_responder"] = true
+	consts["policy_verdict_log_filter"] = uint32(3) // ingress and egress verdicts
+	spec, manual, err := prepare(loadRequest{
+		spec: n.objs.lxc, constants: consts, pinDir: n.pinDir,
+		renames: map[string]string{mapCalls: CallsMapName(ep.ID), mapPolicy: PolicyMapName(ep.ID)},
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("bpf_lxc for endpoint %d: %w", ep.ID, err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: n.pinDir}})
+	if err != nil {
+		return nil, nil, nil, verifierError(fmt.Sprintf("load bpf_lxc for endpoint %d on %s", ep.ID, n.cfg.Node), err)
+	}
+	return coll, spec, manual, nil
+}
+
+// hookEndpoint puts a loaded bpf_lxc in place: its policy programs into
+// the call-policy tables, cil_from_container/cil_to_container on the lxc
+// veth (attached, or swapped in atomically on a reload) and its tail-call
+// map pinned (after attaching: the pin is what keeps the tail calls).
+func (n *Node) hookEndpoint(st *endpointState, coll *ebpf.Collection, spec *ebpf.CollectionSpec, manual []string) error {
+	ep := st.ep
+	if err := n.callPolicy.Put(uint32(ep.ID), coll.Programs["cil_lxc_policy"]); err != nil {
+		return fmt.Errorf("%s[%d]: %w", mapCallPolicy, ep.ID, err)
+	}
+	if err := n.egressCall.Put(uint32(ep.ID), coll.Programs["cil_lxc_policy_egress"]); err != nil {
+		return fmt.Errorf("%s[%d]: %w", mapEgressCall, ep.ID, err)
 	}
 	for _, a := range []struct {
 		prog    string
@@ -119,20 +157,9 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 		if p == nil {
 			return fmt.Errorf("bpf_lxc has no program %s", a.prog)
 		}
-		at, err := n.attach(a.prog, p, ep.Ifindex, a.ingress, false)
-		if err != nil {
+		if err := n.hookUp(&st.attached, a.prog, p, ep.Ifindex, a.ingress); err != nil {
 			return err
 		}
-		if at != nil {
-			st.attached = append(st.attached, at)
-		}
-	}
-	at, err := n.attach("podlab_hostmark", n.hostMark, ep.Ifindex, false, true)
-	if err != nil {
-		return err
-	}
-	if at != nil {
-		st.attached = append(st.attached, at)
 	}
 	for _, name := range manual {
 		p := filepath.Join(n.pinDir, spec.Maps[name].Name)
@@ -141,26 +168,24 @@ func (n *Node) AddEndpoint(ep Endpoint) error {
 		}
 		st.callsPin = p
 	}
-	if n.cfg.NS != nil {
-		// Attached programs are held by their hooks, tail calls by the
-		// pinned program arrays: keep only the policy map's descriptor
-		// (an endpoint's collection holds ~90, which would exhaust the
-		// process's descriptors at a few hundred endpoints).
-		for name, m := range coll.Maps {
-			if name != mapPolicy {
-				m.Close()
-			}
-		}
-		for _, p := range coll.Programs {
-			p.Close()
-		}
-		st.coll = nil
-	}
-	ok = true
-	n.mu.Lock()
-	n.loadTimes = append(n.loadTimes, time.Since(start))
-	n.mu.Unlock()
 	return nil
+}
+
+// releaseEndpointObjects closes a hooked-up endpoint collection's
+// descriptors: attached programs are held by their hooks, tail calls by
+// the pinned program arrays (an endpoint's collection holds ~90
+// descriptors, which would exhaust the process's at a few hundred
+// endpoints). keepPolicy leaves the policy map open (the endpoint's
+// handle for SetPolicy).
+func (n *Node) releaseEndpointObjects(coll *ebpf.Collection, keepPolicy bool) {
+	for name, m := range coll.Maps {
+		if name != mapPolicy || !keepPolicy {
+			m.Close()
+		}
+	}
+	for _, p := range coll.Programs {
+		p.Close()
+	}
 }
 
 // unloadEndpoint undoes AddEndpoint's steps (any that were done).

@@ -73,18 +73,9 @@ func (n *Node) hostAttachments(hostMAC, netMAC, eth0MAC net.HardwareAddr) []host
 // the node's own addresses into cilium_lxc as the host endpoint and the
 // devices into cilium_devices.
 func (n *Node) loadHost() error {
-	var hostMAC, netMAC, eth0MAC net.HardwareAddr
-	var err error
-	if n.cfg.NS != nil {
-		if hostMAC, err = n.linkMAC(n.cfg.HostIfindex); err != nil {
-			return err
-		}
-		if netMAC, err = n.linkMAC(n.cfg.NetIfindex); err != nil {
-			return err
-		}
-		if eth0MAC, err = n.linkMAC(n.cfg.Eth0Ifindex); err != nil {
-			return err
-		}
+	hostMAC, netMAC, eth0MAC, err := n.hostMACs()
+	if err != nil {
+		return err
 	}
 	if n.hostMark, err = loadHostMark(); err != nil {
 		return err
@@ -128,6 +119,24 @@ func (n *Node) loadHost() error {
 	return nil
 }
 
+// hostMACs returns the MAC addresses of cilium_host, cilium_net and eth0
+// (none on a node without a namespace).
+func (n *Node) hostMACs() (hostMAC, netMAC, eth0MAC net.HardwareAddr, err error) {
+	if n.cfg.NS == nil {
+		return nil, nil, nil, nil
+	}
+	if hostMAC, err = n.linkMAC(n.cfg.HostIfindex); err != nil {
+		return nil, nil, nil, err
+	}
+	if netMAC, err = n.linkMAC(n.cfg.NetIfindex); err != nil {
+		return nil, nil, nil, err
+	}
+	if eth0MAC, err = n.linkMAC(n.cfg.Eth0Ifindex); err != nil {
+		return nil, nil, nil, err
+	}
+	return hostMAC, netMAC, eth0MAC, nil
+}
+
 // endpointFlagHost marks cilium_lxc entries of the node's own addresses
 // (ENDPOINT_F_HOST).
 const endpointFlagHost = 1
@@ -160,12 +169,8 @@ func (n *Node) loadHostAttachment(ha hostAttachment) error {
 		if p == nil {
 			return fmt.Errorf("bpf_host has no program %s", h.prog)
 		}
-		at, err := n.attach(h.prog, p, ha.ifindex, h.ingress, false)
-		if err != nil {
+		if err := n.hookUp(&n.attached, h.prog, p, ha.ifindex, h.ingress); err != nil {
 			return err
-		}
-		if at != nil {
-			n.attached = append(n.attached, at)
 		}
 	}
 	for _, name := range manual {

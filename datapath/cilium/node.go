@@ -63,6 +63,7 @@ type Node struct {
 	hostColls []*ebpf.Collection
 	hostMark  *ebpf.Program
 	netMAC    net.HardwareAddr // cilium_net
+	vxMAC     net.HardwareAddr // cilium_vxlan
 	stopLive  chan struct{}
 	liveDone  chan struct{}
 
@@ -77,6 +78,8 @@ type Node struct {
 	lb      lbTables
 	// LoadTimes are the durations of endpoint loads (verifier included).
 	loadTimes []time.Duration
+	// hostLoad is how long bpf_host's three loads and attachments took.
+	hostLoad time.Duration
 }
 
 type endpointState struct {
@@ -126,19 +129,10 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 			return nil, err
 		}
 	}
-	consts := n.nodeConstants()
-	consts["interface_ifindex"] = uint32(cfg.VXLANIfindex)
-	consts["interface_mac"] = mac8(vxMAC)
-	spec, manual, err := prepare(loadRequest{
-		spec: objs.overlay, constants: consts, pinDir: n.pinDir,
-		renames: map[string]string{mapCalls: "cilium_calls_overlay"},
-	})
+	n.vxMAC = vxMAC
+	coll, spec, manual, err := n.loadOverlayObjects()
 	if err != nil {
-		return nil, fmt.Errorf("bpf_overlay for %s: %w", cfg.Node, err)
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: n.pinDir}})
-	if err != nil {
-		return nil, verifierError(fmt.Sprintf("load bpf_overlay on %s", cfg.Node), err)
+		return nil, err
 	}
 	n.overlay = coll
 	// The node's shared maps, pinned by the overlay's load or created now
@@ -177,35 +171,64 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 			m.Close()
 		}
 	}
+	if err := n.hookOverlay(coll, spec, manual); err != nil {
+		return nil, err
+	}
+	hostStart := time.Now()
+	if err := n.loadHost(); err != nil {
+		return nil, err
+	}
+	n.hostLoad = time.Since(hostStart)
+	if cfg.NS != nil {
+		n.startLiveness()
+	}
+	ok = true
+	return n, nil
+}
+
+// loadOverlayObjects applies the load steps to bpf_overlay for the node's
+// cilium_vxlan and loads it; the maps it pins by name are the node's
+// shared maps (a second load, Reload, gets the same maps).
+func (n *Node) loadOverlayObjects() (*ebpf.Collection, *ebpf.CollectionSpec, []string, error) {
+	consts := n.nodeConstants()
+	consts["interface_ifindex"] = uint32(n.cfg.VXLANIfindex)
+	consts["interface_mac"] = mac8(n.vxMAC)
+	spec, manual, err := prepare(loadRequest{
+		spec: n.objs.overlay, constants: consts, pinDir: n.pinDir,
+		renames: map[string]string{mapCalls: "cilium_calls_overlay"},
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("bpf_overlay for %s: %w", n.cfg.Node, err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: n.pinDir}})
+	if err != nil {
+		return nil, nil, nil, verifierError(fmt.Sprintf("load bpf_overlay on %s", n.cfg.Node), err)
+	}
+	return coll, spec, manual, nil
+}
+
+// hookOverlay puts cil_from_overlay/cil_to_overlay on cilium_vxlan
+// (attached, or swapped in on a reload) and pins the overlay's tail-call
+// map.
+func (n *Node) hookOverlay(coll *ebpf.Collection, spec *ebpf.CollectionSpec, manual []string) error {
 	for _, a := range []struct {
 		prog    string
 		ingress bool
 	}{{"cil_from_overlay", true}, {"cil_to_overlay", false}} {
 		p := coll.Programs[a.prog]
 		if p == nil {
-			return nil, fmt.Errorf("bpf_overlay has no program %s", a.prog)
+			return fmt.Errorf("bpf_overlay has no program %s", a.prog)
 		}
-		at, err := n.attach(a.prog, p, cfg.VXLANIfindex, a.ingress, false)
-		if err != nil {
-			return nil, err
-		}
-		if at != nil {
-			n.attached = append(n.attached, at)
+		if err := n.hookUp(&n.attached, a.prog, p, n.cfg.VXLANIfindex, a.ingress); err != nil {
+			return err
 		}
 	}
 	for _, name := range manual {
 		if err := pinMap(coll.Maps[name], filepath.Join(n.pinDir, spec.Maps[name].Name)); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := n.loadHost(); err != nil {
-		return nil, err
-	}
-	if cfg.NS != nil {
-		n.startLiveness()
-	}
-	ok = true
-	return n, nil
+	return nil
 }
 
 // sharedMap creates (or opens) one pinned map of spec by itself.
@@ -396,6 +419,45 @@ func (n *Node) detach(a *attachment) error {
 	return nil
 }
 
+// hookUp attaches prog to the hook of ifindex, or, when list already has
+// this program's attachment there (a reload), swaps the new program in
+// atomically: tcx link update, or a netlink filter replaced in place. No
+// packet meets an empty hook.
+func (n *Node) hookUp(list *[]*attachment, name string, prog *ebpf.Program, ifindex int, ingress bool) error {
+	for _, a := range *list {
+		if a.prog == name && a.ifindex == ifindex && a.ingress == ingress {
+			return n.replace(a, prog)
+		}
+	}
+	at, err := n.attach(name, prog, ifindex, ingress, false)
+	if err != nil {
+		return err
+	}
+	if at != nil {
+		*list = append(*list, at)
+	}
+	return nil
+}
+
+// replace swaps the program of an attachment.
+func (n *Node) replace(a *attachment, prog *ebpf.Program) error {
+	if a.tcx != nil {
+		if err := a.tcx.Update(prog); err != nil {
+			return fmt.Errorf("replace %s on %s of ifindex %d: %w", a.prog, hook(a.ingress), a.ifindex, err)
+		}
+		return nil
+	}
+	h, err := n.cfg.NS.Handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := h.FilterReplace(filterOf(a.ifindex, a.ingress, a.prio(), prog.FD(), a.prog)); err != nil {
+		return fmt.Errorf("replace %s filter on %s of ifindex %d in %s: %w", a.prog, hook(a.ingress), a.ifindex, n.cfg.NS.Name, err)
+	}
+	return nil
+}
+
 // EndpointProgram returns one of an endpoint's loaded programs (e.g.
 // "cil_from_container") on a node loaded without a namespace (programs are
 // only kept for PROG_TEST_RUN), nil otherwise.
@@ -423,6 +485,10 @@ func (n *Node) LoadTimes() []time.Duration {
 	defer n.mu.Unlock()
 	return append([]time.Duration(nil), n.loadTimes...)
 }
+
+// HostLoadTime returns how long loading and attaching bpf_host (on
+// cilium_host, cilium_net and eth0, verifier included) took.
+func (n *Node) HostLoadTime() time.Duration { return n.hostLoad }
 
 // Close detaches everything, closes the programs and removes the node's
 // pins.

@@ -181,8 +181,15 @@ func (b *ciliumBackend) Announce(addr netip.Addr, dev string) error { return b.n
 
 func (b *ciliumBackend) Withdraw(addr netip.Addr) error { return b.n.Withdraw(addr) }
 
+// Reload loads Cilium's programs again over the node's live maps
+// (conntrack, policy, services kept).
 func (b *ciliumBackend) Reload() error {
-	return fmt.Errorf("datapath reload is not supported yet on --datapath cilium")
+	took, err := b.n.Reload()
+	if err != nil {
+		return err
+	}
+	b.n.Config().Log.Info("cilium datapath reloaded", "node", b.n.Config().Node, "took", took)
+	return nil
 }
 
 func (b *ciliumBackend) Close() error { return b.n.Close() }

@@ -14,7 +14,9 @@ import (
 // BenchmarkBringUp brings up 3 nodes × N pods with no datapath, podlab's
 // BPF datapath and Cilium's (objects from the compile cache), and reports
 // the bring-up time, pods/s and, for Cilium, the median and maximum time of
-// one endpoint load (bpf_lxc verified for that endpoint):
+// one endpoint load (bpf_lxc verified for that endpoint) and the longest
+// bpf_host load of a node (three instances: cilium_host, cilium_net,
+// eth0):
 //
 //	sudo go test ./datapath/controlplane -run '^$' -bench BringUp -benchtime 1x
 func BenchmarkBringUp(b *testing.B) {
@@ -34,11 +36,13 @@ func BenchmarkBringUp(b *testing.B) {
 						hooks, closeFn = []topo.ClusterHook{cp}, cp.Close
 					}
 					var loads []time.Duration
+					var hostLoad time.Duration
 					if dp == "cilium" {
 						inner := closeFn
 						closeFn = func() error {
 							for _, n := range cp.Nodes() {
 								loads = append(loads, cp.CiliumNode(n).LoadTimes()...)
+								hostLoad = max(hostLoad, cp.CiliumNode(n).HostLoadTime())
 							}
 							return inner()
 						}
@@ -54,6 +58,7 @@ func BenchmarkBringUp(b *testing.B) {
 						sort.Slice(loads, func(i, j int) bool { return loads[i] < loads[j] })
 						b.ReportMetric(float64(loads[len(loads)/2].Milliseconds()), "ep-load-median-ms")
 						b.ReportMetric(float64(loads[len(loads)-1].Milliseconds()), "ep-load-max-ms")
+						b.ReportMetric(float64(hostLoad.Milliseconds()), "host-load-max-ms")
 					}
 					time.Sleep(2 * time.Second) // let the kernel free the namespaces
 				}

@@ -2,6 +2,9 @@ package controlplane
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"time"
@@ -40,6 +43,40 @@ func tcxPrograms(ns *topo.Namespace, ifindex int, at ebpf.AttachType) []string {
 		return nil
 	})).To(Succeed())
 	return names
+}
+
+// push sends msg from the server's end of a connection and expects the
+// client's end to read it.
+func push(server, client net.Conn, msg string) error {
+	_ = server.SetDeadline(time.Now().Add(time.Second))
+	_ = client.SetDeadline(time.Now().Add(time.Second))
+	if _, err := server.Write([]byte(msg)); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(client, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("got %q", buf)
+	}
+	return nil
+}
+
+// tcxProgramIDs returns the IDs of the programs on a device's tcx hook.
+func tcxProgramIDs(ns *topo.Namespace, ifindex int, at ebpf.AttachType) []ebpf.ProgramID {
+	var ids []ebpf.ProgramID
+	Expect(topo.Do(ns, func() error {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: ifindex, Attach: at})
+		if err != nil {
+			return err
+		}
+		for _, p := range res.Programs {
+			ids = append(ids, p.ID)
+		}
+		return nil
+	})).To(Succeed())
+	return ids
 }
 
 func ciliumDrops(cp *ControlPlane, node string, reason datapath.DropReason) uint64 {
@@ -176,6 +213,17 @@ spec:
 		Expect(tcpOK(client.NS, echo.IP, 80)).To(Succeed())
 		Expect(tcpOK(client.NS, echo.IP, 8080)).NotTo(Succeed())
 		Expect(tcpOK(other.NS, echo.IP, 8080)).To(Succeed())
+		// A deny rule's drop is its own reason, 181 (POLICY_DENY), in the
+		// drop and in the policy verdict, as Hubble shows them.
+		for _, typ := range []flow.EventType{flow.EventDrop, flow.EventPolicyVerdict} {
+			Eventually(func() []*flow.Flow {
+				return store.Last(1, func(f *flow.Flow) bool {
+					return f.Verdict == flow.VerdictDropped && f.EventType != nil && f.EventType.Type == int32(typ) &&
+						f.DropReason == uint32(datapath.DropPolicyDenyRule) &&
+						f.IP != nil && f.IP.Source == client.IP.String() && f.IP.Destination == echo.IP.String()
+				})
+			}, 3*time.Second, 100*time.Millisecond).To(HaveLen(1), "event type %d", typ)
+		}
 	})
 
 	It("lets replies into an ingress-enforced endpoint through conntrack", func() {
@@ -201,6 +249,86 @@ spec:
 		Expect(tcpOK(client.NS, vip, 8000)).To(Succeed())
 		Expect(tcpOK(remote.NS, vip, 8000)).To(Succeed())
 		Expect(ciliumDrops(cp, "kind-worker", datapath.DropPolicy) + ciliumDrops(cp, "kind-worker2", datapath.DropPolicy)).To(Equal(drops))
+	})
+
+	It("reloads Cilium's programs over the live maps, keeping established connections", func() {
+		// The clients' ingress is closed: their replies pass only through
+		// conntrack (CT_REPLY), so a connection that goes on after the
+		// reload proves the CT maps, not just the policy, survived.
+		Expect(cp.ApplyPolicy(mustPolicy(`
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: clients-closed, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: client}}
+  ingress: [{}]
+`))).To(Succeed())
+		listen(client.NS, 9999)
+		closed := ciliumDrops(cp, "kind-worker", datapath.DropPolicy)
+		Expect(tcpOK(echo.NS, client.IP, 9999)).NotTo(Succeed())
+		Expect(ciliumDrops(cp, "kind-worker", datapath.DropPolicy)).To(BeNumerically(">", closed), "the clients' ingress is not closed")
+		vip := netip.MustParseAddr("10.96.0.44")
+		Expect(cp.UpsertService(Service{Namespace: "default", Name: "echo-reload", ClusterIP: vip,
+			Ports: []ServicePort{{Port: 8000, Proto: 6, Backends: []Backend{{IP: echo.IP, Port: 80, Node: "kind-worker"}}}}})).To(Succeed())
+		DeferCleanup(func() { Expect(cp.DeleteService("default", "echo-reload")).To(Succeed()) })
+		var conns []net.Conn
+		for _, d := range []struct {
+			from *topo.Pod
+			dst  netip.Addr
+			port int
+		}{{client, echo.IP, 80}, {remote, echo.IP, 80}, {client, vip, 8000}, {remote, vip, 8000}} {
+			c, err := dial(d.from.NS, d.dst, d.port)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(c.Close)
+			Expect(roundTrip(c, "before")).To(Succeed())
+			conns = append(conns, c)
+		}
+		// A server that speaks first: after the reload echo sends on the
+		// connection before the client does, so the packet reaches the
+		// client's closed ingress with nothing to recreate conntrack on
+		// the way (a client that sent first would create a fresh entry).
+		var pushL net.Listener
+		Expect(topo.Do(echo.NS, func() (err error) { pushL, err = net.Listen("tcp4", ":7000"); return err })).To(Succeed())
+		DeferCleanup(pushL.Close)
+		var pushes [][2]net.Conn
+		for _, from := range []*topo.Pod{client, remote} {
+			cc, err := dial(from.NS, echo.IP, 7000)
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(cc.Close)
+			sc, err := pushL.Accept()
+			Expect(err).NotTo(HaveOccurred())
+			DeferCleanup(sc.Close)
+			Expect(push(sc, cc, "before")).To(Succeed())
+			pushes = append(pushes, [2]net.Conn{sc, cc})
+		}
+		w := c.Node("kind-worker")
+		before := map[string][]ebpf.ProgramID{
+			"lxc in":   tcxProgramIDs(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXIngress),
+			"vxlan in": tcxProgramIDs(w.NS, w.VXLANIfindex, ebpf.AttachTCXIngress),
+			"eth0 in":  tcxProgramIDs(w.NS, w.Eth0Ifindex, ebpf.AttachTCXIngress),
+		}
+		drops := ciliumDrops(cp, "kind-worker", datapath.DropPolicy) + ciliumDrops(cp, "kind-worker2", datapath.DropPolicy)
+		Expect(cp.Reload()).To(Succeed())
+		after := map[string][]ebpf.ProgramID{
+			"lxc in":   tcxProgramIDs(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXIngress),
+			"vxlan in": tcxProgramIDs(w.NS, w.VXLANIfindex, ebpf.AttachTCXIngress),
+			"eth0 in":  tcxProgramIDs(w.NS, w.Eth0Ifindex, ebpf.AttachTCXIngress),
+		}
+		for hook, ids := range before {
+			Expect(after[hook]).To(HaveLen(len(ids)), hook)
+			Expect(after[hook]).NotTo(ContainElements(ids), "%s: the reload kept the old programs", hook)
+		}
+		Expect(tcxPrograms(echo.Node.NS, echo.HostIfindex, ebpf.AttachTCXEgress)).To(Equal([]string{"podlab_hostmark", "cil_to_container"}))
+		for i, p := range pushes {
+			Expect(push(p[0], p[1], fmt.Sprintf("pushed-after-reload-%d", i))).To(Succeed(), "server-first connection %d", i)
+		}
+		for i, c := range conns {
+			Expect(roundTrip(c, fmt.Sprintf("after-reload-%d", i))).To(Succeed(), "connection %d", i)
+		}
+		Expect(ciliumDrops(cp, "kind-worker", datapath.DropPolicy) + ciliumDrops(cp, "kind-worker2", datapath.DropPolicy)).To(Equal(drops))
+		// Policy maps were kept too: new connections are judged as before.
+		Expect(tcpOK(client.NS, echo.IP, 80)).To(Succeed())
+		Expect(tcpOK(echo.NS, client.IP, 9999)).NotTo(Succeed())
 	})
 
 	It("load-balances a ClusterIP service to its backends", func() {

@@ -68,15 +68,7 @@ func layer7(l *flow.Layer7) *flowpb.Layer7 {
 	if l == nil {
 		return nil
 	}
-	p := &flowpb.Layer7{LatencyNs: l.LatencyNs}
-	switch l.Type {
-	case flow.L7Request:
-		p.Type = flowpb.L7FlowType_REQUEST
-	case flow.L7Response:
-		p.Type = flowpb.L7FlowType_RESPONSE
-	default:
-		p.Type = flowpb.L7FlowType(flowpb.L7FlowType_value[string(l.Type)])
-	}
+	p := &flowpb.Layer7{LatencyNs: l.LatencyNs, Type: l7Type(l.Type)}
 	if h := l.HTTP; h != nil {
 		ph := &flowpb.HTTP{Code: h.Code, Method: h.Method, Url: h.URL, Protocol: h.Protocol}
 		for _, hd := range h.Headers {

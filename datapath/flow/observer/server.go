@@ -66,7 +66,8 @@ func NewServer(store *flow.Store, opts Options) *Server {
 const HealthServiceName = "hubble.server.Observer"
 
 // Register adds the Observer service and the gRPC health service (which
-// `hubble status` checks first) to g.
+// `hubble status` checks first) to g, which must have been created with
+// ServerOptions.
 func (s *Server) Register(g *grpc.Server) {
 	observerpb.RegisterObserverServer(g, s)
 	hs := health.NewServer()
@@ -79,7 +80,7 @@ func (s *Server) Register(g *grpc.Server) {
 // Serve answers gRPC on every listener until ctx ends, then stops the
 // server and closes the listeners.
 func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
-	g := grpc.NewServer()
+	g := grpc.NewServer(ServerOptions()...)
 	s.Register(g)
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
@@ -200,6 +201,10 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStr
 		until = ts.AsTime()
 	}
 
+	fs := &flowSender{stream: stream, mask: mask}
+	if len(req.GetWhitelist())+len(req.GetBlacklist()) > 0 {
+		fs.match = match
+	}
 	var stored []*flow.Flow
 	var rd *flow.Reader
 	if req.GetFollow() {
@@ -207,34 +212,61 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStr
 	} else {
 		stored = s.store.Last(0, nil)
 	}
-	backlog := selectBacklog(stored, req, since, match)
-
 	number := req.GetNumber()
 	sent := uint64(0)
-	send := func(p *flowpb.Flow) error {
-		sent++
-		return stream.Send(&observerpb.GetFlowsResponse{
-			Time:          p.GetTime(),
-			NodeName:      p.GetNodeName(),
-			ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: mask.apply(p)},
-		})
-	}
-	for _, p := range backlog {
-		if !until.IsZero() && p.GetTime().AsTime().After(until) {
+	for _, f := range selectBacklog(stored, req, since, fs.keep) {
+		if !until.IsZero() && f.Time.After(until) {
 			return nil
 		}
 		if !req.GetFollow() && number > 0 && sent >= number {
 			return nil
 		}
-		if err := send(p); err != nil {
+		if err := fs.send(f, nil); err != nil {
 			return err
 		}
+		sent++
 	}
 	if !req.GetFollow() {
 		return nil
 	}
+	return s.follow(stream, rd, fs, until)
+}
 
-	return s.follow(stream, rd, match, until, send)
+// flowSender sends the flows of one GetFlows stream. Without a field
+// mask a flow goes out as the bytes AppendFlowResponse writes, in one
+// reused buffer, through the pass-through codec (ServerOptions): no
+// protobuf message is built unless a filter or the mask needs one.
+type flowSender struct {
+	stream grpc.ServerStreamingServer[observerpb.GetFlowsResponse]
+	match  Match // nil: every flow passes
+	mask   fieldMask
+	wire   wireResponse
+}
+
+// keep reports whether f passes the stream's filter and returns the
+// protobuf flow it built for that (nil when there is no filter).
+func (fs *flowSender) keep(f *flow.Flow) (*flowpb.Flow, bool) {
+	if fs.match == nil {
+		return nil, true
+	}
+	p := ToProto(f)
+	return p, fs.match(p)
+}
+
+// send sends f; p is ToProto(f) when the caller has it, else nil.
+func (fs *flowSender) send(f *flow.Flow, p *flowpb.Flow) error {
+	if fs.mask.root == nil {
+		fs.wire.b = AppendFlowResponse(fs.wire.b[:0], f)
+		return fs.stream.SendMsg(&fs.wire)
+	}
+	if p == nil {
+		p = ToProto(f)
+	}
+	return fs.stream.Send(&observerpb.GetFlowsResponse{
+		Time:          p.GetTime(),
+		NodeName:      p.GetNodeName(),
+		ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: fs.mask.apply(p)},
+	})
 }
 
 // follow streams the flows added after rd's position until the client
@@ -244,7 +276,7 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStr
 // reported at once as a LostEvent (HUBBLE_RING_BUFFER), as Hubble's ring
 // reader does; datapath losses (PERF_EVENT_RING_BUFFER) are reported at
 // most every lostInterval.
-func (s *Server) follow(stream grpc.ServerStreamingServer[observerpb.GetFlowsResponse], rd *flow.Reader, match Match, until time.Time, send func(*flowpb.Flow) error) error {
+func (s *Server) follow(stream grpc.ServerStreamingServer[observerpb.GetFlowsResponse], rd *flow.Reader, fs *flowSender, until time.Time) error {
 	ctx := stream.Context()
 	reportedDP := s.store.Lost()[flow.LostRingBuffer]
 	lastCheck := time.Now()
@@ -265,11 +297,11 @@ func (s *Server) follow(stream grpc.ServerStreamingServer[observerpb.GetFlowsRes
 			if !until.IsZero() && f.Time.After(until) {
 				return nil
 			}
-			p := ToProto(f)
-			if !match(p) {
+			p, ok := fs.keep(f)
+			if !ok {
 				continue
 			}
-			if err := send(p); err != nil {
+			if err := fs.send(f, p); err != nil {
 				return err
 			}
 		}
@@ -286,25 +318,26 @@ func (s *Server) follow(stream grpc.ServerStreamingServer[observerpb.GetFlowsRes
 	}
 }
 
-// selectBacklog picks the stored flows a request starts with, converted
-// and filtered, oldest first: from since when set; from the oldest with
-// first (up to number); else the last number matching flows (all when
-// number is 0 and not following; none when following without number).
-func selectBacklog(stored []*flow.Flow, req *observerpb.GetFlowsRequest, since time.Time, match Match) []*flowpb.Flow {
+// selectBacklog picks the stored flows a request starts with, those keep
+// accepts, oldest first: from since when set; from the oldest with first
+// (up to number); else the last number matching flows (all when number
+// is 0 and not following; none when following without number).
+func selectBacklog(stored []*flow.Flow, req *observerpb.GetFlowsRequest, since time.Time, keep func(*flow.Flow) (*flowpb.Flow, bool)) []*flow.Flow {
 	number := req.GetNumber()
-	var out []*flowpb.Flow
+	var out []*flow.Flow
+	kept := func(f *flow.Flow) bool { _, ok := keep(f); return ok }
 	switch {
 	case !since.IsZero():
 		i := sort.Search(len(stored), func(i int) bool { return !stored[i].Time.Before(since) })
 		for _, f := range stored[i:] {
-			if p := ToProto(f); match(p) {
-				out = append(out, p)
+			if kept(f) {
+				out = append(out, f)
 			}
 		}
 	case req.GetFirst():
 		for _, f := range stored {
-			if p := ToProto(f); match(p) {
-				out = append(out, p)
+			if kept(f) {
+				out = append(out, f)
 				if number > 0 && uint64(len(out)) == number {
 					break
 				}
@@ -313,8 +346,8 @@ func selectBacklog(stored []*flow.Flow, req *observerpb.GetFlowsRequest, since t
 	case req.GetFollow() && number == 0:
 	default:
 		for i := len(stored) - 1; i >= 0; i-- {
-			if p := ToProto(stored[i]); match(p) {
-				out = append(out, p)
+			if kept(stored[i]) {
+				out = append(out, stored[i])
 				if number > 0 && uint64(len(out)) == number {
 					break
 				}
