@@ -213,6 +213,17 @@ spec:
 		Expect(tcpOK(client.NS, echo.IP, 80)).To(Succeed())
 		Expect(tcpOK(client.NS, echo.IP, 8080)).NotTo(Succeed())
 		Expect(tcpOK(other.NS, echo.IP, 8080)).To(Succeed())
+		// A deny rule's drop is its own reason, 181 (POLICY_DENY), in the
+		// drop and in the policy verdict, as Hubble shows them.
+		for _, typ := range []flow.EventType{flow.EventDrop, flow.EventPolicyVerdict} {
+			Eventually(func() []*flow.Flow {
+				return store.Last(1, func(f *flow.Flow) bool {
+					return f.Verdict == flow.VerdictDropped && f.EventType != nil && f.EventType.Type == int32(typ) &&
+						f.DropReason == uint32(datapath.DropPolicyDenyRule) &&
+						f.IP != nil && f.IP.Source == client.IP.String() && f.IP.Destination == echo.IP.String()
+				})
+			}, 3*time.Second, 100*time.Millisecond).To(HaveLen(1), "event type %d", typ)
+		}
 	})
 
 	It("lets replies into an ingress-enforced endpoint through conntrack", func() {

@@ -185,16 +185,7 @@ func (cp *ControlPlane) flowEvent(node string, ev datapath.Event) *flow.Event {
 		fe.Type, fe.DropReason = flow.EventDrop, uint8(e.Reason)
 	case *datapath.TraceEvent:
 		fe.Type, fe.ObsPoint, fe.BeforeXlate = flow.EventTrace, flow.ObsPoint(e.ObsPoint), e.Entry
-		// The connection-tracking state the program traced the packet
-		// with: first packet, reply, or any later one.
-		switch {
-		case e.IsNew:
-			fe.TraceReason = flow.TraceReasonNew
-		case h.IsReply:
-			fe.TraceReason = flow.TraceReasonReply
-		default:
-			fe.TraceReason = flow.TraceReasonEstablished
-		}
+		fe.TraceReason = traceReason(e)
 	case *datapath.PolicyVerdictEvent:
 		fe.Type, fe.PolicyMatch = flow.EventPolicyVerdict, flow.PolicyMatch(e.Match)
 		if !e.Allowed {
@@ -202,6 +193,31 @@ func (cp *ControlPlane) flowEvent(node string, ev datapath.Event) *flow.Event {
 		}
 	}
 	return fe
+}
+
+// traceReason is the connection-tracking state podlab's datapath traced
+// a packet with: first packet, reply, or any later one. A packet that is
+// not IP (ARP) had no conntrack lookup; Cilium says TRACE_REASON_UNKNOWN
+// there, and so does podlab.
+func traceReason(e *datapath.TraceEvent) flow.TraceReason {
+	switch {
+	case !isIPFrame(e.Data):
+		return flow.TraceReasonUnknown
+	case e.IsNew:
+		return flow.TraceReasonNew
+	case e.IsReply:
+		return flow.TraceReasonReply
+	}
+	return flow.TraceReasonEstablished
+}
+
+// isIPFrame reports whether an Ethernet frame carries IPv4 or IPv6.
+func isIPFrame(b []byte) bool {
+	if len(b) < 14 {
+		return false
+	}
+	et := uint16(b[12])<<8 | uint16(b[13])
+	return et == 0x0800 || et == 0x86dd
 }
 
 // resolverIndex answers the flow decoder's lookups without taking the

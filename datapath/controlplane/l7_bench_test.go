@@ -84,11 +84,7 @@ func BenchmarkL7Proxy(b *testing.B) {
 		Ports: []ServicePort{{Name: "http", Proto: 6, Port: 80, Backends: []Backend{{IP: dst.IP, Port: 80, Node: dst.Node.Name}}}}}); err != nil {
 		b.Fatal(err)
 	}
-	var spec yaml.Node
-	if err := yaml.Unmarshal([]byte(benchEnvoyConfig), &spec); err != nil {
-		b.Fatal(err)
-	}
-	cec, err := envoyconfig.DecodeSpec("bench.yaml", "default", "bench", spec.Content[0])
+	cec, err := lbConfig("bench", "server", "[{match: {prefix: /}, route: {cluster: default/server}}]")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -163,9 +159,11 @@ spec:
 	}
 }
 
-// benchEnvoyConfig sends the server Service's requests to its endpoints
-// through an Envoy listener (route /, one EDS cluster).
-const benchEnvoyConfig = `services: [{name: server}]
+// lbConfig returns a CiliumEnvoyConfig (namespace default) that redirects
+// Service svc to one Envoy listener with the given routes (a YAML flow
+// list) and the EDS cluster default/<svc>.
+func lbConfig(name, svc, routes string) (*envoyconfig.Config, error) {
+	text := fmt.Sprintf(`services: [{name: %[1]s}]
 resources:
 - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
   name: lb
@@ -176,9 +174,13 @@ resources:
         "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
         route_config:
           virtual_hosts:
-          - {name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: default/server}}]}
+          - {name: all, domains: ["*"], routes: %[2]s}
         http_filters: [{name: envoy.filters.http.router}]
-- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
-  name: default/server
-  type: EDS
-`
+- {"@type": type.googleapis.com/envoy.config.cluster.v3.Cluster, name: default/%[1]s, type: EDS}
+`, svc, routes)
+	var spec yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &spec); err != nil {
+		return nil, err
+	}
+	return envoyconfig.DecodeSpec(name+".yaml", "default", name, spec.Content[0])
+}

@@ -12,13 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/podlab/podlab/datapath/flow"
-	"github.com/podlab/podlab/datapath/proxy/envoyconfig"
 	"github.com/podlab/podlab/datapath/proxy/httpproxy"
 	"github.com/podlab/podlab/internal/e2e"
 	"github.com/podlab/podlab/topo"
@@ -322,26 +319,7 @@ spec:
 		Expect(cp.UpsertService(Service{Namespace: "default", Name: "web", ClusterIP: clusterIP, Type: "NodePort",
 			Ports: []ServicePort{{Name: "http", Proto: 6, Port: 80, NodePort: 30090, Backends: []Backend{{IP: web.IP, Port: 80, Node: web.Node.Name}}}}})).To(Succeed())
 		DeferCleanup(func() { Expect(cp.DeleteService("default", "web")).To(Succeed()) })
-		var spec yaml.Node
-		Expect(yaml.Unmarshal([]byte(`services: [{name: web}]
-resources:
-- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
-  name: lb
-  filter_chains:
-  - filters:
-    - name: envoy.filters.network.http_connection_manager
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-        route_config:
-          virtual_hosts:
-          - name: all
-            domains: ["*"]
-            routes:
-            - {match: {prefix: /old/}, route: {cluster: default/web, prefixRewrite: /new/}}
-            - {match: {prefix: /}, route: {cluster: default/web}}
-- {"@type": type.googleapis.com/envoy.config.cluster.v3.Cluster, name: default/web, type: EDS}
-`), &spec)).To(Succeed())
-		cec, err := envoyconfig.DecodeSpec("cec.yaml", "default", "web-lb", spec.Content[0])
+		cec, err := lbConfig("web-lb", "web", "[{match: {prefix: /old/}, route: {cluster: default/web, prefixRewrite: /new/}}, {match: {prefix: /}, route: {cluster: default/web}}]")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(cp.SetEnvoyConfig(cec)).To(Succeed())
 		DeferCleanup(func() { Expect(cp.DeleteEnvoyConfig(cec.Key())).To(Succeed()) })

@@ -1,8 +1,13 @@
 package controlplane
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,13 +28,14 @@ import (
 // one following GetFlows client over a unix socket while a pod sends UDP
 // to a pod on another node as fast as one sender can (every packet: four
 // trace events), the event pump decoding both nodes' ring buffers into the
-// lab's flow ring (100,000 flows, as `podlab up`). It reports the
-// packets/s sent, the flows/s the client received (first to last flow),
-// the events the datapath lost and the flows the client lost; paced at 10
-// and 20 kpps, and unpaced ("max"); with a client that decodes every
-// response into Hubble's protobuf types as `hubble observe` does
-// ("decode"), and with one that reads the wire and decodes only what it
-// counts (response type, lost-event count, node name: "wire"), which
+// lab's flow ring (100,000 flows, as `podlab up`). The client is a process
+// of its own, as `hubble observe` is (this test binary again). It reports
+// the packets/s sent, the flows/s decoded (over the sending time), the
+// flows/s the client received (first to last flow), the events the datapath lost and the flows the client lost;
+// paced at 10 and 20 kpps, and unpaced ("max"); with a client that
+// decodes every response into Hubble's protobuf types as `hubble observe`
+// does ("decode"), and with one that reads the wire and decodes only what
+// it counts (response type, lost-event count, node name: "wire"), which
 // measures what the server delivers rather than the client's decoding:
 //
 //	sudo go test ./datapath/controlplane -run '^$' -bench GetFlowsAtEventRate -benchtime 1x -count 3
@@ -46,10 +52,99 @@ func BenchmarkGetFlowsAtEventRate(b *testing.B) {
 			}
 			b.Run(client+"/"+name, func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
-					getFlowsAtRate(ctx, b, cp, tx, rate, client == "wire")
+					getFlowsAtRate(ctx, b, cp, tx, rate, client)
 				}
 			})
 		}
+	}
+}
+
+// The benchmark runs its GetFlows client in a process of its own (this
+// test binary again, told by these variables), as `hubble observe` is:
+// its garbage and its CPU are not the server's.
+const (
+	getFlowsClientEnv = "PODLAB_BENCH_GETFLOWS_SOCKET"
+	getFlowsModeEnv   = "PODLAB_BENCH_GETFLOWS_CLIENT" // "decode" or "wire"
+)
+
+// TestMain runs the tests, or the GetFlows benchmark's client when the
+// benchmark started this binary as its client.
+func TestMain(m *testing.M) {
+	if sock := os.Getenv(getFlowsClientEnv); sock != "" {
+		if err := runGetFlowsClient(sock, os.Getenv(getFlowsModeEnv)); err != nil {
+			fmt.Fprintln(os.Stderr, "GetFlows client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// getFlowsResult is what the client process reports on its last line.
+type getFlowsResult struct {
+	Got, Lost uint64
+	// Seconds from the first to the last flow after "ready".
+	Seconds float64
+}
+
+// runGetFlowsClient follows GetFlows on the socket, prints "ready" after
+// the first response, then counts flows and lost events until the
+// end-of-benchmark flow and prints a getFlowsResult.
+func runGetFlowsClient(sock, mode string) error {
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	req := &observerpb.GetFlowsRequest{Follow: true}
+	var st flowsStream
+	switch mode {
+	case "wire":
+		cs, err := conn.NewStream(ctx, &observerpb.Observer_ServiceDesc.Streams[0], observerpb.Observer_GetFlows_FullMethodName, grpc.ForceCodecV2(rawCodec{}))
+		if err != nil {
+			return err
+		}
+		if err := cs.SendMsg(req); err != nil {
+			return err
+		}
+		if err := cs.CloseSend(); err != nil {
+			return err
+		}
+		st = rawStream{cs}
+	case "decode":
+		gf, err := observerpb.NewObserverClient(conn).GetFlows(ctx, req)
+		if err != nil {
+			return err
+		}
+		st = decodedStream{gf}
+	default:
+		return fmt.Errorf("client mode %q: want decode or wire", mode)
+	}
+	if _, _, err := st.Recv(); err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	var r getFlowsResult
+	var first, last time.Time
+	for {
+		lost, node, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		if lost > 0 {
+			r.Lost += lost
+			continue
+		}
+		if node == "end-of-benchmark" {
+			r.Seconds = last.Sub(first).Seconds()
+			return json.NewEncoder(os.Stdout).Encode(r)
+		}
+		last = time.Now()
+		if first.IsZero() {
+			first = last
+		}
+		r.Got++
 	}
 }
 
@@ -76,8 +171,8 @@ func (d decodedStream) Recv() (uint64, string, error) {
 	return 0, resp.GetFlow().GetNodeName(), nil
 }
 
-// rawStream reads GetFlowsResponse messages as bytes (rawCodec) and
-// decodes only the top-level fields and the lost-event count.
+// rawStream reads GetFlowsResponse messages with rawCodec, which decodes
+// only the top-level fields and the lost-event count.
 type rawStream struct{ st grpc.ClientStream }
 
 func (r rawStream) Recv() (uint64, string, error) {
@@ -85,62 +180,62 @@ func (r rawStream) Recv() (uint64, string, error) {
 	if err := r.st.RecvMsg(&msg); err != nil {
 		return 0, "", err
 	}
-	var lost uint64
-	var node string
-	b := []byte(msg)
+	return msg.lost, msg.node, nil
+}
+
+// rawMsg is what rawCodec decodes of a GetFlowsResponse.
+type rawMsg struct {
+	lost uint64 // lost_events.num_events_lost (at least 1 for a LostEvent)
+	node string // node_name
+}
+
+// parse reads the top-level fields of a GetFlowsResponse.
+func (m *rawMsg) parse(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return 0, "", protowire.ParseError(n)
+			return protowire.ParseError(n)
 		}
 		b = b[n:]
-		if num == 3 && typ == protowire.BytesType { // lost_events
-			le, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return 0, "", protowire.ParseError(n)
-			}
-			lost = 1
-			for len(le) > 0 {
-				num, typ, m := protowire.ConsumeTag(le)
-				if m < 0 {
-					return 0, "", protowire.ParseError(m)
-				}
-				le = le[m:]
-				if num == 2 && typ == protowire.VarintType { // num_events_lost
-					v, k := protowire.ConsumeVarint(le)
-					if k < 0 {
-						return 0, "", protowire.ParseError(k)
-					}
-					lost = max(v, 1)
-				}
-				m = protowire.ConsumeFieldValue(num, typ, le)
-				if m < 0 {
-					return 0, "", protowire.ParseError(m)
-				}
-				le = le[m:]
-			}
-		}
-		if num == 1000 && typ == protowire.BytesType { // node_name
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return 0, "", protowire.ParseError(n)
-			}
-			node = string(v)
-		}
+		v := b
 		n = protowire.ConsumeFieldValue(num, typ, b)
 		if n < 0 {
-			return 0, "", protowire.ParseError(n)
+			return protowire.ParseError(n)
 		}
 		b = b[n:]
+		if typ != protowire.BytesType {
+			continue
+		}
+		v, _ = protowire.ConsumeBytes(v)
+		switch num {
+		case 3: // lost_events
+			m.lost = 1
+			for len(v) > 0 {
+				num, typ, k := protowire.ConsumeTag(v)
+				if k < 0 {
+					return protowire.ParseError(k)
+				}
+				v = v[k:]
+				if num == 2 && typ == protowire.VarintType { // num_events_lost
+					if x, _ := protowire.ConsumeVarint(v); x > 0 {
+						m.lost = x
+					}
+				}
+				k = protowire.ConsumeFieldValue(num, typ, v)
+				if k < 0 {
+					return protowire.ParseError(k)
+				}
+				v = v[k:]
+			}
+		case 1000: // node_name
+			m.node = string(v)
+		}
 	}
-	return lost, node, nil
+	return nil
 }
 
-// rawMsg receives a message's bytes from rawCodec.
-type rawMsg []byte
-
 // rawCodec is a client codec that marshals requests with protobuf and
-// hands responses over as bytes.
+// decodes responses into a rawMsg.
 type rawCodec struct{}
 
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
@@ -148,15 +243,17 @@ func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*(v.(*rawMsg)) = data.Materialize()
-	return nil
+	if len(data) == 1 {
+		return v.(*rawMsg).parse(data[0].ReadOnlyData())
+	}
+	return v.(*rawMsg).parse(data.Materialize())
 }
 
 func (rawCodec) Name() string { return gproto.Name }
 
 // getFlowsAtRate runs one round of BenchmarkGetFlowsAtEventRate: two
 // seconds of UDP at rate packets/s (0: as fast as the sender can).
-func getFlowsAtRate(ctx context.Context, b *testing.B, cp *ControlPlane, tx *net.UDPConn, rate int, wire bool) {
+func getFlowsAtRate(ctx context.Context, b *testing.B, cp *ControlPlane, tx *net.UDPConn, rate int, mode string) {
 	{
 		store := flow.NewStore(100_000)
 		pump, err := cp.StartEvents(ctx, store)
@@ -171,69 +268,38 @@ func getFlowsAtRate(ctx context.Context, b *testing.B, cp *ControlPlane, tx *net
 		sctx, stop := context.WithCancel(ctx)
 		served := make(chan error, 1)
 		go func() { served <- observer.NewServer(store, observer.Options{}).Serve(sctx, ln) }()
-		conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		client := exec.CommandContext(sctx, os.Args[0])
+		client.Env = append(os.Environ(), getFlowsClientEnv+"="+sock, getFlowsModeEnv+"="+mode)
+		client.Stderr = os.Stderr
+		out, err := client.StdoutPipe()
 		if err != nil {
 			b.Fatal(err)
 		}
-		var st flowsStream
-		req := &observerpb.GetFlowsRequest{Follow: true}
-		if wire {
-			cs, err := conn.NewStream(sctx, &observerpb.Observer_ServiceDesc.Streams[0], observerpb.Observer_GetFlows_FullMethodName, grpc.ForceCodecV2(rawCodec{}))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := cs.SendMsg(req); err != nil {
-				b.Fatal(err)
-			}
-			if err := cs.CloseSend(); err != nil {
-				b.Fatal(err)
-			}
-			st = rawStream{cs}
-		} else {
-			gf, err := observerpb.NewObserverClient(conn).GetFlows(sctx, req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			st = decodedStream{gf}
-		}
-		// Subscribed once a first packet's flows come through.
-		if _, err := tx.Write(make([]byte, 64)); err != nil {
+		if err := client.Start(); err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := st.Recv(); err != nil {
-			b.Fatal(err)
+		lines := bufio.NewScanner(out)
+		// The client says "ready" once a first packet's flows came
+		// through its stream.
+		ready := make(chan bool, 1)
+		go func() { ready <- lines.Scan() && lines.Text() == "ready" }()
+		warm := time.NewTicker(10 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case ok := <-ready:
+				if !ok {
+					b.Fatalf("GetFlows client did not start: %v", lines.Err())
+				}
+				break wait
+			case <-warm.C:
+				_, _ = tx.Write(make([]byte, 64))
+			case <-time.After(10 * time.Second):
+				b.Fatal("GetFlows client: no flow within 10 s")
+			}
 		}
+		warm.Stop()
 		base := store.Total()
-		type result struct {
-			got, lost  uint64
-			first, end time.Time
-			err        error
-		}
-		done := make(chan result, 1)
-		go func() {
-			var r result
-			for {
-				lost, node, err := st.Recv()
-				if err != nil {
-					r.err = err
-					done <- r
-					return
-				}
-				if lost > 0 {
-					r.lost += lost
-					continue
-				}
-				if r.got == 0 {
-					r.first = time.Now()
-				}
-				if node == "end-of-benchmark" {
-					r.end = time.Now()
-					done <- r
-					return
-				}
-				r.got++
-			}
-		}()
 		payload := make([]byte, 64)
 		start := time.Now()
 		sent := 0
@@ -256,12 +322,17 @@ func getFlowsAtRate(ctx context.Context, b *testing.B, cp *ControlPlane, tx *net
 		_ = pump.Stop()
 		decoded := store.Total() - base
 		store.Add(&flow.Flow{Time: time.Now(), NodeName: "end-of-benchmark"})
-		r := <-done
-		if r.err != nil {
-			b.Fatal(r.err)
+		var r getFlowsResult
+		if !lines.Scan() {
+			b.Fatalf("GetFlows client ended without a result: %v", lines.Err())
+		}
+		if err := json.Unmarshal(lines.Bytes(), &r); err != nil {
+			b.Fatalf("GetFlows client result %q: %v", lines.Text(), err)
+		}
+		if err := client.Wait(); err != nil {
+			b.Fatalf("GetFlows client: %v", err)
 		}
 		stop()
-		conn.Close()
 		<-served
 		var dpLost uint64
 		for src, n := range store.Lost() {
@@ -269,14 +340,14 @@ func getFlowsAtRate(ctx context.Context, b *testing.B, cp *ControlPlane, tx *net
 				dpLost += n
 			}
 		}
-		if r.got+r.lost < decoded {
-			b.Errorf("client accounted for %d received + %d lost of %d flows", r.got, r.lost, decoded)
+		if r.Got+r.Lost < decoded {
+			b.Errorf("client accounted for %d received + %d lost of %d flows", r.Got, r.Lost, decoded)
 		}
 		b.ReportMetric(float64(sent)/elapsed.Seconds(), "pkts/s")
 		b.ReportMetric(float64(decoded)/elapsed.Seconds(), "flows-decoded/s")
-		b.ReportMetric(float64(r.got)/r.end.Sub(r.first).Seconds(), "flows-received/s")
-		b.ReportMetric(float64(r.got), "flows-received")
-		b.ReportMetric(float64(r.lost), "client-lost")
+		b.ReportMetric(float64(r.Got)/r.Seconds, "flows-received/s")
+		b.ReportMetric(float64(r.Got), "flows-received")
+		b.ReportMetric(float64(r.Lost), "client-lost")
 		b.ReportMetric(float64(dpLost), "datapath-lost")
 	}
 }

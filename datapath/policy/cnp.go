@@ -442,7 +442,10 @@ func (d *decoder) ciliumPortRule(n *yaml.Node, path string, deny bool, dir Direc
 		for i := range out {
 			p := yamldiag.Index(yamldiag.Join(path, "ports"), i)
 			switch {
-			case out[i].Proto != ProtoTCP && out[i].Proto != ProtoAny:
+			case out[i].Proto == ProtoAny:
+				// Cilium (PortRule.sanitize) refuses an omitted protocol too.
+				return nil, d.errf(portNodes[i], yamldiag.Join(p, "protocol"), "L7 rules can only apply to TCP (not ANY) except for DNS rules: add protocol: TCP")
+			case out[i].Proto != ProtoTCP:
 				return nil, d.errf(portNodes[i], yamldiag.Join(p, "protocol"), "HTTP rules apply to TCP ports only, not %s", ProtoName(out[i].Proto))
 			case out[i].Name == "" && out[i].Port == 0:
 				return nil, d.errf(portNodes[i], yamldiag.Join(p, "port"), "L7 rules need a port (port 0 means every port)")

@@ -73,6 +73,12 @@ sepc: {}
       rules:
         http: [{method: GET}]
 `, `bad.yaml:11: spec.egress[0].toPorts[0].ports[0].protocol: HTTP rules apply to TCP ports only, not UDP`},
+		{"http without protocol", cnpHead + `  egress:
+  - toPorts:
+    - ports: [{port: "80"}]
+      rules:
+        http: [{method: GET}]
+`, `bad.yaml:11: spec.egress[0].toPorts[0].ports[0].protocol: L7 rules can only apply to TCP (not ANY) except for DNS rules: add protocol: TCP`},
 		{"headerMatches action", cnpHead + `  egress:
   - toPorts:
     - ports: [{port: "80"}]

@@ -21,11 +21,17 @@ func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2(proto.Name)})}
 }
 
-// Marshal copies a wireResponse into a buffer gRPC owns (the sender
-// reuses its own) and hands everything else to the protobuf codec.
+// Marshal copies a wireResponse into a buffer of gRPC's pool (the sender
+// reuses its own), which gRPC returns to the pool once written, and hands
+// everything else to the protobuf codec. Unlike mem.Copy it pools small
+// messages too: a flow is a few hundred bytes, and one garbage buffer per
+// flow would be a good part of a busy stream's allocations.
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if w, ok := v.(*wireResponse); ok {
-		return mem.BufferSlice{mem.Copy(w.b, mem.DefaultBufferPool())}, nil
+		pool := mem.DefaultBufferPool()
+		buf := pool.Get(len(w.b))
+		copy(*buf, w.b)
+		return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 	}
 	return c.proto.Marshal(v)
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	flowpb "github.com/cilium/cilium/api/v1/flow"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -16,6 +17,8 @@ type fieldMask struct{ root *maskNode }
 type maskNode struct {
 	all      bool
 	children map[protoreflect.Name]*maskNode
+	// byNumber holds the same children by field number (appendMasked).
+	byNumber map[protowire.Number]*maskNode
 }
 
 // newFieldMask checks paths against the Flow message ("source.pod_name")
@@ -24,7 +27,7 @@ func newFieldMask(paths []string) (fieldMask, error) {
 	if len(paths) == 0 {
 		return fieldMask{}, nil
 	}
-	root := &maskNode{children: map[protoreflect.Name]*maskNode{}}
+	root := newMaskNode()
 	desc := (&flowpb.Flow{}).ProtoReflect().Descriptor()
 	for _, p := range paths {
 		n, md := root, desc
@@ -36,8 +39,9 @@ func newFieldMask(paths []string) (fieldMask, error) {
 			}
 			child := n.children[fd.Name()]
 			if child == nil {
-				child = &maskNode{children: map[protoreflect.Name]*maskNode{}}
+				child = newMaskNode()
 				n.children[fd.Name()] = child
+				n.byNumber[fd.Number()] = child
 			}
 			n = child
 			if i == len(parts)-1 {
@@ -53,29 +57,35 @@ func newFieldMask(paths []string) (fieldMask, error) {
 	return fieldMask{root: root}, nil
 }
 
-// apply returns f itself (no mask) or a new flow holding only the masked
-// fields of f (sharing their values).
-func (m fieldMask) apply(f *flowpb.Flow) *flowpb.Flow {
-	if m.root == nil {
-		return f
-	}
-	out := &flowpb.Flow{}
-	copyMasked(out.ProtoReflect(), f.ProtoReflect(), m.root)
-	return out
+func newMaskNode() *maskNode {
+	return &maskNode{children: map[protoreflect.Name]*maskNode{}, byNumber: map[protowire.Number]*maskNode{}}
 }
 
-func copyMasked(dst, src protoreflect.Message, n *maskNode) {
-	fields := src.Descriptor().Fields()
-	for name, child := range n.children {
-		fd := fields.ByName(name)
-		if !src.Has(fd) {
-			continue
+// appendMasked appends the fields of the wire-encoded message msg that n
+// keeps, as apply keeps them on a message: a field under a partial path
+// is kept as a message (empty if none of its kept fields is set) when it
+// is set at all.
+func appendMasked(b, msg []byte, n *maskNode) []byte {
+	for len(msg) > 0 {
+		num, typ, tl := protowire.ConsumeTag(msg)
+		if tl < 0 {
+			return b
 		}
-		if child.all {
-			dst.Set(fd, src.Get(fd))
-			continue
+		vl := protowire.ConsumeFieldValue(num, typ, msg[tl:])
+		if vl < 0 {
+			return b
 		}
-		sub := dst.Mutable(fd).Message()
-		copyMasked(sub, src.Get(fd).Message(), child)
+		field := msg[:tl+vl]
+		msg = msg[tl+vl:]
+		child := n.byNumber[num]
+		switch {
+		case child == nil:
+		case child.all:
+			b = append(b, field...)
+		case typ == protowire.BytesType:
+			sub, _ := protowire.ConsumeBytes(field[tl:])
+			b = appendMsg(b, num, func(b []byte) []byte { return appendMasked(b, sub, child) })
+		}
 	}
+	return b
 }

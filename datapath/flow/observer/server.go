@@ -221,7 +221,7 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStr
 		if !req.GetFollow() && number > 0 && sent >= number {
 			return nil
 		}
-		if err := fs.send(f, nil); err != nil {
+		if err := fs.send(f); err != nil {
 			return err
 		}
 		sent++
@@ -232,41 +232,32 @@ func (s *Server) GetFlows(req *observerpb.GetFlowsRequest, stream grpc.ServerStr
 	return s.follow(stream, rd, fs, until)
 }
 
-// flowSender sends the flows of one GetFlows stream. Without a field
-// mask a flow goes out as the bytes AppendFlowResponse writes, in one
-// reused buffer, through the pass-through codec (ServerOptions): no
-// protobuf message is built unless a filter or the mask needs one.
+// flowSender sends the flows of one GetFlows stream. A flow goes out as
+// the bytes AppendFlowResponse writes (the field mask applied to them),
+// in one reused buffer, through the pass-through codec (ServerOptions):
+// no protobuf message is built unless a filter needs one.
 type flowSender struct {
 	stream grpc.ServerStreamingServer[observerpb.GetFlowsResponse]
 	match  Match // nil: every flow passes
 	mask   fieldMask
 	wire   wireResponse
+	full   []byte // scratch: the whole flow before the mask
 }
 
-// keep reports whether f passes the stream's filter and returns the
-// protobuf flow it built for that (nil when there is no filter).
-func (fs *flowSender) keep(f *flow.Flow) (*flowpb.Flow, bool) {
-	if fs.match == nil {
-		return nil, true
-	}
-	p := ToProto(f)
-	return p, fs.match(p)
+// keep reports whether f passes the stream's filter.
+func (fs *flowSender) keep(f *flow.Flow) bool {
+	return fs.match == nil || fs.match(ToProto(f))
 }
 
-// send sends f; p is ToProto(f) when the caller has it, else nil.
-func (fs *flowSender) send(f *flow.Flow, p *flowpb.Flow) error {
+// send sends f, encoded by AppendFlowResponse, or with a field mask by
+// appendMaskedResponse (the mask applied to the wire encoding).
+func (fs *flowSender) send(f *flow.Flow) error {
 	if fs.mask.root == nil {
 		fs.wire.b = AppendFlowResponse(fs.wire.b[:0], f)
-		return fs.stream.SendMsg(&fs.wire)
+	} else {
+		fs.wire.b, fs.full = appendMaskedResponse(fs.wire.b[:0], fs.full, f, fs.mask)
 	}
-	if p == nil {
-		p = ToProto(f)
-	}
-	return fs.stream.Send(&observerpb.GetFlowsResponse{
-		Time:          p.GetTime(),
-		NodeName:      p.GetNodeName(),
-		ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: fs.mask.apply(p)},
-	})
+	return fs.stream.SendMsg(&fs.wire)
 }
 
 // follow streams the flows added after rd's position until the client
@@ -297,11 +288,10 @@ func (s *Server) follow(stream grpc.ServerStreamingServer[observerpb.GetFlowsRes
 			if !until.IsZero() && f.Time.After(until) {
 				return nil
 			}
-			p, ok := fs.keep(f)
-			if !ok {
+			if !fs.keep(f) {
 				continue
 			}
-			if err := fs.send(f, p); err != nil {
+			if err := fs.send(f); err != nil {
 				return err
 			}
 		}
@@ -322,10 +312,9 @@ func (s *Server) follow(stream grpc.ServerStreamingServer[observerpb.GetFlowsRes
 // accepts, oldest first: from since when set; from the oldest with first
 // (up to number); else the last number matching flows (all when number
 // is 0 and not following; none when following without number).
-func selectBacklog(stored []*flow.Flow, req *observerpb.GetFlowsRequest, since time.Time, keep func(*flow.Flow) (*flowpb.Flow, bool)) []*flow.Flow {
+func selectBacklog(stored []*flow.Flow, req *observerpb.GetFlowsRequest, since time.Time, kept func(*flow.Flow) bool) []*flow.Flow {
 	number := req.GetNumber()
 	var out []*flow.Flow
-	kept := func(f *flow.Flow) bool { _, ok := keep(f); return ok }
 	switch {
 	case !since.IsZero():
 		i := sort.Search(len(stored), func(i int) bool { return !stored[i].Time.Before(since) })

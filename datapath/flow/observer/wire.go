@@ -18,7 +18,21 @@ import (
 // observer.proto; TestAppendFlowResponseMatchesToProto keeps the two
 // encodings equal.
 func AppendFlowResponse(b []byte, f *flow.Flow) []byte {
-	b = appendMsg(b, 1, func(b []byte) []byte { return appendFlow(b, f) })
+	return appendResponse(b, f, func(b []byte) []byte { return appendFlow(b, f) })
+}
+
+// appendMaskedResponse appends the GetFlowsResponse carrying the fields
+// of f that m keeps; full is scratch space for f's whole encoding, which
+// it returns for reuse.
+func appendMaskedResponse(b, full []byte, f *flow.Flow, m fieldMask) (out, scratch []byte) {
+	full = appendFlow(full[:0], f)
+	return appendResponse(b, f, func(b []byte) []byte { return appendMasked(b, full, m.root) }), full
+}
+
+// appendResponse appends a GetFlowsResponse whose flow's fields body
+// appends, with f's node name and time.
+func appendResponse(b []byte, f *flow.Flow, body func([]byte) []byte) []byte {
+	b = appendMsg(b, 1, body)
 	b = appendString(b, 1000, f.NodeName)
 	if !f.Time.IsZero() {
 		b = appendMsg(b, 1001, func(b []byte) []byte { return appendTime(b, f.Time) })

@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	flowpb "github.com/cilium/cilium/api/v1/flow"
 	observerpb "github.com/cilium/cilium/api/v1/observer"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/podlab/podlab/datapath/flow"
 )
@@ -41,6 +43,32 @@ func wireCases() []*flow.Flow {
 	}
 	empty := &flow.Flow{IsReply: new(bool), Ethernet: &flow.Ethernet{}, Interface: &flow.NetworkInterface{}, File: &flow.FileInfo{}, Destination: &flow.Endpoint{}}
 	return append(out, empty, &flow.Flow{})
+}
+
+func TestAppendMaskedResponseMatchesMaskedProto(t *testing.T) {
+	cli, err := defaultCLIMask()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, paths := range [][]string{cli.GetPaths(), {"source"}, {"l4.TCP.flags.SYN", "IP.source"}, {"l7.http.headers", "source.labels", "is_reply"}, {"destination.pod_name"}} {
+		m, err := newFieldMask(paths)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf, full []byte
+		for i, f := range wireCases() {
+			p := ToProto(f)
+			want := &observerpb.GetFlowsResponse{Time: p.GetTime(), NodeName: p.GetNodeName(), ResponseTypes: &observerpb.GetFlowsResponse_Flow{Flow: m.apply(p)}}
+			buf, full = appendMaskedResponse(buf[:0], full, f, m)
+			got := &observerpb.GetFlowsResponse{}
+			if err := proto.Unmarshal(buf, got); err != nil {
+				t.Fatalf("mask %v, case %d: unmarshal: %v", paths, i, err)
+			}
+			if !proto.Equal(got, want) {
+				t.Errorf("mask %v, case %d: wire mask differs:\n got %v\nwant %v", paths, i, got, want)
+			}
+		}
+	}
 }
 
 func TestAppendFlowResponseMatchesToProto(t *testing.T) {
@@ -82,4 +110,31 @@ func BenchmarkFlowEncoding(b *testing.B) {
 			buf = AppendFlowResponse(buf[:0], f)
 		}
 	})
+}
+
+// apply is the reference semantics of a field mask on a protobuf flow:
+// f itself (no mask) or a new flow holding only the masked fields of f.
+func (m fieldMask) apply(f *flowpb.Flow) *flowpb.Flow {
+	if m.root == nil {
+		return f
+	}
+	out := &flowpb.Flow{}
+	copyMasked(out.ProtoReflect(), f.ProtoReflect(), m.root)
+	return out
+}
+
+func copyMasked(dst, src protoreflect.Message, n *maskNode) {
+	fields := src.Descriptor().Fields()
+	for name, child := range n.children {
+		fd := fields.ByName(name)
+		if !src.Has(fd) {
+			continue
+		}
+		if child.all {
+			dst.Set(fd, src.Get(fd))
+			continue
+		}
+		sub := dst.Mutable(fd).Message()
+		copyMasked(sub, src.Get(fd).Message(), child)
+	}
 }
