@@ -446,6 +446,11 @@ func (c *Cluster) setupWorld() error {
 		return err
 	}
 	defer h.Close()
+	// The world is outside the cluster: its packets arrive as from a
+	// real NIC, with their checksums computed.
+	if err := SetTxChecksum(c.World, WorldEth0, false); err != nil {
+		return fmt.Errorf("world: %w", err)
+	}
 	eth0, err := h.LinkByName(WorldEth0)
 	if err != nil {
 		return fmt.Errorf("world: %w", err)
