@@ -446,6 +446,11 @@ func (c *Cluster) setupWorld() error {
 		return err
 	}
 	defer h.Close()
+	// The world is outside the cluster: its packets arrive as from a
+	// real NIC, with their checksums computed.
+	if err := SetTxChecksum(c.World, WorldEth0, false); err != nil {
+		return fmt.Errorf("world: %w", err)
+	}
 	eth0, err := h.LinkByName(WorldEth0)
 	if err != nil {
 		return fmt.Errorf("world: %w", err)
@@ -571,7 +576,11 @@ func HostVethName(namespace, name string) string {
 // from the node's pod CIDR, a default route via the router IP and the
 // routes and neighbours that let the node reach it.
 func (c *Cluster) AddPod(ctx context.Context, s PodSpec) (*Pod, error) {
-	p, err := c.addPodDevices(s)
+	slot, err := c.reserveSlot(s)
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.addPodDevices(s, slot)
 	if err != nil {
 		return nil, err
 	}
@@ -581,13 +590,44 @@ func (c *Cluster) AddPod(ctx context.Context, s PodSpec) (*Pod, error) {
 	return p, nil
 }
 
-// addPodDevices reserves the pod's name and endpoint ID and creates its
-// namespace and devices (AddPod without the hooks).
-func (c *Cluster) addPodDevices(s PodSpec) (p *Pod, err error) {
+// podSlot is what a new pod takes from its node before it is built: an
+// endpoint ID and, unless it shares the node's network, an address.
+// AddPods reserves the slots in spec order, so that the same specs give
+// the same addresses and IDs whatever order the workers run in.
+type podSlot struct {
+	epID uint16
+	ip   netip.Addr
+}
+
+func (c *Cluster) reserveSlot(s PodSpec) (podSlot, error) {
 	node := c.Node(s.Node)
 	if node == nil {
-		return nil, fmt.Errorf("pod %s/%s: unknown node %q", s.Namespace, s.Name, s.Node)
+		return podSlot{}, fmt.Errorf("pod %s/%s: unknown node %q", s.Namespace, s.Name, s.Node)
 	}
+	c.mu.Lock()
+	c.nextEP[node.Name]++
+	slot := podSlot{epID: c.nextEP[node.Name]}
+	c.mu.Unlock()
+	if !s.HostNetwork {
+		ip, err := c.ipam[node.Name].allocate()
+		if err != nil {
+			return podSlot{}, fmt.Errorf("pod %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		slot.ip = ip
+	}
+	return slot, nil
+}
+
+// addPodDevices creates the pod's namespace and devices with the address
+// and endpoint ID of slot (AddPod without the hooks). On failure the
+// slot's address is released.
+func (c *Cluster) addPodDevices(s PodSpec, slot podSlot) (p *Pod, err error) {
+	node := c.Node(s.Node)
+	defer func() {
+		if err != nil && slot.ip.IsValid() {
+			c.ipam[node.Name].release(slot.ip)
+		}
+	}()
 	key := s.Namespace + "/" + s.Name
 	c.mu.Lock()
 	if _, ok := c.pods[key]; ok {
@@ -596,8 +636,6 @@ func (c *Cluster) addPodDevices(s PodSpec) (p *Pod, err error) {
 	}
 	c.pods[key] = nil // reserve the name
 	h := c.handles[node.Name]
-	c.nextEP[node.Name]++
-	epID := c.nextEP[node.Name]
 	c.mu.Unlock()
 	defer func() {
 		if err != nil {
@@ -606,12 +644,12 @@ func (c *Cluster) addPodDevices(s PodSpec) (p *Pod, err error) {
 			c.mu.Unlock()
 		}
 	}()
-	p = &Pod{Namespace: s.Namespace, Name: s.Name, Node: node, HostNetwork: s.HostNetwork, Labels: s.Labels, EndpointID: epID, Ports: s.Ports, ServiceAccount: s.ServiceAccount, Workload: s.Workload}
+	p = &Pod{Namespace: s.Namespace, Name: s.Name, Node: node, HostNetwork: s.HostNetwork, Labels: s.Labels, EndpointID: slot.epID, Ports: s.Ports, ServiceAccount: s.ServiceAccount, Workload: s.Workload}
 	start := time.Now()
 	if s.HostNetwork {
 		p.NS, p.IP = node.NS, node.IP
 		p.MAC = node.Eth0MAC
-	} else if err := c.wirePod(p, h, s.MTU); err != nil {
+	} else if err := c.wirePod(p, h, slot.ip, s.MTU); err != nil {
 		return nil, err
 	}
 	c.Phases.Since("pods.wire", start)
@@ -645,6 +683,13 @@ func (c *Cluster) addPodHooks(ctx context.Context, p *Pod) error {
 	return nil
 }
 
+// releaseSlot gives back the address of a slot whose pod was never built.
+func (c *Cluster) releaseSlot(s PodSpec, slot podSlot) {
+	if slot.ip.IsValid() {
+		c.ipam[s.Node].release(slot.ip)
+	}
+}
+
 // nodesReady reports whether the nodes' hooks have run.
 func (c *Cluster) nodesReady() bool {
 	if c.nodesDone == nil {
@@ -658,17 +703,9 @@ func (c *Cluster) nodesReady() bool {
 	}
 }
 
-func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, mtu int) (err error) {
+// wirePod creates the namespace and devices of p with address ip.
+func (c *Cluster) wirePod(p *Pod, h *netlink.Handle, ip netip.Addr, mtu int) (err error) {
 	node := p.Node
-	ip, err := c.ipam[node.Name].allocate()
-	if err != nil {
-		return fmt.Errorf("pod %s: %w", p.Key(), err)
-	}
-	defer func() {
-		if err != nil {
-			c.ipam[node.Name].release(ip)
-		}
-	}()
 	if mtu == 0 {
 		mtu = c.PodMTU
 	}
@@ -891,15 +928,34 @@ func (c *Cluster) AddPods(ctx context.Context, specs []PodSpec, parallel int) ([
 		parallel = 4
 	}
 	pods := make([]*Pod, len(specs))
+	slots := make([]podSlot, len(specs))
+	for i, s := range specs {
+		slot, err := c.reserveSlot(s)
+		if err != nil {
+			for j := range i {
+				if slots[j].ip.IsValid() {
+					c.ipam[specs[j].Node].release(slots[j].ip)
+				}
+			}
+			return nil, err
+		}
+		slots[i] = slot
+	}
 	var g errgroup.Group
 	g.SetLimit(parallel)
 	if c.nodesReady() {
 		for i, s := range specs {
 			g.Go(func() error {
 				if err := ctx.Err(); err != nil {
+					c.releaseSlot(s, slots[i])
 					return err
 				}
-				p, err := c.AddPod(ctx, s)
+				p, err := c.addPodDevices(s, slots[i])
+				if err == nil {
+					if err = c.addPodHooks(ctx, p); err != nil {
+						p = nil
+					}
+				}
 				pods[i] = p
 				return err
 			})
@@ -910,9 +966,10 @@ func (c *Cluster) AddPods(ctx context.Context, specs []PodSpec, parallel int) ([
 	for i, s := range specs {
 		g.Go(func() error {
 			if err := ctx.Err(); err != nil {
+				c.releaseSlot(s, slots[i])
 				return err
 			}
-			p, err := c.addPodDevices(s)
+			p, err := c.addPodDevices(s, slots[i])
 			pods[i] = p
 			return err
 		})

@@ -153,4 +153,19 @@ var _ = Describe("Cluster with --datapath=none", Ordered, func() {
 		Expect(after).To(Equal(used - 1))
 		Expect(p.NS.Path()).NotTo(BeAnExistingFile())
 	})
+
+	It("gives AddPods' pods their addresses in spec order, whatever order the workers run in", func() {
+		node := c.Nodes[2]
+		var specs []PodSpec
+		for i := range 12 {
+			specs = append(specs, PodSpec{Namespace: "order", Name: fmt.Sprintf("o-%02d", i), Node: node.Name})
+		}
+		pods, err := c.AddPods(ctx, specs, 6)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(pods).To(HaveLen(12))
+		for i := 1; i < len(pods); i++ {
+			Expect(pods[i].IP.Less(pods[i-1].IP)).To(BeFalse(), "%s %s after %s %s", pods[i].Name, pods[i].IP, pods[i-1].Name, pods[i-1].IP)
+			Expect(pods[i].EndpointID).To(BeNumerically(">", pods[i-1].EndpointID))
+		}
+	})
 })

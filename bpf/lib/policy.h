@@ -47,22 +47,30 @@ static __always_inline struct policy_value *policy_probe(struct policy_key *k, _
 }
 
 /* policy_lookup judges traffic of direction dir between endpoint ep and a
- * peer of identity remote_id. */
-static __always_inline void policy_lookup(const struct endpoint_info *ep, __u8 dir,
-					  __u32 remote_id, const struct flow *f,
-					  struct policy_result *res)
+ * peer of identity remote_id. It is a global function: the verifier checks
+ * its eight probes once per object instead of on every path that judges a
+ * packet. */
+__attribute__((noinline)) int policy_lookup(const struct endpoint_info *ep, __u32 dir,
+					    __u32 remote_id, const struct flow *f,
+					    struct policy_result *res)
 {
 	struct policy_key k = {};
 	struct policy_value *v;
-	__u8 levels = ep->levels[dir & 1][proto_class(f->proto)];
-	__u16 port = f->l4port;
+	__u8 levels;
+	__u16 port;
 
-	k.ep_id = ep->ep_id;
-	k.dir = dir;
+	if (!res)
+		return 0;
 	res->allowed = 0;
 	res->deny_rule = 0;
 	res->match_type = MATCH_NONE;
 	res->proxy_port = 0;
+	if (!ep || !f)
+		return 0;
+	levels = ep->levels[dir & 1][proto_class(f->proto)];
+	port = f->l4port;
+	k.ep_id = ep->ep_id;
+	k.dir = dir;
 
 	v = policy_probe(&k, levels, 0, remote_id, f->proto, port, POLICY_LEVEL_EXACT);
 	if (!v)
@@ -80,14 +88,15 @@ static __always_inline void policy_lookup(const struct endpoint_info *ep, __u8 d
 	if (!v)
 		v = policy_probe(&k, levels, 7, 0, 0, 0, POLICY_LEVEL_ANY);
 	if (!v)
-		return;
+		return 0;
 	res->match_type = v->match_type;
 	if (v->deny) {
 		res->deny_rule = 1;
-		return;
+		return 0;
 	}
 	res->allowed = 1;
 	res->proxy_port = v->proxy_port;
+	return 0;
 }
 
 /* policy_enforce runs the policy of one endpoint and direction for a packet
