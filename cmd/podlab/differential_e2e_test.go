@@ -157,6 +157,17 @@ var _ = Describe("differential runs (--datapath bpf,none)", func() {
 		Expect(denied).To(BeTrue(), "no denied probe row in %+v", c.Rows)
 	})
 
+	It("serves NodePort, LoadBalancer and headless Services the same through Cilium's load balancer (--datapath bpf,cilium)", func() {
+		e2e.RequireSpec(e2e.Tool("clang-19"))
+		for _, name := range []string{"nodeport", "loadbalancer", "headless"} {
+			report := filepath.Join(GinkgoT().TempDir(), "runs")
+			out, err := podlab("run", name, "--lab", "cediff", "--datapath", "bpf,cilium", "--report-dir", report)
+			Expect(leftovers("cediff")).To(BeEmpty())
+			Expect(err).NotTo(HaveOccurred(), out)
+			Expect(comparison(report).Disagreements()).To(BeEmpty(), name)
+		}
+	})
+
 	It("rejects an unknown datapath before creating anything", func() {
 		out, err := podlab("run", "pod-to-pod", "--lab", "cediff", "--datapath", "bpf,calico")
 		Expect(err).To(HaveOccurred())

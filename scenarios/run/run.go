@@ -268,7 +268,9 @@ func (r *Runner) serveObjects(del bool) http.HandlerFunc {
 		if del {
 			err = r.delete(req.Context(), refs)
 		} else {
-			err = r.apply(req.Context(), s.Objects)
+			// The workloads of created pods live as long as the lab, not
+			// as long as this request (they stop when their context ends).
+			err = r.apply(context.WithoutCancel(req.Context()), s.Objects)
 		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
