@@ -244,6 +244,9 @@ func (d *Datapath) restoreState() error {
 	var sv lbServiceValue
 	sit := d.maps[mapServices].Iterate()
 	for sit.Next(&sk, &sv) {
+		if sk.Scope != lbScopeExt {
+			continue // counted with its external scope
+		}
 		d.services++
 		if serviceTypeOf(sv.Flags).External() {
 			d.external++

@@ -122,7 +122,7 @@ type fromContainerLbBackendKey struct {
 	Addr  uint32
 	Port  uint16
 	Proto uint8
-	Pad   uint8
+	Scope uint8
 	Slot  uint32
 }
 
@@ -139,7 +139,7 @@ type fromContainerLbServiceKey struct {
 	Addr  uint32
 	Port  uint16
 	Proto uint8
-	Pad   uint8
+	Scope uint8
 }
 
 type fromContainerMetricsValue struct {

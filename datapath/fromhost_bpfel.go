@@ -89,7 +89,7 @@ type fromHostLbBackendKey struct {
 	Addr  uint32
 	Port  uint16
 	Proto uint8
-	Pad   uint8
+	Scope uint8
 	Slot  uint32
 }
 
@@ -106,7 +106,7 @@ type fromHostLbServiceKey struct {
 	Addr  uint32
 	Port  uint16
 	Proto uint8
-	Pad   uint8
+	Scope uint8
 }
 
 type fromHostMetricsValue struct {

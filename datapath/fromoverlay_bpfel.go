@@ -89,7 +89,7 @@ type fromOverlayLbBackendKey struct {
 	Addr  uint32
 	Port  uint16
 	Proto uint8
-	Pad   uint8
+	Scope uint8
 	Slot  uint32
 }
 
@@ -106,7 +106,7 @@ type fromOverlayLbServiceKey struct {
 	Addr  uint32
 	Port  uint16
 	Proto uint8
-	Pad   uint8
+	Scope uint8
 }
 
 type fromOverlayMetricsValue struct {

@@ -63,6 +63,7 @@ const (
 	lbFlagLocal     = 1 << 3
 	lbFlagLB        = 1 << 4
 	lbFlagExternal  = 1 << 5
+	lbFlagTwoScopes = 1 << 6
 )
 
 func (s *Service) flags() uint16 {
@@ -185,18 +186,31 @@ func (d *Datapath) Services() ([]Service, error) {
 	var v lbServiceValue
 	it := d.maps[mapServices].Iterate()
 	for it.Next(&k, &v) {
+		if k.Scope != lbScopeExt {
+			continue // read with its external scope
+		}
 		s := Service{
 			Frontend: netip.AddrPortFrom(addrFromBE(k.Addr), be16(k.Port)),
 			Proto:    k.Proto, Type: serviceTypeOf(v.Flags), Local: v.Flags&lbFlagLocal != 0,
 			L7ProxyPort: be16(v.ProxyPort),
 		}
-		for slot := uint32(1); slot <= uint32(v.Count); slot++ {
-			bk := lbBackendKey{Addr: k.Addr, Port: k.Port, Proto: k.Proto, Slot: slot}
-			var bv lbBackendValue
-			if err := d.maps[mapBackends].Lookup(&bk, &bv); err != nil {
-				return nil, fmt.Errorf("service %v slot %d: %w", s.Frontend, slot, err)
+		var err error
+		if s.Backends, err = d.scopeBackends(k, v.Count); err != nil {
+			return nil, fmt.Errorf("service %v: %w", s.Frontend, err)
+		}
+		if v.Flags&lbFlagTwoScopes != 0 {
+			ik := k
+			ik.Scope = lbScopeInt
+			var iv lbServiceValue
+			if err := d.maps[mapServices].Lookup(&ik, &iv); err != nil {
+				return nil, fmt.Errorf("service %v internal scope: %w", s.Frontend, err)
 			}
-			s.Backends = append(s.Backends, netip.AddrPortFrom(addrFromBE(bv.Addr), be16(bv.Port)))
+			if s.ClusterBackends, err = d.scopeBackends(ik, iv.Count); err != nil {
+				return nil, fmt.Errorf("service %v internal scope: %w", s.Frontend, err)
+			}
+			if s.ClusterBackends == nil {
+				s.ClusterBackends = []netip.AddrPort{}
+			}
 		}
 		out = append(out, s)
 	}
@@ -209,6 +223,21 @@ func (d *Datapath) Services() ([]Service, error) {
 		}
 		return out[i].Proto < out[j].Proto
 	})
+	return out, nil
+}
+
+// scopeBackends reads the backends of one scope of a frontend, in slot
+// order.
+func (d *Datapath) scopeBackends(k lbServiceKey, count uint16) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for slot := uint32(1); slot <= uint32(count); slot++ {
+		bk := lbBackendKey{Addr: k.Addr, Port: k.Port, Proto: k.Proto, Scope: k.Scope, Slot: slot}
+		var bv lbBackendValue
+		if err := d.maps[mapBackends].Lookup(&bk, &bv); err != nil {
+			return nil, fmt.Errorf("slot %d: %w", slot, err)
+		}
+		out = append(out, netip.AddrPortFrom(addrFromBE(bv.Addr), be16(bv.Port)))
+	}
 	return out, nil
 }
 

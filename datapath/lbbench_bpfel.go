@@ -89,7 +89,7 @@ type lbBenchLbBackendKey struct {
 	Addr  uint32
 	Port  uint16
 	Proto uint8
-	Pad   uint8
+	Scope uint8
 	Slot  uint32
 }
 
@@ -106,7 +106,7 @@ type lbBenchLbServiceKey struct {
 	Addr  uint32
 	Port  uint16
 	Proto uint8
-	Pad   uint8
+	Scope uint8
 }
 
 type lbBenchMetricsValue struct {

@@ -29,9 +29,11 @@ type Service struct {
 	// externalTrafficPolicy: Local (the caller passes only the node's own
 	// backends).
 	Local bool
-	// ClusterBackends are, with Local, all the service's backends: Cilium
-	// serves in-cluster traffic to such a frontend from them (its internal
-	// scope). podlab's datapath serves Backends to everyone.
+	// ClusterBackends are, with Local, all the service's backends: traffic
+	// from inside the cluster (pods, the node) to such a frontend is served
+	// from them (its internal scope), traffic from the network from
+	// Backends, as Cilium and kube-proxy do. Nil with Local: Backends
+	// serve everyone.
 	ClusterBackends []netip.AddrPort
 	// L7ProxyPort makes the frontend an L7 load balancer (a Service a
 	// CiliumEnvoyConfig redirects): pods' TCP connections to it go to the
@@ -55,15 +57,27 @@ func (s *Service) validate() error {
 	return nil
 }
 
+// Lookup scopes of a frontend (bpf/lib/common.h LB_SCOPE_*).
+const (
+	lbScopeExt = 0
+	lbScopeInt = 1
+)
+
 func serviceKey(frontend netip.AddrPort, proto uint8) lbServiceKey {
-	return lbServiceKey{Addr: ipv4BE(frontend.Addr()), Port: be16(frontend.Port()), Proto: proto}
+	return lbServiceKey{Addr: ipv4BE(frontend.Addr()), Port: be16(frontend.Port()), Proto: proto, Scope: lbScopeExt}
 }
+
+// twoScopes reports whether the frontend gets an internal scope: Local
+// with the cluster's backends given.
+func (s *Service) twoScopes() bool { return s.Local && s.ClusterBackends != nil }
 
 // UpsertService creates or updates a service. Backends are written before
 // the count that exposes them and stale slots are removed after, so a
 // connection being set up never sees a missing slot; connections pinned to
 // a removed backend are forgotten (their next packet picks a live one),
-// connections to surviving backends keep theirs.
+// connections to surviving backends keep theirs. A Local frontend with
+// ClusterBackends gets them as its internal scope (served to pods and the
+// node), written before the external scope that points to it.
 func (d *Datapath) UpsertService(s Service) error {
 	if err := s.validate(); err != nil {
 		return err
@@ -74,27 +88,27 @@ func (d *Datapath) UpsertService(s Service) error {
 		return errors.New("upsert service: datapath closed")
 	}
 	sk := serviceKey(s.Frontend, s.Proto)
-	var old lbServiceValue
+	ik := sk
+	ik.Scope = lbScopeInt
+	var old, oldInt lbServiceValue
 	err := d.maps[mapServices].Lookup(&sk, &old)
 	isNew := errors.Is(err, ebpf.ErrKeyNotExist)
 	if err != nil && !isNew {
 		return fmt.Errorf("service %v: %w", s.Frontend, err)
 	}
-	if len(s.Backends) > 0xffff {
-		return fmt.Errorf("service %v: %d backends, at most 65535", s.Frontend, len(s.Backends))
+	if err := d.maps[mapServices].Lookup(&ik, &oldInt); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("service %v internal scope: %w", s.Frontend, err)
 	}
 	live := map[lbBackendValue]bool{}
-	for i, b := range s.Backends {
-		bk := lbBackendKey{Addr: sk.Addr, Port: sk.Port, Proto: sk.Proto, Slot: uint32(i + 1)}
-		bv := lbBackendValue{Addr: ipv4BE(b.Addr()), Port: be16(b.Port())}
-		live[bv] = true
-		if err := d.maps[mapBackends].Put(&bk, &bv); err != nil {
-			return fmt.Errorf("service %v: write backend %v: %w", s.Frontend, b, err)
+	flags := s.flags()
+	if s.twoScopes() {
+		if err := d.writeScope(ik, s.Frontend, s.ClusterBackends, 0, s.L7ProxyPort, live); err != nil {
+			return err
 		}
+		flags |= lbFlagTwoScopes
 	}
-	sv := lbServiceValue{Count: uint16(len(s.Backends)), Flags: s.flags(), ProxyPort: be16(s.L7ProxyPort)}
-	if err := d.maps[mapServices].Put(&sk, &sv); err != nil {
-		return fmt.Errorf("service %v: %w", s.Frontend, err)
+	if err := d.writeScope(sk, s.Frontend, s.Backends, flags, s.L7ProxyPort, live); err != nil {
+		return err
 	}
 	if isNew {
 		d.services++
@@ -116,13 +130,53 @@ func (d *Datapath) UpsertService(s Service) error {
 			return err
 		}
 	}
-	for slot := len(s.Backends) + 1; slot <= int(old.Count); slot++ {
-		bk := lbBackendKey{Addr: sk.Addr, Port: sk.Port, Proto: sk.Proto, Slot: uint32(slot)}
-		if err := d.maps[mapBackends].Delete(&bk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("service %v: remove slot %d: %w", s.Frontend, slot, err)
+	if err := d.removeSlots(sk, s.Frontend, len(s.Backends)+1, int(old.Count)); err != nil {
+		return err
+	}
+	first := len(s.ClusterBackends) + 1
+	if !s.twoScopes() {
+		first = 1
+		if err := d.maps[mapServices].Delete(&ik); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("service %v: remove internal scope: %w", s.Frontend, err)
 		}
 	}
+	if err := d.removeSlots(ik, s.Frontend, first, int(oldInt.Count)); err != nil {
+		return err
+	}
 	return errors.Join(d.forgetAffinity(sk, live), d.forgetNodePortNAT(sk, live))
+}
+
+// writeScope writes the backends of one scope of a frontend, then the
+// service entry that exposes them, adding them to live.
+func (d *Datapath) writeScope(sk lbServiceKey, fe netip.AddrPort, backends []netip.AddrPort, flags, proxyPort uint16, live map[lbBackendValue]bool) error {
+	if len(backends) > 0xffff {
+		return fmt.Errorf("service %v: %d backends, at most 65535", fe, len(backends))
+	}
+	for i, b := range backends {
+		bk := lbBackendKey{Addr: sk.Addr, Port: sk.Port, Proto: sk.Proto, Scope: sk.Scope, Slot: uint32(i + 1)}
+		bv := lbBackendValue{Addr: ipv4BE(b.Addr()), Port: be16(b.Port())}
+		live[bv] = true
+		if err := d.maps[mapBackends].Put(&bk, &bv); err != nil {
+			return fmt.Errorf("service %v: write backend %v: %w", fe, b, err)
+		}
+	}
+	sv := lbServiceValue{Count: uint16(len(backends)), Flags: flags, ProxyPort: be16(proxyPort)}
+	if err := d.maps[mapServices].Put(&sk, &sv); err != nil {
+		return fmt.Errorf("service %v: %w", fe, err)
+	}
+	return nil
+}
+
+// removeSlots deletes the backend slots from..to of one scope of a
+// frontend.
+func (d *Datapath) removeSlots(sk lbServiceKey, fe netip.AddrPort, from, to int) error {
+	for slot := from; slot <= to; slot++ {
+		bk := lbBackendKey{Addr: sk.Addr, Port: sk.Port, Proto: sk.Proto, Scope: sk.Scope, Slot: uint32(slot)}
+		if err := d.maps[mapBackends].Delete(&bk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("service %v: remove slot %d: %w", fe, slot, err)
+		}
+	}
+	return nil
 }
 
 // forgetAffinity removes the pinned backends of frontend sk that are not in
@@ -175,11 +229,21 @@ func (d *Datapath) DeleteService(frontend netip.AddrPort, proto uint8) error {
 			return err
 		}
 	}
-	for slot := 1; slot <= int(old.Count); slot++ {
-		bk := lbBackendKey{Addr: sk.Addr, Port: sk.Port, Proto: sk.Proto, Slot: uint32(slot)}
-		if err := d.maps[mapBackends].Delete(&bk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete service %v slot %d: %w", frontend, slot, err)
+	if err := d.removeSlots(sk, frontend, 1, int(old.Count)); err != nil {
+		return err
+	}
+	ik := sk
+	ik.Scope = lbScopeInt
+	var oldInt lbServiceValue
+	if err := d.maps[mapServices].Lookup(&ik, &oldInt); err == nil {
+		if err := d.maps[mapServices].Delete(&ik); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete service %v internal scope: %w", frontend, err)
 		}
+		if err := d.removeSlots(ik, frontend, 1, int(oldInt.Count)); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("service %v internal scope: %w", frontend, err)
 	}
 	return errors.Join(d.forgetAffinity(sk, nil), d.forgetNodePortNAT(sk, nil))
 }

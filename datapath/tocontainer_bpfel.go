@@ -89,7 +89,7 @@ type toContainerLbBackendKey struct {
 	Addr  uint32
 	Port  uint16
 	Proto uint8
-	Pad   uint8
+	Scope uint8
 	Slot  uint32
 }
 
@@ -106,7 +106,7 @@ type toContainerLbServiceKey struct {
 	Addr  uint32
 	Port  uint16
 	Proto uint8
-	Pad   uint8
+	Scope uint8
 }
 
 type toContainerMetricsValue struct {

@@ -251,12 +251,22 @@ struct ct_entry {
 #define CT_LIFETIME_NONTCP   60
 
 /* Load-balancing: service frontends, their backends by slot (1..count),
- * and the backend each connection to a frontend was given. */
+ * and the backend each connection to a frontend was given.
+ *
+ * Scopes: a frontend is looked up in its external scope (LB_SCOPE_EXT)
+ * first. Under externalTrafficPolicy: Local the external scope holds the
+ * node's own backends and carries LB_F_TWO_SCOPES; its internal scope
+ * (LB_SCOPE_INT) holds all the Service's backends. Traffic from inside the
+ * cluster (pods, the node itself) is served from the internal scope, traffic
+ * from the network from the external one, as kube-proxy and Cilium do. */
+#define LB_SCOPE_EXT 0
+#define LB_SCOPE_INT 1
+
 struct lb_service_key {
 	__be32 addr;
 	__be16 port;
 	__u8 proto;
-	__u8 pad;
+	__u8 scope;       /* LB_SCOPE_* */
 };
 
 struct lb_service {
@@ -275,6 +285,7 @@ struct lb_service {
 #define LB_F_LOADBALANCER (1 << 4) /* a LoadBalancer ingress IP */
 #define LB_F_EXTERNALIP   (1 << 5) /* one of spec.externalIPs */
 #define LB_F_EXTERNAL     (LB_F_LOADBALANCER | LB_F_EXTERNALIP)
+#define LB_F_TWO_SCOPES   (1 << 6) /* an internal scope exists (LB_SCOPE_INT) */
 
 /* L2 announcements: an address this node answers ARP requests for on one
  * device (the node holds the address's lease). */
@@ -307,7 +318,7 @@ struct lb_backend_key {
 	__be32 addr;      /* frontend */
 	__be16 port;
 	__u8 proto;
-	__u8 pad;
+	__u8 scope;       /* LB_SCOPE_* of the frontend */
 	__u32 slot;
 };
 

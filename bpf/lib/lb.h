@@ -60,12 +60,35 @@ static __always_inline int rewrite_addr_port(struct __sk_buff *skb, __u8 proto, 
 	return 0;
 }
 
+/* lb_lookup finds the frontend of sk (address, port, protocol set): its
+ * external scope, or for traffic from inside the cluster (internal set) its
+ * internal scope when it has one. sk->scope tells which was found. */
+static __always_inline struct lb_service *lb_lookup(struct lb_service_key *sk, int internal)
+{
+	struct lb_service *svc, *in;
+
+	sk->scope = LB_SCOPE_EXT;
+	svc = bpf_map_lookup_elem(&lb_services, sk);
+	if (!svc || !internal || !(svc->flags & LB_F_TWO_SCOPES))
+		return svc;
+	sk->scope = LB_SCOPE_INT;
+	in = bpf_map_lookup_elem(&lb_services, sk);
+	if (in)
+		return in;
+	/* Written before the flag and removed after it: not found only
+	 * while the control plane rewrites the frontend. */
+	sk->scope = LB_SCOPE_EXT;
+	return svc;
+}
+
 /* lb_translate load-balances a packet addressed to a service frontend
- * (nothing to do while the node has no service: CFG_HAS_SERVICES). It
- * returns 0 (nat->addr is 0 when the destination is no service) or a drop
- * reason; f is updated to the translated tuple. */
+ * (nothing to do while the node has no service: CFG_HAS_SERVICES), from
+ * the frontend's internal scope when internal is set (a pod or the node
+ * itself is the client), else from its external scope (a client in the
+ * network). It returns 0 (nat->addr is 0 when the destination is no
+ * service) or a drop reason; f is updated to the translated tuple. */
 static __always_inline int lb_translate(struct __sk_buff *skb, const struct node_config *cfg,
-					struct flow *f, struct lb_nat *nat)
+					struct flow *f, struct lb_nat *nat, int internal)
 {
 	struct lb_service_key sk = {};
 	struct lb_backend_key bk = {};
@@ -85,7 +108,7 @@ static __always_inline int lb_translate(struct __sk_buff *skb, const struct node
 	sk.addr = f->daddr;
 	sk.port = f->dport;
 	sk.proto = f->proto;
-	svc = bpf_map_lookup_elem(&lb_services, &sk);
+	svc = lb_lookup(&sk, internal);
 	if (!svc)
 		return 0;
 	ak.saddr = f->saddr;
@@ -102,6 +125,7 @@ static __always_inline int lb_translate(struct __sk_buff *skb, const struct node
 		bk.addr = sk.addr;
 		bk.port = sk.port;
 		bk.proto = sk.proto;
+		bk.scope = sk.scope;
 		bk.slot = (bpf_get_prandom_u32() % svc->count) + 1;
 		be = bpf_map_lookup_elem(&lb_backends, &bk);
 		if (!be)

@@ -17,8 +17,10 @@
  * reply arrives on eth0, is matched in nodeport_rev, translated back to
  * frontend -> client and sent out of eth0 again.
  *
- * externalTrafficPolicy: Local needs nothing here: the control plane gives
- * such a frontend only the node's own backends (none: DROP_NO_SERVICE). */
+ * externalTrafficPolicy: Local: traffic from the network is served from a
+ * frontend's external scope, which the control plane gives only the node's
+ * own backends (none: DROP_NO_SERVICE); pods use the internal scope (all
+ * backends, lb_lookup). */
 #pragma once
 
 #include "lb.h"
@@ -196,7 +198,7 @@ static __always_inline int nodeport_handle(struct __sk_buff *skb, const struct n
 		dst_id = identity_of_remote(cfg, f->daddr, &remote);
 		return nodeport_forward_remote(skb, cfg, f, &nn, src_id, dst_id, 0);
 	}
-	ret = lb_translate(skb, cfg, f, &nat);
+	ret = lb_translate(skb, cfg, f, &nat, 0);
 	if (ret == DROP_NO_SERVICE)
 		return lb_no_backend(skb, DIR_INGRESS, src_id, 0, f, skb->ifindex, 0);
 	if (ret)
