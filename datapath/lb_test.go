@@ -341,3 +341,51 @@ func TestNodePortScaleDownForgetsNAT(t *testing.T) {
 		t.Fatalf("%d reverse NAT entries, want the live one only", count)
 	}
 }
+
+// TestLocalServiceScopes: an externalTrafficPolicy Local NodePort on a
+// node without a local backend refuses the world (external scope) and
+// serves a pod from all the Service's backends (internal scope).
+func TestLocalServiceScopes(t *testing.T) {
+	n := newServiceNode(t)
+	frontend := netip.AddrPortFrom(testNodeIP, 30081)
+	backend := netip.AddrPortFrom(epB.IP, 8080)
+	svc := Service{Frontend: frontend, Proto: 6, Type: ServiceNodePort, Local: true, ClusterBackends: []netip.AddrPort{backend}}
+	upsert(t, n, svc)
+	ret, out := n.run(n.d.progs.fromNetdev, craft(t, pkt{src: testWorldIP, dst: testNodeIP, sport: 5555, dport: 30081, syn: true}))
+	if ret != tcActRedirect || !tcpOf(t, out[:54]).RST {
+		t.Fatalf("world SYN: verdict %d, want a RST (no backend on this node)", ret)
+	}
+	if ds := drops(n.events()); len(ds) != 1 || ds[0].Reason != DropNoService {
+		t.Fatalf("world drops %+v, want one %q", ds, DropNoService.Text())
+	}
+	ret, out = n.run(n.d.progs.fromContainer, craft(t, pkt{src: epA.IP, dst: testNodeIP, sport: 1234, dport: 30081, syn: true}))
+	if _, dst := checkPacket(t, out[:60]); ret != tcActRedirect || dst != backend {
+		t.Fatalf("pod SYN: verdict %d, to %v, want %v (internal scope)", ret, dst, backend)
+	}
+	if ds := drops(n.events()); len(ds) != 0 {
+		t.Fatalf("pod drops %+v", ds)
+	}
+	svcs, err := n.d.Services()
+	if err != nil || len(svcs) != 1 || len(svcs[0].Backends) != 0 || !svcs[0].Local || len(svcs[0].ClusterBackends) != 1 || svcs[0].ClusterBackends[0] != backend {
+		t.Fatalf("Services() = %+v, %v, want one Local frontend with its cluster backend", svcs, err)
+	}
+	// Without cluster backends the internal scope goes: pods are refused
+	// too.
+	svc.ClusterBackends = nil
+	upsert(t, n, svc)
+	ret, out = n.run(n.d.progs.fromContainer, craft(t, pkt{src: epA.IP, dst: testNodeIP, sport: 1235, dport: 30081, syn: true}))
+	if ret != tcActRedirect || !tcpOf(t, out[:54]).RST {
+		t.Fatalf("pod SYN with one scope: verdict %d, want a RST", ret)
+	}
+	n.events()
+	upsert(t, n, Service{Frontend: frontend, Proto: 6, Type: ServiceNodePort, Local: true, ClusterBackends: []netip.AddrPort{backend}})
+	if err := n.d.DeleteService(frontend, 6); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{mapServices, mapBackends} {
+		var k, v []byte
+		if it := n.d.maps[m].Iterate(); it.Next(&k, &v) {
+			t.Fatalf("%s not empty after delete: %x", m, k)
+		}
+	}
+}
