@@ -463,6 +463,10 @@ var _ = Describe("services on a 3-node cluster", Ordered, func() {
 		Expect(spread(c.World, netip.AddrPortFrom(c.Node("kind-worker2").IP, 30081), 20)).To(Equal(map[string]int{"web-2": 20}))
 		_, err := dial(c.World, c.Node("kind-control-plane").IP, 30081)
 		Expect(errors.Is(err, syscall.ECONNREFUSED)).To(BeTrue(), "dial a node without local backend: %v", err)
+		// Pods are in-cluster clients: their node serves them from all
+		// backends (internal scope), with or without a local one.
+		Expect(spread(web3.NS, netip.AddrPortFrom(c.Node("kind-control-plane").IP, 30081), 20)).To(HaveLen(2))
+		Expect(spread(client.NS, netip.AddrPortFrom(c.Node("kind-worker").IP, 30081), 20)).To(HaveLen(2))
 	})
 
 	It("reaches a hostPort from the same node, another node and the world", func() {
