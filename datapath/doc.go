@@ -37,7 +37,11 @@
 // reply is translated back and leaves eth0. from-host (cilium_host egress)
 // translates ClusterIP traffic of the node's own sockets and hostNetwork
 // pods, which a route for the service CIDR sends there. A pod reaching
-// itself through its service is SNATed to 169.254.42.1 (hairpin).
+// itself through its service is SNATed to 169.254.42.1 (hairpin). Under
+// externalTrafficPolicy: Local a frontend has two scopes, as on Cilium:
+// from-netdev (clients in the network) uses the external one, the node's
+// own backends; from-container and from-host (pods, the node) use the
+// internal one, all the Service's backends (Service.ClusterBackends).
 //
 // Every drop goes through one BPF function that counts it by Cilium's drop
 // reason code and direction and emits a DropEvent with the first 128 bytes
