@@ -933,36 +933,18 @@ func (c *Cluster) AddPods(ctx context.Context, specs []PodSpec, parallel int) ([
 		slot, err := c.reserveSlot(s)
 		if err != nil {
 			for j := range i {
-				if slots[j].ip.IsValid() {
-					c.ipam[specs[j].Node].release(slots[j].ip)
-				}
+				c.releaseSlot(specs[j], slots[j])
 			}
 			return nil, err
 		}
 		slots[i] = slot
 	}
+	// Pipelined when the nodes are ready (each worker builds a pod and
+	// runs its hooks); otherwise every pod's devices first, then the hooks
+	// once the nodes' datapath is loaded.
+	pipelined := c.nodesReady()
 	var g errgroup.Group
 	g.SetLimit(parallel)
-	if c.nodesReady() {
-		for i, s := range specs {
-			g.Go(func() error {
-				if err := ctx.Err(); err != nil {
-					c.releaseSlot(s, slots[i])
-					return err
-				}
-				p, err := c.addPodDevices(s, slots[i])
-				if err == nil {
-					if err = c.addPodHooks(ctx, p); err != nil {
-						p = nil
-					}
-				}
-				pods[i] = p
-				return err
-			})
-		}
-		err := g.Wait()
-		return compactPods(pods), err
-	}
 	for i, s := range specs {
 		g.Go(func() error {
 			if err := ctx.Err(); err != nil {
@@ -970,12 +952,20 @@ func (c *Cluster) AddPods(ctx context.Context, specs []PodSpec, parallel int) ([
 				return err
 			}
 			p, err := c.addPodDevices(s, slots[i])
+			if err == nil && pipelined {
+				if err = c.addPodHooks(ctx, p); err != nil {
+					p = nil
+				}
+			}
 			pods[i] = p
 			return err
 		})
 	}
 	err := g.Wait()
-	var h errgroup.Group
+	if pipelined {
+		return compactPods(pods), err
+	}
+	var h errgroup.Group // a fresh group: g keeps its first error
 	h.SetLimit(parallel)
 	for i, p := range pods {
 		if p == nil {
