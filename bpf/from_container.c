@@ -55,7 +55,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 		nat.flags = 0;
 		ret = 0;
 	} else {
-		ret = lb_translate(skb, cfg, &f, &nat, 1);
+		ret = lb_translate(skb, cfg, &f, &nat, LB_LOOKUP_INTERNAL | LB_LOOKUP_WILDCARD);
 	}
 	if (ret == DROP_NO_SERVICE)
 		return lb_no_backend(skb, DIR_EGRESS, src->identity, src->ep_id, &f, skb->ifindex, 0);

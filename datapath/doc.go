@@ -42,6 +42,10 @@
 // from-netdev (clients in the network) uses the external one, the node's
 // own backends; from-container and from-host (pods, the node) use the
 // internal one, all the Service's backends (Service.ClusterBackends).
+// A pod's connection to another node's NodePort (an address with the
+// remote-node identity) is load-balanced in from-container through the
+// node's 0.0.0.0:nodePort frontend, as Cilium's bpf_lxc wildcard lookup
+// does.
 //
 // Every drop goes through one BPF function that counts it by Cilium's drop
 // reason code and direction and emits a DropEvent with the first 128 bytes

@@ -389,3 +389,36 @@ func TestLocalServiceScopes(t *testing.T) {
 		}
 	}
 }
+
+// TestPodToRemoteNodePort: a pod's connection to another node's NodePort
+// is load-balanced at its source through the 0.0.0.0 frontend (internal
+// scope under Local); other ports of that node and hostPorts are not.
+func TestPodToRemoteNodePort(t *testing.T) {
+	n := newServiceNode(t)
+	backend := netip.AddrPortFrom(epB.IP, 8080)
+	wild := netip.AddrPortFrom(netip.IPv4Unspecified(), 30081)
+	upsert(t, n, Service{Frontend: wild, Proto: 6, Type: ServiceNodePort, Local: true, ClusterBackends: []netip.AddrPort{backend}})
+	upsert(t, n, Service{Frontend: netip.AddrPortFrom(netip.IPv4Unspecified(), 8081), Proto: 6, Type: ServiceHostPort, Backends: []netip.AddrPort{backend}})
+	ret, out := n.run(n.d.progs.fromContainer, craft(t, pkt{src: epA.IP, dst: testRemoteIP, sport: 1234, dport: 30081, syn: true}))
+	if _, dst := checkPacket(t, out[:60]); ret != tcActRedirect || dst != backend {
+		t.Fatalf("pod SYN to another node's NodePort: verdict %d, to %v, want %v", ret, dst, backend)
+	}
+	// The reply carries the remote node's frontend back.
+	n.asLocal(epB)
+	_, out = n.run(n.d.progs.fromContainer, craft(t, pkt{srcMAC: macB, src: epB.IP, dst: epA.IP, sport: 8080, dport: 1234, syn: true, ack: true}))
+	if src, _ := checkPacket(t, out[:60]); src != netip.AddrPortFrom(testRemoteIP, 30081) {
+		t.Fatalf("reply from %v, want %v", src, netip.AddrPortFrom(testRemoteIP, 30081))
+	}
+	n.asLocal(epA)
+	for _, port := range []uint16{30082, 8081} {
+		_, out = n.run(n.d.progs.fromContainer, craft(t, pkt{src: epA.IP, dst: testRemoteIP, sport: 1235, dport: port, syn: true}))
+		if _, dst := checkPacket(t, out[:60]); dst != netip.AddrPortFrom(testRemoteIP, port) {
+			t.Fatalf("pod SYN to %v:%d rewritten to %v", testRemoteIP, port, dst)
+		}
+	}
+	// Not a node's address: no wildcard.
+	_, out = n.run(n.d.progs.fromContainer, craft(t, pkt{src: epA.IP, dst: testWorldIP, sport: 1236, dport: 30081, syn: true}))
+	if _, dst := checkPacket(t, out[:60]); dst != netip.AddrPortFrom(testWorldIP, 30081) {
+		t.Fatalf("pod SYN to the world rewritten to %v", dst)
+	}
+}

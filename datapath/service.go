@@ -102,7 +102,7 @@ func (d *Datapath) UpsertService(s Service) error {
 	live := map[lbBackendValue]bool{}
 	flags := s.flags()
 	if s.twoScopes() {
-		if err := d.writeScope(ik, s.Frontend, s.ClusterBackends, 0, s.L7ProxyPort, live); err != nil {
+		if err := d.writeScope(ik, s.Frontend, s.ClusterBackends, flags, s.L7ProxyPort, live); err != nil {
 			return err
 		}
 		flags |= lbFlagTwoScopes

@@ -17,6 +17,7 @@
 #pragma once
 
 #include "conntrack.h"
+#include "deliver.h"
 
 #define IP_CSUM_OFF (ETH_HLEN_ + 10)
 #define IP_SADDR_OFF (ETH_HLEN_ + 12)
@@ -81,14 +82,41 @@ static __always_inline struct lb_service *lb_lookup(struct lb_service_key *sk, i
 	return svc;
 }
 
+/* lb_lookup_wildcard finds the NodePort frontend of another node's address
+ * (an ipcache entry with the remote-node identity): the node's 0.0.0.0
+ * NodePort frontend, internal scope, as Cilium's bpf_lxc does
+ * (lb4_lookup_wildcard_service), so a pod's connection to any node's
+ * NodePort is load-balanced at its source. */
+static __always_inline struct lb_service *lb_lookup_wildcard(struct lb_service_key *sk)
+{
+	struct ipcache_value *info;
+	struct lb_service *svc;
+	__be32 addr = sk->addr;
+
+	/* The hash lookup first: most destinations are no NodePort, and
+	 * they skip the ipcache's trie. */
+	sk->addr = 0;
+	svc = lb_lookup(sk, 1);
+	if (!svc || !(svc->flags & LB_F_NODEPORT))
+		return 0;
+	info = ipcache_lookup(addr);
+	if (!info || info->identity != ID_REMOTE_NODE)
+		return 0;
+	return svc;
+}
+
+/* Lookups of lb_translate. */
+#define LB_LOOKUP_INTERNAL 1 /* the client is in the cluster: internal scope */
+#define LB_LOOKUP_WILDCARD 2 /* other nodes' NodePorts too (lb_lookup_wildcard) */
+
 /* lb_translate load-balances a packet addressed to a service frontend
  * (nothing to do while the node has no service: CFG_HAS_SERVICES), from
- * the frontend's internal scope when internal is set (a pod or the node
+ * the frontend's internal scope with LB_LOOKUP_INTERNAL (a pod or the node
  * itself is the client), else from its external scope (a client in the
  * network). It returns 0 (nat->addr is 0 when the destination is no
  * service) or a drop reason; f is updated to the translated tuple. */
 static __always_inline int lb_translate(struct __sk_buff *skb, const struct node_config *cfg,
-					struct flow *f, struct lb_nat *nat, int internal)
+					struct flow *f, struct lb_nat *nat, int lookup)
 {
 	struct lb_service_key sk = {};
 	struct lb_backend_key bk = {};
@@ -108,7 +136,9 @@ static __always_inline int lb_translate(struct __sk_buff *skb, const struct node
 	sk.addr = f->daddr;
 	sk.port = f->dport;
 	sk.proto = f->proto;
-	svc = lb_lookup(&sk, internal);
+	svc = lb_lookup(&sk, lookup & LB_LOOKUP_INTERNAL);
+	if (!svc && (lookup & LB_LOOKUP_WILDCARD))
+		svc = lb_lookup_wildcard(&sk);
 	if (!svc)
 		return 0;
 	ak.saddr = f->saddr;

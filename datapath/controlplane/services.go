@@ -222,8 +222,12 @@ func (cp *ControlPlane) desiredFrontendsLocked(n *topo.Node) feSet {
 				if s.ExternalTrafficPolicyLocal {
 					bs = backendAddrs(p.Backends, n.Name)
 				}
-				fe := netip.AddrPortFrom(n.IP, p.NodePort)
-				want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: datapath.ServiceNodePort, Local: s.ExternalTrafficPolicyLocal, ClusterBackends: clusterBackends(s, all)}
+				for _, a := range []netip.Addr{n.IP, netip.IPv4Unspecified()} {
+					// 0.0.0.0: other nodes' NodePort for the node's pods
+					// (bpf/lib/lb.h lb_lookup_wildcard).
+					fe := netip.AddrPortFrom(a, p.NodePort)
+					want[feKey{fe, p.Proto}] = datapath.Service{Frontend: fe, Proto: p.Proto, Backends: bs, Type: datapath.ServiceNodePort, Local: s.ExternalTrafficPolicyLocal, ClusterBackends: clusterBackends(s, all)}
+				}
 			}
 			for _, ea := range s.externalFrontends() {
 				bs := all
