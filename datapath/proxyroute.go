@@ -51,25 +51,45 @@ func (d *Datapath) routeProxy() error {
 		return err
 	}
 	defer h.Close()
+	return RouteProxy(h, d.cfg.HostIfindex, d.nsName())
+}
+
+// RouteProxy installs the L7 proxy's policy routing through the netlink
+// handle h of a node namespace (never the root namespace), for podlab's
+// datapath and Cilium's alike: lo up; table RouteTableToProxy with "local
+// 0.0.0.0/0 dev lo"; table RouteTableFromProxy with a default route via
+// cilium_host (hostIfindex) to a permanently resolved on-link gateway; the
+// rules "fwmark 0x200/0xf00 lookup 2004" and "fwmark 0xa00/0xe00 lookup
+// 2005". Idempotent. where names the namespace in errors.
+func RouteProxy(h *netlink.Handle, hostIfindex int, where string) error {
 	lo, err := h.LinkByName("lo")
 	if err != nil {
-		return fmt.Errorf("proxy routes: lo in %s: %w", d.nsName(), err)
+		return fmt.Errorf("proxy routes: lo in %s: %w", where, err)
 	}
 	if err := h.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("proxy routes: lo up in %s: %w", d.nsName(), err)
+		return fmt.Errorf("proxy routes: lo up in %s: %w", where, err)
+	}
+	host, err := h.LinkByIndex(hostIfindex)
+	if err != nil {
+		return fmt.Errorf("proxy routes: cilium_host (ifindex %d) in %s: %w", hostIfindex, where, err)
+	}
+	gw := net.IP(serviceGateway.AsSlice())
+	if err := h.NeighSet(&netlink.Neigh{LinkIndex: hostIfindex, Family: unix.AF_INET, State: netlink.NUD_PERMANENT,
+		IP: gw, HardwareAddr: host.Attrs().HardwareAddr}); err != nil {
+		return fmt.Errorf("proxy routes: neighbour %v on %s in %s: %w", serviceGateway, host.Attrs().Name, where, err)
 	}
 	any4 := &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
 	local := &netlink.Route{LinkIndex: lo.Attrs().Index, Dst: any4, Table: RouteTableToProxy,
 		Type: unix.RTN_LOCAL, Scope: netlink.SCOPE_HOST}
 	if err := h.RouteReplace(local); err != nil {
-		return fmt.Errorf("proxy routes: local 0/0 dev lo table %d in %s: %w", RouteTableToProxy, d.nsName(), err)
+		return fmt.Errorf("proxy routes: local 0/0 dev lo table %d in %s: %w", RouteTableToProxy, where, err)
 	}
 	// The next hop is the service route's permanently resolved gateway:
 	// from-host rewrites the MACs anyway.
-	via := &netlink.Route{LinkIndex: d.cfg.HostIfindex, Dst: any4, Gw: net.IP(serviceGateway.AsSlice()),
+	via := &netlink.Route{LinkIndex: hostIfindex, Dst: any4, Gw: gw,
 		Table: RouteTableFromProxy, Flags: int(netlink.FLAG_ONLINK)}
 	if err := h.RouteReplace(via); err != nil {
-		return fmt.Errorf("proxy routes: default via cilium_host table %d in %s: %w", RouteTableFromProxy, d.nsName(), err)
+		return fmt.Errorf("proxy routes: default via cilium_host table %d in %s: %w", RouteTableFromProxy, where, err)
 	}
 	rules := []struct {
 		mark, mask uint32
@@ -80,7 +100,7 @@ func (d *Datapath) routeProxy() error {
 	}
 	existing, err := h.RuleList(unix.AF_INET)
 	if err != nil {
-		return fmt.Errorf("proxy routes: list rules in %s: %w", d.nsName(), err)
+		return fmt.Errorf("proxy routes: list rules in %s: %w", where, err)
 	}
 	for _, r := range rules {
 		found := false
@@ -100,7 +120,7 @@ func (d *Datapath) routeProxy() error {
 		rule.Table = r.table
 		rule.Priority = r.pr
 		if err := h.RuleAdd(rule); err != nil {
-			return fmt.Errorf("proxy routes: rule fwmark %#x/%#x lookup %d in %s: %w", r.mark, r.mask, r.table, d.nsName(), err)
+			return fmt.Errorf("proxy routes: rule fwmark %#x/%#x lookup %d in %s: %w", r.mark, r.mask, r.table, where, err)
 		}
 	}
 	return nil

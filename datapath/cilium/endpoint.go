@@ -286,3 +286,17 @@ func ipcacheKeyOf(p netip.Prefix) ipcacheKey {
 	copy(k.IP[:], a[:])
 	return k
 }
+
+// IdentityOf returns the security identity the node's ipcache gives addr
+// (longest prefix match, as the programs look it up), or 0 when no entry
+// covers it: the L7 proxies' source-identity lookup.
+func (n *Node) IdentityOf(addr netip.Addr) uint32 {
+	if !addr.Is4() {
+		return 0
+	}
+	var v ipcacheValue
+	if err := n.ipcache.Lookup(ipcacheKeyOf(netip.PrefixFrom(addr, 32)), &v); err != nil {
+		return 0
+	}
+	return v.SecIdentity
+}

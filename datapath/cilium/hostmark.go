@@ -18,6 +18,12 @@ import (
 const (
 	markMagicHost     = 0x0c00
 	markMagicHostMask = 0x0f00
+	// markProxyMask selects the magic bits the agent's rule tests for the
+	// proxy's marks: 0xa00 covers PROXY_INGRESS and PROXY_EGRESS (0xb00),
+	// 0x800 SKIP_TPROXY and PROXY_EGRESS_EPID (0x900).
+	markProxyMask         = 0x0e00
+	markMagicProxyIngress = 0x0a00
+	markMagicSkipTProxy   = 0x0800
 
 	skbMarkOff           = 8  // offsetof(struct __sk_buff, mark)
 	skbIngressIfindexOff = 36 // offsetof(struct __sk_buff, ingress_ifindex)
@@ -35,6 +41,14 @@ func hostMarkSpec() *ebpf.ProgramSpec {
 			asm.LoadMem(asm.R2, asm.R1, skbIngressIfindexOff, asm.Word),
 			asm.JNE.Imm(asm.R2, 0, "out"),
 			asm.LoadMem(asm.R2, asm.R1, skbMarkOff, asm.Word),
+			// The agent's OUTPUT rule leaves the proxy's marks alone
+			// (! --mark 0xa00/0xe00, ! --mark 0x800/0xe00): the L7
+			// proxy's sockets carry PROXY_INGRESS/EGRESS and the source
+			// identity, which cil_from_host reads.
+			asm.Mov.Reg32(asm.R3, asm.R2),
+			asm.And.Imm32(asm.R3, markProxyMask),
+			asm.JEq.Imm32(asm.R3, markMagicProxyIngress, "out"),
+			asm.JEq.Imm32(asm.R3, markMagicSkipTProxy, "out"),
 			asm.And.Imm32(asm.R2, ^int32(markMagicHostMask)),
 			asm.Or.Imm32(asm.R2, markMagicHost),
 			asm.StoreMem(asm.R1, skbMarkOff, asm.R2, asm.Word),

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/podlab/podlab/datapath"
 	"github.com/podlab/podlab/datapath/bpffs"
 	"github.com/podlab/podlab/topo"
 )
@@ -180,6 +181,9 @@ func LoadNode(ctx context.Context, b *Builder, cfg NodeConfig) (*Node, error) {
 	}
 	n.hostLoad = time.Since(hostStart)
 	if cfg.NS != nil {
+		if err := n.routeProxy(); err != nil {
+			return nil, err
+		}
 		n.startLiveness()
 	}
 	ok = true
@@ -286,6 +290,10 @@ func (n *Node) nodeConstants() map[string]any {
 		// The agent's default (--enable-identity-mark): forwarded packets
 		// carry their source identity in the mark.
 		"enable_identity_mark": true,
+		// --enable-bpf-tproxy: the programs hand connections redirected
+		// to the L7 proxy to its transparent socket (bpf_sk_assign) and
+		// the node's policy routing (tables 2004/2005) does the rest.
+		"enable_tproxy": true,
 	}
 	if len(n.cfg.HostMAC) == 6 {
 		c["cilium_host_mac"] = mac8(n.cfg.HostMAC)
@@ -527,4 +535,17 @@ func (n *Node) Close() error {
 	// The lab's directory goes with its last node.
 	_ = os.Remove(filepath.Dir(n.pinDir))
 	return errors.Join(errs...)
+}
+
+// routeProxy installs the L7 proxy's policy routing in the node namespace
+// (the rules and tables Cilium's agent installs for its proxy: marked
+// TO_PROXY packets delivered locally, the proxy's own packets routed to
+// cilium_host, whose cil_from_host delivers them).
+func (n *Node) routeProxy() error {
+	h, err := n.cfg.NS.Handle()
+	if err != nil {
+		return fmt.Errorf("proxy routes on %s: %w", n.cfg.Node, err)
+	}
+	defer h.Close()
+	return datapath.RouteProxy(h, n.cfg.HostIfindex, n.cfg.NS.Name)
 }

@@ -104,9 +104,17 @@ func CompilePolicy(p policy.EndpointPolicy) (map[policyKey]policyEntry, error) {
 	out := map[policyKey]policyEntry{}
 	for _, r := range allows {
 		for _, k := range r.keys() {
-			if _, ok := out[k]; !ok {
-				out[k] = policyEntry{Flags: uint8(k.Prefixlen-policyPrefixL3) << lpmPrefixShift, Precedence: precedenceAllow}
+			e, ok := out[k]
+			if !ok {
+				e = policyEntry{Flags: uint8(k.Prefixlen-policyPrefixL3) << lpmPrefixShift, Precedence: precedenceAllow}
 			}
+			// An allowed port with L7 rules goes through the proxy even
+			// when another rule allows it at L4 (the proxy then lets that
+			// rule's peers do anything), as on podlab's datapath.
+			if r.ProxyPort != 0 {
+				e.ProxyPort = be16(r.ProxyPort)
+			}
+			out[k] = e
 		}
 	}
 	for _, r := range append(denies, pushed...) {

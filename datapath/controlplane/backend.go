@@ -219,3 +219,7 @@ func (cp *ControlPlane) Prepare(ctx context.Context) error {
 	}
 	return fmt.Errorf("datapath %q: want one of %v", cp.opts.Datapath, Datapaths)
 }
+
+// IdentityOf answers the L7 proxies' source-identity lookups from the
+// node's cilium_ipcache_v2.
+func (b *ciliumBackend) IdentityOf(a netip.Addr) uint32 { return b.n.IdentityOf(a) }

@@ -25,8 +25,12 @@ func (cp *ControlPlane) SetEnvoyConfig(c *envoyconfig.Config) error {
 	defer cp.mu.Unlock()
 	cp.lb.init()
 	for _, name := range cp.order {
-		if _, ok := cp.nodes[name].dp.(proxyCapable); !ok {
+		dp := cp.nodes[name].dp
+		if _, ok := dp.(proxyCapable); !ok {
 			return fmt.Errorf("%s %s: not supported yet: CiliumEnvoyConfig on the %s datapath (no proxy redirect)", kindOf(c), c.Key(), cp.opts.Datapath)
+		}
+		if _, ok := dp.(*ciliumBackend); ok {
+			return fmt.Errorf("%s %s: not supported yet: CiliumEnvoyConfig on the %s datapath (L7 load-balancing of a Service is not wired to Cilium's programs)", kindOf(c), c.Key(), cp.opts.Datapath)
 		}
 	}
 	for key, other := range cp.lb.envoy {

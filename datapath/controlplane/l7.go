@@ -29,20 +29,28 @@ type nodeProxy struct {
 }
 
 // proxyCapable is a backend that implements the L7 redirect contract
-// (package proxy): podlab's own datapath.
+// (package proxy): podlab's own datapath and Cilium's (with
+// enable_tproxy).
 type proxyCapable interface {
 	// IdentityOf answers the proxy's ipcache lookups.
 	IdentityOf(netip.Addr) uint32
 }
 
-var _ proxyCapable = (*datapath.Datapath)(nil)
+var (
+	_ proxyCapable = (*datapath.Datapath)(nil)
+	_ proxyCapable = (*ciliumBackend)(nil)
+)
 
 func (cp *ControlPlane) newNodeProxy(n *topo.Node, dp NodeDatapath) *nodeProxy {
 	ident := func(netip.Addr) uint32 { return 0 }
 	if pc, ok := dp.(proxyCapable); ok {
 		ident = pc.IdentityOf
 	}
-	np := &nodeProxy{reg: proxy.NewRegistry(proxy.Config{NS: n.NS, Identity: ident})}
+	// Cilium's programs find the server's replies to an upstream
+	// connection by the client's conntrack entry: the upstream keeps the
+	// client's source port, as Cilium's proxies do.
+	_, keepPort := dp.(*ciliumBackend)
+	np := &nodeProxy{reg: proxy.NewRegistry(proxy.Config{NS: n.NS, Identity: ident, KeepSourcePort: keepPort})}
 	empty := map[netip.Addr]httpproxy.LocalEndpoint{}
 	np.local.Store(&empty)
 	np.http = cp.newHTTPProxy(n.Name, np)

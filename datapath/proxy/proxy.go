@@ -75,6 +75,14 @@ type Config struct {
 	// Identity returns the security identity of an address as the node's
 	// ipcache knows it (local endpoints included).
 	Identity func(netip.Addr) uint32
+	// KeepSourcePort makes upstream connections take the client's own
+	// source port, as Cilium's proxies do for Cilium's programs: the
+	// upstream connection then has the 5-tuple of the client's connection,
+	// whose conntrack entry (flagged proxy_redirect) hands the server's
+	// replies to the upstream socket. Without it (podlab's datapath, which
+	// records upstream connections itself) they take a port of
+	// UpstreamPortRange.
+	KeepSourcePort bool
 }
 
 // Listener names one proxy listener: an L7 parser in one direction, or
@@ -297,17 +305,18 @@ func (r *Registry) reserveUpstreamPorts() error {
 }
 
 // DialUpstream opens the proxy's connection to dst on behalf of a client:
-// from the client's address (src, IP_TRANSPARENT, any port), marked with
+// from the client's address (src, IP_TRANSPARENT; its port only with
+// Config.KeepSourcePort), marked with
 // the client's identity so that the datapath delivers it without judging
 // the client's egress again.
-func (r *Registry) DialUpstream(ctx context.Context, l Listener, src netip.Addr, srcID uint32, dst netip.AddrPort) (net.Conn, error) {
+func (r *Registry) DialUpstream(ctx context.Context, l Listener, src netip.AddrPort, srcID uint32, dst netip.AddrPort) (net.Conn, error) {
 	if err := r.reserveUpstreamPorts(); err != nil {
 		return nil, err
 	}
 	var c net.Conn
 	err := topo.Do(r.cfg.NS, func() error {
 		d := net.Dialer{
-			LocalAddr: &net.TCPAddr{IP: src.AsSlice()},
+			LocalAddr: &net.TCPAddr{IP: src.Addr().AsSlice(), Port: r.upstreamPort(src)},
 			Control:   control(UpstreamMark(l, srcID), false),
 		}
 		var err error
@@ -324,14 +333,17 @@ func (r *Registry) DialUpstream(ctx context.Context, l Listener, src netip.Addr,
 // queries): a socket bound to the client's address (any port), connected
 // to dst and marked with the client's identity; the datapath hands dst's
 // replies back to it.
-func (r *Registry) DialUpstreamUDP(ctx context.Context, l Listener, src netip.Addr, srcID uint32, dst netip.AddrPort) (net.Conn, error) {
+//
+// With Config.KeepSourcePort the caller serialises exchanges of one client
+// flow (one socket per 5-tuple).
+func (r *Registry) DialUpstreamUDP(ctx context.Context, l Listener, src netip.AddrPort, srcID uint32, dst netip.AddrPort) (net.Conn, error) {
 	if err := r.reserveUpstreamPorts(); err != nil {
 		return nil, err
 	}
 	var c net.Conn
 	err := topo.Do(r.cfg.NS, func() error {
 		d := net.Dialer{
-			LocalAddr: &net.UDPAddr{IP: src.AsSlice()},
+			LocalAddr: &net.UDPAddr{IP: src.Addr().AsSlice(), Port: r.upstreamPort(src)},
 			Control:   control(UpstreamMark(l, srcID), false),
 		}
 		var err error
@@ -342,6 +354,14 @@ func (r *Registry) DialUpstreamUDP(ctx context.Context, l Listener, src netip.Ad
 		return nil, fmt.Errorf("proxy %s: upstream udp %v -> %v in %s: %w", l, src, dst, nsName(r.cfg.NS), err)
 	}
 	return c, nil
+}
+
+// upstreamPort is the local port of an upstream connection for client src.
+func (r *Registry) upstreamPort(src netip.AddrPort) int {
+	if r.cfg.KeepSourcePort {
+		return int(src.Port())
+	}
+	return 0
 }
 
 // UDPConn is a transparent UDP socket on a proxy port.

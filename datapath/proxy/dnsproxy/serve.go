@@ -229,7 +229,7 @@ func (s *Server) exchange(ctx context.Context, q Query, msg []byte) ([]byte, err
 	} else {
 		defer s.flows.lock([2]netip.AddrPort{q.Source, q.OrigDst})()
 	}
-	c, err := dial(ctx, l, q.Source.Addr(), q.SourceIdentity, q.OrigDst)
+	c, err := dial(ctx, l, q.Source, q.SourceIdentity, q.OrigDst)
 	if err != nil {
 		return nil, err
 	}

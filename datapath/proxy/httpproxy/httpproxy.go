@@ -313,7 +313,7 @@ func (p *Proxy) handle(c *proxy.Conn) error {
 		start := time.Now()
 		if up == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.UpstreamTimeout)
-			up, err = p.cfg.Registry.DialUpstream(ctx, c.Listener, c.Source.Addr(), pol.srcID, c.OrigDst)
+			up, err = p.cfg.Registry.DialUpstream(ctx, c.Listener, c.Source, pol.srcID, c.OrigDst)
 			cancel()
 			if err != nil {
 				_ = discardBody(br, req)

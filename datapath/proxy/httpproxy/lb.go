@@ -250,7 +250,7 @@ func (p *Proxy) attempt(c *proxy.Conn, req *http.Request, body []byte, target st
 				timeout = p.cfg.UpstreamTimeout
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
-			conn, err := p.cfg.Registry.DialUpstream(ctx, c.Listener, c.Source.Addr(), srcID, be)
+			conn, err := p.cfg.Registry.DialUpstream(ctx, c.Listener, c.Source, srcID, be)
 			cancel()
 			if err != nil {
 				return 0, nil, nil, nil, true
