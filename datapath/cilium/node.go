@@ -287,9 +287,17 @@ func (n *Node) nodeConstants() map[string]any {
 		// marks the source identity and hands the packet to the pod's
 		// lxc veth, whose cil_to_container enforces ingress policy.
 		"enable_endpoint_routes": true,
-		// The agent's default (--enable-identity-mark): forwarded packets
-		// carry their source identity in the mark.
-		"enable_identity_mark": true,
+		// Off (--enable-identity-mark=false), unlike the agent's default.
+		// With it, bpf_lxc marks a pod's packet IDENTITY (0xf00) before
+		// local delivery, and a redirect to the L7 proxy there (the
+		// destination's ingress policy, run at the source with BPF host
+		// routing) only ORs TO_PROXY (0x200) into it: the socket-assigned
+		// packet misses "fwmark 0x200/0xf00 lookup 2004", is routed to the
+		// pod and dropped by the kernel. Cilium's agent re-marks such
+		// packets with an iptables rule (mangle PREROUTING "-m socket
+		// --transparent -j MARK --set-mark 0x200"), which a lab node,
+		// without iptables, does not have.
+		"enable_identity_mark": false,
 		// --enable-bpf-tproxy: the programs hand connections redirected
 		// to the L7 proxy to its transparent socket (bpf_sk_assign) and
 		// the node's policy routing (tables 2004/2005) does the rest.

@@ -206,7 +206,11 @@ func (r *Runner) probeStep(ctx context.Context, step *scenarios.Step, ps *scenar
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				early := ps.Expect == scenarios.ExpectTimeout || ps.Expect == scenarios.ExpectFail
+				// A DNS probe's only traffic is its lookup, which runProbe
+				// never takes as its drop: any drop it would see is another
+				// probe's (a parallel probe of the same pod).
+				early := (ps.Expect == scenarios.ExpectTimeout || ps.Expect == scenarios.ExpectFail) &&
+					ps.Protocol != scenarios.ProbeDNS
 				results[i] = r.runProbe(ctx, src.ip, early, func(ctx context.Context) probe.Result {
 					return r.oneProbe(ctx, ps, src, host, port, timeout)
 				})
