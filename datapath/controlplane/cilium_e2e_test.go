@@ -91,6 +91,20 @@ func ciliumDrops(cp *ControlPlane, node string, reason datapath.DropReason) uint
 	return n
 }
 
+// requireCilium skips a Cilium spec without root or clang-19, and fails it
+// instead under PODLAB_E2E=1 (CI: a missing tool is a failure).
+func requireCilium() {
+	if os.Geteuid() != 0 {
+		Skip("needs root")
+	}
+	if _, err := source.FindClang(); err != nil {
+		if os.Getenv("PODLAB_E2E") == "1" {
+			Fail(err.Error())
+		}
+		Skip(err.Error())
+	}
+}
+
 var _ = Describe("Cilium's datapath (--datapath cilium) on a 3-node cluster", Ordered, func() {
 	var (
 		c                           *topo.Cluster
@@ -103,15 +117,7 @@ var _ = Describe("Cilium's datapath (--datapath cilium) on a 3-node cluster", Or
 	const lab = "cce"
 
 	BeforeAll(func() {
-		if os.Geteuid() != 0 {
-			Skip("needs root")
-		}
-		if _, err := source.FindClang(); err != nil {
-			if os.Getenv("PODLAB_E2E") == "1" {
-				Fail(err.Error())
-			}
-			Skip(err.Error())
-		}
+		requireCilium()
 		cp = New(lab, Options{AllowLocalhost: true, Datapath: "cilium", Attach: "tcx"})
 		var err error
 		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})

@@ -11,7 +11,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/podlab/podlab/datapath/cilium/source"
 	"github.com/podlab/podlab/topo"
 )
 
@@ -30,15 +29,7 @@ var _ = Describe("Cilium's load balancer (--datapath cilium): services from outs
 	const lab = "ccs"
 
 	BeforeAll(func() {
-		if os.Geteuid() != 0 {
-			Skip("needs root")
-		}
-		if _, err := source.FindClang(); err != nil {
-			if os.Getenv("PODLAB_E2E") == "1" {
-				Fail(err.Error())
-			}
-			Skip(err.Error())
-		}
+		requireCilium()
 		cp = New(lab, Options{AllowLocalhost: true, Datapath: "cilium", Attach: "tcx"})
 		var err error
 		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})

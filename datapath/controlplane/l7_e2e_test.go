@@ -88,58 +88,56 @@ func get(ns *topo.Namespace, dst netip.Addr, method, path string, hdr ...string)
 	return h.do(method, path, hdr...)
 }
 
-var _ = Describe("L7 HTTP policy through the node proxy", Ordered, func() {
-	const lab = "l7cp"
-	var (
-		c                          *topo.Cluster
-		cp                         *ControlPlane
-		ctx                        = context.Background()
-		web, client, remote, other *topo.Pod
-		store                      *flow.Store
-		pump                       *EventPump
-	)
+// l7Lab is the two-node lab of the L7 suites: web (app=web) and client
+// (app=client) on kind-worker, remote (app=client) and other (app=other)
+// on kind-worker2, an HTTP server on web:80, events into store.
+type l7Lab struct {
+	c                          *topo.Cluster
+	cp                         *ControlPlane
+	web, client, remote, other *topo.Pod
+	store                      *flow.Store
+	pump                       *EventPump
+}
 
-	BeforeAll(func() {
-		e2e.RequireSpec(e2e.Root, e2e.BPFFS)
-		cp = New(lab, Options{AllowLocalhost: true})
-		var err error
-		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			if pump != nil {
-				Expect(pump.Stop()).To(Succeed())
-			}
-			Expect(cp.Close()).To(Succeed())
-			Expect(c.Down()).To(Succeed())
-			left, _ := topo.ListNamespaces(lab)
-			Expect(left).To(BeEmpty())
-			_, err := os.Stat(topo.BPFDir(lab))
-			Expect(os.IsNotExist(err)).To(BeTrue(), "BPF pins left in %s", topo.BPFDir(lab))
-		})
-		Expect(c.Up(ctx, nil)).To(Succeed())
-		add := func(name, node string, labels map[string]string) *topo.Pod {
-			p, err := c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: name, Node: node, Labels: labels})
-			Expect(err).NotTo(HaveOccurred())
-			return p
+// upL7Lab brings the lab up with the control plane options opts; its
+// teardown (and the check that nothing is left) is a DeferCleanup of the
+// calling node.
+func upL7Lab(ctx context.Context, lab string, opts Options) *l7Lab {
+	l := &l7Lab{cp: New(lab, opts), store: flow.NewStore(4096)}
+	var err error
+	l.c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{l.cp}})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() {
+		if l.pump != nil {
+			Expect(l.pump.Stop()).To(Succeed())
 		}
-		web = add("web", "kind-worker", map[string]string{"app": "web"})
-		client = add("client", "kind-worker", map[string]string{"app": "client"})
-		remote = add("remote", "kind-worker2", map[string]string{"app": "client"})
-		other = add("other", "kind-worker2", map[string]string{"app": "other"})
-		Expect(c.WaitLinksUp(ctx, c.Pods(), 5*time.Second)).To(Succeed())
-		httpServe(web.NS, 80)
-		store = flow.NewStore(4096)
-		pump, err = cp.StartEvents(ctx, store)
+		Expect(l.cp.Close()).To(Succeed())
+		Expect(l.c.Down()).To(Succeed())
+		left, _ := topo.ListNamespaces(lab)
+		Expect(left).To(BeEmpty())
+		_, err := os.Stat(topo.BPFDir(lab))
+		Expect(os.IsNotExist(err)).To(BeTrue(), "BPF pins left in %s", topo.BPFDir(lab))
+	})
+	Expect(l.c.Up(ctx, nil)).To(Succeed())
+	add := func(name, node string, labels map[string]string) *topo.Pod {
+		p, err := l.c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: name, Node: node, Labels: labels})
 		Expect(err).NotTo(HaveOccurred())
-	})
+		return p
+	}
+	l.web = add("web", "kind-worker", map[string]string{"app": "web"})
+	l.client = add("client", "kind-worker", map[string]string{"app": "client"})
+	l.remote = add("remote", "kind-worker2", map[string]string{"app": "client"})
+	l.other = add("other", "kind-worker2", map[string]string{"app": "other"})
+	Expect(l.c.WaitLinksUp(ctx, l.c.Pods(), 5*time.Second)).To(Succeed())
+	httpServe(l.web.NS, 80)
+	l.pump, err = l.cp.StartEvents(ctx, l.store)
+	Expect(err).NotTo(HaveOccurred())
+	return l
+}
 
-	AfterEach(func() {
-		for _, p := range cp.Policies() {
-			Expect(cp.DeletePolicy(p.Key)).To(Succeed())
-		}
-	})
-
-	ingressL7 := `apiVersion: cilium.io/v2
+// ingressL7 lets app=client pods reach app=web on port 80 through the
+// server node's HTTP proxy, for some methods, paths and headers.
+const ingressL7 = `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: web-l7}
 spec:
@@ -154,6 +152,60 @@ spec:
         - {method: POST, path: /v1/request-landing}
         - {method: GET, path: /hdr, headers: ["X-Has: yes"]}
 `
+
+// checkEgressL7 applies an egress HTTP rule to the lab's clients and checks
+// it on both of them (the proxy of each client's node judges it) and that
+// a peer without the rule is not proxied.
+func checkEgressL7(cp *ControlPlane, l *l7Lab) {
+	Expect(cp.ApplyPolicy(mustPolicy(`apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: client-l7}
+spec:
+  endpointSelector: {matchLabels: {app: client}}
+  egress:
+  - toEndpoints: [{matchLabels: {app: web}}]
+    toPorts:
+    - ports: [{port: "80", protocol: TCP}]
+      rules:
+        http: [{method: GET, path: /public$}]
+`))).To(Succeed())
+	for _, from := range []*topo.Pod{l.client, l.remote} {
+		code, body, err := get(from.NS, l.web.IP, "GET", "/public")
+		Expect(err).NotTo(HaveOccurred(), "from %s", from.Name)
+		Expect(code).To(Equal(200), "from %s", from.Name)
+		Expect(body).To(Equal("GET /public "))
+		code, body, err = get(from.NS, l.web.IP, "GET", "/public/more")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(code).To(Equal(403), "from %s", from.Name)
+		Expect(body).To(Equal(httpproxy.DeniedBody))
+	}
+	code, _, err := get(l.other.NS, l.web.IP, "GET", "/anything")
+	Expect(err).NotTo(HaveOccurred())
+	Expect(code).To(Equal(200), "a peer without egress rules is not proxied")
+}
+
+var _ = Describe("L7 HTTP policy through the node proxy", Ordered, func() {
+	const lab = "l7cp"
+	var (
+		cp                         *ControlPlane
+		ctx                        = context.Background()
+		web, client, remote, other *topo.Pod
+		store                      *flow.Store
+	)
+
+	BeforeAll(func() {
+		e2e.RequireSpec(e2e.Root, e2e.BPFFS)
+		l := upL7Lab(ctx, lab, Options{AllowLocalhost: true})
+		cp, store = l.cp, l.store
+		web, client, remote, other = l.web, l.client, l.remote, l.other
+	})
+
+	AfterEach(func() {
+		for _, p := range cp.Policies() {
+			Expect(cp.DeletePolicy(p.Key)).To(Succeed())
+		}
+	})
+
 	ingressL4 := `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: web-l7}
@@ -202,32 +254,7 @@ spec:
 	})
 
 	It("judges a client's egress rules, on the client's node", func() {
-		Expect(cp.ApplyPolicy(mustPolicy(`apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: client-l7}
-spec:
-  endpointSelector: {matchLabels: {app: client}}
-  egress:
-  - toEndpoints: [{matchLabels: {app: web}}]
-    toPorts:
-    - ports: [{port: "80", protocol: TCP}]
-      rules:
-        http: [{method: GET, path: /public$}]
-`))).To(Succeed())
-		for _, from := range []*topo.Pod{client, remote} {
-			code, body, err := get(from.NS, web.IP, "GET", "/public")
-			Expect(err).NotTo(HaveOccurred(), "from %s", from.Name)
-			Expect(code).To(Equal(200))
-			Expect(body).To(Equal("GET /public "))
-			code, body, err = get(from.NS, web.IP, "GET", "/public/more")
-			Expect(err).NotTo(HaveOccurred())
-			Expect(code).To(Equal(403))
-			Expect(body).To(Equal(httpproxy.DeniedBody))
-		}
-		// Other peers are not affected.
-		code, _, err := get(other.NS, web.IP, "GET", "/anything")
-		Expect(err).NotTo(HaveOccurred())
-		Expect(code).To(Equal(200))
+		checkEgressL7(cp, &l7Lab{web: web, client: client, remote: remote, other: other})
 	})
 
 	It("applies HTTP rules to every port of a port range", func() {
