@@ -32,8 +32,8 @@ type ServiceAddress struct {
 type ServiceAddresses struct {
 	subnet netip.Prefix
 	ips    map[netip.Addr]ObjectRef
-	ports map[string]ObjectRef // "30080/TCP"
-	given map[ObjectRef]ServiceAddress
+	ports  map[string]ObjectRef // "30080/TCP"
+	given  map[ObjectRef]ServiceAddress
 }
 
 // NewServiceAddresses returns an allocator for the service range of
