@@ -24,7 +24,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	struct flow f;
 	struct lb_nat nat;
 	enum ct_status st;
-	__be16 proxy_port = 0, pp, l7lb;
+	__be16 proxy_port = 0, pp, l7lb = 0;
 	__u32 dst_id;
 	__u8 evf;
 	int ret;
@@ -48,15 +48,7 @@ static __always_inline int handle_from_container(struct __sk_buff *skb)
 	/* Services are translated first: policy judges the backend. An L7
 	 * load-balanced frontend is left alone: its connections go to the
 	 * proxy, which picks the backend. */
-	l7lb = lb_l7_proxy_port(cfg, &f);
-	if (l7lb) {
-		nat.addr = 0;
-		nat.port = 0;
-		nat.flags = 0;
-		ret = 0;
-	} else {
-		ret = lb_translate(skb, cfg, &f, &nat, LB_LOOKUP_INTERNAL | LB_LOOKUP_WILDCARD);
-	}
+	ret = lb_translate(skb, cfg, &f, &nat, LB_LOOKUP_INTERNAL | LB_LOOKUP_WILDCARD, &l7lb);
 	if (ret == DROP_NO_SERVICE)
 		return lb_no_backend(skb, DIR_EGRESS, src->identity, src->ep_id, &f, skb->ifindex, 0);
 	if (ret)

@@ -116,7 +116,7 @@ static __always_inline int handle_from_host(struct __sk_buff *skb)
 	if (from_proxy(skb))
 		return from_proxy_deliver(skb, cfg, &f);
 	host_id = cfg->host_identity ? cfg->host_identity : ID_HOST;
-	ret = lb_translate(skb, cfg, &f, &nat, LB_LOOKUP_INTERNAL);
+	ret = lb_translate(skb, cfg, &f, &nat, LB_LOOKUP_INTERNAL, 0);
 	if (ret == DROP_NO_SERVICE)
 		return lb_no_backend(skb, DIR_EGRESS, host_id, 0, &f, skb->ifindex, 1);
 	if (ret)

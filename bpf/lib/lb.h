@@ -114,9 +114,11 @@ static __always_inline struct lb_service *lb_lookup_wildcard(struct lb_service_k
  * the frontend's internal scope with LB_LOOKUP_INTERNAL (a pod or the node
  * itself is the client), else from its external scope (a client in the
  * network). It returns 0 (nat->addr is 0 when the destination is no
- * service) or a drop reason; f is updated to the translated tuple. */
+ * service) or a drop reason; f is updated to the translated tuple. With l7
+ * set, *l7 is the proxy port of an L7 load-balanced frontend (then nothing
+ * is translated), else 0. */
 static __always_inline int lb_translate(struct __sk_buff *skb, const struct node_config *cfg,
-					struct flow *f, struct lb_nat *nat, int lookup)
+					struct flow *f, struct lb_nat *nat, int lookup, __be16 *l7)
 {
 	struct lb_service_key sk = {};
 	struct lb_backend_key bk = {};
@@ -128,6 +130,8 @@ static __always_inline int lb_translate(struct __sk_buff *skb, const struct node
 	nat->addr = 0;
 	nat->port = 0;
 	nat->flags = 0;
+	if (l7)
+		*l7 = 0;
 	/* Nodes without any service skip the lookup altogether. */
 	if (!(cfg->flags & CFG_HAS_SERVICES))
 		return 0;
@@ -137,6 +141,15 @@ static __always_inline int lb_translate(struct __sk_buff *skb, const struct node
 	sk.port = f->dport;
 	sk.proto = f->proto;
 	svc = lb_lookup(&sk, lookup & LB_LOOKUP_INTERNAL);
+	if (l7 && svc && f->proto == IPPROTO_TCP && svc->proxy_port) {
+		/* An L7 load-balanced frontend (a Service a CiliumEnvoyConfig
+		 * lists in spec.services) is not translated: its connections go
+		 * to the node proxy's listener before any policy (the proxy
+		 * picks the backend and enforces the policy), as Cilium's
+		 * lb4_svc_is_l7_loadbalancer path does. */
+		*l7 = svc->proxy_port;
+		return 0;
+	}
 	if (!svc && (lookup & LB_LOOKUP_WILDCARD))
 		svc = lb_lookup_wildcard(&sk);
 	if (!svc)
@@ -184,25 +197,6 @@ static __always_inline int lb_translate(struct __sk_buff *skb, const struct node
 		nat->flags = CT_NAT_F_LOOPBACK;
 	}
 	return 0;
-}
-
-/* lb_l7_proxy_port returns the proxy port of an L7 load-balanced frontend
- * (a Service a CiliumEnvoyConfig lists in spec.services), 0 for any other
- * destination. Such a connection is not translated here: it goes to the
- * node proxy's listener before any policy (the proxy picks the backend and
- * enforces the policy), as Cilium's lb4_svc_is_l7_loadbalancer path does. */
-static __always_inline __be16 lb_l7_proxy_port(const struct node_config *cfg, const struct flow *f)
-{
-	struct lb_service_key sk = {};
-	struct lb_service *svc;
-
-	if (!(cfg->flags & CFG_HAS_SERVICES) || f->proto != IPPROTO_TCP)
-		return 0;
-	sk.addr = f->daddr;
-	sk.port = f->dport;
-	sk.proto = f->proto;
-	svc = bpf_map_lookup_elem(&lb_services, &sk);
-	return svc ? svc->proxy_port : 0;
 }
 
 /* lb_external_frontend reports whether the packet's destination is a

@@ -198,7 +198,7 @@ static __always_inline int nodeport_handle(struct __sk_buff *skb, const struct n
 		dst_id = identity_of_remote(cfg, f->daddr, &remote);
 		return nodeport_forward_remote(skb, cfg, f, &nn, src_id, dst_id, 0);
 	}
-	ret = lb_translate(skb, cfg, f, &nat, 0);
+	ret = lb_translate(skb, cfg, f, &nat, 0, 0);
 	if (ret == DROP_NO_SERVICE)
 		return lb_no_backend(skb, DIR_INGRESS, src_id, 0, f, skb->ifindex, 0);
 	if (ret)
