@@ -118,19 +118,8 @@ var _ = Describe("Cilium's datapath (--datapath cilium) on a 3-node cluster", Or
 
 	BeforeAll(func() {
 		requireCilium()
-		cp = New(lab, Options{AllowLocalhost: true, Datapath: "cilium", Attach: "tcx"})
+		c, cp = upLab(ctx, lab, Options{AllowLocalhost: true, Datapath: "cilium", Attach: "tcx"})
 		var err error
-		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			Expect(cp.Close()).To(Succeed())
-			Expect(c.Down()).To(Succeed())
-			left, _ := topo.ListNamespaces(lab)
-			Expect(left).To(BeEmpty())
-			_, err := os.Stat(topo.BPFDir(lab))
-			Expect(os.IsNotExist(err)).To(BeTrue(), "BPF pins left in %s", topo.BPFDir(lab))
-		})
-		Expect(c.Up(ctx, nil)).To(Succeed())
 		cp.SetNamespaceLabels("team-b", map[string]string{"team": "b"})
 		add := func(ns, name, node string, labels map[string]string) *topo.Pod {
 			p, err := c.AddPod(ctx, topo.PodSpec{Namespace: ns, Name: name, Node: node, Labels: labels})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"os"
 	"syscall"
 	"time"
 
@@ -30,19 +29,8 @@ var _ = Describe("Cilium's load balancer (--datapath cilium): services from outs
 
 	BeforeAll(func() {
 		requireCilium()
-		cp = New(lab, Options{AllowLocalhost: true, Datapath: "cilium", Attach: "tcx"})
+		c, cp = upLab(ctx, lab, Options{AllowLocalhost: true, Datapath: "cilium", Attach: "tcx"})
 		var err error
-		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			Expect(cp.Close()).To(Succeed())
-			Expect(c.Down()).To(Succeed())
-			left, _ := topo.ListNamespaces(lab)
-			Expect(left).To(BeEmpty())
-			_, err := os.Stat(topo.BPFDir(lab))
-			Expect(os.IsNotExist(err)).To(BeTrue(), "BPF pins left in %s", topo.BPFDir(lab))
-		})
-		Expect(c.Up(ctx, nil)).To(Succeed())
 		cpNode, w1, w2 = c.Node("kind-control-plane"), c.Node("kind-worker"), c.Node("kind-worker2")
 		web, err = c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: "web", Node: w1.Name, Labels: map[string]string{"app": "web"},
 			Ports: []topo.ContainerPort{{Name: "http", Port: 80, Protocol: "TCP", HostPort: 8080}}})

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -112,19 +111,7 @@ var _ = Describe("BPF datapath on a 3-node cluster", Ordered, func() {
 
 	BeforeAll(func() {
 		e2e.RequireSpec(e2e.Root, e2e.BPFFS)
-		cp = New("tcp", Options{AllowLocalhost: true})
-		var err error
-		c, err = topo.NewCluster(topo.ClusterConfig{Lab: "tcp", Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			Expect(cp.Close()).To(Succeed())
-			Expect(c.Down()).To(Succeed())
-			left, _ := topo.ListNamespaces("tcp")
-			Expect(left).To(BeEmpty())
-			_, err := os.Stat(topo.BPFDir("tcp"))
-			Expect(os.IsNotExist(err)).To(BeTrue(), "BPF pins left in %s", topo.BPFDir("tcp"))
-		})
-		Expect(c.Up(ctx, nil)).To(Succeed())
+		c, cp = upLab(ctx, "tcp", Options{AllowLocalhost: true})
 		cp.SetNamespaceLabels("team-b", map[string]string{"team": "b"})
 		add := func(ns, name, node string, labels map[string]string) *topo.Pod {
 			p, err := c.AddPod(ctx, topo.PodSpec{Namespace: ns, Name: name, Node: node, Labels: labels})

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -103,22 +102,14 @@ type l7Lab struct {
 // teardown (and the check that nothing is left) is a DeferCleanup of the
 // calling node.
 func upL7Lab(ctx context.Context, lab string, opts Options) *l7Lab {
-	l := &l7Lab{cp: New(lab, opts), store: flow.NewStore(4096)}
-	var err error
-	l.c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{l.cp}})
-	Expect(err).NotTo(HaveOccurred())
+	l := &l7Lab{store: flow.NewStore(4096)}
+	l.c, l.cp = upLab(ctx, lab, opts)
+	// Registered after upLab's teardown, so it runs before it.
 	DeferCleanup(func() {
 		if l.pump != nil {
 			Expect(l.pump.Stop()).To(Succeed())
 		}
-		Expect(l.cp.Close()).To(Succeed())
-		Expect(l.c.Down()).To(Succeed())
-		left, _ := topo.ListNamespaces(lab)
-		Expect(left).To(BeEmpty())
-		_, err := os.Stat(topo.BPFDir(lab))
-		Expect(os.IsNotExist(err)).To(BeTrue(), "BPF pins left in %s", topo.BPFDir(lab))
 	})
-	Expect(l.c.Up(ctx, nil)).To(Succeed())
 	add := func(name, node string, labels map[string]string) *topo.Pod {
 		p, err := l.c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: name, Node: node, Labels: labels})
 		Expect(err).NotTo(HaveOccurred())
@@ -130,6 +121,7 @@ func upL7Lab(ctx context.Context, lab string, opts Options) *l7Lab {
 	l.other = add("other", "kind-worker2", map[string]string{"app": "other"})
 	Expect(l.c.WaitLinksUp(ctx, l.c.Pods(), 5*time.Second)).To(Succeed())
 	httpServe(l.web.NS, 80)
+	var err error
 	l.pump, err = l.cp.StartEvents(ctx, l.store)
 	Expect(err).NotTo(HaveOccurred())
 	return l

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -266,19 +265,7 @@ var _ = Describe("services on a 3-node cluster", Ordered, func() {
 
 	BeforeAll(func() {
 		e2e.RequireSpec(e2e.Root, e2e.BPFFS)
-		cp = New(lab, Options{AllowLocalhost: true})
-		var err error
-		c, err = topo.NewCluster(topo.ClusterConfig{Lab: lab, Nodes: topo.DefaultNodes(2), Hooks: []topo.ClusterHook{cp}})
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(func() {
-			Expect(cp.Close()).To(Succeed())
-			Expect(c.Down()).To(Succeed())
-			left, _ := topo.ListNamespaces(lab)
-			Expect(left).To(BeEmpty())
-			_, err := os.Stat(topo.BPFDir(lab))
-			Expect(os.IsNotExist(err)).To(BeTrue(), "BPF pins left in %s", topo.BPFDir(lab))
-		})
-		Expect(c.Up(ctx, nil)).To(Succeed())
+		c, cp = upLab(ctx, lab, Options{AllowLocalhost: true})
 		add := func(name, node string, ports ...topo.ContainerPort) *topo.Pod {
 			p, err := c.AddPod(ctx, topo.PodSpec{Namespace: "default", Name: name, Node: node, Labels: map[string]string{"app": name}, Ports: ports})
 			Expect(err).NotTo(HaveOccurred())
